@@ -1,0 +1,461 @@
+//! The exchange log: every request and response of every party in one scenario, redacted as it
+//! is recorded.
+//!
+//! Mocks record, checks judge: the mock PGO (its browser and its back channel), the simulated
+//! DVA (its SOAP calls to the TVS, its own refusals as notes) and the mock TVS all append here.
+//! Checks read step results and point at exchanges as evidence; they never perform I/O.
+//!
+//! **Invariant:** nothing enters the log unredacted. Secrets (codes, tokens, refresh tokens,
+//! SAML artifacts, BSNs, private keys, cookies) are replaced by stable labels such as
+//! `[code#1]`, so a replayed code still shows as the *same* `[code#1]` in the evidence without the
+//! value ever being written down.
+//!
+//! This module does not decide outcomes and does not format reports.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// Bodies longer than this are cut in the log (the checks see the full body through step results).
+const MAX_LOGGED_BODY: usize = 64 * 1024;
+
+/// Who sent or received a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Party {
+    /// The user agent the mock PGO drives through the front channel.
+    Browser,
+    /// The mock PGO's server (back channel: token and resource requests).
+    Pgo,
+    /// The DVA under test (simulated or real).
+    Dva,
+    /// The mock TVS.
+    Tvs,
+}
+
+/// One recorded HTTP exchange, or a note a party made about something it refused.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Exchange {
+    /// Position in the scenario's log, from 0.
+    pub seq: usize,
+    /// The scenario step during which this happened, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub from: Party,
+    pub to: Party,
+    /// `GET`, `POST`, or `NOTE` for a party's own remark.
+    pub method: String,
+    pub url: String,
+    pub request_headers: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub response_headers: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    /// Transport failure (connection refused, TLS alert, time-out) instead of a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+}
+
+/// An exchange before redaction: built by a recorder, consumed by [`ExchangeLog::record`].
+#[derive(Debug, Clone)]
+pub struct RawExchange {
+    pub from: Party,
+    pub to: Party,
+    pub method: String,
+    pub url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Option<String>,
+    pub status: Option<u16>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Option<String>,
+    pub transport_error: Option<String>,
+    pub started: Option<Instant>,
+}
+
+impl RawExchange {
+    pub fn request(from: Party, to: Party, method: &str, url: &str) -> Self {
+        RawExchange {
+            from,
+            to,
+            method: method.to_string(),
+            url: url.to_string(),
+            request_headers: Vec::new(),
+            request_body: None,
+            status: None,
+            response_headers: Vec::new(),
+            response_body: None,
+            transport_error: None,
+            started: Some(Instant::now()),
+        }
+    }
+
+    /// A party's remark about something it refused or noticed (no HTTP message of its own).
+    pub fn note(by: Party, about: Party, text: impl Into<String>) -> Self {
+        let mut x = RawExchange::request(by, about, "NOTE", "");
+        x.started = None;
+        x.response_body = Some(text.into());
+        x
+    }
+}
+
+/// The log of one scenario run. Cheap to clone; all clones append to the same log.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeLog {
+    inner: Arc<Mutex<LogInner>>,
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    entries: Vec<Exchange>,
+    step: Option<String>,
+    secrets: Secrets,
+}
+
+impl ExchangeLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the step that subsequent records belong to.
+    pub fn set_step(&self, step: Option<&str>) {
+        self.lock().step = step.map(str::to_string);
+    }
+
+    /// Registers a secret value so it is replaced by a stable label wherever it appears.
+    /// Returns the label.
+    pub fn secret(&self, kind: &str, value: &str) -> String {
+        self.lock().secrets.register(kind, value)
+    }
+
+    /// Redacts `text` with everything known so far (for messages written outside the log).
+    pub fn redact(&self, text: &str) -> String {
+        self.lock().secrets.redact(text)
+    }
+
+    /// Redacts and appends; returns the sequence number as evidence for checks.
+    pub fn record(&self, raw: RawExchange) -> usize {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let s = &mut inner.secrets;
+        let elapsed_ms = raw.started.map(|t| t.elapsed().as_millis() as u64);
+        let headers = |h: Vec<(String, String)>, s: &mut Secrets| -> Vec<(String, String)> {
+            h.into_iter().map(|(k, v)| {
+                let v = s.redact_header(&k, &v);
+                (k, v)
+            }).collect()
+        };
+        let seq = inner.entries.len();
+        let entry = Exchange {
+            seq,
+            step: inner.step.clone(),
+            from: raw.from,
+            to: raw.to,
+            method: raw.method,
+            url: s.redact(&raw.url),
+            request_headers: headers(raw.request_headers, s),
+            request_body: raw.request_body.map(|b| s.redact(&truncate(b))),
+            status: raw.status,
+            response_headers: headers(raw.response_headers, s),
+            response_body: raw.response_body.map(|b| s.redact(&truncate(b))),
+            transport_error: raw.transport_error.map(|e| s.redact(&e)),
+            elapsed_ms,
+        };
+        inner.entries.push(entry);
+        seq
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn entries(&self) -> Vec<Exchange> {
+        self.lock().entries.clone()
+    }
+
+    /// Every secret value seen, for tests proving that none reaches a report.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.lock().secrets.values.iter().map(|(v, _)| v.clone()).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+        // A poisoned lock means a recorder panicked mid-append; the entries are still valid.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn truncate(mut body: String) -> String {
+    if body.len() > MAX_LOGGED_BODY {
+        let mut cut = MAX_LOGGED_BODY;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let total = body.len();
+        body.truncate(cut);
+        body.push_str(&format!("\n[… truncated: {total} bytes in all]"));
+    }
+    body
+}
+
+/// Secret values seen in one scenario, each with its stable label.
+#[derive(Debug, Default)]
+struct Secrets {
+    values: Vec<(String, String)>,
+    counters: std::collections::BTreeMap<String, usize>,
+}
+
+/// Query or form parameters whose values are always secret.
+const SECRET_PARAMS: &[(&str, &str)] = &[
+    ("code", "code"),
+    ("access_token", "access-token"),
+    ("refresh_token", "refresh-token"),
+    ("SAMLart", "artifact"),
+];
+
+/// JSON members whose string values are always secret.
+const SECRET_JSON: &[(&str, &str)] = &[
+    ("access_token", "access-token"),
+    ("refresh_token", "refresh-token"),
+    ("code", "code"),
+];
+
+impl Secrets {
+    fn register(&mut self, kind: &str, value: &str) -> String {
+        if value.is_empty() || value.starts_with('[') {
+            return value.to_string();
+        }
+        if let Some((_, label)) = self.values.iter().find(|(v, _)| v == value) {
+            return label.clone();
+        }
+        let n = self.counters.entry(kind.to_string()).or_default();
+        *n += 1;
+        let label = format!("[{kind}#{n}]");
+        self.values.push((value.to_string(), label.clone()));
+        // Longest first, so a value that contains another is replaced whole.
+        self.values.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        label
+    }
+
+    fn redact_header(&mut self, name: &str, value: &str) -> String {
+        let lower = name.to_ascii_lowercase();
+        if lower == "authorization" {
+            if let Some(token) = value.strip_prefix("Bearer ") {
+                let label = self.register("access-token", token.trim());
+                return format!("Bearer {label}");
+            }
+            return "[redacted]".to_string();
+        }
+        if lower == "cookie" || lower == "set-cookie" {
+            return redact_cookie(value);
+        }
+        self.redact(value)
+    }
+
+    fn redact(&mut self, text: &str) -> String {
+        // Learn secrets from their well-known positions first, then replace every occurrence.
+        for (param, kind) in SECRET_PARAMS {
+            for v in param_values(text, param) {
+                self.register(kind, &v);
+            }
+        }
+        for (member, kind) in SECRET_JSON {
+            for v in json_string_values(text, member) {
+                self.register(kind, &v);
+            }
+        }
+        for v in xml_texts(text, "Artifact") {
+            self.register("artifact", &v);
+        }
+        let mut out = text.to_string();
+        for (value, label) in &self.values {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), label);
+            }
+            // Secrets also travel url-encoded in query strings and form bodies.
+            let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            if encoded != *value && out.contains(encoded.as_str()) {
+                out = out.replace(encoded.as_str(), label);
+            }
+        }
+        let out = redact_private_keys(&out);
+        redact_bsns(&out)
+    }
+}
+
+fn redact_cookie(value: &str) -> String {
+    value
+        .split(';')
+        .enumerate()
+        .map(|(i, part)| match (i, part.split_once('=')) {
+            (0, Some((name, _))) => format!("{}=[redacted]", name.trim()),
+            _ => part.trim().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Values of `name=` in query strings and form bodies.
+fn param_values(text: &str, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let pat = format!("{name}=");
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(&pat) {
+        let start = from + pos;
+        let before_ok = start == 0 || matches!(text.as_bytes()[start - 1], b'?' | b'&' | b' ' | b'\n' | b'"');
+        let vstart = start + pat.len();
+        let vend = text[vstart..]
+            .find(|c: char| matches!(c, '&' | ' ' | '\n' | '"' | '#' | '<' | '\''))
+            .map_or(text.len(), |e| vstart + e);
+        if before_ok && vend > vstart {
+            let raw = &text[vstart..vend];
+            let decoded: String = url::form_urlencoded::parse(format!("v={raw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_else(|| raw.to_string());
+            found.push(decoded);
+        }
+        from = vend.max(start + 1);
+    }
+    found
+}
+
+/// String values of JSON members called `name` (a textual scan: bodies may be cut or broken).
+fn json_string_values(text: &str, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let pat = format!("\"{name}\"");
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(&pat) {
+        let mut i = from + pos + pat.len();
+        let rest = &text[i..];
+        let trimmed = rest.trim_start();
+        i += rest.len() - trimmed.len();
+        if let Some(after_colon) = trimmed.strip_prefix(':') {
+            let value = after_colon.trim_start();
+            if let Some(v) = value.strip_prefix('"') {
+                if let Some(end) = v.find('"') {
+                    found.push(v[..end].to_string());
+                }
+            }
+        }
+        from = i.max(from + pos + 1);
+    }
+    found
+}
+
+/// Texts of XML elements with local name `local` (any prefix).
+fn xml_texts(text: &str, local: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let close = format!("{local}>");
+    for (i, _) in text.match_indices(&close) {
+        // Only opening tags: `<Artifact>` or `<p:Artifact>`; the closing tag has `</`.
+        let Some(lt) = text[..i].rfind('<') else { continue };
+        let tag = &text[lt + 1..i];
+        if tag.starts_with('/') || tag.contains(' ') || !(tag.is_empty() || tag.ends_with(':')) {
+            continue;
+        }
+        let start = i + close.len();
+        if let Some(end) = text[start..].find('<') {
+            let v = text[start..start + end].trim();
+            if !v.is_empty() {
+                found.push(v.to_string());
+            }
+        }
+    }
+    found
+}
+
+fn redact_private_keys(text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(start) = out.find("-----BEGIN") {
+        let Some(label_end) = out[start + 10..].find("-----") else { break };
+        let label = &out[start + 10..start + 10 + label_end];
+        if !label.contains("PRIVATE KEY") {
+            break;
+        }
+        let end_marker = format!("-----END{label}-----");
+        let end = out[start..].find(&end_marker).map_or(out.len(), |e| start + e + end_marker.len());
+        out.replace_range(start..end, "[private-key]");
+    }
+    out
+}
+
+/// Replaces every standalone 9-digit run that passes the BSN 11-check.
+fn redact_bsns(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut last = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == 9 && crate::ids::is_valid_bsn(&text[start..i]) {
+                out.push_str(&text[last..start]);
+                out.push_str("[bsn]");
+                last = i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_url(log: &ExchangeLog, url: &str) -> Exchange {
+        let seq = log.record(RawExchange::request(Party::Browser, Party::Dva, "GET", url));
+        log.entries()[seq].clone()
+    }
+
+    #[test]
+    fn codes_get_stable_labels_so_replays_stay_visible() {
+        let log = ExchangeLog::new();
+        let a = record_url(&log, "https://pgo.test/cb?code=abc123secret&state=s1");
+        assert_eq!(a.url, "https://pgo.test/cb?code=[code#1]&state=s1");
+        let mut token = RawExchange::request(Party::Pgo, Party::Dva, "POST", "https://dva/token");
+        token.request_body = Some("grant_type=authorization_code&code=abc123secret".into());
+        let seq = log.record(token);
+        assert_eq!(
+            log.entries()[seq].request_body.as_deref(),
+            Some("grant_type=authorization_code&code=[code#1]")
+        );
+    }
+
+    #[test]
+    fn tokens_bsns_artifacts_and_keys_never_survive() {
+        let log = ExchangeLog::new();
+        let mut x = RawExchange::request(Party::Pgo, Party::Dva, "GET", "https://dva/fhir/Patient");
+        x.request_headers.push(("Authorization".into(), "Bearer tok-XYZ".into()));
+        x.response_body = Some(
+            r#"{"access_token": "tok-XYZ", "identifier":[{"value":"999911533"}], "k":"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"}"#
+                .into(),
+        );
+        x.response_headers.push(("set-cookie".into(), "sid=s3cr3t; HttpOnly".into()));
+        let seq = log.record(x);
+        let e = &log.entries()[seq];
+        let all = serde_json::to_string(e).unwrap();
+        for secret in ["tok-XYZ", "999911533", "MIIE", "s3cr3t"] {
+            assert!(!all.contains(secret), "{secret} leaked: {all}");
+        }
+        assert!(all.contains("[access-token#1]"));
+        assert!(all.contains("[bsn]"));
+        let soap = "<samlp:Artifact>AAQAAbase64==</samlp:Artifact>";
+        assert_eq!(log.redact(soap), "<samlp:Artifact>[artifact#1]</samlp:Artifact>");
+    }
+
+    #[test]
+    fn long_bodies_are_cut_on_a_char_boundary() {
+        let body = "é".repeat(MAX_LOGGED_BODY);
+        let cut = truncate(body);
+        assert!(cut.contains("truncated"));
+    }
+}

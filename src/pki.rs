@@ -1,0 +1,432 @@
+//! The test PKI: a certificate hierarchy with MedMij's shapes, generated, never real.
+//!
+//! - **Back channel** (token, resource, artifact resolution): a root and a services CA shaped
+//!   like "Staat der Nederlanden Private Root CA – G1" → "Private Services CA – G1"; leaves carry
+//!   serverAuth and clientAuth, because MedMij back-channel nodes are both.
+//! - **Front channel** (authorization endpoint, TVS login, redirect URI): a CA shaped like a
+//!   public OV issuer; leaves are serverAuth only and never wildcards.
+//! - **SAML**: RSA-2048 key pairs with self-signed certificates, as they appear in SAML metadata
+//!   (signing for the TVS and each DVA, encryption for each DVA).
+//!
+//! Leaves are issued on demand for any host under [`TEST_DOMAIN`], so a matrix can name new
+//! hosts without regenerating the hierarchy. `koppeltest pki init --out DIR` writes the CAs,
+//! the leaves of the embedded default matrix and a README; `--pki DIR` loads them back.
+//!
+//! This module does not decide trust (that is `tls`), and it never touches a real PKIoverheid key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::{Duration, OffsetDateTime};
+
+/// The reserved domain (RFC 6761 `.test`) under which every simulated host lives. koppeltest's
+/// own clients resolve these names to loopback; nothing else can.
+pub const TEST_DOMAIN: &str = "koppeltest.test";
+
+/// Which trust domain a leaf belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Front,
+    Back,
+}
+
+/// A certificate with its private key, ready for rustls.
+#[derive(Debug)]
+pub struct Leaf {
+    /// Leaf first, then any intermediate.
+    pub chain: Vec<CertificateDer<'static>>,
+    key_pkcs8: Vec<u8>,
+    pub chain_pem: String,
+    key_pem: String,
+}
+
+impl Leaf {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()))
+    }
+}
+
+/// An RSA key pair with a self-signed certificate, as published in SAML metadata.
+#[derive(Debug)]
+pub struct SamlKey {
+    /// PKCS#8 DER of the private key (for signing and decryption).
+    pub pkcs8: Vec<u8>,
+    pub cert_der: Vec<u8>,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl SamlKey {
+    /// The certificate as base64 DER, the form `ds:X509Certificate` carries.
+    pub fn cert_b64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&self.cert_der)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generate {what}: {source}")]
+    Generate { what: String, source: rcgen::Error },
+    #[error("read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("load {path}: {source}")]
+    Load { path: PathBuf, source: rcgen::Error },
+}
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    cert_der: CertificateDer<'static>,
+    cert_pem: String,
+}
+
+/// The hierarchy plus the leaves issued so far.
+pub struct Pki {
+    back_root: Ca,
+    back_services: Ca,
+    front: Ca,
+    dir: Option<PathBuf>,
+    leaves: Mutex<HashMap<(Channel, String), Arc<Leaf>>>,
+    saml: Mutex<HashMap<String, Arc<SamlKey>>>,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "NL");
+    dn.push(DnType::OrganizationName, "koppeltest (TEST ONLY)");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(days);
+}
+
+fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
+    move |source| PkiError::Generate { what: what.to_string(), source }
+}
+
+impl Ca {
+    fn new_root(cn: &str) -> Result<Ca, PkiError> {
+        let key = KeyPair::generate().map_err(gen_err(cn))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params, 3650);
+        let cert = params.self_signed(&key).map_err(gen_err(cn))?;
+        Ok(Ca::from_parts(cert.der().clone(), cert.pem(), key))
+    }
+
+    fn new_intermediate(cn: &str, parent: &Ca) -> Result<Ca, PkiError> {
+        let key = KeyPair::generate().map_err(gen_err(cn))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params, 1825);
+        let cert = params.signed_by(&key, &parent.issuer).map_err(gen_err(cn))?;
+        Ok(Ca::from_parts(cert.der().clone(), cert.pem(), key))
+    }
+
+    fn from_parts(cert_der: CertificateDer<'static>, cert_pem: String, key: KeyPair) -> Ca {
+        // The DER came from rcgen itself a moment ago, so parsing it back cannot fail.
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key).expect("own CA certificate parses");
+        Ca { issuer, cert_der, cert_pem }
+    }
+
+    fn load(dir: &Path, name: &str) -> Result<Ca, PkiError> {
+        let cert_path = dir.join(format!("{name}.pem"));
+        let key_path = dir.join(format!("{name}.key.pem"));
+        let cert_pem = read(&cert_path)?;
+        let key = KeyPair::from_pem(&read(&key_path)?)
+            .map_err(|source| PkiError::Load { path: key_path.clone(), source })?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(|source| PkiError::Load { path: cert_path.clone(), source })?;
+        let der = pem_to_der(&cert_pem).ok_or_else(|| PkiError::Load {
+            path: cert_path.clone(),
+            source: rcgen::Error::CouldNotParseCertificate,
+        })?;
+        Ok(Ca { issuer, cert_der: CertificateDer::from(der), cert_pem })
+    }
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Read { path: path.to_path_buf(), source })
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+    std::fs::write(path, contents).map_err(|source| PkiError::Write { path: path.to_path_buf(), source })
+}
+
+/// The first PEM block's DER bytes.
+pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let start = pem.find("-----BEGIN")?;
+    let body_start = start + pem[start..].find('\n')? + 1;
+    let end = body_start + pem[body_start..].find("-----END")?;
+    let b64: String = pem[body_start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+const BACK_ROOT: &str = "back-root-ca";
+const BACK_SERVICES: &str = "back-services-ca";
+const FRONT: &str = "front-ca";
+
+impl Pki {
+    /// A fresh hierarchy in memory.
+    pub fn generate() -> Result<Pki, PkiError> {
+        let back_root = Ca::new_root("koppeltest TEST Private Root CA - G1")?;
+        let back_services = Ca::new_intermediate("koppeltest TEST Private Services CA - G1", &back_root)?;
+        let front = Ca::new_root("koppeltest TEST Public OV CA")?;
+        Ok(Pki::from_cas(back_root, back_services, front, None))
+    }
+
+    /// Loads a hierarchy written by [`Pki::write`]. Leaves and SAML keys found in the folder are
+    /// used; missing ones are issued from the loaded CAs.
+    pub fn load(dir: &Path) -> Result<Pki, PkiError> {
+        let back_root = Ca::load(dir, BACK_ROOT)?;
+        let back_services = Ca::load(dir, BACK_SERVICES)?;
+        let front = Ca::load(dir, FRONT)?;
+        Ok(Pki::from_cas(back_root, back_services, front, Some(dir.to_path_buf())))
+    }
+
+    fn from_cas(back_root: Ca, back_services: Ca, front: Ca, dir: Option<PathBuf>) -> Pki {
+        Pki {
+            back_root,
+            back_services,
+            front,
+            dir,
+            leaves: Mutex::default(),
+            saml: Mutex::default(),
+        }
+    }
+
+    /// Trust anchors of one channel, DER.
+    pub fn roots(&self, channel: Channel) -> Vec<CertificateDer<'static>> {
+        match channel {
+            Channel::Back => vec![self.back_root.cert_der.clone()],
+            Channel::Front => vec![self.front.cert_der.clone()],
+        }
+    }
+
+    /// The leaf for `host` on `channel`, issued on first use.
+    pub fn leaf(&self, channel: Channel, host: &str) -> Result<Arc<Leaf>, PkiError> {
+        let key = (channel, host.to_string());
+        if let Some(leaf) = self.leaves.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(leaf.clone());
+        }
+        let leaf = Arc::new(match self.load_leaf(channel, host)? {
+            Some(leaf) => leaf,
+            None => self.issue(channel, host)?,
+        });
+        self.leaves.lock().unwrap_or_else(|e| e.into_inner()).insert(key, leaf.clone());
+        Ok(leaf)
+    }
+
+    fn leaf_paths(&self, channel: Channel, host: &str) -> Option<(PathBuf, PathBuf)> {
+        let sub = match channel {
+            Channel::Front => "front",
+            Channel::Back => "back",
+        };
+        let dir = self.dir.as_ref()?.join(sub);
+        Some((dir.join(format!("{host}.pem")), dir.join(format!("{host}.key.pem"))))
+    }
+
+    fn load_leaf(&self, channel: Channel, host: &str) -> Result<Option<Leaf>, PkiError> {
+        let Some((cert_path, key_path)) = self.leaf_paths(channel, host) else { return Ok(None) };
+        if !cert_path.exists() {
+            return Ok(None);
+        }
+        let chain_pem = read(&cert_path)?;
+        let key_pem = read(&key_path)?;
+        let chain = split_pem(&chain_pem).into_iter().map(CertificateDer::from).collect();
+        let key_pkcs8 = pem_to_der(&key_pem).ok_or_else(|| PkiError::Load {
+            path: key_path.clone(),
+            source: rcgen::Error::CouldNotParseKeyPair,
+        })?;
+        Ok(Some(Leaf { chain, key_pkcs8, chain_pem, key_pem }))
+    }
+
+    fn issue(&self, channel: Channel, host: &str) -> Result<Leaf, PkiError> {
+        let key = KeyPair::generate().map_err(gen_err(host))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(host);
+        params.subject_alt_names = vec![SanType::DnsName(host.try_into().map_err(gen_err(host))?)];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, 365);
+        let (issuer, intermediates): (&Ca, Vec<&Ca>) = match channel {
+            Channel::Back => {
+                params.extended_key_usages =
+                    vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+                (&self.back_services, vec![&self.back_services])
+            }
+            Channel::Front => {
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                (&self.front, vec![])
+            }
+        };
+        let cert = params.signed_by(&key, &issuer.issuer).map_err(gen_err(host))?;
+        let mut chain = vec![cert.der().clone()];
+        let mut chain_pem = cert.pem();
+        for ca in intermediates {
+            chain.push(ca.cert_der.clone());
+            chain_pem.push_str(&ca.cert_pem);
+        }
+        Ok(Leaf { chain, key_pkcs8: key.serialize_der(), chain_pem, key_pem: key.serialize_pem() })
+    }
+
+    /// The SAML key pair called `name` (e.g. `tvs-signing`, `dva-conform-encryption`).
+    pub fn saml_key(&self, name: &str) -> Result<Arc<SamlKey>, PkiError> {
+        if let Some(k) = self.saml.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(k.clone());
+        }
+        let loaded = match &self.dir {
+            Some(dir) if dir.join("saml").join(format!("{name}.pem")).exists() => {
+                let cert_pem = read(&dir.join("saml").join(format!("{name}.pem")))?;
+                let key_path = dir.join("saml").join(format!("{name}.key.pem"));
+                let key_pem = read(&key_path)?;
+                let bad = |source| PkiError::Load { path: key_path.clone(), source };
+                SamlKey {
+                    pkcs8: pem_to_der(&key_pem).ok_or_else(|| bad(rcgen::Error::CouldNotParseKeyPair))?,
+                    cert_der: pem_to_der(&cert_pem).ok_or_else(|| bad(rcgen::Error::CouldNotParseCertificate))?,
+                    cert_pem,
+                    key_pem,
+                }
+            }
+            _ => generate_saml_key(name)?,
+        };
+        let key = Arc::new(loaded);
+        self.saml.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), key.clone());
+        Ok(key)
+    }
+
+    /// Writes the CAs, the leaves for `front_hosts`/`back_hosts`, the SAML keys named and a README.
+    pub fn write(
+        &self,
+        dir: &Path,
+        front_hosts: &[String],
+        back_hosts: &[String],
+        saml_keys: &[String],
+    ) -> Result<(), PkiError> {
+        for sub in ["front", "back", "saml"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(|source| PkiError::Write { path: p, source })?;
+        }
+        for (name, ca) in [(BACK_ROOT, &self.back_root), (BACK_SERVICES, &self.back_services), (FRONT, &self.front)] {
+            write(&dir.join(format!("{name}.pem")), &ca.cert_pem)?;
+            write(&dir.join(format!("{name}.key.pem")), &ca.issuer.key().serialize_pem())?;
+        }
+        for (channel, hosts, sub) in [(Channel::Front, front_hosts, "front"), (Channel::Back, back_hosts, "back")] {
+            for host in hosts {
+                let leaf = self.leaf(channel, host)?;
+                write(&dir.join(sub).join(format!("{host}.pem")), &leaf.chain_pem)?;
+                write(&dir.join(sub).join(format!("{host}.key.pem")), &leaf.key_pem)?;
+            }
+        }
+        for name in saml_keys {
+            let key = self.saml_key(name)?;
+            write(&dir.join("saml").join(format!("{name}.pem")), &key.cert_pem)?;
+            write(&dir.join("saml").join(format!("{name}.key.pem")), &key.key_pem)?;
+        }
+        write(&dir.join("README.md"), &readme(dir))
+    }
+}
+
+fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(gen_err(name))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&format!("{name} (SAML, TEST ONLY)"));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    validity(&mut params, 730);
+    let cert = params.self_signed(&key).map_err(gen_err(name))?;
+    Ok(SamlKey {
+        pkcs8: key.serialize_der(),
+        cert_der: cert.der().to_vec(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn split_pem(pem: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN") {
+        let Some(end_rel) = rest[start..].find("-----END") else { break };
+        let block_end = start + end_rel + rest[start + end_rel..].find('\n').unwrap_or(rest.len() - start - end_rel);
+        if let Some(der) = pem_to_der(&rest[start..block_end.min(rest.len())]) {
+            out.push(der);
+        }
+        rest = &rest[block_end.min(rest.len())..];
+        if rest.len() <= 1 {
+            break;
+        }
+    }
+    out
+}
+
+fn readme(dir: &Path) -> String {
+    format!(
+        "# koppeltest test PKI — TEST ONLY\n\n\
+         Generated by koppeltest {version} on {date}. Nothing here is trusted by anything but\n\
+         koppeltest runs that are pointed at this folder with `--pki {dir}`.\n\n\
+         Regenerate with:\n\n    koppeltest pki init --out {dir} --force\n\n\
+         | file | what |\n|---|---|\n\
+         | `back-root-ca.pem` | back-channel root, shaped like Staat der Nederlanden Private Root CA – G1 |\n\
+         | `back-services-ca.pem` | back-channel issuing CA, shaped like Private Services CA – G1 |\n\
+         | `front-ca.pem` | front-channel CA, shaped like a public OV issuer |\n\
+         | `back/<host>.pem` | back-channel leaf + chain (serverAuth, clientAuth): token, resource, SOAP, PGO client |\n\
+         | `front/<host>.pem` | front-channel leaf (serverAuth, no wildcard): authorization endpoint, TVS login |\n\
+         | `saml/<name>.pem` | RSA-2048 SAML signing/encryption certificates as published in metadata |\n\n\
+         The `*.key.pem` files are private keys of this test hierarchy. Do not reuse them anywhere.\n\
+         Leaves for hosts that are missing here are issued from these CAs when a run needs them.\n",
+        version = env!("CARGO_PKG_VERSION"),
+        date = OffsetDateTime::now_utc().date(),
+        dir = dir.display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_hierarchy_loads_back_with_the_same_anchors() {
+        let dir = std::env::temp_dir().join(format!("kt-pki-{}", crate::ids::random_hex(6)));
+        let pki = Pki::generate().unwrap();
+        let host = format!("api.x.{TEST_DOMAIN}");
+        pki.write(&dir, &[], std::slice::from_ref(&host), &["tvs-signing".into()]).unwrap();
+        let loaded = Pki::load(&dir).unwrap();
+        assert_eq!(loaded.roots(Channel::Back), pki.roots(Channel::Back));
+        assert_eq!(loaded.leaf(Channel::Back, &host).unwrap().chain, pki.leaf(Channel::Back, &host).unwrap().chain);
+        assert_eq!(loaded.saml_key("tvs-signing").unwrap().cert_der, pki.saml_key("tvs-signing").unwrap().cert_der);
+        assert!(std::fs::read_to_string(dir.join("README.md")).unwrap().contains("pki init"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn back_channel_leaves_chain_to_the_services_ca() {
+        let pki = Pki::generate().unwrap();
+        let leaf = pki.leaf(Channel::Back, "api.y.koppeltest.test").unwrap();
+        assert_eq!(leaf.chain.len(), 2, "leaf plus services CA");
+        let front = pki.leaf(Channel::Front, "www.y.koppeltest.test").unwrap();
+        assert_eq!(front.chain.len(), 1);
+    }
+}

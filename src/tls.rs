@@ -1,0 +1,256 @@
+//! TLS for every party: rustls server and client configurations, the accept loop that hands the
+//! client certificate to the HTTP layer, and the HTTP client koppeltest's parties use.
+//!
+//! Every server is an axum `Router` behind [`serve`]: `TcpListener` → `tokio_rustls` →
+//! `hyper_util`'s auto connection builder. Doing the accept loop ourselves (instead of
+//! `axum::serve`) gives two things a conformance harness needs: the verified client certificate
+//! chain in each request's extensions ([`PeerCertificates`]), and a record of every handshake that
+//! was refused.
+//!
+//! Protocol versions are TLS 1.3 and 1.2 (MedMij: 1.2 must, 1.3 where possible) with rustls'
+//! default suites, all of which are on NCSC's "good" list (ECDHE with AES-GCM or
+//! CHACHA20-POLY1305). There is one crypto provider, aws-lc-rs.
+//!
+//! Deliberately weak TLS (for negative tests of a DVA) is not here; it will live in a module
+//! named `dangerous`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::pki::Leaf;
+
+/// Host name → loopback socket, so real-looking MedMij host names reach local servers.
+pub type HostMap = BTreeMap<String, SocketAddr>;
+
+/// A handshake that takes longer than this is dropped (slow-loris protection).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("build TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("build client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("build HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("bind {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Installs aws-lc-rs as the process-wide rustls provider. Idempotent.
+pub fn install_crypto_provider() {
+    // Fails only when a provider is installed already, which is what we want anyway.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Whether and how a server asks for client certificates.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// Front channel: no client certificate.
+    None,
+    /// Back channel: a certificate chaining to these roots is required in the handshake.
+    Required(Vec<CertificateDer<'static>>),
+    /// Verified if offered, but the decision is left to the HTTP layer.
+    Optional(Vec<CertificateDer<'static>>),
+}
+
+fn root_store(roots: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone())?;
+    }
+    Ok(store)
+}
+
+/// A server configuration for `leaf`.
+pub fn server_config(leaf: &Leaf, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Required(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(&roots)?), provider()).build()?,
+        ),
+        ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(&roots)?), provider())
+                .allow_unauthenticated()
+                .build()?,
+        ),
+    };
+    let mut config = builder.with_single_cert(leaf.chain.clone(), leaf.key())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client configuration trusting `roots`, presenting `identity` if given.
+pub fn client_config(roots: &[CertificateDer<'static>], identity: Option<&Leaf>) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(root_store(roots)?);
+    let mut config = match identity {
+        Some(leaf) => builder.with_client_auth_cert(leaf.chain.clone(), leaf.key())?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Options for [`http_client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub timeout: Duration,
+    pub cookies: Option<Arc<reqwest::cookie::Jar>>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { timeout: Duration::from_secs(30), cookies: None }
+    }
+}
+
+/// An HTTP client that never follows redirects (the caller records each hop), resolves the
+/// names in `hosts` to loopback and speaks TLS with `tls`.
+pub fn http_client(tls: ClientConfig, hosts: &HostMap, options: ClientOptions) -> Result<reqwest::Client, TlsError> {
+    let mut builder = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(options.timeout)
+        .user_agent(concat!("koppeltest/", env!("CARGO_PKG_VERSION")));
+    if let Some(jar) = options.cookies {
+        builder = builder.cookie_provider(jar);
+    }
+    for (host, addr) in hosts {
+        builder = builder.resolve(host, *addr);
+    }
+    Ok(builder.build()?)
+}
+
+/// Reads a response body, refusing more than `max` bytes (a hostile peer cannot exhaust memory).
+pub async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+        if body.len() + chunk.len() > max {
+            return Err(format!("response body larger than the limit of {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error with all its sources, for evidence ("error sending request: … : received fatal
+/// alert: CertificateRequired").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The client certificate chain the TLS layer verified, as a request extension.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+
+impl PeerCertificates {
+    /// DNS names in the leaf certificate's subjectAltName.
+    pub fn dns_names(&self) -> Vec<String> {
+        let Some(leaf) = self.0.first() else { return Vec::new() };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else { return Vec::new() };
+        let Ok(Some(san)) = cert.subject_alternative_name() else { return Vec::new() };
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Callback for handshakes the server refused (evidence for client-certificate checks).
+pub type RefusalHook = Arc<dyn Fn(String) + Send + Sync>;
+
+/// A running server; dropping it stops the accept loop and every open connection.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `addr` (use port 0 for an ephemeral port).
+pub async fn bind(addr: &str) -> Result<TcpListener, TlsError> {
+    TcpListener::bind(addr).await.map_err(|source| TlsError::Bind { addr: addr.to_string(), source })
+}
+
+/// Serves `router` over TLS on `listener` until the returned [`Server`] is dropped.
+pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, router: Router, on_refused: Option<RefusalHook>) -> Server {
+    let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let task = tokio::spawn(async move {
+        // Connections live in this set, so aborting the accept loop drops them all.
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            while connections.try_join_next().is_some() {}
+            let Ok((stream, _peer)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            let router = router.clone();
+            let on_refused = on_refused.clone();
+            connections.spawn(async move {
+                let tls_stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        if let Some(hook) = on_refused {
+                            hook(format!("TLS handshake refused: {}", error_chain(&e)));
+                        }
+                        return;
+                    }
+                    Err(_) => {
+                        if let Some(hook) = on_refused {
+                            hook("TLS handshake timed out".to_string());
+                        }
+                        return;
+                    }
+                };
+                let peer = tls_stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default();
+                let svc = router.layer(axum::Extension(PeerCertificates(Arc::new(peer))));
+                let svc = hyper_util::service::TowerToHyperService::new(svc);
+                let io = hyper_util::rt::TokioIo::new(tls_stream);
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    Server { addr, task }
+}
