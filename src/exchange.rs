@@ -146,10 +146,12 @@ impl ExchangeLog {
         let s = &mut inner.secrets;
         let elapsed_ms = raw.started.map(|t| t.elapsed().as_millis() as u64);
         let headers = |h: Vec<(String, String)>, s: &mut Secrets| -> Vec<(String, String)> {
-            h.into_iter().map(|(k, v)| {
-                let v = s.redact_header(&k, &v);
-                (k, v)
-            }).collect()
+            h.into_iter()
+                .map(|(k, v)| {
+                    let v = s.redact_header(&k, &v);
+                    (k, v)
+                })
+                .collect()
         };
         let seq = inner.entries.len();
         let entry = Exchange {
@@ -178,7 +180,12 @@ impl ExchangeLog {
 
     /// Every secret value seen, for tests proving that none reaches a report.
     pub fn secret_values(&self) -> Vec<String> {
-        self.lock().secrets.values.iter().map(|(v, _)| v.clone()).collect()
+        self.lock()
+            .secrets
+            .values
+            .iter()
+            .map(|(v, _)| v.clone())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
@@ -304,10 +311,14 @@ fn param_values(text: &str, name: &str) -> Vec<String> {
     let mut from = 0;
     while let Some(pos) = text[from..].find(&pat) {
         let start = from + pos;
-        let before_ok = start == 0 || matches!(text.as_bytes()[start - 1], b'?' | b'&' | b' ' | b'\n' | b'"');
+        let before_ok = start == 0
+            || matches!(
+                text.as_bytes()[start - 1],
+                b'?' | b'&' | b' ' | b'\n' | b'"'
+            );
         let vstart = start + pat.len();
         let vend = text[vstart..]
-            .find(|c: char| matches!(c, '&' | ' ' | '\n' | '"' | '#' | '<' | '\''))
+            .find(['&', ' ', '\n', '"', '#', '<', '\''])
             .map_or(text.len(), |e| vstart + e);
         if before_ok && vend > vstart {
             let raw = &text[vstart..vend];
@@ -351,7 +362,9 @@ fn xml_texts(text: &str, local: &str) -> Vec<String> {
     let close = format!("{local}>");
     for (i, _) in text.match_indices(&close) {
         // Only opening tags: `<Artifact>` or `<p:Artifact>`; the closing tag has `</`.
-        let Some(lt) = text[..i].rfind('<') else { continue };
+        let Some(lt) = text[..i].rfind('<') else {
+            continue;
+        };
         let tag = &text[lt + 1..i];
         if tag.starts_with('/') || tag.contains(' ') || !(tag.is_empty() || tag.ends_with(':')) {
             continue;
@@ -370,13 +383,17 @@ fn xml_texts(text: &str, local: &str) -> Vec<String> {
 fn redact_private_keys(text: &str) -> String {
     let mut out = text.to_string();
     while let Some(start) = out.find("-----BEGIN") {
-        let Some(label_end) = out[start + 10..].find("-----") else { break };
+        let Some(label_end) = out[start + 10..].find("-----") else {
+            break;
+        };
         let label = &out[start + 10..start + 10 + label_end];
         if !label.contains("PRIVATE KEY") {
             break;
         }
         let end_marker = format!("-----END{label}-----");
-        let end = out[start..].find(&end_marker).map_or(out.len(), |e| start + e + end_marker.len());
+        let end = out[start..]
+            .find(&end_marker)
+            .map_or(out.len(), |e| start + e + end_marker.len());
         out.replace_range(start..end, "[private-key]");
     }
     out
@@ -434,12 +451,14 @@ mod tests {
     fn tokens_bsns_artifacts_and_keys_never_survive() {
         let log = ExchangeLog::new();
         let mut x = RawExchange::request(Party::Pgo, Party::Dva, "GET", "https://dva/fhir/Patient");
-        x.request_headers.push(("Authorization".into(), "Bearer tok-XYZ".into()));
+        x.request_headers
+            .push(("Authorization".into(), "Bearer tok-XYZ".into()));
         x.response_body = Some(
             r#"{"access_token": "tok-XYZ", "identifier":[{"value":"999911533"}], "k":"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"}"#
                 .into(),
         );
-        x.response_headers.push(("set-cookie".into(), "sid=s3cr3t; HttpOnly".into()));
+        x.response_headers
+            .push(("set-cookie".into(), "sid=s3cr3t; HttpOnly".into()));
         let seq = log.record(x);
         let e = &log.entries()[seq];
         let all = serde_json::to_string(e).unwrap();
@@ -449,7 +468,10 @@ mod tests {
         assert!(all.contains("[access-token#1]"));
         assert!(all.contains("[bsn]"));
         let soap = "<samlp:Artifact>AAQAAbase64==</samlp:Artifact>";
-        assert_eq!(log.redact(soap), "<samlp:Artifact>[artifact#1]</samlp:Artifact>");
+        assert_eq!(
+            log.redact(soap),
+            "<samlp:Artifact>[artifact#1]</samlp:Artifact>"
+        );
     }
 
     #[test]

@@ -27,7 +27,14 @@ pub fn uuid_v4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A SAML message ID: must start with a letter or underscore (xs:ID).
@@ -66,7 +73,10 @@ mod tests {
         assert!(is_test_bsn("999911533"));
         assert!(is_test_bsn("999910796"));
         assert!(!is_valid_bsn("999911534"));
-        assert!(!is_test_bsn("123456782"), "valid but outside the test range");
+        assert!(
+            !is_test_bsn("123456782"),
+            "valid but outside the test range"
+        );
         assert!(!is_valid_bsn("12345678"));
     }
 

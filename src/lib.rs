@@ -1,6 +1,26 @@
+//! koppeltest: a conformance test harness for MedMij HIS/DVA × PGO combinations.
+//!
+//! See `docs/ARCHITECTURE.md` for the map. In one line: the [`runner`] starts a simulated DVA
+//! ([`dva`]) and a mock TVS ([`tvs`]) per scenario, drives them with the mock PGO ([`pgo`]),
+//! judges the recorded [`exchange`] log with pure [`checks`], and hands events to the
+//! [`report`] sinks.
 #![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod cli;
+pub mod dva;
 pub mod exchange;
+pub mod exit;
+pub mod fixtures;
 pub mod ids;
+pub mod lists;
+pub mod matrix;
+pub mod outcome;
+pub mod pgo;
 pub mod pki;
+pub mod report;
+pub mod runner;
 pub mod saml;
+pub mod scenario;
 pub mod tls;
+pub mod tvs;

@@ -1,1 +1,6 @@
-fn main() {}
+//! The `koppeltest` binary: everything lives in the library; see `cli.rs`.
+#![forbid(unsafe_code)]
+
+fn main() {
+    std::process::exit(koppeltest::cli::main());
+}

@@ -75,9 +75,15 @@ pub enum PkiError {
     #[error("generate {what}: {source}")]
     Generate { what: String, source: rcgen::Error },
     #[error("read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("load {path}: {source}")]
     Load { path: PathBuf, source: rcgen::Error },
 }
@@ -100,7 +106,9 @@ pub struct Pki {
 
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pki").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Pki")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,7 +127,10 @@ fn validity(params: &mut CertificateParams, days: i64) {
 }
 
 fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
-    move |source| PkiError::Generate { what: what.to_string(), source }
+    move |source| PkiError::Generate {
+        what: what.to_string(),
+        source,
+    }
 }
 
 impl Ca {
@@ -141,38 +152,58 @@ impl Ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, 1825);
-        let cert = params.signed_by(&key, &parent.issuer).map_err(gen_err(cn))?;
+        let cert = params
+            .signed_by(&key, &parent.issuer)
+            .map_err(gen_err(cn))?;
         Ok(Ca::from_parts(cert.der().clone(), cert.pem(), key))
     }
 
     fn from_parts(cert_der: CertificateDer<'static>, cert_pem: String, key: KeyPair) -> Ca {
         // The DER came from rcgen itself a moment ago, so parsing it back cannot fail.
         let issuer = Issuer::from_ca_cert_der(&cert_der, key).expect("own CA certificate parses");
-        Ca { issuer, cert_der, cert_pem }
+        Ca {
+            issuer,
+            cert_der,
+            cert_pem,
+        }
     }
 
     fn load(dir: &Path, name: &str) -> Result<Ca, PkiError> {
         let cert_path = dir.join(format!("{name}.pem"));
         let key_path = dir.join(format!("{name}.key.pem"));
         let cert_pem = read(&cert_path)?;
-        let key = KeyPair::from_pem(&read(&key_path)?)
-            .map_err(|source| PkiError::Load { path: key_path.clone(), source })?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-            .map_err(|source| PkiError::Load { path: cert_path.clone(), source })?;
+        let key = KeyPair::from_pem(&read(&key_path)?).map_err(|source| PkiError::Load {
+            path: key_path.clone(),
+            source,
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|source| PkiError::Load {
+            path: cert_path.clone(),
+            source,
+        })?;
         let der = pem_to_der(&cert_pem).ok_or_else(|| PkiError::Load {
             path: cert_path.clone(),
             source: rcgen::Error::CouldNotParseCertificate,
         })?;
-        Ok(Ca { issuer, cert_der: CertificateDer::from(der), cert_pem })
+        Ok(Ca {
+            issuer,
+            cert_der: CertificateDer::from(der),
+            cert_pem,
+        })
     }
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| PkiError::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| PkiError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
-    std::fs::write(path, contents).map_err(|source| PkiError::Write { path: path.to_path_buf(), source })
+    std::fs::write(path, contents).map_err(|source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The first PEM block's DER bytes.
@@ -181,7 +212,10 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
     let start = pem.find("-----BEGIN")?;
     let body_start = start + pem[start..].find('\n')? + 1;
     let end = body_start + pem[body_start..].find("-----END")?;
-    let b64: String = pem[body_start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let b64: String = pem[body_start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
@@ -193,7 +227,8 @@ impl Pki {
     /// A fresh hierarchy in memory.
     pub fn generate() -> Result<Pki, PkiError> {
         let back_root = Ca::new_root("koppeltest TEST Private Root CA - G1")?;
-        let back_services = Ca::new_intermediate("koppeltest TEST Private Services CA - G1", &back_root)?;
+        let back_services =
+            Ca::new_intermediate("koppeltest TEST Private Services CA - G1", &back_root)?;
         let front = Ca::new_root("koppeltest TEST Public OV CA")?;
         Ok(Pki::from_cas(back_root, back_services, front, None))
     }
@@ -204,7 +239,12 @@ impl Pki {
         let back_root = Ca::load(dir, BACK_ROOT)?;
         let back_services = Ca::load(dir, BACK_SERVICES)?;
         let front = Ca::load(dir, FRONT)?;
-        Ok(Pki::from_cas(back_root, back_services, front, Some(dir.to_path_buf())))
+        Ok(Pki::from_cas(
+            back_root,
+            back_services,
+            front,
+            Some(dir.to_path_buf()),
+        ))
     }
 
     fn from_cas(back_root: Ca, back_services: Ca, front: Ca, dir: Option<PathBuf>) -> Pki {
@@ -228,15 +268,17 @@ impl Pki {
 
     /// The leaf for `host` on `channel`, issued on first use.
     pub fn leaf(&self, channel: Channel, host: &str) -> Result<Arc<Leaf>, PkiError> {
+        // Held while issuing, so concurrent scenarios never mint two leaves for one host.
+        let mut leaves = self.leaves.lock().unwrap_or_else(|e| e.into_inner());
         let key = (channel, host.to_string());
-        if let Some(leaf) = self.leaves.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(leaf) = leaves.get(&key) {
             return Ok(leaf.clone());
         }
         let leaf = Arc::new(match self.load_leaf(channel, host)? {
             Some(leaf) => leaf,
             None => self.issue(channel, host)?,
         });
-        self.leaves.lock().unwrap_or_else(|e| e.into_inner()).insert(key, leaf.clone());
+        leaves.insert(key, leaf.clone());
         Ok(leaf)
     }
 
@@ -246,22 +288,35 @@ impl Pki {
             Channel::Back => "back",
         };
         let dir = self.dir.as_ref()?.join(sub);
-        Some((dir.join(format!("{host}.pem")), dir.join(format!("{host}.key.pem"))))
+        Some((
+            dir.join(format!("{host}.pem")),
+            dir.join(format!("{host}.key.pem")),
+        ))
     }
 
     fn load_leaf(&self, channel: Channel, host: &str) -> Result<Option<Leaf>, PkiError> {
-        let Some((cert_path, key_path)) = self.leaf_paths(channel, host) else { return Ok(None) };
+        let Some((cert_path, key_path)) = self.leaf_paths(channel, host) else {
+            return Ok(None);
+        };
         if !cert_path.exists() {
             return Ok(None);
         }
         let chain_pem = read(&cert_path)?;
         let key_pem = read(&key_path)?;
-        let chain = split_pem(&chain_pem).into_iter().map(CertificateDer::from).collect();
+        let chain = split_pem(&chain_pem)
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
         let key_pkcs8 = pem_to_der(&key_pem).ok_or_else(|| PkiError::Load {
             path: key_path.clone(),
             source: rcgen::Error::CouldNotParseKeyPair,
         })?;
-        Ok(Some(Leaf { chain, key_pkcs8, chain_pem, key_pem }))
+        Ok(Some(Leaf {
+            chain,
+            key_pkcs8,
+            chain_pem,
+            key_pem,
+        }))
     }
 
     fn issue(&self, channel: Channel, host: &str) -> Result<Leaf, PkiError> {
@@ -269,13 +324,18 @@ impl Pki {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(host);
         params.subject_alt_names = vec![SanType::DnsName(host.try_into().map_err(gen_err(host))?)];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, 365);
         let (issuer, intermediates): (&Ca, Vec<&Ca>) = match channel {
             Channel::Back => {
-                params.extended_key_usages =
-                    vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+                params.extended_key_usages = vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ];
                 (&self.back_services, vec![&self.back_services])
             }
             Channel::Front => {
@@ -283,19 +343,28 @@ impl Pki {
                 (&self.front, vec![])
             }
         };
-        let cert = params.signed_by(&key, &issuer.issuer).map_err(gen_err(host))?;
+        let cert = params
+            .signed_by(&key, &issuer.issuer)
+            .map_err(gen_err(host))?;
         let mut chain = vec![cert.der().clone()];
         let mut chain_pem = cert.pem();
         for ca in intermediates {
             chain.push(ca.cert_der.clone());
             chain_pem.push_str(&ca.cert_pem);
         }
-        Ok(Leaf { chain, key_pkcs8: key.serialize_der(), chain_pem, key_pem: key.serialize_pem() })
+        Ok(Leaf {
+            chain,
+            key_pkcs8: key.serialize_der(),
+            chain_pem,
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// The SAML key pair called `name` (e.g. `tvs-signing`, `dva-conform-encryption`).
     pub fn saml_key(&self, name: &str) -> Result<Arc<SamlKey>, PkiError> {
-        if let Some(k) = self.saml.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        // Held while generating: two scenarios must see the same key for one DV.
+        let mut cache = self.saml.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = cache.get(name) {
             return Ok(k.clone());
         }
         let loaded = match &self.dir {
@@ -303,10 +372,15 @@ impl Pki {
                 let cert_pem = read(&dir.join("saml").join(format!("{name}.pem")))?;
                 let key_path = dir.join("saml").join(format!("{name}.key.pem"));
                 let key_pem = read(&key_path)?;
-                let bad = |source| PkiError::Load { path: key_path.clone(), source };
+                let bad = |source| PkiError::Load {
+                    path: key_path.clone(),
+                    source,
+                };
                 SamlKey {
-                    pkcs8: pem_to_der(&key_pem).ok_or_else(|| bad(rcgen::Error::CouldNotParseKeyPair))?,
-                    cert_der: pem_to_der(&cert_pem).ok_or_else(|| bad(rcgen::Error::CouldNotParseCertificate))?,
+                    pkcs8: pem_to_der(&key_pem)
+                        .ok_or_else(|| bad(rcgen::Error::CouldNotParseKeyPair))?,
+                    cert_der: pem_to_der(&cert_pem)
+                        .ok_or_else(|| bad(rcgen::Error::CouldNotParseCertificate))?,
                     cert_pem,
                     key_pem,
                 }
@@ -314,7 +388,7 @@ impl Pki {
             _ => generate_saml_key(name)?,
         };
         let key = Arc::new(loaded);
-        self.saml.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), key.clone());
+        cache.insert(name.to_string(), key.clone());
         Ok(key)
     }
 
@@ -330,21 +404,37 @@ impl Pki {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|source| PkiError::Write { path: p, source })?;
         }
-        for (name, ca) in [(BACK_ROOT, &self.back_root), (BACK_SERVICES, &self.back_services), (FRONT, &self.front)] {
+        for (name, ca) in [
+            (BACK_ROOT, &self.back_root),
+            (BACK_SERVICES, &self.back_services),
+            (FRONT, &self.front),
+        ] {
             write(&dir.join(format!("{name}.pem")), &ca.cert_pem)?;
-            write(&dir.join(format!("{name}.key.pem")), &ca.issuer.key().serialize_pem())?;
+            write(
+                &dir.join(format!("{name}.key.pem")),
+                &ca.issuer.key().serialize_pem(),
+            )?;
         }
-        for (channel, hosts, sub) in [(Channel::Front, front_hosts, "front"), (Channel::Back, back_hosts, "back")] {
+        for (channel, hosts, sub) in [
+            (Channel::Front, front_hosts, "front"),
+            (Channel::Back, back_hosts, "back"),
+        ] {
             for host in hosts {
                 let leaf = self.leaf(channel, host)?;
                 write(&dir.join(sub).join(format!("{host}.pem")), &leaf.chain_pem)?;
-                write(&dir.join(sub).join(format!("{host}.key.pem")), &leaf.key_pem)?;
+                write(
+                    &dir.join(sub).join(format!("{host}.key.pem")),
+                    &leaf.key_pem,
+                )?;
             }
         }
         for name in saml_keys {
             let key = self.saml_key(name)?;
             write(&dir.join("saml").join(format!("{name}.pem")), &key.cert_pem)?;
-            write(&dir.join("saml").join(format!("{name}.key.pem")), &key.key_pem)?;
+            write(
+                &dir.join("saml").join(format!("{name}.key.pem")),
+                &key.key_pem,
+            )?;
         }
         write(&dir.join("README.md"), &readme(dir))
     }
@@ -354,7 +444,10 @@ fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(gen_err(name))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(&format!("{name} (SAML, TEST ONLY)"));
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     validity(&mut params, 730);
     let cert = params.self_signed(&key).map_err(gen_err(name))?;
     Ok(SamlKey {
@@ -369,8 +462,14 @@ fn split_pem(pem: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut rest = pem;
     while let Some(start) = rest.find("-----BEGIN") {
-        let Some(end_rel) = rest[start..].find("-----END") else { break };
-        let block_end = start + end_rel + rest[start + end_rel..].find('\n').unwrap_or(rest.len() - start - end_rel);
+        let Some(end_rel) = rest[start..].find("-----END") else {
+            break;
+        };
+        let block_end = start
+            + end_rel
+            + rest[start + end_rel..]
+                .find('\n')
+                .unwrap_or(rest.len() - start - end_rel);
         if let Some(der) = pem_to_der(&rest[start..block_end.min(rest.len())]) {
             out.push(der);
         }
@@ -412,12 +511,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kt-pki-{}", crate::ids::random_hex(6)));
         let pki = Pki::generate().unwrap();
         let host = format!("api.x.{TEST_DOMAIN}");
-        pki.write(&dir, &[], std::slice::from_ref(&host), &["tvs-signing".into()]).unwrap();
+        pki.write(
+            &dir,
+            &[],
+            std::slice::from_ref(&host),
+            &["tvs-signing".into()],
+        )
+        .unwrap();
         let loaded = Pki::load(&dir).unwrap();
         assert_eq!(loaded.roots(Channel::Back), pki.roots(Channel::Back));
-        assert_eq!(loaded.leaf(Channel::Back, &host).unwrap().chain, pki.leaf(Channel::Back, &host).unwrap().chain);
-        assert_eq!(loaded.saml_key("tvs-signing").unwrap().cert_der, pki.saml_key("tvs-signing").unwrap().cert_der);
-        assert!(std::fs::read_to_string(dir.join("README.md")).unwrap().contains("pki init"));
+        assert_eq!(
+            loaded.leaf(Channel::Back, &host).unwrap().chain,
+            pki.leaf(Channel::Back, &host).unwrap().chain
+        );
+        assert_eq!(
+            loaded.saml_key("tvs-signing").unwrap().cert_der,
+            pki.saml_key("tvs-signing").unwrap().cert_der
+        );
+        assert!(
+            std::fs::read_to_string(dir.join("README.md"))
+                .unwrap()
+                .contains("pki init")
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

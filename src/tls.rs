@@ -43,7 +43,10 @@ pub enum TlsError {
     #[error("build HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("bind {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Installs aws-lc-rs as the process-wide rustls provider. Idempotent.
@@ -77,11 +80,13 @@ fn root_store(roots: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsErr
 
 /// A server configuration for `leaf`.
 pub fn server_config(leaf: &Leaf, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
-    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Required(roots) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(&roots)?), provider()).build()?,
+            WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(&roots)?), provider())
+                .build()?,
         ),
         ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
             WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(&roots)?), provider())
@@ -95,7 +100,10 @@ pub fn server_config(leaf: &Leaf, auth: ClientAuth) -> Result<Arc<ServerConfig>,
 }
 
 /// A client configuration trusting `roots`, presenting `identity` if given.
-pub fn client_config(roots: &[CertificateDer<'static>], identity: Option<&Leaf>) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    roots: &[CertificateDer<'static>],
+    identity: Option<&Leaf>,
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(root_store(roots)?);
@@ -116,13 +124,20 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { timeout: Duration::from_secs(30), cookies: None }
+        ClientOptions {
+            timeout: Duration::from_secs(30),
+            cookies: None,
+        }
     }
 }
 
 /// An HTTP client that never follows redirects (the caller records each hop), resolves the
 /// names in `hosts` to loopback and speaks TLS with `tls`.
-pub fn http_client(tls: ClientConfig, hosts: &HostMap, options: ClientOptions) -> Result<reqwest::Client, TlsError> {
+pub fn http_client(
+    tls: ClientConfig,
+    hosts: &HostMap,
+    options: ClientOptions,
+) -> Result<reqwest::Client, TlsError> {
     let mut builder = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
@@ -143,7 +158,9 @@ pub async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
         if body.len() + chunk.len() > max {
-            return Err(format!("response body larger than the limit of {max} bytes"));
+            return Err(format!(
+                "response body larger than the limit of {max} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -173,9 +190,15 @@ pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
 impl PeerCertificates {
     /// DNS names in the leaf certificate's subjectAltName.
     pub fn dns_names(&self) -> Vec<String> {
-        let Some(leaf) = self.0.first() else { return Vec::new() };
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else { return Vec::new() };
-        let Ok(Some(san)) = cert.subject_alternative_name() else { return Vec::new() };
+        let Some(leaf) = self.0.first() else {
+            return Vec::new();
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+            return Vec::new();
+        };
+        let Ok(Some(san)) = cert.subject_alternative_name() else {
+            return Vec::new();
+        };
         san.value
             .general_names
             .iter()
@@ -205,38 +228,53 @@ impl Drop for Server {
 
 /// Binds `addr` (use port 0 for an ephemeral port).
 pub async fn bind(addr: &str) -> Result<TcpListener, TlsError> {
-    TcpListener::bind(addr).await.map_err(|source| TlsError::Bind { addr: addr.to_string(), source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| TlsError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Serves `router` over TLS on `listener` until the returned [`Server`] is dropped.
-pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, router: Router, on_refused: Option<RefusalHook>) -> Server {
-    let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+pub fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Router,
+    on_refused: Option<RefusalHook>,
+) -> Server {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let task = tokio::spawn(async move {
         // Connections live in this set, so aborting the accept loop drops them all.
         let mut connections = tokio::task::JoinSet::new();
         loop {
             while connections.try_join_next().is_some() {}
-            let Ok((stream, _peer)) = listener.accept().await else { continue };
+            let Ok((stream, _peer)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             let router = router.clone();
             let on_refused = on_refused.clone();
             connections.spawn(async move {
-                let tls_stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        if let Some(hook) = on_refused {
-                            hook(format!("TLS handshake refused: {}", error_chain(&e)));
+                let tls_stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            if let Some(hook) = on_refused {
+                                hook(format!("TLS handshake refused: {}", error_chain(&e)));
+                            }
+                            return;
                         }
-                        return;
-                    }
-                    Err(_) => {
-                        if let Some(hook) = on_refused {
-                            hook("TLS handshake timed out".to_string());
+                        Err(_) => {
+                            if let Some(hook) = on_refused {
+                                hook("TLS handshake timed out".to_string());
+                            }
+                            return;
                         }
-                        return;
-                    }
-                };
+                    };
                 let peer = tls_stream
                     .get_ref()
                     .1
@@ -246,9 +284,11 @@ pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>, router: Router, on_r
                 let svc = router.layer(axum::Extension(PeerCertificates(Arc::new(peer))));
                 let svc = hyper_util::service::TowerToHyperService::new(svc);
                 let io = hyper_util::rt::TokioIo::new(tls_stream);
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(io, svc)
-                    .await;
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(io, svc)
+                .await;
             });
         }
     });

@@ -36,14 +36,22 @@ fn prefix_of(qname: &str) -> &str {
     qname.split_once(':').map_or("", |(p, _)| p)
 }
 
-fn element(node: Node<'_, '_>, rendered: &BTreeMap<String, String>, exclude: Option<NodeId>, out: &mut String) {
+fn element(
+    node: Node<'_, '_>,
+    rendered: &BTreeMap<String, String>,
+    exclude: Option<NodeId>,
+    out: &mut String,
+) {
     if Some(node.id()) == exclude {
         return;
     }
     let qname = element_qname(node);
     let text = node.document().input_text();
     let mut needed: BTreeMap<String, String> = BTreeMap::new();
-    needed.insert(prefix_of(qname).to_string(), node.tag_name().namespace().unwrap_or("").to_string());
+    needed.insert(
+        prefix_of(qname).to_string(),
+        node.tag_name().namespace().unwrap_or("").to_string(),
+    );
     let mut attrs: Vec<(&str, &str, &str, String)> = Vec::new();
     for attr in node.attributes() {
         let aq = &text[attr.range_qname()];
@@ -100,7 +108,10 @@ fn element(node: Node<'_, '_>, rendered: &BTreeMap<String, String>, exclude: Opt
 }
 
 fn escape_text(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\r', "&#xD;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\r', "&#xD;")
 }
 
 fn escape_attr(s: &str) -> String {
@@ -120,7 +131,10 @@ mod tests {
         let doc = roxmltree::Document::parse(xml).unwrap();
         let mut node = doc.root_element();
         for name in path {
-            node = node.children().find(|c| c.tag_name().name() == *name).unwrap();
+            node = node
+                .children()
+                .find(|c| c.tag_name().name() == *name)
+                .unwrap();
         }
         exclusive(node, None)
     }
@@ -128,7 +142,10 @@ mod tests {
     #[test]
     fn renders_only_visibly_utilized_namespaces_on_the_apex() {
         let xml = r#"<a:Root xmlns:a="urn:a" xmlns:b="urn:b" xmlns:unused="urn:u"><b:Child z="2" a:y="1" x="&quot;3"/></a:Root>"#;
-        assert_eq!(c14n(xml, &["Child"]), r#"<b:Child xmlns:a="urn:a" xmlns:b="urn:b" x="&quot;3" z="2" a:y="1"></b:Child>"#);
+        assert_eq!(
+            c14n(xml, &["Child"]),
+            r#"<b:Child xmlns:a="urn:a" xmlns:b="urn:b" x="&quot;3" z="2" a:y="1"></b:Child>"#
+        );
         assert_eq!(
             c14n(xml, &[]),
             r#"<a:Root xmlns:a="urn:a"><b:Child xmlns:b="urn:b" x="&quot;3" z="2" a:y="1"></b:Child></a:Root>"#
@@ -144,7 +161,10 @@ mod tests {
     #[test]
     fn default_namespace_is_undone_only_when_rendered() {
         let xml = r#"<r xmlns="urn:d"><s xmlns=""><t/></s></r>"#;
-        assert_eq!(c14n(xml, &[]), r#"<r xmlns="urn:d"><s xmlns=""><t></t></s></r>"#);
+        assert_eq!(
+            c14n(xml, &[]),
+            r#"<r xmlns="urn:d"><s xmlns=""><t></t></s></r>"#
+        );
         assert_eq!(c14n(xml, &["s"]), "<s><t></t></s>");
     }
 }

@@ -24,14 +24,21 @@ pub const ALG_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
 /// Builds a signed document. `template` renders the document with the given signature XML at
 /// the place the schema wants it (empty while computing the digest); `id` is the `ID` of the
 /// element to sign.
-pub fn sign(template: impl Fn(&str) -> String, id: &str, key: &SamlKey) -> Result<String, SamlError> {
+pub fn sign(
+    template: impl Fn(&str) -> String,
+    id: &str,
+    key: &SamlKey,
+) -> Result<String, SamlError> {
     let unsigned = template("");
     let doc = roxmltree::Document::parse(&unsigned).map_err(|e| SamlError::Xml(e.to_string()))?;
     let target = doc
         .descendants()
         .find(|n| n.attribute("ID") == Some(id))
         .ok_or_else(|| SamlError::Invalid(format!("no element with ID {id} to sign")))?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c14n::exclusive(target, None).as_bytes());
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        c14n::exclusive(target, None).as_bytes(),
+    );
     let signed_info = format!(
         "<ds:SignedInfo xmlns:ds=\"{NS_DS}\"><ds:CanonicalizationMethod Algorithm=\"{ALG_EXC_C14N}\"></ds:CanonicalizationMethod>\
          <ds:SignatureMethod Algorithm=\"{ALG_RSA_SHA256}\"></ds:SignatureMethod><ds:Reference URI=\"#{id}\"><ds:Transforms>\
@@ -40,12 +47,19 @@ pub fn sign(template: impl Fn(&str) -> String, id: &str, key: &SamlKey) -> Resul
          </ds:Reference></ds:SignedInfo>",
         B64.encode(digest.as_ref())
     );
-    let si_doc = roxmltree::Document::parse(&signed_info).map_err(|e| SamlError::Xml(e.to_string()))?;
+    let si_doc =
+        roxmltree::Document::parse(&signed_info).map_err(|e| SamlError::Xml(e.to_string()))?;
     let si_c14n = c14n::exclusive(si_doc.root_element(), None);
-    let pair = RsaKeyPair::from_pkcs8(&key.pkcs8).map_err(|e| SamlError::Crypto(format!("load signing key: {e}")))?;
+    let pair = RsaKeyPair::from_pkcs8(&key.pkcs8)
+        .map_err(|e| SamlError::Crypto(format!("load signing key: {e}")))?;
     let mut sig = vec![0u8; pair.public_modulus_len()];
-    pair.sign(&signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), si_c14n.as_bytes(), &mut sig)
-        .map_err(|_| SamlError::Crypto("rsa-sha256 signing failed".into()))?;
+    pair.sign(
+        &signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        si_c14n.as_bytes(),
+        &mut sig,
+    )
+    .map_err(|_| SamlError::Crypto("rsa-sha256 signing failed".into()))?;
     // Inside the Signature the SignedInfo inherits `ds` from its parent.
     let signed_info_inner = signed_info.replacen(&format!(" xmlns:ds=\"{NS_DS}\""), "", 1);
     let signature = format!(
@@ -58,11 +72,18 @@ pub fn sign(template: impl Fn(&str) -> String, id: &str, key: &SamlKey) -> Resul
 }
 
 fn ds_child<'a, 'i>(node: Node<'a, 'i>, local: &str) -> Option<Node<'a, 'i>> {
-    node.children().find(|c| c.is_element() && c.tag_name().namespace() == Some(NS_DS) && c.tag_name().name() == local)
+    node.children().find(|c| {
+        c.is_element() && c.tag_name().namespace() == Some(NS_DS) && c.tag_name().name() == local
+    })
 }
 
-fn ds_children<'a, 'i>(node: Node<'a, 'i>, local: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
-    node.children().filter(move |c| c.is_element() && c.tag_name().namespace() == Some(NS_DS) && c.tag_name().name() == local)
+fn ds_children<'a, 'i>(
+    node: Node<'a, 'i>,
+    local: &'a str,
+) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+    node.children().filter(move |c| {
+        c.is_element() && c.tag_name().namespace() == Some(NS_DS) && c.tag_name().name() == local
+    })
 }
 
 fn alg<'a>(n: Option<Node<'a, '_>>) -> &'a str {
@@ -78,10 +99,19 @@ pub fn is_signed(element: Node<'_, '_>) -> bool {
 pub fn verify(element: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), SamlError> {
     let name = element.tag_name().name();
     let bad = |why: &str| SamlError::Signature(format!("{name}: {why}"));
-    let id = element.attribute("ID").ok_or_else(|| bad("signed element has no ID"))?;
+    let id = element
+        .attribute("ID")
+        .ok_or_else(|| bad("signed element has no ID"))?;
     let doc = element.document();
-    if doc.descendants().filter(|n| n.attribute("ID") == Some(id)).count() != 1 {
-        return Err(bad("ID is not unique in the document (signature wrapping?)"));
+    if doc
+        .descendants()
+        .filter(|n| n.attribute("ID") == Some(id))
+        .count()
+        != 1
+    {
+        return Err(bad(
+            "ID is not unique in the document (signature wrapping?)",
+        ));
     }
     let mut sigs = ds_children(element, "Signature");
     let sig = sigs.next().ok_or_else(|| bad("no Signature"))?;
@@ -107,9 +137,17 @@ pub fn verify(element: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), Sa
         return Err(bad("Reference does not point at the signed element"));
     }
     let transforms: Vec<&str> = ds_child(reference, "Transforms")
-        .map(|t| ds_children(t, "Transform").map(|t| t.attribute("Algorithm").unwrap_or("")).collect())
+        .map(|t| {
+            ds_children(t, "Transform")
+                .map(|t| t.attribute("Algorithm").unwrap_or(""))
+                .collect()
+        })
         .unwrap_or_default();
-    if transforms.iter().any(|t| *t != ALG_ENVELOPED && *t != ALG_EXC_C14N) || !transforms.contains(&ALG_ENVELOPED) {
+    if transforms
+        .iter()
+        .any(|t| *t != ALG_ENVELOPED && *t != ALG_EXC_C14N)
+        || !transforms.contains(&ALG_ENVELOPED)
+    {
         return Err(bad(&format!("transforms {transforms:?} not accepted")));
     }
     if ds_child(reference, "Transforms")
@@ -123,22 +161,38 @@ pub fn verify(element: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), Sa
         ALG_SHA1 => return Err(bad("SHA-1 digest refused")),
         other => return Err(bad(&format!("digest method {other:?} not accepted"))),
     }
-    let text = |n: Option<Node>| -> String { n.and_then(|n| n.text()).unwrap_or("").split_whitespace().collect() };
-    let expected = B64.decode(text(ds_child(reference, "DigestValue"))).map_err(|_| bad("DigestValue is not base64"))?;
-    let actual = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c14n::exclusive(element, Some(sig.id())).as_bytes());
+    let text = |n: Option<Node>| -> String {
+        n.and_then(|n| n.text())
+            .unwrap_or("")
+            .split_whitespace()
+            .collect()
+    };
+    let expected = B64
+        .decode(text(ds_child(reference, "DigestValue")))
+        .map_err(|_| bad("DigestValue is not base64"))?;
+    let actual = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        c14n::exclusive(element, Some(sig.id())).as_bytes(),
+    );
     if actual.as_ref() != expected.as_slice() {
         return Err(bad("digest mismatch: the signed content was changed"));
     }
-    let sig_value = B64.decode(text(ds_child(sig, "SignatureValue"))).map_err(|_| bad("SignatureValue is not base64"))?;
+    let sig_value = B64
+        .decode(text(ds_child(sig, "SignatureValue")))
+        .map_err(|_| bad("SignatureValue is not base64"))?;
     let signed = c14n::exclusive(si, None);
     for cert in trusted_certs {
-        let Some(public) = rsa_public_key(cert) else { continue };
+        let Some(public) = rsa_public_key(cert) else {
+            continue;
+        };
         let key = UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public);
         if key.verify(signed.as_bytes(), &sig_value).is_ok() {
             return Ok(());
         }
     }
-    Err(bad("signature does not verify against the metadata certificates"))
+    Err(bad(
+        "signature does not verify against the metadata certificates",
+    ))
 }
 
 /// The PKCS#1 RSAPublicKey inside a certificate's SubjectPublicKeyInfo.

@@ -56,7 +56,18 @@ pub enum SamlError {
 }
 
 /// Levels of assurance, as the TVS names them, in increasing order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Loa {
     /// DigiD Basis.
@@ -80,13 +91,18 @@ impl Loa {
     }
 
     pub fn from_uri(uri: &str) -> Option<Loa> {
-        [Loa::Basic, Loa::Low, Loa::Substantial, Loa::High].into_iter().find(|l| l.uri() == uri)
+        [Loa::Basic, Loa::Low, Loa::Substantial, Loa::High]
+            .into_iter()
+            .find(|l| l.uri() == uri)
     }
 }
 
 pub fn instant(t: OffsetDateTime) -> String {
     // Whole seconds in UTC, as SAML's xs:dateTime values usually are.
-    let t = t.replace_nanosecond(0).unwrap_or(t).to_offset(time::UtcOffset::UTC);
+    let t = t
+        .replace_nanosecond(0)
+        .unwrap_or(t)
+        .to_offset(time::UtcOffset::UTC);
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -95,7 +111,10 @@ fn parse_instant(s: &str) -> Option<OffsetDateTime> {
 }
 
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn parse(xml: &str) -> Result<Document<'_>, SamlError> {
@@ -103,11 +122,19 @@ fn parse(xml: &str) -> Result<Document<'_>, SamlError> {
 }
 
 fn child<'a, 'i>(node: Node<'a, 'i>, ns: &str, local: &str) -> Option<Node<'a, 'i>> {
-    node.children().find(|c| c.is_element() && c.tag_name().namespace() == Some(ns) && c.tag_name().name() == local)
+    node.children().find(|c| {
+        c.is_element() && c.tag_name().namespace() == Some(ns) && c.tag_name().name() == local
+    })
 }
 
-fn children<'a, 'i>(node: Node<'a, 'i>, ns: &'a str, local: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
-    node.children().filter(move |c| c.is_element() && c.tag_name().namespace() == Some(ns) && c.tag_name().name() == local)
+fn children<'a, 'i>(
+    node: Node<'a, 'i>,
+    ns: &'a str,
+    local: &'a str,
+) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+    node.children().filter(move |c| {
+        c.is_element() && c.tag_name().namespace() == Some(ns) && c.tag_name().name() == local
+    })
 }
 
 fn text_of(node: Option<Node<'_, '_>>) -> String {
@@ -148,7 +175,12 @@ pub fn idp_metadata(entity_id: &str, signing: &SamlKey, sso_url: &str, ars_url: 
 }
 
 /// A DV's SP metadata (one assertion consumer service, index 0).
-pub fn sp_metadata(entity_id: &str, signing: &SamlKey, encryption: &SamlKey, acs_url: &str) -> String {
+pub fn sp_metadata(
+    entity_id: &str,
+    signing: &SamlKey,
+    encryption: &SamlKey,
+    acs_url: &str,
+) -> String {
     format!(
         "<md:EntityDescriptor xmlns:md=\"{NS_MD}\" xmlns:ds=\"{NS_DS}\" entityID=\"{e}\">\
          <md:SPSSODescriptor protocolSupportEnumeration=\"{NS_SAMLP}\" AuthnRequestsSigned=\"true\">\
@@ -168,7 +200,9 @@ pub fn parse_metadata(xml: &str) -> Result<EntityMetadata, SamlError> {
     let doc = parse(xml)?;
     let root = doc.root_element();
     if root.tag_name().name() != "EntityDescriptor" || root.tag_name().namespace() != Some(NS_MD) {
-        return Err(SamlError::Invalid("metadata root is not md:EntityDescriptor".into()));
+        return Err(SamlError::Invalid(
+            "metadata root is not md:EntityDescriptor".into(),
+        ));
     }
     let mut md = EntityMetadata {
         entity_id: root.attribute("entityID").unwrap_or("").to_string(),
@@ -179,7 +213,15 @@ pub fn parse_metadata(xml: &str) -> Result<EntityMetadata, SamlError> {
             let certs: Vec<Vec<u8>> = kd
                 .descendants()
                 .filter(|n| n.tag_name().name() == "X509Certificate")
-                .filter_map(|n| B64.decode(n.text().unwrap_or("").split_whitespace().collect::<String>()).ok())
+                .filter_map(|n| {
+                    B64.decode(
+                        n.text()
+                            .unwrap_or("")
+                            .split_whitespace()
+                            .collect::<String>(),
+                    )
+                    .ok()
+                })
                 .collect();
             match kd.attribute("use") {
                 Some("signing") => md.signing_certs.extend(certs),
@@ -190,15 +232,21 @@ pub fn parse_metadata(xml: &str) -> Result<EntityMetadata, SamlError> {
                 }
             }
         }
-        if let Some(sso) = children(descriptor, NS_MD, "SingleSignOnService").find(|s| s.attribute("Binding") == Some(BINDING_POST)) {
+        if let Some(sso) = children(descriptor, NS_MD, "SingleSignOnService")
+            .find(|s| s.attribute("Binding") == Some(BINDING_POST))
+        {
             md.sso_url = sso.attribute("Location").map(str::to_string);
         }
         if let Some(ars) = child(descriptor, NS_MD, "ArtifactResolutionService") {
             md.artifact_resolution_url = ars.attribute("Location").map(str::to_string);
         }
         for acs in children(descriptor, NS_MD, "AssertionConsumerService") {
-            let index = acs.attribute("index").and_then(|i| i.parse().ok()).unwrap_or(0);
-            md.acs.push((index, acs.attribute("Location").unwrap_or("").to_string()));
+            let index = acs
+                .attribute("index")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            md.acs
+                .push((index, acs.attribute("Location").unwrap_or("").to_string()));
         }
     }
     if md.entity_id.is_empty() {
@@ -254,17 +302,22 @@ impl AuthnRequest {
         let raw = B64
             .decode(saml_request.split_whitespace().collect::<String>())
             .map_err(|_| SamlError::Invalid("SAMLRequest is not base64".into()))?;
-        let xml = String::from_utf8(raw).map_err(|_| SamlError::Invalid("SAMLRequest is not UTF-8".into()))?;
+        let xml = String::from_utf8(raw)
+            .map_err(|_| SamlError::Invalid("SAMLRequest is not UTF-8".into()))?;
         let doc = parse(&xml)?;
         let root = doc.root_element();
-        if root.tag_name().name() != "AuthnRequest" || root.tag_name().namespace() != Some(NS_SAMLP) {
+        if root.tag_name().name() != "AuthnRequest" || root.tag_name().namespace() != Some(NS_SAMLP)
+        {
             return Err(SamlError::Invalid("not a samlp:AuthnRequest".into()));
         }
         if root.attribute("AssertionConsumerServiceURL").is_some() {
-            return Err(SamlError::Invalid("AssertionConsumerServiceURL is forbidden; use the index".into()));
+            return Err(SamlError::Invalid(
+                "AssertionConsumerServiceURL is forbidden; use the index".into(),
+            ));
         }
         let issuer = text_of(child(root, NS_SAML, "Issuer"));
-        let sp = sp_lookup(&issuer).ok_or_else(|| SamlError::Refused(format!("unknown issuer {issuer:?}")))?;
+        let sp = sp_lookup(&issuer)
+            .ok_or_else(|| SamlError::Refused(format!("unknown issuer {issuer:?}")))?;
         dsig::verify(root, &sp.signing_certs)?;
         let loa = root
             .descendants()
@@ -277,7 +330,10 @@ impl AuthnRequest {
                 id: root.attribute("ID").unwrap_or("").to_string(),
                 issuer,
                 destination: root.attribute("Destination").unwrap_or("").to_string(),
-                acs_index: root.attribute("AssertionConsumerServiceIndex").and_then(|i| i.parse().ok()).unwrap_or(0),
+                acs_index: root
+                    .attribute("AssertionConsumerServiceIndex")
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(0),
                 requested_loa: loa,
             },
             sp,
@@ -293,14 +349,20 @@ impl AuthnRequest {
 pub fn new_artifact(issuer_entity: &str) -> String {
     let mut raw = vec![0x00, 0x04, 0x00, 0x00];
     raw.extend_from_slice(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, issuer_entity.as_bytes()).as_ref(),
+        aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            issuer_entity.as_bytes(),
+        )
+        .as_ref(),
     );
     raw.extend_from_slice(&crate::ids::random_bytes(20));
     B64.encode(raw)
 }
 
 fn soap(body: &str) -> String {
-    format!("<soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\"><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>")
+    format!(
+        "<soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\"><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+    )
 }
 
 fn soap_body_element<'a, 'i>(doc: &'a Document<'i>) -> Result<Node<'a, 'i>, SamlError> {
@@ -311,7 +373,12 @@ fn soap_body_element<'a, 'i>(doc: &'a Document<'i>) -> Result<Node<'a, 'i>, Saml
 }
 
 /// The DV's signed ArtifactResolve, in a SOAP envelope.
-pub fn artifact_resolve(issuer: &str, destination: &str, artifact: &str, key: &SamlKey) -> Result<(String, String), SamlError> {
+pub fn artifact_resolve(
+    issuer: &str,
+    destination: &str,
+    artifact: &str,
+    key: &SamlKey,
+) -> Result<(String, String), SamlError> {
     let id = crate::ids::saml_id();
     let now = instant(OffsetDateTime::now_utc());
     let body = dsig::sign(
@@ -346,10 +413,13 @@ pub fn parse_artifact_resolve<'m>(
     let doc = parse(xml)?;
     let el = soap_body_element(&doc)?;
     if el.tag_name().name() != "ArtifactResolve" {
-        return Err(SamlError::Invalid("SOAP body is not an ArtifactResolve".into()));
+        return Err(SamlError::Invalid(
+            "SOAP body is not an ArtifactResolve".into(),
+        ));
     }
     let issuer = text_of(child(el, NS_SAML, "Issuer"));
-    let sp = sp_lookup(&issuer).ok_or_else(|| SamlError::Refused(format!("unknown issuer {issuer:?}")))?;
+    let sp = sp_lookup(&issuer)
+        .ok_or_else(|| SamlError::Refused(format!("unknown issuer {issuer:?}")))?;
     dsig::verify(el, &sp.signing_certs)?;
     Ok(ArtifactResolve {
         id: el.attribute("ID").unwrap_or("").to_string(),
@@ -388,12 +458,18 @@ pub struct AssertionSpec {
 
 /// Builds the signed ArtifactResponse (signed Assertion inside), in a SOAP envelope.
 /// `tamper` may edit the signed Assertion before it is embedded (to model a forged assertion).
-pub fn artifact_response(spec: &AssertionSpec, key: &SamlKey, tamper: impl Fn(String) -> String) -> Result<String, SamlError> {
+pub fn artifact_response(
+    spec: &AssertionSpec,
+    key: &SamlKey,
+    tamper: impl Fn(String) -> String,
+) -> Result<String, SamlError> {
     let now = instant(spec.issued);
     let response_id = crate::ids::saml_id();
     let (status_xml, assertion) = match spec.status {
         LoginStatus::Success => (
-            format!("<samlp:Status><samlp:StatusCode Value=\"{STATUS_SUCCESS}\"></samlp:StatusCode></samlp:Status>"),
+            format!(
+                "<samlp:Status><samlp:StatusCode Value=\"{STATUS_SUCCESS}\"></samlp:StatusCode></samlp:Status>"
+            ),
             tamper(signed_assertion(spec, key)?),
         ),
         LoginStatus::Cancelled => (
@@ -516,36 +592,53 @@ impl std::fmt::Display for LoginFailure {
 }
 
 /// Verifies an ArtifactResponse and returns the login it carries.
-pub fn consume_artifact_response(xml: &str, policy: &AssertionPolicy<'_>) -> Result<Login, LoginFailure> {
+pub fn consume_artifact_response(
+    xml: &str,
+    policy: &AssertionPolicy<'_>,
+) -> Result<Login, LoginFailure> {
     let refused = |e: SamlError| LoginFailure::Refused(e.to_string());
     let doc = parse(xml).map_err(refused)?;
     let outer = soap_body_element(&doc).map_err(refused)?;
     if outer.tag_name().name() != "ArtifactResponse" {
-        return Err(LoginFailure::Refused("SOAP body is not an ArtifactResponse".into()));
+        return Err(LoginFailure::Refused(
+            "SOAP body is not an ArtifactResponse".into(),
+        ));
     }
     if policy.check_signatures {
         dsig::verify(outer, policy.idp_signing_certs).map_err(refused)?;
     }
     if outer.attribute("InResponseTo") != Some(policy.expected_artifact_resolve_id) {
-        return Err(LoginFailure::Refused("ArtifactResponse InResponseTo does not match our ArtifactResolve".into()));
+        return Err(LoginFailure::Refused(
+            "ArtifactResponse InResponseTo does not match our ArtifactResolve".into(),
+        ));
     }
-    let response = child(outer, NS_SAMLP, "Response").ok_or_else(|| LoginFailure::Refused("no Response".into()))?;
+    let response = child(outer, NS_SAMLP, "Response")
+        .ok_or_else(|| LoginFailure::Refused("no Response".into()))?;
     let status = child(response, NS_SAMLP, "Status");
     let top = status.and_then(|s| child(s, NS_SAMLP, "StatusCode"));
     let code = top.and_then(|c| c.attribute("Value")).unwrap_or("");
     if code != STATUS_SUCCESS {
-        let second = top.and_then(|c| child(c, NS_SAMLP, "StatusCode")).and_then(|c| c.attribute("Value")).unwrap_or("");
+        let second = top
+            .and_then(|c| child(c, NS_SAMLP, "StatusCode"))
+            .and_then(|c| c.attribute("Value"))
+            .unwrap_or("");
         let message = text_of(status.and_then(|s| child(s, NS_SAMLP, "StatusMessage")));
         return Err(match (second, message.as_str()) {
             (STATUS_AUTHN_FAILED, CANCELLED_MESSAGE) => LoginFailure::Cancelled,
-            (STATUS_NO_AUTHN_CONTEXT, _) => LoginFailure::LoaTooLow("the TVS reported NoAuthnContext".into()),
+            (STATUS_NO_AUTHN_CONTEXT, _) => {
+                LoginFailure::LoaTooLow("the TVS reported NoAuthnContext".into())
+            }
             _ => LoginFailure::Refused(format!("TVS status {code} {second} {message}")),
         });
     }
     let mut assertions = children(response, NS_SAML, "Assertion");
-    let assertion = assertions.next().ok_or_else(|| LoginFailure::Refused("no Assertion".into()))?;
+    let assertion = assertions
+        .next()
+        .ok_or_else(|| LoginFailure::Refused("no Assertion".into()))?;
     if assertions.next().is_some() || child(response, NS_SAML, "EncryptedAssertion").is_some() {
-        return Err(LoginFailure::Refused("exactly one plain Assertion expected".into()));
+        return Err(LoginFailure::Refused(
+            "exactly one plain Assertion expected".into(),
+        ));
     }
     if policy.check_signatures {
         dsig::verify(assertion, policy.idp_signing_certs).map_err(refused)?;
@@ -556,14 +649,20 @@ pub fn consume_artifact_response(xml: &str, policy: &AssertionPolicy<'_>) -> Res
             .find(|n| n.tag_name().name() == "SubjectConfirmationData")
             .ok_or_else(|| LoginFailure::Refused("no SubjectConfirmationData".into()))?;
         if data.attribute("Recipient") != Some(policy.acs_url) {
-            return Err(LoginFailure::Refused("Recipient is not our assertion consumer service".into()));
+            return Err(LoginFailure::Refused(
+                "Recipient is not our assertion consumer service".into(),
+            ));
         }
         if data.attribute("InResponseTo") != Some(policy.expected_in_response_to) {
-            return Err(LoginFailure::Refused("InResponseTo does not match our AuthnRequest".into()));
+            return Err(LoginFailure::Refused(
+                "InResponseTo does not match our AuthnRequest".into(),
+            ));
         }
         let noa = data.attribute("NotOnOrAfter").and_then(parse_instant);
         if noa.is_none_or(|t| policy.now >= t) {
-            return Err(LoginFailure::Refused("SubjectConfirmationData NotOnOrAfter has passed".into()));
+            return Err(LoginFailure::Refused(
+                "SubjectConfirmationData NotOnOrAfter has passed".into(),
+            ));
         }
     }
     if policy.check_audience {
@@ -573,26 +672,46 @@ pub fn consume_artifact_response(xml: &str, policy: &AssertionPolicy<'_>) -> Res
             .map(|n| text_of(Some(n)))
             .collect();
         if !audiences.iter().any(|a| a == policy.own_entity) {
-            return Err(LoginFailure::Refused(format!("our entityID is not in the Audience ({audiences:?})")));
+            return Err(LoginFailure::Refused(format!(
+                "our entityID is not in the Audience ({audiences:?})"
+            )));
         }
     }
-    let loa_uri = text_of(assertion.descendants().find(|n| n.tag_name().name() == "AuthnContextClassRef"));
+    let loa_uri = text_of(
+        assertion
+            .descendants()
+            .find(|n| n.tag_name().name() == "AuthnContextClassRef"),
+    );
     let loa = Loa::from_uri(&loa_uri);
     if policy.check_loa && loa.is_none_or(|l| l < policy.min_loa) {
-        return Err(LoginFailure::LoaTooLow(format!("{loa_uri} is below {}", policy.min_loa.uri())));
+        return Err(LoginFailure::LoaTooLow(format!(
+            "{loa_uri} is below {}",
+            policy.min_loa.uri()
+        )));
     }
     let encrypted = assertion
         .descendants()
-        .filter(|n| n.tag_name().name() == "Attribute" && n.attribute("Name") == Some(ATTR_ACTING_SUBJECT))
-        .find_map(|a| a.descendants().find(|n| n.tag_name().name() == "EncryptedID"))
+        .filter(|n| {
+            n.tag_name().name() == "Attribute" && n.attribute("Name") == Some(ATTR_ACTING_SUBJECT)
+        })
+        .find_map(|a| {
+            a.descendants()
+                .find(|n| n.tag_name().name() == "EncryptedID")
+        })
         .ok_or_else(|| LoginFailure::Refused("no encrypted ActingSubjectID".into()))?;
-    let plain = xmlenc::decrypt(encrypted, policy.own_entity, policy.decryption_key).map_err(refused)?;
+    let plain =
+        xmlenc::decrypt(encrypted, policy.own_entity, policy.decryption_key).map_err(refused)?;
     let name_doc = parse(&plain).map_err(refused)?;
     let name_id = name_doc.root_element();
     if name_id.attribute("NameQualifier") != Some(NAME_QUALIFIER_LEGACY_BSN) {
-        return Err(LoginFailure::Refused("ActingSubjectID is not a legacy-BSN".into()));
+        return Err(LoginFailure::Refused(
+            "ActingSubjectID is not a legacy-BSN".into(),
+        ));
     }
-    Ok(Login { bsn: text_of(Some(name_id)), loa: loa.unwrap_or(Loa::Basic) })
+    Ok(Login {
+        bsn: text_of(Some(name_id)),
+        loa: loa.unwrap_or(Loa::Basic),
+    })
 }
 
 #[cfg(test)]
@@ -665,7 +784,11 @@ mod tests {
     fn tampered_assertion_and_foreign_signer_are_refused() {
         let k = keys();
         let certs = vec![k.tvs.cert_der.clone()];
-        let tampered = artifact_response(&spec(&k), &k.tvs, |a| a.replace("Substantial", "High").replace("substantial", "high")).unwrap();
+        let tampered = artifact_response(&spec(&k), &k.tvs, |a| {
+            a.replace("Substantial", "High")
+                .replace("substantial", "high")
+        })
+        .unwrap();
         let err = consume_artifact_response(&tampered, &policy(&k, &certs)).unwrap_err();
         assert!(err.to_string().contains("digest mismatch"), "{err}");
         let foreign = vec![k.dv_sign.cert_der.clone()];
@@ -681,7 +804,12 @@ mod tests {
         let mut s = spec(&k);
         s.audience = "urn:other".into();
         let xml = artifact_response(&s, &k.tvs, |a| a).unwrap();
-        assert!(consume_artifact_response(&xml, &policy(&k, &certs)).unwrap_err().to_string().contains("Audience"));
+        assert!(
+            consume_artifact_response(&xml, &policy(&k, &certs))
+                .unwrap_err()
+                .to_string()
+                .contains("Audience")
+        );
         let mut lax = policy(&k, &certs);
         lax.check_audience = false;
         assert!(consume_artifact_response(&xml, &lax).is_ok());
@@ -689,15 +817,28 @@ mod tests {
         let mut s = spec(&k);
         s.loa = Loa::Low;
         let xml = artifact_response(&s, &k.tvs, |a| a).unwrap();
-        assert!(matches!(consume_artifact_response(&xml, &policy(&k, &certs)), Err(LoginFailure::LoaTooLow(_))));
+        assert!(matches!(
+            consume_artifact_response(&xml, &policy(&k, &certs)),
+            Err(LoginFailure::LoaTooLow(_))
+        ));
         s.loa = Loa::High;
         let xml = artifact_response(&s, &k.tvs, |a| a).unwrap();
-        assert_eq!(consume_artifact_response(&xml, &policy(&k, &certs)).unwrap().loa, Loa::High);
+        assert_eq!(
+            consume_artifact_response(&xml, &policy(&k, &certs))
+                .unwrap()
+                .loa,
+            Loa::High
+        );
 
         let mut s = spec(&k);
         s.not_on_or_after = OffsetDateTime::now_utc() - time::Duration::minutes(1);
         let xml = artifact_response(&s, &k.tvs, |a| a).unwrap();
-        assert!(consume_artifact_response(&xml, &policy(&k, &certs)).unwrap_err().to_string().contains("NotOnOrAfter"));
+        assert!(
+            consume_artifact_response(&xml, &policy(&k, &certs))
+                .unwrap_err()
+                .to_string()
+                .contains("NotOnOrAfter")
+        );
     }
 
     #[test]
@@ -707,7 +848,10 @@ mod tests {
         s.status = LoginStatus::Cancelled;
         let xml = artifact_response(&s, &k.tvs, |a| a).unwrap();
         let certs = vec![k.tvs.cert_der.clone()];
-        assert_eq!(consume_artifact_response(&xml, &policy(&k, &certs)).unwrap_err(), LoginFailure::Cancelled);
+        assert_eq!(
+            consume_artifact_response(&xml, &policy(&k, &certs)).unwrap_err(),
+            LoginFailure::Cancelled
+        );
     }
 
     #[test]
@@ -721,10 +865,24 @@ mod tests {
             requested_loa: Loa::Substantial,
         };
         let posted = req.to_post_binding(&k.dv_sign).unwrap();
-        let md = parse_metadata(&sp_metadata("urn:dv", &k.dv_sign, &k.dv_enc, "https://dva/acs")).unwrap();
-        let (parsed, _) = AuthnRequest::from_post_binding(&posted, |e| (e == md.entity_id).then_some(&md)).unwrap();
+        let md = parse_metadata(&sp_metadata(
+            "urn:dv",
+            &k.dv_sign,
+            &k.dv_enc,
+            "https://dva/acs",
+        ))
+        .unwrap();
+        let (parsed, _) =
+            AuthnRequest::from_post_binding(&posted, |e| (e == md.entity_id).then_some(&md))
+                .unwrap();
         assert_eq!(parsed.id, req.id);
-        let wrong = parse_metadata(&sp_metadata("urn:dv", &k.dv_enc, &k.dv_enc, "https://dva/acs")).unwrap();
+        let wrong = parse_metadata(&sp_metadata(
+            "urn:dv",
+            &k.dv_enc,
+            &k.dv_enc,
+            "https://dva/acs",
+        ))
+        .unwrap();
         assert!(AuthnRequest::from_post_binding(&posted, |_| Some(&wrong)).is_err());
     }
 
@@ -733,9 +891,16 @@ mod tests {
         let k = keys();
         let xml = artifact_response(&spec(&k), &k.tvs, |a| a).unwrap();
         let doc = Document::parse(&xml).unwrap();
-        let assertion = doc.descendants().find(|n| n.tag_name().name() == "Assertion").unwrap();
+        let assertion = doc
+            .descendants()
+            .find(|n| n.tag_name().name() == "Assertion")
+            .unwrap();
         let id = assertion.attribute("ID").unwrap().to_string();
-        let wrapped = xml.replacen("<samlp:Status>", &format!("<saml:Evil xmlns:saml=\"{NS_SAML}\" ID=\"{id}\"></saml:Evil><samlp:Status>"), 1);
+        let wrapped = xml.replacen(
+            "<samlp:Status>",
+            &format!("<saml:Evil xmlns:saml=\"{NS_SAML}\" ID=\"{id}\"></saml:Evil><samlp:Status>"),
+            1,
+        );
         let certs = vec![k.tvs.cert_der.clone()];
         let mut p = policy(&k, &certs);
         p.expected_artifact_resolve_id = "_ar";

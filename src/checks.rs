@@ -1,0 +1,798 @@
+//! Checks: pure functions from a scenario's step results to an [`Outcome`] with a message and
+//! evidence (exchange sequence numbers). No I/O, so every branch has a fast unit test below;
+//! the integration tests prove each check fails against a named quirk or fault over the wire.
+//!
+//! Every check kind names the requirements it verifies ([`requirements`]); a scenario can add
+//! its own (`requirements = [...]`).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::fixtures::gp_query;
+use crate::outcome::Outcome;
+use crate::pgo::{AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult};
+use crate::scenario::{CheckSpec, Scenario, Step};
+
+/// Error codes RFC 6749 defines for the authorization (§4.1.2.1) and token (§5.2) endpoints.
+pub const RFC6749_ERRORS: &[&str] = &[
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "invalid_client",
+    "invalid_grant",
+    "unsupported_grant_type",
+];
+
+/// MedMij's ceiling for `expires_in` seen everywhere in practice (900 s).
+pub const MAX_EXPIRES_IN: u64 = 900;
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CheckResult {
+    pub kind: String,
+    pub step: String,
+    pub outcome: Outcome,
+    pub message: String,
+    pub requirements: Vec<String>,
+    /// Exchange sequence numbers that show what the verdict rests on.
+    pub evidence: Vec<usize>,
+}
+
+/// The requirements each kind of check verifies.
+pub fn requirements(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "code-issued" => &["rfc6749#4.1.2", "medmij:verzamelen.authorization"],
+        "state-echoed" => &["rfc6749#4.1.2", "rfc6749#10.12"],
+        "error-redirect" => &["rfc6749#4.1.2.1", "medmij:duiding-van-fouten"],
+        "login-refused" => &["eid-saml-4.4#7.6", "eid-saml-4.4#9"],
+        "token-issued" => &["rfc6749#4.1.3", "rfc6749#5.1", "core.tknint.203"],
+        "token-refused" => &["rfc6749#5.2"],
+        "fhir-searchset" => &["fhir-stu3#search", "nictiz:qualification.gp-49"],
+        _ => &[],
+    }
+}
+
+struct Verdict {
+    outcome: Outcome,
+    message: String,
+    evidence: Vec<usize>,
+}
+
+fn v(outcome: Outcome, message: impl Into<String>, evidence: Vec<usize>) -> Verdict {
+    Verdict {
+        outcome,
+        message: message.into(),
+        evidence,
+    }
+}
+
+/// Judges `spec` over the `results` of `scenario`'s steps.
+pub fn evaluate(
+    spec: &CheckSpec,
+    scenario: &Scenario,
+    results: &BTreeMap<String, StepResult>,
+) -> CheckResult {
+    let step = spec.step().to_string();
+    let verdict = match results.get(&step) {
+        None => v(Outcome::Error, format!("step {step:?} did not run"), vec![]),
+        Some(StepResult::NotRun { reason }) => v(
+            Outcome::Error,
+            format!("step {step:?} could not run: {reason}"),
+            vec![],
+        ),
+        Some(StepResult::Authorize(a)) => match spec {
+            CheckSpec::CodeIssued { .. } => code_issued(a),
+            CheckSpec::StateEchoed { .. } => state_echoed(a),
+            CheckSpec::ErrorRedirect { error, .. } => error_redirect(a, error),
+            CheckSpec::LoginRefused { .. } => login_refused(a),
+            _ => v(
+                Outcome::Error,
+                "this check cannot judge an authorize step",
+                vec![],
+            ),
+        },
+        Some(StepResult::Http(h)) => match spec {
+            CheckSpec::TokenIssued { .. } => token_issued(h),
+            CheckSpec::TokenRefused {
+                error,
+                tls_refusal_counts,
+                ..
+            } => token_refused(h, error.as_deref(), *tls_refusal_counts),
+            CheckSpec::FhirSearchset { .. } => {
+                let types = scenario.steps.iter().find_map(|s| match s {
+                    Step::Fhir(f) if f.id == step => gp_query(&f.query).map(|q| q.types),
+                    _ => None,
+                });
+                match types {
+                    Some(types) => fhir_searchset(h, types),
+                    None => v(
+                        Outcome::Error,
+                        "the step is not a known gegevensdienst-49 query",
+                        vec![],
+                    ),
+                }
+            }
+            _ => v(
+                Outcome::Error,
+                "this check cannot judge an HTTP step",
+                vec![],
+            ),
+        },
+    };
+    let mut reqs: Vec<String> = requirements(spec.kind())
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    reqs.extend(scenario.requirements.iter().cloned());
+    CheckResult {
+        kind: spec.kind().to_string(),
+        step,
+        outcome: verdict.outcome,
+        message: verdict.message,
+        requirements: reqs,
+        evidence: verdict.evidence,
+    }
+}
+
+fn not_back(a: &AuthorizeResult, what: &str) -> Verdict {
+    match &a.outcome {
+        AuthorizeOutcome::Broken { reason, .. } => v(
+            Outcome::Error,
+            format!("the front channel broke off: {reason}"),
+            a.evidence.clone(),
+        ),
+        AuthorizeOutcome::Page { status, title, seq } => v(
+            Outcome::Fail,
+            format!(
+                "the browser stopped on a page (HTTP {status}, {:?}) instead of {what}",
+                title.as_deref().unwrap_or("untitled")
+            ),
+            vec![*seq],
+        ),
+        AuthorizeOutcome::RedirectedBack { .. } => unreachable_verdict(),
+    }
+}
+
+fn unreachable_verdict() -> Verdict {
+    v(Outcome::Error, "internal: unexpected outcome", vec![])
+}
+
+fn back_seq(a: &AuthorizeResult) -> Vec<usize> {
+    match &a.outcome {
+        AuthorizeOutcome::RedirectedBack { seq, .. } => vec![*seq],
+        _ => a.evidence.clone(),
+    }
+}
+
+fn describe_error(a: &AuthorizeResult) -> String {
+    let e = a.param("error").unwrap_or("");
+    match a.param("error_description") {
+        Some(d) => format!("error={e} ({d})"),
+        None => format!("error={e}"),
+    }
+}
+
+fn code_issued(a: &AuthorizeResult) -> Verdict {
+    if !matches!(a.outcome, AuthorizeOutcome::RedirectedBack { .. }) {
+        return not_back(a, "redirecting back with a code");
+    }
+    if a.param("code").is_some_and(|c| !c.is_empty()) {
+        v(
+            Outcome::Pass,
+            "redirected back to the redirect URI with a code",
+            back_seq(a),
+        )
+    } else if a.param("error").is_some() {
+        v(
+            Outcome::Fail,
+            format!(
+                "redirected back with {} instead of a code",
+                describe_error(a)
+            ),
+            back_seq(a),
+        )
+    } else {
+        v(
+            Outcome::Fail,
+            "redirected back with neither code nor error",
+            back_seq(a),
+        )
+    }
+}
+
+fn state_echoed(a: &AuthorizeResult) -> Verdict {
+    let Some(sent) = a.sent_state.as_deref() else {
+        return v(
+            Outcome::Skip,
+            "the PGO sent no state in this scenario",
+            vec![],
+        );
+    };
+    if !matches!(a.outcome, AuthorizeOutcome::RedirectedBack { .. }) {
+        // Without a redirect back there is no response to judge the state of.
+        return match not_back(a, "redirecting back") {
+            Verdict {
+                outcome: Outcome::Fail,
+                message,
+                evidence,
+            } => v(
+                Outcome::Error,
+                format!("no authorization response to judge: {message}"),
+                evidence,
+            ),
+            other => other,
+        };
+    }
+    match a.param("state") {
+        Some(s) if s == sent => v(Outcome::Pass, "state returned unchanged", back_seq(a)),
+        Some(s) => v(
+            Outcome::Fail,
+            format!("state changed: sent {sent:?}, received {s:?}"),
+            back_seq(a),
+        ),
+        None => v(
+            Outcome::Fail,
+            format!("state missing from the redirect back (sent {sent:?})"),
+            back_seq(a),
+        ),
+    }
+}
+
+fn error_redirect(a: &AuthorizeResult, expected: &str) -> Verdict {
+    if !matches!(a.outcome, AuthorizeOutcome::RedirectedBack { .. }) {
+        return not_back(a, &format!("redirecting back with error={expected}"));
+    }
+    if a.param("code").is_some() {
+        return v(
+            Outcome::Fail,
+            format!("a code was issued where error={expected} was due"),
+            back_seq(a),
+        );
+    }
+    let Some(error) = a.param("error") else {
+        return v(
+            Outcome::Fail,
+            "redirected back without an error parameter",
+            back_seq(a),
+        );
+    };
+    if !RFC6749_ERRORS.contains(&error) {
+        return v(
+            Outcome::Fail,
+            format!("error={error} is not an RFC 6749 error code (expected {expected})"),
+            back_seq(a),
+        );
+    }
+    if error != expected {
+        return v(
+            Outcome::Fail,
+            format!("expected error={expected}, got {}", describe_error(a)),
+            back_seq(a),
+        );
+    }
+    match (a.sent_state.as_deref(), a.param("state")) {
+        (Some(sent), Some(got)) if sent != got => v(
+            Outcome::Fail,
+            format!("error returned, but state changed from {sent:?} to {got:?}"),
+            back_seq(a),
+        ),
+        (Some(_), None) => v(
+            Outcome::Fail,
+            "error returned without the state",
+            back_seq(a),
+        ),
+        _ => v(
+            Outcome::Pass,
+            format!("redirected back with {} and the state", describe_error(a)),
+            back_seq(a),
+        ),
+    }
+}
+
+fn login_refused(a: &AuthorizeResult) -> Verdict {
+    match &a.outcome {
+        AuthorizeOutcome::Broken { reason, .. } => v(
+            Outcome::Error,
+            format!("the front channel broke off: {reason}"),
+            a.evidence.clone(),
+        ),
+        AuthorizeOutcome::Page { status, title, seq } => v(
+            Outcome::Pass,
+            format!(
+                "login refused: stopped on a page (HTTP {status}, {:?})",
+                title.as_deref().unwrap_or("untitled")
+            ),
+            vec![*seq],
+        ),
+        AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
+            Outcome::Fail,
+            "the login was accepted: an authorization code reached the PGO",
+            a.evidence.clone(),
+        ),
+        AuthorizeOutcome::RedirectedBack { .. } => v(
+            Outcome::Pass,
+            format!("login refused: redirected back with {}", describe_error(a)),
+            back_seq(a),
+        ),
+    }
+}
+
+fn response(h: &HttpResult) -> Result<(u16, &str), Verdict> {
+    match &h.outcome {
+        HttpOutcome::Response { status, body, .. } => Ok((*status, body.as_str())),
+        HttpOutcome::Transport { reason } => Err(v(
+            Outcome::Error,
+            format!("no response: {reason}"),
+            h.seq.into_iter().collect(),
+        )),
+    }
+}
+
+fn token_issued(h: &HttpResult) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let (status, _) = match response(h) {
+        Ok(x) => x,
+        Err(verdict) => return verdict,
+    };
+    let json = h.json().unwrap_or(Value::Null);
+    if status != 200 {
+        let error = json["error"].as_str().unwrap_or("(no error field)");
+        return v(
+            Outcome::Fail,
+            format!("HTTP {status} instead of a token: error={error}"),
+            ev,
+        );
+    }
+    let mut problems = Vec::new();
+    if json["access_token"].as_str().is_none_or(str::is_empty) {
+        problems.push("no access_token".to_string());
+    }
+    if !json["token_type"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
+    {
+        problems.push(format!(
+            "token_type is {} instead of Bearer",
+            json["token_type"]
+        ));
+    }
+    match json["expires_in"].as_u64() {
+        Some(e) if e > 0 && e <= MAX_EXPIRES_IN => {}
+        _ => problems.push(format!(
+            "expires_in is {} (expected 1..={MAX_EXPIRES_IN})",
+            json["expires_in"]
+        )),
+    }
+    if json["refresh_token"].as_str().is_none_or(str::is_empty) {
+        problems.push("no refresh_token".to_string());
+    }
+    if !h
+        .header("cache-control")
+        .is_some_and(|c| c.to_ascii_lowercase().contains("no-store"))
+    {
+        problems.push("Cache-Control: no-store missing (RFC 6749 §5.1)".to_string());
+    }
+    if problems.is_empty() {
+        v(
+            Outcome::Pass,
+            format!(
+                "token issued (expires_in {}, answered in {} ms)",
+                json["expires_in"], h.elapsed_ms
+            ),
+            ev,
+        )
+    } else {
+        v(
+            Outcome::Fail,
+            format!("token response not conformant: {}", problems.join("; ")),
+            ev,
+        )
+    }
+}
+
+/// Whether a transport failure is a TLS-level refusal rather than an unreachable peer.
+fn is_tls_refusal(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("alert") || r.contains("certificate")
+}
+
+fn token_refused(h: &HttpResult, expected: Option<&str>, tls_counts: bool) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let status = match &h.outcome {
+        HttpOutcome::Transport { reason } if tls_counts && is_tls_refusal(reason) => {
+            return v(
+                Outcome::Pass,
+                format!("refused in the TLS handshake: {reason}"),
+                ev,
+            );
+        }
+        HttpOutcome::Transport { reason } => {
+            return v(Outcome::Error, format!("no response: {reason}"), ev);
+        }
+        HttpOutcome::Response { status, .. } => *status,
+    };
+    let json = h.json().unwrap_or(Value::Null);
+    if (200..300).contains(&status) && json.get("access_token").is_some() {
+        return v(
+            Outcome::Fail,
+            format!("a token was issued (HTTP {status})"),
+            ev,
+        );
+    }
+    if !(400..500).contains(&status) {
+        return v(
+            Outcome::Fail,
+            format!("HTTP {status} is not an OAuth refusal (expected 400 or 401)"),
+            ev,
+        );
+    }
+    let Some(error) = json["error"].as_str() else {
+        return v(
+            Outcome::Fail,
+            format!("HTTP {status} without an OAuth error body"),
+            ev,
+        );
+    };
+    if !RFC6749_ERRORS.contains(&error) {
+        return v(
+            Outcome::Fail,
+            format!("error={error} is not an RFC 6749 error code"),
+            ev,
+        );
+    }
+    match expected {
+        Some(e) if e != error => v(
+            Outcome::Fail,
+            format!("refused with error={error}, expected {e}"),
+            ev,
+        ),
+        _ => v(
+            Outcome::Pass,
+            format!("refused: HTTP {status}, error={error}"),
+            ev,
+        ),
+    }
+}
+
+fn fhir_searchset(h: &HttpResult, types: &[&str]) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let (status, _) = match response(h) {
+        Ok(x) => x,
+        Err(verdict) => return verdict,
+    };
+    if status != 200 {
+        return v(
+            Outcome::Fail,
+            format!("HTTP {status} instead of a Bundle"),
+            ev,
+        );
+    }
+    let Some(bundle) = h.json() else {
+        return v(Outcome::Fail, "the response is not JSON", ev);
+    };
+    if bundle["resourceType"] != "Bundle" || bundle["type"] != "searchset" {
+        return v(
+            Outcome::Fail,
+            format!(
+                "expected a searchset Bundle, got {} of type {}",
+                bundle["resourceType"], bundle["type"]
+            ),
+            ev,
+        );
+    }
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .collect();
+    let mut problems = Vec::new();
+    if !resources.iter().any(|r| r["resourceType"] == types[0]) {
+        problems.push(format!("no {} in the result", types[0]));
+    }
+    for r in &resources {
+        let t = r["resourceType"].as_str().unwrap_or("?");
+        let id = r["id"].as_str().unwrap_or("?");
+        if !types.contains(&t) {
+            problems.push(format!("unexpected {t}/{id}"));
+        }
+        if r["meta"]["profile"].as_array().is_none_or(|p| p.is_empty()) {
+            problems.push(format!("{t}/{id} has no meta.profile"));
+        }
+    }
+    if problems.is_empty() {
+        v(
+            Outcome::Pass,
+            format!(
+                "searchset Bundle with {} resources, all with meta.profile",
+                resources.len()
+            ),
+            ev,
+        )
+    } else {
+        v(Outcome::Fail, problems.join("; "), ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn back(params: &[(&str, &str)], sent_state: Option<&str>) -> AuthorizeResult {
+        AuthorizeResult {
+            sent_state: sent_state.map(str::to_string),
+            outcome: AuthorizeOutcome::RedirectedBack {
+                params: params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                seq: 3,
+            },
+            evidence: vec![0, 1, 2, 3],
+        }
+    }
+
+    fn page() -> AuthorizeResult {
+        AuthorizeResult {
+            sent_state: Some("s".into()),
+            outcome: AuthorizeOutcome::Page {
+                status: 400,
+                title: Some("Fout".into()),
+                seq: 1,
+            },
+            evidence: vec![0, 1],
+        }
+    }
+
+    fn broken() -> AuthorizeResult {
+        AuthorizeResult {
+            sent_state: None,
+            outcome: AuthorizeOutcome::Broken {
+                reason: "connection refused".into(),
+                seq: None,
+            },
+            evidence: vec![],
+        }
+    }
+
+    fn http(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResult {
+        HttpResult {
+            seq: Some(7),
+            outcome: HttpOutcome::Response {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: body.to_string(),
+            },
+            elapsed_ms: 5,
+        }
+    }
+
+    fn transport(reason: &str) -> HttpResult {
+        HttpResult {
+            seq: Some(7),
+            outcome: HttpOutcome::Transport {
+                reason: reason.into(),
+            },
+            elapsed_ms: 5,
+        }
+    }
+
+    #[test]
+    fn code_issued_branches() {
+        assert_eq!(
+            code_issued(&back(&[("code", "c")], None)).outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            code_issued(&back(&[("error", "access_denied")], None)).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(code_issued(&back(&[], None)).outcome, Outcome::Fail);
+        assert_eq!(code_issued(&page()).outcome, Outcome::Fail);
+        assert_eq!(code_issued(&broken()).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn state_echoed_branches() {
+        assert_eq!(
+            state_echoed(&back(&[("code", "c"), ("state", "s")], Some("s"))).outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            state_echoed(&back(&[("code", "c")], Some("s"))).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            state_echoed(&back(&[("code", "c"), ("state", "fixed")], Some("s"))).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            state_echoed(&back(&[("code", "c")], None)).outcome,
+            Outcome::Skip
+        );
+        assert_eq!(state_echoed(&page()).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn error_redirect_branches() {
+        let ok = back(&[("error", "invalid_scope"), ("state", "s")], Some("s"));
+        assert_eq!(error_redirect(&ok, "invalid_scope").outcome, Outcome::Pass);
+        let numeric = back(&[("error", "400"), ("state", "s")], Some("s"));
+        let verdict = error_redirect(&numeric, "invalid_scope");
+        assert_eq!(verdict.outcome, Outcome::Fail);
+        assert!(verdict.message.contains("not an RFC 6749"));
+        assert_eq!(
+            error_redirect(
+                &back(&[("error", "invalid_request"), ("state", "s")], Some("s")),
+                "invalid_scope"
+            )
+            .outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            error_redirect(
+                &back(&[("error", "invalid_scope")], Some("s")),
+                "invalid_scope"
+            )
+            .outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            error_redirect(&back(&[("code", "c")], Some("s")), "invalid_scope").outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            error_redirect(&page(), "invalid_scope").outcome,
+            Outcome::Fail
+        );
+    }
+
+    #[test]
+    fn login_refused_branches() {
+        assert_eq!(
+            login_refused(&back(&[("code", "c")], None)).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            login_refused(&back(&[("error", "access_denied")], None)).outcome,
+            Outcome::Pass
+        );
+        assert_eq!(login_refused(&page()).outcome, Outcome::Pass);
+        assert_eq!(login_refused(&broken()).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn token_issued_branches() {
+        let good = r#"{"access_token":"a","token_type":"Bearer","expires_in":900,"refresh_token":"r","scope":"49"}"#;
+        assert_eq!(
+            token_issued(&http(200, &[("cache-control", "no-store")], good)).outcome,
+            Outcome::Pass
+        );
+        let no_store = token_issued(&http(200, &[], good));
+        assert_eq!(no_store.outcome, Outcome::Fail);
+        assert!(no_store.message.contains("no-store"));
+        let long = good.replace("900", "3600");
+        assert_eq!(
+            token_issued(&http(200, &[("cache-control", "no-store")], &long)).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            token_issued(&http(400, &[], r#"{"error":"invalid_grant"}"#)).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            token_issued(&transport("connection refused")).outcome,
+            Outcome::Error
+        );
+    }
+
+    #[test]
+    fn token_refused_branches() {
+        assert_eq!(
+            token_refused(
+                &http(400, &[], r#"{"error":"invalid_grant"}"#),
+                Some("invalid_grant"),
+                false
+            )
+            .outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            token_refused(
+                &http(400, &[], r#"{"error":"invalid_request"}"#),
+                Some("invalid_grant"),
+                false
+            )
+            .outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            token_refused(&http(400, &[], r#"{"error":"400"}"#), None, false).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            token_refused(&http(200, &[], r#"{"access_token":"a"}"#), None, false).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            token_refused(&http(500, &[], "oops"), None, false).outcome,
+            Outcome::Fail
+        );
+        let alert = transport("error sending request: received fatal alert: CertificateRequired");
+        assert_eq!(token_refused(&alert, None, true).outcome, Outcome::Pass);
+        assert_eq!(token_refused(&alert, None, false).outcome, Outcome::Error);
+        assert_eq!(
+            token_refused(&transport("connection refused"), None, true).outcome,
+            Outcome::Error
+        );
+    }
+
+    #[test]
+    fn fhir_searchset_branches() {
+        let types = &["MedicationRequest", "Medication"];
+        let entry = |t: &str, profile: bool| {
+            let meta = if profile {
+                r#","meta":{"profile":["p"]}"#
+            } else {
+                ""
+            };
+            format!(r#"{{"resource":{{"resourceType":"{t}","id":"x"{meta}}}}}"#)
+        };
+        let bundle = |kind: &str, entries: &[String]| {
+            format!(
+                r#"{{"resourceType":"Bundle","type":"{kind}","entry":[{}]}}"#,
+                entries.join(",")
+            )
+        };
+        let ok = bundle(
+            "searchset",
+            &[entry("MedicationRequest", true), entry("Medication", true)],
+        );
+        assert_eq!(
+            fhir_searchset(&http(200, &[], &ok), types).outcome,
+            Outcome::Pass
+        );
+        let collection = bundle("collection", &[entry("MedicationRequest", true)]);
+        assert_eq!(
+            fhir_searchset(&http(200, &[], &collection), types).outcome,
+            Outcome::Fail
+        );
+        let no_profile = bundle("searchset", &[entry("MedicationRequest", false)]);
+        assert!(
+            fhir_searchset(&http(200, &[], &no_profile), types)
+                .message
+                .contains("meta.profile")
+        );
+        let stranger = bundle(
+            "searchset",
+            &[entry("MedicationRequest", true), entry("Patient", true)],
+        );
+        assert_eq!(
+            fhir_searchset(&http(200, &[], &stranger), types).outcome,
+            Outcome::Fail
+        );
+        let empty = bundle("searchset", &[]);
+        assert_eq!(
+            fhir_searchset(&http(200, &[], &empty), types).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            fhir_searchset(&http(401, &[], "{}"), types).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            fhir_searchset(&transport("timed out"), types).outcome,
+            Outcome::Error
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! The simulated DVA: a MedMij authorization server, SAML service provider and FHIR resource
+//! server for gegevensdienst 49, conformant unless its [`quirks`] say otherwise.
+//!
+//! Two TLS listeners, as a real DVA has: the **front channel** (authorization endpoint, landing
+//! and consent pages, SAML assertion consumer, metadata; public-OV-like certificate, no client
+//! certificate) and the **back channel** (token and resource endpoints; private-G1-like
+//! certificate, mutual TLS).
+//!
+//! It records its own outgoing SOAP calls and its refusals in the scenario's exchange log; it
+//! never judges anything about the PGO beyond what MedMij says a DVA must enforce.
+
+pub mod fhir;
+pub mod oauth;
+pub mod quirks;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::exchange::{ExchangeLog, Party, RawExchange};
+use crate::fixtures::PatientStore;
+use crate::lists::Ocl;
+use crate::pki::{Channel, Pki, PkiError, SamlKey};
+use crate::saml::{EntityMetadata, Loa};
+use crate::tls::{self, ClientAuth, HostMap, Server, TlsError};
+pub use quirks::{Quirk, Quirks};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DvaError {
+    #[error("set up the simulated DVA's keys: {0}")]
+    Pki(#[from] PkiError),
+    #[error("set up the simulated DVA's TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// How long things live at the simulated DVA. Configurable so tests need not wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub code: Duration,
+    pub access_token: Duration,
+    pub refresh_token: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            code: Duration::from_secs(60),
+            access_token: Duration::from_secs(900),
+            // Long-term consent: half a year.
+            refresh_token: Duration::from_secs(182 * 24 * 3600),
+        }
+    }
+}
+
+/// Everything that makes one simulated DVA (one matrix row) what it is.
+#[derive(Debug, Clone)]
+pub struct DvaConfig {
+    pub id: String,
+    /// The zorgaanbieder, `…@medmij`.
+    pub practice: String,
+    pub front_host: String,
+    pub back_host: String,
+    /// The DV's eID entityID (test index 9000–9999).
+    pub entity_id: String,
+    pub service_uuid: String,
+    /// Gegevensdiensten offered, e.g. `["49"]`.
+    pub services: Vec<String>,
+    pub quirks: Quirks,
+    pub lifetimes: Lifetimes,
+    pub min_loa: Loa,
+    pub ocl: Arc<Ocl>,
+    pub patients: Arc<PatientStore>,
+}
+
+impl DvaConfig {
+    pub fn acs_url(&self) -> String {
+        format!("https://{}/saml/acs", self.front_host)
+    }
+
+    fn signing_key_name(&self) -> String {
+        format!("dva-{}-signing", self.id)
+    }
+
+    fn encryption_key_name(&self) -> String {
+        format!("dva-{}-encryption", self.id)
+    }
+
+    pub fn saml_key_names(&self) -> Vec<String> {
+        vec![self.signing_key_name(), self.encryption_key_name()]
+    }
+
+    /// The provider name without `@medmij`, as 2.2.x scopes use it.
+    pub fn practice_local(&self) -> &str {
+        self.practice.trim_end_matches("@medmij")
+    }
+
+    /// The SP metadata this DV registers at the TVS.
+    pub fn metadata(&self, pki: &Pki) -> Result<String, DvaError> {
+        Ok(crate::saml::sp_metadata(
+            &self.entity_id,
+            &*pki.saml_key(&self.signing_key_name())?,
+            &*pki.saml_key(&self.encryption_key_name())?,
+            &self.acs_url(),
+        ))
+    }
+}
+
+/// An authorization in progress, keyed by the browser's session cookie.
+#[derive(Debug, Clone)]
+struct AuthSession {
+    client_id: String,
+    organisation: String,
+    redirect_uri: String,
+    state: Option<String>,
+    services: Vec<String>,
+    authn_request_id: Option<String>,
+    bsn: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct CodeGrant {
+    client_id: String,
+    redirect_uri: String,
+    bsn: String,
+    services: Vec<String>,
+    issued: Instant,
+    used: bool,
+}
+
+#[derive(Debug, Clone)]
+struct TokenGrant {
+    client_id: String,
+    bsn: String,
+    services: Vec<String>,
+    expires: Instant,
+}
+
+/// The running DVA's shared state.
+pub struct Dva {
+    cfg: DvaConfig,
+    tvs: EntityMetadata,
+    signing: Arc<SamlKey>,
+    encryption: Arc<SamlKey>,
+    soap: reqwest::Client,
+    metadata_xml: String,
+    log: ExchangeLog,
+    sessions: Mutex<HashMap<String, AuthSession>>,
+    codes: Mutex<HashMap<String, CodeGrant>>,
+    access: Mutex<HashMap<String, TokenGrant>>,
+    refresh: Mutex<HashMap<String, TokenGrant>>,
+}
+
+impl Dva {
+    fn note(&self, text: impl Into<String>) {
+        let text = text.into();
+        tracing::debug!(dva = %self.cfg.id, "{}", self.log.redact(&text));
+        self.log
+            .record(RawExchange::note(Party::Dva, Party::Pgo, text));
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The two running listeners; dropping this stops the DVA.
+#[derive(Debug)]
+pub struct DvaServers {
+    pub front: Server,
+    pub back: Server,
+}
+
+/// Starts the DVA on the given listeners. `hosts` lets its SOAP client reach the TVS.
+pub fn start(
+    cfg: DvaConfig,
+    pki: &Pki,
+    tvs: EntityMetadata,
+    front: TcpListener,
+    back: TcpListener,
+    hosts: &HostMap,
+    log: ExchangeLog,
+) -> Result<DvaServers, DvaError> {
+    let back_leaf = pki.leaf(Channel::Back, &cfg.back_host)?;
+    let front_leaf = pki.leaf(Channel::Front, &cfg.front_host)?;
+    let soap = tls::http_client(
+        tls::client_config(&pki.roots(Channel::Back), Some(&back_leaf))?,
+        hosts,
+        tls::ClientOptions {
+            timeout: Duration::from_secs(10),
+            cookies: None,
+        },
+    )?;
+    let client_auth = if cfg.quirks.has(Quirk::ClientCertNotRequired) {
+        ClientAuth::Optional(pki.roots(Channel::Back))
+    } else {
+        ClientAuth::Required(pki.roots(Channel::Back))
+    };
+    let back_tls = tls::server_config(&back_leaf, client_auth)?;
+    let front_tls = tls::server_config(&front_leaf, ClientAuth::None)?;
+    let dva = Arc::new(Dva {
+        signing: pki.saml_key(&cfg.signing_key_name())?,
+        encryption: pki.saml_key(&cfg.encryption_key_name())?,
+        metadata_xml: cfg.metadata(pki)?,
+        cfg,
+        tvs,
+        soap,
+        log: log.clone(),
+        sessions: Mutex::default(),
+        codes: Mutex::default(),
+        access: Mutex::default(),
+        refresh: Mutex::default(),
+    });
+    let refusal_log = log.clone();
+    let on_refused: tls::RefusalHook = Arc::new(move |why| {
+        refusal_log.record(RawExchange::note(
+            Party::Dva,
+            Party::Pgo,
+            format!("back channel: {why}"),
+        ));
+    });
+    Ok(DvaServers {
+        front: tls::serve(front, front_tls, front_router(dva.clone()), None),
+        back: tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
+    })
+}
+
+fn front_router(dva: Arc<Dva>) -> Router {
+    Router::new()
+        .route("/oauth/authorize", get(oauth::authorize))
+        .route("/oauth/login", post(oauth::login))
+        .route("/saml/acs", get(oauth::assertion_consumer))
+        .route("/oauth/consent", post(oauth::consent))
+        .route("/saml/metadata", get(oauth::metadata))
+        .with_state(dva)
+}
+
+fn back_router(dva: Arc<Dva>) -> Router {
+    Router::new()
+        .route("/oauth/token", post(oauth::token))
+        .route("/fhir/{resource_type}", get(fhir::search))
+        .with_state(dva)
+}

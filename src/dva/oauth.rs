@@ -1,0 +1,735 @@
+//! The DVA's OAuth 2.0 authorization server (MedMij §3–4) and its SAML service-provider leg.
+//!
+//! Front channel: `authorize` → landing page → `login` (signed AuthnRequest, HTTP-POST to the
+//! TVS) → `assertion_consumer` (artifact, ArtifactResolve over mTLS SOAP, verification, BSN,
+//! beschikbaarheidstoets) → consent page → `consent` → redirect with the code.
+//! Back channel: `token` (authorization_code and refresh_token grants, mutual TLS).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Extension, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::quirks::{Quirk, error_code};
+use super::{AuthSession, CodeGrant, Dva, TokenGrant};
+use crate::exchange::{Party, RawExchange};
+use crate::saml::{self, AssertionPolicy, AuthnRequest, LoginFailure, escape};
+use crate::tls::PeerCertificates;
+
+const SESSION_COOKIE: &str = "kt_dva_session";
+
+pub(super) fn parse_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"nl\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><main><h1>{t}</h1>{body}</main></body></html>",
+        t = escape(title)
+    );
+    (status, Html(html)).into_response()
+}
+
+/// The error page MedMij requires when client_id or redirect_uri cannot be trusted: never a
+/// redirect to an unverified URI (RFC 6749 §4.1.2.1).
+fn error_page(dva: &Dva, why: &str) -> Response {
+    dva.note(format!(
+        "authorization request refused with an error page: {why}"
+    ));
+    page(
+        StatusCode::BAD_REQUEST,
+        "Technische storing",
+        &format!(
+            "<p id=\"kt-error\">Er is een technische storing opgetreden.</p><p>{}</p>",
+            escape(why)
+        ),
+    )
+}
+
+fn found(location: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    format!("{base}?{}", q.finish())
+}
+
+/// Redirects back to the PGO with an RFC 6749 error and the `state`.
+fn error_redirect(
+    dva: &Dva,
+    redirect_uri: &str,
+    state: Option<&str>,
+    code: &'static str,
+    description: &str,
+) -> Response {
+    dva.note(format!("authorization refused: {code}: {description}"));
+    let error = error_code(&dva.cfg.quirks, code);
+    let mut pairs = vec![
+        ("error", error.as_str()),
+        ("error_description", description),
+    ];
+    if let Some(s) = state {
+        pairs.push(("state", s));
+    }
+    found(&with_query(redirect_uri, &pairs))
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+fn session(dva: &Dva, headers: &HeaderMap) -> Option<(String, AuthSession)> {
+    let sid = session_id(headers)?;
+    let s = Dva::lock(&dva.sessions).get(&sid).cloned()?;
+    Some((sid, s))
+}
+
+/// Which gegevensdiensten a scope grants, in any of the three MedMij dialects, or `None`.
+fn granted_services(dva: &Dva, scope: &str) -> Option<Vec<String>> {
+    let local = dva.cfg.practice_local();
+    let mut granted = Vec::new();
+    for token in scope.split(' ').filter(|t| !t.is_empty()) {
+        if token == local {
+            // 2.2.x: the provider name covers every Verzamelen service it offers.
+            granted.extend(dva.cfg.services.iter().cloned());
+        } else if let Some((naam, id)) = token.split_once('~') {
+            if naam != local || !dva.cfg.services.iter().any(|s| s == id) {
+                return None;
+            }
+            granted.push(id.to_string());
+        } else if dva.cfg.services.iter().any(|s| s == token) {
+            granted.push(token.to_string());
+        } else {
+            return None;
+        }
+    }
+    granted.sort();
+    granted.dedup();
+    (!granted.is_empty()).then_some(granted)
+}
+
+fn valid_redirect(redirect_uri: &str, client_id: &str) -> Result<(), String> {
+    let url = url::Url::parse(redirect_uri).map_err(|_| "redirect_uri is not a URI".to_string())?;
+    if url.scheme() != "https" {
+        return Err("redirect_uri is not https".into());
+    }
+    if url.host_str() != Some(client_id) {
+        return Err("redirect_uri is not on the client's host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("redirect_uri carries a query or fragment".into());
+    }
+    Ok(())
+}
+
+/// GET /oauth/authorize
+pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -> Response {
+    let q = parse_pairs(query.as_deref());
+    let Some(client_id) = param(&q, "client_id").filter(|c| !c.is_empty()) else {
+        return error_page(&dva, "client_id is missing");
+    };
+    let Some(client) = dva.cfg.ocl.find(client_id) else {
+        return error_page(&dva, "client_id is not on the OAuth client list");
+    };
+    let Some(redirect_uri) = param(&q, "redirect_uri") else {
+        return error_page(&dva, "redirect_uri is missing");
+    };
+    if let Err(why) = valid_redirect(redirect_uri, client_id) {
+        return error_page(&dva, &why);
+    }
+    let state = param(&q, "state");
+    match param(&q, "response_type") {
+        None => {
+            return error_redirect(
+                &dva,
+                redirect_uri,
+                state,
+                "invalid_request",
+                "response_type ontbreekt",
+            );
+        }
+        Some("code") => {}
+        Some(_) => {
+            return error_redirect(
+                &dva,
+                redirect_uri,
+                state,
+                "unsupported_response_type",
+                "alleen response_type=code",
+            );
+        }
+    }
+    if state.is_none_or(str::is_empty) {
+        return error_redirect(
+            &dva,
+            redirect_uri,
+            None,
+            "invalid_request",
+            "state ontbreekt",
+        );
+    }
+    for header_param in ["MedMij-Request-ID", "X-Correlation-ID"] {
+        if param(&q, header_param).is_none_or(str::is_empty) {
+            return error_redirect(
+                &dva,
+                redirect_uri,
+                state,
+                "invalid_request",
+                &format!("{header_param} ontbreekt"),
+            );
+        }
+    }
+    let Some(services) = param(&q, "scope").and_then(|s| granted_services(&dva, s)) else {
+        return error_redirect(
+            &dva,
+            redirect_uri,
+            state,
+            "invalid_scope",
+            "scope is onbekend voor deze zorgaanbieder",
+        );
+    };
+    let sid = crate::ids::random_hex(16);
+    Dva::lock(&dva.sessions).insert(
+        sid.clone(),
+        AuthSession {
+            client_id: client_id.to_string(),
+            organisation: client.organisatienaam.clone(),
+            redirect_uri: redirect_uri.to_string(),
+            state: state.map(str::to_string),
+            services,
+            authn_request_id: None,
+            bsn: None,
+        },
+    );
+    let mut r = page(
+        StatusCode::OK,
+        &format!("{} wil uw gegevens ophalen", client.organisatienaam),
+        &format!(
+            "<p>Uw persoonlijke gezondheidsomgeving {org} vraagt gegevens op bij {practice}. Log in om verder te gaan.</p>\
+             <form id=\"kt-landing\" method=\"post\" action=\"/oauth/login\"><button type=\"submit\" name=\"login\" value=\"digid\">Inloggen met DigiD</button></form>",
+            org = escape(&client.organisatienaam),
+            practice = escape(&dva.cfg.practice),
+        ),
+    );
+    let cookie = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// POST /oauth/login: the signed AuthnRequest, auto-posted to the TVS.
+pub async fn login(State(dva): State<Arc<Dva>>, headers: HeaderMap) -> Response {
+    let Some((sid, _)) = session(&dva, &headers) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Sessie verlopen",
+            "<p id=\"kt-error\">Geen lopende autorisatie.</p>",
+        );
+    };
+    let Some(sso) = dva.tvs.sso_url.clone() else {
+        return page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Technische storing",
+            "<p id=\"kt-error\">TVS metadata has no SSO endpoint.</p>",
+        );
+    };
+    let request = AuthnRequest {
+        id: crate::ids::saml_id(),
+        issuer: dva.cfg.entity_id.clone(),
+        destination: sso.clone(),
+        acs_index: 0,
+        requested_loa: dva.cfg.min_loa,
+    };
+    let posted = match request.to_post_binding(&dva.signing) {
+        Ok(p) => p,
+        Err(e) => {
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Technische storing",
+                &format!("<p id=\"kt-error\">{}</p>", escape(&e.to_string())),
+            );
+        }
+    };
+    if let Some(s) = Dva::lock(&dva.sessions).get_mut(&sid) {
+        s.authn_request_id = Some(request.id.clone());
+    }
+    page(
+        StatusCode::OK,
+        "Doorsturen naar inloggen",
+        &format!(
+            "<form id=\"kt-saml-post\" method=\"post\" action=\"{sso}\"><input type=\"hidden\" name=\"SAMLRequest\" value=\"{posted}\">\
+             <input type=\"hidden\" name=\"RelayState\" value=\"{relay}\"><noscript><button type=\"submit\">Doorgaan</button></noscript></form>\
+             <script>document.forms[0].submit()</script>",
+            sso = escape(&sso),
+            relay = crate::ids::random_hex(8),
+        ),
+    )
+}
+
+/// GET /saml/acs?SAMLart=…: resolve the artifact at the TVS and verify what comes back.
+pub async fn assertion_consumer(
+    State(dva): State<Arc<Dva>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some((sid, sess)) = session(&dva, &headers) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Sessie verlopen",
+            "<p id=\"kt-error\">Geen lopende autorisatie.</p>",
+        );
+    };
+    let q = parse_pairs(query.as_deref());
+    let state = sess.state.as_deref();
+    let Some(artifact) = param(&q, "SAMLart") else {
+        return error_redirect(
+            &dva,
+            &sess.redirect_uri,
+            state,
+            "access_denied",
+            "inloggen mislukt: geen artifact",
+        );
+    };
+    let Some(authn_id) = sess.authn_request_id.clone() else {
+        return error_redirect(
+            &dva,
+            &sess.redirect_uri,
+            state,
+            "access_denied",
+            "inloggen mislukt: geen AuthnRequest",
+        );
+    };
+    let login = match resolve_artifact(&dva, artifact, &authn_id).await {
+        Ok(login) => login,
+        Err(LoginFailure::Cancelled) => {
+            return error_redirect(
+                &dva,
+                &sess.redirect_uri,
+                state,
+                "access_denied",
+                "inloggen geannuleerd",
+            );
+        }
+        Err(failure) => {
+            dva.note(format!("SAML login refused: {failure}"));
+            return error_redirect(
+                &dva,
+                &sess.redirect_uri,
+                state,
+                "access_denied",
+                "inloggen mislukt",
+            );
+        }
+    };
+    // Beschikbaarheidstoets: only continue for a person this practice holds data for.
+    if dva.cfg.patients.get(&login.bsn).is_none() {
+        return error_redirect(
+            &dva,
+            &sess.redirect_uri,
+            state,
+            "access_denied",
+            "geen gegevens beschikbaar voor deze persoon",
+        );
+    }
+    if let Some(s) = Dva::lock(&dva.sessions).get_mut(&sid) {
+        s.bsn = Some(login.bsn.clone());
+        // The AuthnRequest is spent: a replayed artifact cannot log in again.
+        s.authn_request_id = None;
+    }
+    page(
+        StatusCode::OK,
+        "Toestemming",
+        &format!(
+            "<p id=\"kt-consent-text\">Geeft u {org} toestemming om uw huisartsgegevens bij {practice} op te halen?</p>\
+             <form id=\"kt-consent\" method=\"post\" action=\"/oauth/consent\">\
+             <button type=\"submit\" name=\"decision\" value=\"approve\">Toestaan</button>\
+             <button type=\"submit\" name=\"decision\" value=\"deny\">Weigeren</button></form>",
+            org = escape(&sess.organisation),
+            practice = escape(&dva.cfg.practice),
+        ),
+    )
+}
+
+async fn resolve_artifact(
+    dva: &Dva,
+    artifact: &str,
+    authn_id: &str,
+) -> Result<saml::Login, LoginFailure> {
+    let refused = |s: String| LoginFailure::Refused(s);
+    let ars = dva
+        .tvs
+        .artifact_resolution_url
+        .clone()
+        .ok_or_else(|| refused("TVS metadata has no ArtifactResolutionService".into()))?;
+    let (resolve_id, envelope) =
+        saml::artifact_resolve(&dva.cfg.entity_id, &ars, artifact, &dva.signing)
+            .map_err(|e| refused(e.to_string()))?;
+    let mut x = RawExchange::request(Party::Dva, Party::Tvs, "POST", &ars);
+    x.request_headers
+        .push(("content-type".into(), "text/xml; charset=utf-8".into()));
+    x.request_body = Some(envelope.clone());
+    let sent = dva
+        .soap
+        .post(&ars)
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .header(
+            "SOAPAction",
+            "http://www.oasis-open.org/committees/security",
+        )
+        .body(envelope)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            x.transport_error = Some(crate::tls::error_chain(&e));
+            dva.log.record(x);
+            return Err(refused(
+                "artifact resolution failed to reach the TVS".into(),
+            ));
+        }
+    };
+    x.status = Some(resp.status().as_u16());
+    let body = crate::tls::read_limited(resp, 1 << 20)
+        .await
+        .map_err(&refused)?;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    x.response_body = Some(body.clone());
+    dva.log.record(x);
+    let quirks = &dva.cfg.quirks;
+    let policy = AssertionPolicy {
+        idp_signing_certs: &dva.tvs.signing_certs,
+        own_entity: &dva.cfg.entity_id,
+        acs_url: &dva.cfg.acs_url(),
+        expected_in_response_to: authn_id,
+        expected_artifact_resolve_id: &resolve_id,
+        min_loa: dva.cfg.min_loa,
+        decryption_key: &dva.encryption,
+        now: time::OffsetDateTime::now_utc(),
+        check_signatures: !quirks.has(Quirk::SamlSignatureUnchecked),
+        check_audience: !quirks.has(Quirk::SamlAudienceUnchecked),
+        check_loa: !quirks.has(Quirk::LoaUnchecked),
+        check_subject_confirmation: true,
+    };
+    saml::consume_artifact_response(&body, &policy)
+}
+
+/// POST /oauth/consent
+pub async fn consent(State(dva): State<Arc<Dva>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some((sid, sess)) = session(&dva, &headers) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Sessie verlopen",
+            "<p id=\"kt-error\">Geen lopende autorisatie.</p>",
+        );
+    };
+    let form = parse_pairs(std::str::from_utf8(&body).ok());
+    let state = sess.state.as_deref();
+    let Some(bsn) = sess.bsn.clone() else {
+        return error_page(&dva, "consent without a completed login");
+    };
+    // The session ends here, whatever the decision.
+    Dva::lock(&dva.sessions).remove(&sid);
+    if param(&form, "decision") != Some("approve") {
+        return error_redirect(
+            &dva,
+            &sess.redirect_uri,
+            state,
+            "access_denied",
+            "toestemming geweigerd",
+        );
+    }
+    let code = crate::ids::random_hex(24);
+    Dva::lock(&dva.codes).insert(
+        code.clone(),
+        CodeGrant {
+            client_id: sess.client_id.clone(),
+            redirect_uri: sess.redirect_uri.clone(),
+            bsn,
+            services: sess.services.clone(),
+            issued: Instant::now(),
+            used: false,
+        },
+    );
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(s) = state.filter(|_| !dva.cfg.quirks.has(Quirk::StateNotEchoed)) {
+        pairs.push(("state", s));
+    }
+    found(&with_query(&sess.redirect_uri, &pairs))
+}
+
+/// GET /saml/metadata
+pub async fn metadata(State(dva): State<Arc<Dva>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+        dva.metadata_xml.clone(),
+    )
+        .into_response()
+}
+
+fn token_error(dva: &Dva, status: StatusCode, code: &'static str, description: &str) -> Response {
+    dva.note(format!("token request refused: {code}: {description}"));
+    let body =
+        json!({ "error": error_code(&dva.cfg.quirks, code), "error_description": description });
+    let mut r = (status, axum::Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn issue_tokens(dva: &Dva, grant: TokenGrant) -> Response {
+    let access = crate::ids::random_hex(32);
+    let refresh = crate::ids::random_hex(32);
+    let lifetimes = dva.cfg.lifetimes;
+    let scope = grant.services.join(" ");
+    Dva::lock(&dva.access).insert(
+        access.clone(),
+        TokenGrant {
+            expires: Instant::now() + lifetimes.access_token,
+            ..grant.clone()
+        },
+    );
+    Dva::lock(&dva.refresh).insert(
+        refresh.clone(),
+        TokenGrant {
+            expires: Instant::now() + lifetimes.refresh_token,
+            ..grant
+        },
+    );
+    let body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": lifetimes.access_token.as_secs(),
+        "refresh_token": refresh,
+        "scope": scope,
+    });
+    let mut r = (StatusCode::OK, axum::Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// POST /oauth/token (back channel, mutual TLS)
+pub async fn token(
+    State(dva): State<Arc<Dva>>,
+    Extension(peer): Extension<PeerCertificates>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !form_type.starts_with("application/x-www-form-urlencoded") {
+        return token_error(
+            &dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "de body moet application/x-www-form-urlencoded zijn",
+        );
+    }
+    if query.as_deref().is_some_and(|q| !q.is_empty()) {
+        return token_error(
+            &dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "parameters horen in de body, niet in de query",
+        );
+    }
+    let form = parse_pairs(std::str::from_utf8(&body).ok());
+    let Some(client_id) = param(&form, "client_id").filter(|c| !c.is_empty()) else {
+        return token_error(
+            &dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id ontbreekt",
+        );
+    };
+    // RFC 8705 §2: the TLS client certificate authenticates the client and must belong to it.
+    let names = peer.dns_names();
+    let cert_ok = names.iter().any(|n| n == client_id)
+        || (names.is_empty() && dva.cfg.quirks.has(Quirk::ClientCertNotRequired));
+    if !cert_ok {
+        return token_error(
+            &dva,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "het clientcertificaat hoort niet bij client_id",
+        );
+    }
+    match param(&form, "grant_type") {
+        Some("authorization_code") => code_grant(&dva, &form, client_id),
+        Some("refresh_token") => refresh_grant(&dva, &form, client_id),
+        Some(_) => token_error(
+            &dva,
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type wordt niet ondersteund",
+        ),
+        None => token_error(
+            &dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type ontbreekt",
+        ),
+    }
+}
+
+fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response {
+    let Some(code) = param(form, "code") else {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code ontbreekt",
+        );
+    };
+    let grant = {
+        let mut codes = Dva::lock(&dva.codes);
+        let Some(grant) = codes.get_mut(code) else {
+            return token_error(
+                dva,
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "onbekende code",
+            );
+        };
+        if grant.used && !dva.cfg.quirks.has(Quirk::CodeReplayAccepted) {
+            return token_error(
+                dva,
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "code is al gebruikt",
+            );
+        }
+        // Voided on first presentation, whatever happens next (core.tknint.204).
+        grant.used = true;
+        grant.clone()
+    };
+    if grant.issued.elapsed() > dva.cfg.lifetimes.code {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code is verlopen",
+        );
+    }
+    if grant.client_id != client_id {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code is voor een andere client uitgegeven",
+        );
+    }
+    if param(form, "redirect_uri") != Some(grant.redirect_uri.as_str()) {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "redirect_uri ontbreekt of wijkt af",
+        );
+    }
+    issue_tokens(
+        dva,
+        TokenGrant {
+            client_id: grant.client_id,
+            bsn: grant.bsn,
+            services: grant.services,
+            expires: Instant::now(),
+        },
+    )
+}
+
+fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response {
+    let Some(token) = param(form, "refresh_token") else {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "refresh_token ontbreekt",
+        );
+    };
+    // Rotation: the presented refresh token dies now.
+    let Some(grant) = Dva::lock(&dva.refresh).remove(token) else {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "onbekende of gebruikte refresh_token",
+        );
+    };
+    if grant.expires < Instant::now() {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh_token is verlopen",
+        );
+    }
+    if grant.client_id != client_id {
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh_token hoort bij een andere client",
+        );
+    }
+    issue_tokens(dva, grant)
+}
+
+/// Looks up a bearer token for the resource endpoint.
+pub(super) fn bearer(dva: &Dva, headers: &HeaderMap) -> Result<TokenGrant, &'static str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no bearer token")?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .ok_or("authorization is not a bearer token")?;
+    let grant = Dva::lock(&dva.access)
+        .get(token.trim())
+        .cloned()
+        .ok_or("unknown token")?;
+    if grant.expires < Instant::now() {
+        return Err("token expired");
+    }
+    Ok(grant)
+}

@@ -1,0 +1,279 @@
+//! Test patients and the gegevensdienst-49 query catalogue.
+//!
+//! A patient is a FHIR STU3 `collection` Bundle of invented data. Date strings of the form
+//! `@today±Nd` (a date) and `@now±Nd` (a dateTime) are rendered at load time, so windows such as
+//! "lab results of the last 14 months" stay true whatever day the suite runs.
+//!
+//! The catalogue ([`GP_QUERIES`]) is the single place that says what a PGO asks for in service 49
+//! and which resource types may come back; the mock PGO sends these and the simulated DVA
+//! answers them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+/// The invented patients shipped with koppeltest, embedded so the binary runs anywhere.
+pub const EMBEDDED_PATIENTS: &[(&str, &str)] = &[(
+    "fixtures/patients/de-vries.json",
+    include_str!("../fixtures/patients/de-vries.json"),
+)];
+
+pub const BSN_SYSTEM: &str = "http://fhir.nl/fhir/NamingSystem/bsn";
+
+/// One of the seven queries of gegevensdienst 49.
+#[derive(Debug, Clone, Copy)]
+pub struct GpQuery {
+    pub name: &'static str,
+    /// Relative to the ResourceEndpointuri; `{today}` is replaced by the run date.
+    pub path: &'static str,
+    /// The searched type, then the types `_include` may add.
+    pub types: &'static [&'static str],
+}
+
+pub const GP_QUERIES: &[GpQuery] = &[
+    GpQuery {
+        name: "patient",
+        path: "Patient?_include=Patient:general-practitioner",
+        types: &["Patient", "Practitioner", "PractitionerRole"],
+    },
+    GpQuery {
+        name: "episodes",
+        path: "EpisodeOfCare",
+        types: &["EpisodeOfCare"],
+    },
+    GpQuery {
+        name: "medication",
+        path: "MedicationRequest?periodofuse=ge{today}&category=http://snomed.info/sct|16076005&_include=MedicationRequest:medication",
+        types: &["MedicationRequest", "Medication"],
+    },
+    GpQuery {
+        name: "allergies",
+        path: "AllergyIntolerance?category=medication",
+        types: &["AllergyIntolerance"],
+    },
+    GpQuery {
+        name: "results",
+        path: "Observation?code=https://referentiemodel.nhg.org/tabellen/nhg-tabel-45-diagnostische-bepalingen|&_include=Observation:related-target&_include=Observation:specimen",
+        types: &["Observation", "Specimen"],
+    },
+    GpQuery {
+        name: "journal",
+        path: "Composition?type=http://loinc.org|67781-5",
+        types: &["Composition"],
+    },
+    GpQuery {
+        name: "encounters",
+        path: "Encounter",
+        types: &["Encounter"],
+    },
+];
+
+pub fn gp_query(name: &str) -> Option<&'static GpQuery> {
+    GP_QUERIES.iter().find(|q| q.name == name)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid JSON: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// One test patient: the BSN the TVS will log in with, and every resource of the record.
+#[derive(Debug, Clone)]
+pub struct Patient {
+    pub bsn: String,
+    pub source: String,
+    pub resources: Vec<Value>,
+}
+
+impl Patient {
+    pub fn parse(path: &str, json: &str, today: OffsetDateTime) -> Result<Patient, FixtureError> {
+        let mut bundle: Value =
+            serde_json::from_str(json).map_err(|source| FixtureError::Json {
+                path: path.to_string(),
+                source,
+            })?;
+        render_dates(&mut bundle, today);
+        let invalid = |message: &str| FixtureError::Invalid {
+            path: path.to_string(),
+            message: message.to_string(),
+        };
+        let resources: Vec<Value> = bundle["entry"]
+            .as_array()
+            .ok_or_else(|| invalid("not a Bundle with entries"))?
+            .iter()
+            .map(|e| e["resource"].clone())
+            .collect();
+        let patient = resources
+            .iter()
+            .find(|r| r["resourceType"] == "Patient")
+            .ok_or_else(|| invalid("no Patient resource"))?;
+        let bsn = patient["identifier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["system"] == BSN_SYSTEM)
+            .and_then(|i| i["value"].as_str())
+            .ok_or_else(|| invalid("Patient has no BSN identifier"))?
+            .to_string();
+        if !crate::ids::is_test_bsn(&bsn) {
+            return Err(invalid(
+                "the Patient's BSN is not a test BSN (9999xxxxx with a valid 11-check)",
+            ));
+        }
+        Ok(Patient {
+            bsn,
+            source: path.to_string(),
+            resources,
+        })
+    }
+
+    /// Resources of `resource_type`.
+    pub fn of_type<'a>(&'a self, resource_type: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.resources
+            .iter()
+            .filter(move |r| r["resourceType"] == resource_type)
+    }
+
+    /// The resource a relative reference (`Type/id`) points at.
+    pub fn resolve(&self, reference: &str) -> Option<&Value> {
+        let (t, id) = reference.split_once('/')?;
+        self.resources
+            .iter()
+            .find(|r| r["resourceType"] == t && r["id"] == id)
+    }
+}
+
+/// The patients a simulated DVA serves, by BSN.
+#[derive(Debug, Clone, Default)]
+pub struct PatientStore {
+    by_bsn: BTreeMap<String, Patient>,
+}
+
+impl PatientStore {
+    pub fn embedded() -> Result<PatientStore, FixtureError> {
+        let today = OffsetDateTime::now_utc();
+        let mut store = PatientStore::default();
+        for (path, json) in EMBEDDED_PATIENTS {
+            store.insert(Patient::parse(path, json, today)?);
+        }
+        Ok(store)
+    }
+
+    /// Every `*.json` in `dir`.
+    pub fn load_dir(dir: &Path) -> Result<PatientStore, FixtureError> {
+        let today = OffsetDateTime::now_utc();
+        let read_err = |source| FixtureError::Read {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        let mut store = PatientStore::default();
+        for p in paths {
+            let path = p.display().to_string();
+            let json = std::fs::read_to_string(&p).map_err(|source| FixtureError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            store.insert(Patient::parse(&path, &json, today)?);
+        }
+        Ok(store)
+    }
+
+    pub fn insert(&mut self, patient: Patient) {
+        self.by_bsn.insert(patient.bsn.clone(), patient);
+    }
+
+    pub fn get(&self, bsn: &str) -> Option<&Patient> {
+        self.by_bsn.get(bsn)
+    }
+
+    pub fn bsns(&self) -> impl Iterator<Item = &String> {
+        self.by_bsn.keys()
+    }
+}
+
+/// Replaces `@today±Nd` / `@now±Nd` strings.
+fn render_dates(v: &mut Value, today: OffsetDateTime) {
+    match v {
+        Value::String(s) => {
+            if let Some(rendered) = render_date(s, today) {
+                *s = rendered;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| render_dates(i, today)),
+        Value::Object(map) => map.values_mut().for_each(|i| render_dates(i, today)),
+        _ => {}
+    }
+}
+
+fn render_date(s: &str, today: OffsetDateTime) -> Option<String> {
+    let (base, rest, date_only) = if let Some(r) = s.strip_prefix("@today") {
+        (today, r, true)
+    } else if let Some(r) = s.strip_prefix("@now") {
+        (today, r, false)
+    } else {
+        return None;
+    };
+    let offset = if rest.is_empty() {
+        Duration::ZERO
+    } else {
+        let days: i64 = rest.strip_suffix('d')?.parse().ok()?;
+        Duration::days(days)
+    };
+    let t = (base + offset).to_offset(time::UtcOffset::UTC);
+    Some(if date_only {
+        t.date().to_string()
+    } else {
+        crate::saml::instant(t)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_patient_loads_with_a_test_bsn_and_rendered_dates() {
+        let store = PatientStore::embedded().unwrap();
+        let p = store.get("999911533").expect("de Vries");
+        let obs = p.of_type("Observation").next().unwrap();
+        let when = obs["effectiveDateTime"].as_str().unwrap();
+        assert!(!when.starts_with('@') && when.ends_with('Z'), "{when}");
+        assert!(p.resolve("Practitioner/prac-1").is_some());
+    }
+
+    #[test]
+    fn date_offsets_render() {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        assert_eq!(render_date("@today-1d", t).unwrap(), "2023-11-13");
+        assert_eq!(render_date("@now+0d", t).unwrap(), "2023-11-14T22:13:20Z");
+        assert_eq!(render_date("@todayX", t), None);
+        assert_eq!(render_date("plain", t), None);
+    }
+
+    #[test]
+    fn a_real_looking_bsn_is_refused() {
+        let json =
+            include_str!("../fixtures/patients/de-vries.json").replace("999911533", "123456782");
+        let err = Patient::parse("x.json", &json, OffsetDateTime::now_utc()).unwrap_err();
+        assert!(err.to_string().contains("test BSN"));
+    }
+}

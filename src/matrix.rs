@@ -1,0 +1,381 @@
+//! The matrix file: HIS rows × PGO columns, a typed TOML contract like the scenarios.
+//!
+//! A row is a HIS as a coalition knows it: the practice (ZAL name) it is reached through, the
+//! lists that publish it, the DVA target (the built-in simulated DVA with its quirks), browser
+//! selectors for its pages, and the known deviations with a reason each. A column is a PGO
+//! profile ([`PgoProfile`]). [`Matrix::prepare`] resolves everything a run needs up front, so a
+//! bad matrix fails before any traffic with file, line and field.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::dva::Quirks;
+use crate::lists::{self, Endpoints, Ocl, Whitelist, Zal};
+use crate::pgo::{PgoProfile, Selectors};
+use crate::saml::Loa;
+use crate::scenario::Scenario;
+
+/// The matrix `koppeltest run` uses when given none.
+pub const EMBEDDED_DEFAULT: (&str, &str) = (
+    "fixtures/matrix/default.toml",
+    include_str!("../fixtures/matrix/default.toml"),
+);
+
+const EMBEDDED_LISTS: &[(&str, &str)] = &[
+    (
+        "MedMij_Zorgaanbiederslijst.xml",
+        include_str!("../fixtures/lists/MedMij_Zorgaanbiederslijst.xml"),
+    ),
+    (
+        "MedMij_Zorgaanbiederslijst_release2.xml",
+        include_str!("../fixtures/lists/MedMij_Zorgaanbiederslijst_release2.xml"),
+    ),
+    (
+        "MedMij_OAuthclientlist.xml",
+        include_str!("../fixtures/lists/MedMij_OAuthclientlist.xml"),
+    ),
+    (
+        "MedMij_Whitelist.xml",
+        include_str!("../fixtures/lists/MedMij_Whitelist.xml"),
+    ),
+    (
+        "MedMij_Whitelist_v2.xml",
+        include_str!("../fixtures/lists/MedMij_Whitelist_v2.xml"),
+    ),
+];
+
+/// The gegevensdienst every row is tested for.
+pub const GEGEVENSDIENST: &str = "49";
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Matrix {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The test person the mock TVS logs in.
+    #[serde(default)]
+    pub tvs: TvsSettings,
+    #[serde(rename = "his")]
+    pub rows: Vec<HisRow>,
+    #[serde(rename = "pgo")]
+    pub columns: Vec<PgoProfile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TvsSettings {
+    /// A test BSN (9999xxxxx with a valid 11-check).
+    #[serde(default = "default_bsn")]
+    pub bsn: String,
+    #[serde(default = "default_loa")]
+    pub loa: Loa,
+}
+
+impl Default for TvsSettings {
+    fn default() -> Self {
+        TvsSettings {
+            bsn: default_bsn(),
+            loa: default_loa(),
+        }
+    }
+}
+
+fn default_bsn() -> String {
+    "999911533".into()
+}
+
+fn default_loa() -> Loa {
+    Loa::Substantial
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HisRow {
+    pub id: String,
+    /// The HIS name, as a coalition knows it.
+    pub name: String,
+    /// The DVA that serves this HIS.
+    pub dva: String,
+    /// The zorgaanbieder on the ZAL (`…@medmij`), a test practice.
+    pub practice: String,
+    /// `embedded:<file>` or a path relative to the matrix file.
+    pub zal: String,
+    pub ocl: String,
+    pub whitelist: String,
+    pub target: DvaTarget,
+    /// Form selectors for this DVA's landing and consent pages (defaults fit the simulated DVA).
+    #[serde(default)]
+    pub selectors: Selectors,
+    #[serde(default, rename = "known_deviation")]
+    pub known_deviations: Vec<KnownDeviation>,
+}
+
+/// What answers for this row.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DvaTarget {
+    /// koppeltest's built-in simulated DVA, on the hosts the row's ZAL names.
+    Simulated {
+        /// The DV's eID entity index; 9000–9999 are reserved for tests.
+        entity_index: u16,
+        #[serde(default)]
+        quirks: Quirks,
+    },
+}
+
+/// An expected failure, with the reason it is accepted.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnownDeviation {
+    pub scenario: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error("read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: field `{field}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
+}
+
+/// A row with its lists resolved.
+#[derive(Debug, Clone)]
+pub struct PreparedRow {
+    pub row: HisRow,
+    pub zal: Arc<Zal>,
+    pub ocl: Arc<Ocl>,
+    pub whitelist: Arc<Whitelist>,
+    pub endpoints: Endpoints,
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .map_or(1, |o| text[..o].matches('\n').count() + 1)
+}
+
+impl Matrix {
+    pub fn parse(path: &Path, text: &str) -> Result<Matrix, MatrixError> {
+        toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let before = &text[..offset.min(text.len())];
+            MatrixError::Syntax {
+                path: path.to_path_buf(),
+                line: before.matches('\n').count() + 1,
+                column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+                message: e.message().trim().to_string(),
+            }
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<(Matrix, String), MatrixError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MatrixError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok((Matrix::parse(path, &text)?, text))
+    }
+
+    pub fn embedded_default() -> Result<(Matrix, String), MatrixError> {
+        let (path, text) = EMBEDDED_DEFAULT;
+        Ok((Matrix::parse(Path::new(path), text)?, text.to_string()))
+    }
+
+    /// Semantic checks and list resolution. `base` is the folder relative list paths start at.
+    pub fn prepare(
+        &self,
+        path: &Path,
+        text: &str,
+        base: &Path,
+        scenarios: &[Scenario],
+    ) -> Result<Vec<PreparedRow>, MatrixError> {
+        let invalid = |needle: &str, field: &str, message: String| MatrixError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(text, needle),
+            field: field.to_string(),
+            message,
+        };
+        if self.rows.is_empty() || self.columns.is_empty() {
+            return Err(invalid(
+                "",
+                "his/pgo",
+                "a matrix needs at least one [[his]] row and one [[pgo]] column".into(),
+            ));
+        }
+        if !crate::ids::is_test_bsn(&self.tvs.bsn) {
+            return Err(invalid(
+                &self.tvs.bsn,
+                "tvs.bsn",
+                "not a test BSN (9999xxxxx with a valid 11-check)".into(),
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for id in self
+            .rows
+            .iter()
+            .map(|r| &r.id)
+            .chain(self.columns.iter().map(|c| &c.id))
+        {
+            if !ids.insert(id) {
+                return Err(invalid(
+                    &format!("\"{id}\""),
+                    "id",
+                    format!("id {id:?} is used twice"),
+                ));
+            }
+        }
+        for c in &self.columns {
+            let redirect_host = url::Url::parse(&c.redirect_uri)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string));
+            if redirect_host.as_deref() != Some(c.hostname.as_str()) {
+                return Err(invalid(
+                    &c.redirect_uri,
+                    "redirect_uri",
+                    format!("must be on the PGO's hostname {}", c.hostname),
+                ));
+            }
+        }
+        let known = crate::scenario::ids(scenarios);
+        let mut prepared = Vec::new();
+        for row in &self.rows {
+            for d in &row.known_deviations {
+                if !known.contains(d.scenario.as_str()) {
+                    return Err(invalid(
+                        &format!("\"{}\"", d.scenario),
+                        "known_deviation.scenario",
+                        format!("no scenario with id {:?}", d.scenario),
+                    ));
+                }
+                if d.reason.trim().is_empty() {
+                    return Err(invalid(
+                        &format!("\"{}\"", d.scenario),
+                        "known_deviation.reason",
+                        "a known deviation needs a reason".into(),
+                    ));
+                }
+            }
+            let DvaTarget::Simulated { entity_index, .. } = &row.target;
+            if !(9000..=9999).contains(entity_index) {
+                return Err(invalid(
+                    &format!("entity_index = {entity_index}"),
+                    "target.entity_index",
+                    "test entity indexes are 9000–9999".into(),
+                ));
+            }
+            let list = |source: &str, field: &str| -> Result<String, MatrixError> {
+                read_list(source, base).map_err(|m| invalid(source, field, m))
+            };
+            let zal = lists::parse_zal(&list(&row.zal, "zal")?)
+                .map_err(|e| invalid(&row.zal, "zal", e.to_string()))?;
+            let ocl = lists::parse_ocl(&list(&row.ocl, "ocl")?)
+                .map_err(|e| invalid(&row.ocl, "ocl", e.to_string()))?;
+            let whitelist = lists::parse_whitelist(&list(&row.whitelist, "whitelist")?)
+                .map_err(|e| invalid(&row.whitelist, "whitelist", e.to_string()))?;
+            let endpoints = zal
+                .resolve(&row.practice, GEGEVENSDIENST)
+                .map_err(|e| invalid(&row.practice, "practice", e.to_string()))?;
+            prepared.push(PreparedRow {
+                row: row.clone(),
+                zal: Arc::new(zal),
+                ocl: Arc::new(ocl),
+                whitelist: Arc::new(whitelist),
+                endpoints,
+            });
+        }
+        Ok(prepared)
+    }
+}
+
+fn read_list(source: &str, base: &Path) -> Result<String, String> {
+    if let Some(name) = source.strip_prefix("embedded:") {
+        return EMBEDDED_LISTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.to_string())
+            .ok_or_else(|| {
+                format!(
+                    "no embedded list {name:?}; embedded: {}",
+                    EMBEDDED_LISTS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+    }
+    let p = base.join(source);
+    std::fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepare(text: &str) -> Result<Vec<PreparedRow>, MatrixError> {
+        let scenarios = crate::scenario::embedded().unwrap();
+        let p = Path::new("m.toml");
+        Matrix::parse(p, text)?.prepare(p, text, Path::new("."), &scenarios)
+    }
+
+    #[test]
+    fn the_embedded_default_prepares() {
+        let rows = prepare(EMBEDDED_DEFAULT.1).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2].zal.release, 2);
+        assert_eq!(rows[2].whitelist.shape, crate::lists::WhitelistShape::Text);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let bad = EMBEDDED_DEFAULT.1.replacen(
+            "scenario = \"token.code-replay\"",
+            "scenario = \"token.code-replya\"",
+            1,
+        );
+        let e = prepare(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("m.toml:")
+                && e.contains("known_deviation.scenario")
+                && e.contains("code-replya"),
+            "{e}"
+        );
+        let bad = EMBEDDED_DEFAULT
+            .1
+            .replacen("entity_index = 9001", "entity_index = 42", 1);
+        assert!(prepare(&bad).unwrap_err().to_string().contains("9000–9999"));
+        let bad = EMBEDDED_DEFAULT
+            .1
+            .replacen("quirks = []", "quirks = [\"no-such-quirk\"]", 1);
+        let e = prepare(&bad).unwrap_err().to_string();
+        assert!(e.contains("no-such-quirk"), "{e}");
+        let bad = EMBEDDED_DEFAULT
+            .1
+            .replacen("hoekstra@medmij", "hoekstra2@medmij", 1);
+        assert!(
+            prepare(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("not on the ZAL")
+        );
+    }
+}

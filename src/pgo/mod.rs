@@ -1,0 +1,656 @@
+//! The mock PGO: an OAuth 2.0 client and FHIR client that behaves as a MedMij PGO server does,
+//! or, when a scenario says so, deliberately does not (missing parameters, no client
+//! certificate, a replayed code).
+//!
+//! It resolves the practice through the ZAL, refuses hosts that are not on the Whitelist,
+//! drives the front channel with its own [`browser`], and records every request and response in
+//! the scenario's exchange log. It reports what happened as [`StepResult`]s; it never judges.
+
+pub mod browser;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::exchange::{ExchangeLog, Party, RawExchange};
+use crate::fixtures::GpQuery;
+use crate::lists::{Endpoints, Whitelist};
+use crate::pki::Leaf;
+use crate::scenario::{AuthorizeStep, ConsentChoice, RefreshStep, TokenStep, TvsLogin};
+use crate::tls::{self, HostMap, TlsError};
+pub use browser::Selectors;
+
+/// Responses larger than this are refused (a hostile DVA cannot exhaust memory).
+const MAX_BODY: usize = 16 << 20;
+/// A front channel that needs more hops than this is broken.
+const MAX_HOPS: usize = 25;
+
+/// The Afsprakenstelsel release a PGO speaks, which fixes its scope dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum Release {
+    /// 1.0: the scope is the gegevensdienst id (`49`).
+    #[serde(rename = "1.0")]
+    V1_0,
+    /// Later 1.x: `naam~id` per service (`dewaard.huisartspraktijk.utrecht~49`).
+    #[serde(rename = "1.x")]
+    V1X,
+    /// 2.2.x: the provider name without `@medmij`; one consent covers all its services.
+    #[serde(rename = "2.2")]
+    V2_2,
+}
+
+impl Release {
+    pub fn label(self) -> &'static str {
+        match self {
+            Release::V1_0 => "1.0",
+            Release::V1X => "1.x",
+            Release::V2_2 => "2.2",
+        }
+    }
+}
+
+/// A PGO column of the matrix.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgoProfile {
+    pub id: String,
+    pub name: String,
+    /// The PGO node's hostname on the OCL: the client_id, the redirect URI's host, the client
+    /// certificate's name.
+    pub hostname: String,
+    pub redirect_uri: String,
+    pub release: Release,
+    #[serde(default = "default_services")]
+    pub gegevensdiensten: Vec<String>,
+    /// The Accept header for FHIR requests.
+    #[serde(default = "default_accept")]
+    pub accept: String,
+}
+
+fn default_services() -> Vec<String> {
+    vec!["49".into()]
+}
+
+fn default_accept() -> String {
+    "application/fhir+json; fhirVersion=3.0".into()
+}
+
+impl PgoProfile {
+    /// The scope for `practice` (`…@medmij`) in this profile's dialect.
+    pub fn scope(&self, practice: &str) -> String {
+        let naam = practice.trim_end_matches("@medmij");
+        match self.release {
+            Release::V1_0 => self.gegevensdiensten.join(" "),
+            Release::V1X => self
+                .gegevensdiensten
+                .iter()
+                .map(|g| format!("{naam}~{g}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Release::V2_2 => naam.to_string(),
+        }
+    }
+}
+
+/// What a step produced, for the checks to judge.
+#[derive(Debug, Clone)]
+pub enum StepResult {
+    Authorize(AuthorizeResult),
+    Http(HttpResult),
+    /// The step could not run (an earlier step gave no code or token to use).
+    NotRun {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthorizeResult {
+    /// The state the PGO sent, if it sent one.
+    pub sent_state: Option<String>,
+    pub outcome: AuthorizeOutcome,
+    /// Every hop, in order.
+    pub evidence: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthorizeOutcome {
+    /// The browser was sent back to the redirect URI with these query parameters.
+    RedirectedBack {
+        params: Vec<(String, String)>,
+        seq: usize,
+    },
+    /// The browser stopped on a page it had no reason to leave (an error page, normally).
+    Page {
+        status: u16,
+        title: Option<String>,
+        seq: usize,
+    },
+    /// The exchange broke off: a transport failure, a host not on the Whitelist, a loop.
+    Broken { reason: String, seq: Option<usize> },
+}
+
+impl AuthorizeResult {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        match &self.outcome {
+            AuthorizeOutcome::RedirectedBack { params, .. } => params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpResult {
+    pub seq: Option<usize>,
+    pub outcome: HttpOutcome,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpOutcome {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    Transport {
+        reason: String,
+    },
+}
+
+impl HttpResult {
+    pub fn json(&self) -> Option<Value> {
+        match &self.outcome {
+            HttpOutcome::Response { body, .. } => serde_json::from_str(body).ok(),
+            HttpOutcome::Transport { .. } => None,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match &self.outcome {
+            HttpOutcome::Response { headers, .. } => headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str()),
+            HttpOutcome::Transport { .. } => None,
+        }
+    }
+
+    fn broken(reason: String) -> HttpResult {
+        HttpResult {
+            seq: None,
+            outcome: HttpOutcome::Transport { reason },
+            elapsed_ms: 0,
+        }
+    }
+}
+
+/// Trust and identity for one PGO run.
+#[derive(Debug, Clone)]
+pub struct PgoTrust {
+    pub front_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub back_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The PGO node's back-channel certificate (for mutual TLS).
+    pub identity: Arc<Leaf>,
+}
+
+/// One mock PGO session against one practice.
+pub struct Pgo {
+    pub profile: PgoProfile,
+    pub practice: String,
+    pub endpoints: Endpoints,
+    whitelist: Arc<Whitelist>,
+    selectors: Selectors,
+    tvs_host: Option<String>,
+    browser: reqwest::Client,
+    back: reqwest::Client,
+    back_anonymous: reqwest::Client,
+    log: ExchangeLog,
+    /// One X-Correlation-ID per authorization, carried into token and resource requests.
+    correlation_id: String,
+}
+
+/// Everything [`Pgo::new`] needs besides the clients it builds.
+pub struct PgoSetup {
+    pub profile: PgoProfile,
+    pub practice: String,
+    pub endpoints: Endpoints,
+    pub whitelist: Arc<Whitelist>,
+    pub selectors: Selectors,
+    pub tvs_host: Option<String>,
+    pub trust: PgoTrust,
+    pub hosts: HostMap,
+    pub log: ExchangeLog,
+}
+
+impl Pgo {
+    pub fn new(setup: PgoSetup) -> Result<Pgo, TlsError> {
+        let options = |cookies| tls::ClientOptions {
+            timeout: std::time::Duration::from_secs(30),
+            cookies,
+        };
+        let browser = tls::http_client(
+            tls::client_config(&setup.trust.front_roots, None)?,
+            &setup.hosts,
+            options(Some(Arc::new(reqwest::cookie::Jar::default()))),
+        )?;
+        let back = tls::http_client(
+            tls::client_config(&setup.trust.back_roots, Some(&setup.trust.identity))?,
+            &setup.hosts,
+            options(None),
+        )?;
+        let back_anonymous = tls::http_client(
+            tls::client_config(&setup.trust.back_roots, None)?,
+            &setup.hosts,
+            options(None),
+        )?;
+        Ok(Pgo {
+            profile: setup.profile,
+            practice: setup.practice,
+            endpoints: setup.endpoints,
+            whitelist: setup.whitelist,
+            selectors: setup.selectors,
+            tvs_host: setup.tvs_host,
+            browser,
+            back,
+            back_anonymous,
+            log: setup.log,
+            correlation_id: crate::ids::uuid_v4(),
+        })
+    }
+
+    fn party_of(&self, url: &reqwest::Url) -> Party {
+        match (&self.tvs_host, url.host_str()) {
+            (Some(tvs), Some(h)) if tvs == h => Party::Tvs,
+            _ => Party::Dva,
+        }
+    }
+
+    /// Sends `req`, records it, and returns what came back.
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        from: Party,
+        req: reqwest::Request,
+    ) -> HttpResult {
+        let to = self.party_of(req.url());
+        let mut x = RawExchange::request(from, to, req.method().as_str(), req.url().as_str());
+        x.request_headers = header_pairs(req.headers());
+        x.request_body = req
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        let started = Instant::now();
+        let outcome = match client.execute(req).await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let headers = header_pairs(resp.headers());
+                match tls::read_limited(resp, MAX_BODY).await {
+                    Ok(body) => HttpOutcome::Response {
+                        status,
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    },
+                    Err(reason) => HttpOutcome::Transport { reason },
+                }
+            }
+            Err(e) => HttpOutcome::Transport {
+                reason: tls::error_chain(&e),
+            },
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            HttpOutcome::Response {
+                status,
+                headers,
+                body,
+            } => {
+                x.status = Some(*status);
+                x.response_headers = headers.clone();
+                x.response_body = Some(body.clone());
+            }
+            HttpOutcome::Transport { reason } => x.transport_error = Some(reason.clone()),
+        }
+        let seq = self.log.record(x);
+        HttpResult {
+            seq: Some(seq),
+            outcome,
+            elapsed_ms,
+        }
+    }
+
+    fn medmij_headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&crate::ids::uuid_v4()) {
+            h.insert("MedMij-Request-ID", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.correlation_id) {
+            h.insert("X-Correlation-ID", v);
+        }
+        h
+    }
+
+    /// Drives the front channel from the authorization request until the browser is sent back
+    /// to the redirect URI or stops.
+    pub async fn authorize(&self, step: &AuthorizeStep, login: &TvsLogin) -> AuthorizeResult {
+        let mut evidence = Vec::new();
+        let broken = |reason: String, seq, evidence: Vec<usize>, sent_state: Option<String>| {
+            AuthorizeResult {
+                sent_state,
+                outcome: AuthorizeOutcome::Broken { reason, seq },
+                evidence,
+            }
+        };
+        let state = crate::ids::random_hex(12);
+        let mut params: Vec<(String, String)> = vec![
+            ("response_type".into(), "code".into()),
+            ("client_id".into(), self.profile.hostname.clone()),
+            ("redirect_uri".into(), self.profile.redirect_uri.clone()),
+            ("scope".into(), self.profile.scope(&self.practice)),
+            ("state".into(), state),
+            ("MedMij-Request-ID".into(), crate::ids::uuid_v4()),
+            ("X-Correlation-ID".into(), self.correlation_id.clone()),
+        ];
+        apply_overrides(&mut params, &step.set, &step.omit);
+        let sent_state = params
+            .iter()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.clone());
+        if let Err(e) = self.whitelist.check(&self.endpoints.authorization) {
+            return broken(
+                format!("the PGO refuses to connect: {e}"),
+                None,
+                evidence,
+                sent_state,
+            );
+        }
+        let mut url = match reqwest::Url::parse(&self.endpoints.authorization) {
+            Ok(mut u) => {
+                u.query_pairs_mut().extend_pairs(params.iter());
+                u
+            }
+            Err(e) => {
+                return broken(
+                    format!("AuthorizationEndpointuri is not a URL: {e}"),
+                    None,
+                    evidence,
+                    sent_state,
+                );
+            }
+        };
+        let mut form: Option<Vec<(String, String)>> = None;
+        for _ in 0..MAX_HOPS {
+            let req = match &form {
+                Some(fields) => self.browser.post(url.clone()).form(fields),
+                None => self.browser.get(url.clone()),
+            }
+            .header(reqwest::header::ACCEPT, "text/html,application/xhtml+xml");
+            let req = match req.build() {
+                Ok(r) => r,
+                Err(e) => {
+                    return broken(
+                        format!("could not build the request: {e}"),
+                        None,
+                        evidence,
+                        sent_state,
+                    );
+                }
+            };
+            let result = self.send(&self.browser, Party::Browser, req).await;
+            let seq = result.seq.unwrap_or_default();
+            evidence.push(seq);
+            let (status, body) = match &result.outcome {
+                HttpOutcome::Transport { reason } => {
+                    return broken(reason.clone(), Some(seq), evidence, sent_state);
+                }
+                HttpOutcome::Response { status, body, .. } => (*status, body.clone()),
+            };
+            if (300..400).contains(&status) {
+                let Some(next) = result.header("location").and_then(|l| url.join(l).ok()) else {
+                    return broken(
+                        format!("HTTP {status} without a usable Location"),
+                        Some(seq),
+                        evidence,
+                        sent_state,
+                    );
+                };
+                if self.is_redirect_uri(&next) {
+                    let params = next.query_pairs().into_owned().collect();
+                    return AuthorizeResult {
+                        sent_state,
+                        outcome: AuthorizeOutcome::RedirectedBack { params, seq },
+                        evidence,
+                    };
+                }
+                url = next;
+                form = None;
+                continue;
+            }
+            let page_title = browser::title(&body);
+            let Some((target, fields, method)) = self.next_form(&body, &url, step, login) else {
+                return AuthorizeResult {
+                    sent_state,
+                    outcome: AuthorizeOutcome::Page {
+                        status,
+                        title: page_title,
+                        seq,
+                    },
+                    evidence,
+                };
+            };
+            url = target;
+            form = (method == "post").then_some(fields.clone());
+            if method != "post" {
+                url.query_pairs_mut().extend_pairs(fields.iter());
+            }
+        }
+        broken(
+            format!("more than {MAX_HOPS} hops without reaching the redirect URI"),
+            None,
+            evidence,
+            sent_state,
+        )
+    }
+
+    fn is_redirect_uri(&self, url: &reqwest::Url) -> bool {
+        let mut bare = url.clone();
+        bare.set_query(None);
+        bare.set_fragment(None);
+        bare.as_str() == self.profile.redirect_uri
+            || bare.as_str().trim_end_matches('/')
+                == self.profile.redirect_uri.trim_end_matches('/')
+    }
+
+    /// The form a person (or a browser's JavaScript) would submit next on this page.
+    fn next_form(
+        &self,
+        html: &str,
+        base: &reqwest::Url,
+        step: &AuthorizeStep,
+        login: &TvsLogin,
+    ) -> Option<NextForm> {
+        let forms = browser::forms(html);
+        let s = &self.selectors;
+        let pick = |f: &browser::Form, fields: Vec<(String, String)>| {
+            Some((base.join(&f.action).ok()?, fields, f.method.clone()))
+        };
+        if let Some(f) = forms.iter().find(|f| f.is_saml_autopost()) {
+            return pick(f, f.submission(&[], None));
+        }
+        if let Some(f) = forms.iter().find(|f| f.matches(&s.tvs_login.form)) {
+            let mut overrides = Vec::new();
+            if let Some(fault) = login.fault {
+                overrides.push(("fault", fault.name()));
+            }
+            if let Some(loa) = login.loa {
+                overrides.push(("loa", serde_json::to_value(loa).ok()?.as_str()?.to_string()));
+            }
+            let button = if login.cancel {
+                s.tvs_login.refuse.as_deref()
+            } else {
+                Some(s.tvs_login.submit.as_str())
+            };
+            return pick(f, f.submission(&overrides, button));
+        }
+        if let Some(f) = forms.iter().find(|f| f.matches(&s.consent.form)) {
+            let button = match step.consent {
+                ConsentChoice::Approve => Some(s.consent.submit.as_str()),
+                ConsentChoice::Deny => s.consent.refuse.as_deref(),
+            };
+            return pick(f, f.submission(&[], button));
+        }
+        if let Some(f) = forms.iter().find(|f| f.matches(&s.landing.form)) {
+            return pick(f, f.submission(&[], Some(&s.landing.submit)));
+        }
+        None
+    }
+
+    /// Exchanges `code` at the token endpoint.
+    pub async fn token(&self, step: &TokenStep, code: &str) -> HttpResult {
+        let mut form: Vec<(String, String)> = vec![
+            ("grant_type".into(), "authorization_code".into()),
+            ("code".into(), code.to_string()),
+            ("redirect_uri".into(), self.profile.redirect_uri.clone()),
+            ("client_id".into(), self.profile.hostname.clone()),
+        ];
+        apply_overrides(&mut form, &step.set, &step.omit);
+        let client = if step.client_certificate {
+            &self.back
+        } else {
+            &self.back_anonymous
+        };
+        self.post_token(client, &form).await
+    }
+
+    /// Uses a refresh token.
+    pub async fn refresh(&self, step: &RefreshStep, refresh_token: &str) -> HttpResult {
+        let mut form: Vec<(String, String)> = vec![
+            ("grant_type".into(), "refresh_token".into()),
+            ("refresh_token".into(), refresh_token.to_string()),
+            ("client_id".into(), self.profile.hostname.clone()),
+        ];
+        apply_overrides(&mut form, &step.set, &[]);
+        self.post_token(&self.back, &form).await
+    }
+
+    async fn post_token(&self, client: &reqwest::Client, form: &[(String, String)]) -> HttpResult {
+        if let Err(e) = self.whitelist.check(&self.endpoints.token) {
+            return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
+        }
+        let req = client
+            .post(&self.endpoints.token)
+            .headers(self.medmij_headers())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(form)
+            .build();
+        match req {
+            Ok(req) => self.send(client, Party::Pgo, req).await,
+            Err(e) => HttpResult::broken(format!("could not build the token request: {e}")),
+        }
+    }
+
+    /// Runs one gegevensdienst-49 query with `access_token`.
+    pub async fn fhir(&self, query: &GpQuery, access_token: &str) -> HttpResult {
+        if let Err(e) = self.whitelist.check(&self.endpoints.resource) {
+            return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
+        }
+        let today = time::OffsetDateTime::now_utc().date().to_string();
+        let url = format!(
+            "{}/{}",
+            self.endpoints.resource.trim_end_matches('/'),
+            query.path.replace("{today}", &today)
+        );
+        let req = self
+            .back
+            .get(&url)
+            .headers(self.medmij_headers())
+            .header(reqwest::header::ACCEPT, &self.profile.accept)
+            .bearer_auth(access_token)
+            .build();
+        match req {
+            Ok(req) => self.send(&self.back, Party::Pgo, req).await,
+            Err(e) => HttpResult::broken(format!("could not build the FHIR request: {e}")),
+        }
+    }
+}
+
+/// Where the browser goes next: URL, fields, method.
+type NextForm = (reqwest::Url, Vec<(String, String)>, String);
+
+fn apply_overrides(
+    params: &mut Vec<(String, String)>,
+    set: &std::collections::BTreeMap<String, String>,
+    omit: &[String],
+) {
+    for (k, v) in set {
+        match params.iter_mut().find(|(pk, _)| pk == k) {
+            Some(p) => p.1 = v.clone(),
+            None => params.push((k.clone(), v.clone())),
+        }
+    }
+    params.retain(|(k, _)| !omit.contains(k));
+}
+
+fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(release: Release) -> PgoProfile {
+        PgoProfile {
+            id: "p".into(),
+            name: "p".into(),
+            hostname: "medmij.pgo.koppeltest.test".into(),
+            redirect_uri: "https://medmij.pgo.koppeltest.test/cb".into(),
+            release,
+            gegevensdiensten: vec!["48".into(), "49".into()],
+            accept: default_accept(),
+        }
+    }
+
+    #[test]
+    fn scope_dialects_follow_the_release() {
+        let practice = "dewaard.huisartspraktijk.utrecht@medmij";
+        assert_eq!(profile(Release::V1_0).scope(practice), "48 49");
+        assert_eq!(
+            profile(Release::V1X).scope(practice),
+            "dewaard.huisartspraktijk.utrecht~48 dewaard.huisartspraktijk.utrecht~49"
+        );
+        assert_eq!(
+            profile(Release::V2_2).scope(practice),
+            "dewaard.huisartspraktijk.utrecht"
+        );
+    }
+
+    #[test]
+    fn overrides_replace_add_and_omit() {
+        let mut p = vec![
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ];
+        let set = [
+            ("a".to_string(), "9".to_string()),
+            ("c".to_string(), "3".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        apply_overrides(&mut p, &set, &["b".to_string()]);
+        assert_eq!(p, vec![("a".into(), "9".into()), ("c".into(), "3".into())]);
+    }
+}

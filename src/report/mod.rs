@@ -1,0 +1,264 @@
+//! Reports: the versioned run model and the sinks that render it.
+//!
+//! The runner emits [`crate::runner::RunEvent`]s; the terminal progress and the `events.jsonl`
+//! writer consume them as they come, and at the end [`RunReport`] is rendered as `report.json`
+//! ([`json`]), `junit.xml` ([`junit`]), `matrix.html` ([`html`]) and a terminal summary
+//! ([`terminal`]). Reporters never decide outcomes.
+//!
+//! **Invariant:** everything here was redacted when it was recorded; the reports add no secret.
+
+pub mod html;
+pub mod junit;
+pub mod schema;
+pub mod terminal;
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::checks::CheckResult;
+use crate::exchange::Exchange;
+use crate::outcome::Outcome;
+
+/// The `schema` value of every report this version writes.
+pub const REPORT_SCHEMA: &str = "koppeltest.report/1";
+
+/// What a scenario's result means for the run, after known deviations are taken into account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    /// Failed, as a declared known deviation said it would.
+    ExpectedFailure,
+    /// Declared as a known deviation but did not fail: the declaration is stale.
+    UnexpectedPass,
+    Fail,
+    Error,
+    Skip,
+    Omit,
+}
+
+impl Verdict {
+    pub fn of(outcome: Outcome, deviation_declared: bool) -> Verdict {
+        match (outcome, deviation_declared) {
+            (Outcome::Fail, true) => Verdict::ExpectedFailure,
+            (Outcome::Fail, false) => Verdict::Fail,
+            (Outcome::Pass, true) => Verdict::UnexpectedPass,
+            (Outcome::Pass, false) => Verdict::Pass,
+            (Outcome::Error, _) => Verdict::Error,
+            (Outcome::Skip, _) => Verdict::Skip,
+            (Outcome::Omit, _) => Verdict::Omit,
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Verdict::Fail | Verdict::UnexpectedPass => 6,
+            Verdict::Error => 5,
+            Verdict::ExpectedFailure => 4,
+            Verdict::Pass => 3,
+            Verdict::Skip => 2,
+            Verdict::Omit => 1,
+        }
+    }
+
+    /// Whether this verdict makes the run fail.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::UnexpectedPass)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::ExpectedFailure => "expected failure",
+            Verdict::UnexpectedPass => "unexpected pass",
+            Verdict::Fail => "fail",
+            Verdict::Error => "error",
+            Verdict::Skip => "skip",
+            Verdict::Omit => "omit",
+        }
+    }
+}
+
+/// The worst verdict of a set.
+pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+    verdicts
+        .into_iter()
+        .max_by_key(|v| v.rank())
+        .unwrap_or(Verdict::Omit)
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunReport {
+    /// Always `koppeltest.report/1` for this format.
+    pub schema: String,
+    pub run_id: String,
+    pub koppeltest_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// The run was interrupted; only finished scenarios are in the report.
+    pub interrupted: bool,
+    pub matrix: MatrixInfo,
+    pub cells: Vec<CellReport>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct MatrixInfo {
+    pub name: String,
+    pub description: String,
+    pub rows: Vec<RowInfo>,
+    pub columns: Vec<ColumnInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RowInfo {
+    pub id: String,
+    pub name: String,
+    pub dva: String,
+    pub practice: String,
+    pub target: String,
+    pub quirks: Vec<String>,
+    /// Non-fatal remarks about the row's lists (naming policy).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ColumnInfo {
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    pub release: String,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CellReport {
+    pub row: String,
+    pub column: String,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub duration_ms: u64,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ScenarioReport {
+    pub id: String,
+    pub title: String,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_deviation: Option<String>,
+    /// Requirement ids of the checks that failed.
+    pub failed_requirements: Vec<String>,
+    pub checks: Vec<CheckResult>,
+    pub steps: Vec<StepReport>,
+    pub exchanges: Vec<Exchange>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct StepReport {
+    pub id: String,
+    pub action: String,
+    pub summary: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct Summary {
+    pub cells: usize,
+    pub scenarios: usize,
+    pub pass: usize,
+    pub expected_failure: usize,
+    pub unexpected_pass: usize,
+    pub fail: usize,
+    pub error: usize,
+    pub skip: usize,
+    pub omit: usize,
+    /// The process exit code this run maps to (see the README).
+    pub exit_code: i32,
+}
+
+impl Summary {
+    pub fn of(cells: &[CellReport], interrupted: bool) -> Summary {
+        let mut s = Summary {
+            cells: cells.len(),
+            ..Summary::default()
+        };
+        for sc in cells.iter().flat_map(|c| &c.scenarios) {
+            s.scenarios += 1;
+            match sc.verdict {
+                Verdict::Pass => s.pass += 1,
+                Verdict::ExpectedFailure => s.expected_failure += 1,
+                Verdict::UnexpectedPass => s.unexpected_pass += 1,
+                Verdict::Fail => s.fail += 1,
+                Verdict::Error => s.error += 1,
+                Verdict::Skip => s.skip += 1,
+                Verdict::Omit => s.omit += 1,
+            }
+        }
+        s.exit_code = if interrupted {
+            crate::exit::INTERRUPTED
+        } else if s.fail + s.unexpected_pass > 0 {
+            crate::exit::CONFORMANCE_FAILURE
+        } else if s.error > 0 {
+            crate::exit::RUN_ERRORS
+        } else {
+            crate::exit::OK
+        };
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("write {path}: {source}")]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+    std::fs::write(path, contents).map_err(|source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `report.json`, `junit.xml` and `matrix.html` into `dir`.
+pub fn write_all(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
+    std::fs::create_dir_all(dir).map_err(|source| WriteError {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let json = serde_json::to_vec_pretty(report).map_err(|e| WriteError {
+        path: dir.join("report.json"),
+        source: std::io::Error::other(e),
+    })?;
+    write_file(&dir.join("report.json"), &json)?;
+    write_file(&dir.join("junit.xml"), junit::render(report).as_bytes())?;
+    let html = html::render(report).map_err(|e| WriteError {
+        path: dir.join("matrix.html"),
+        source: std::io::Error::other(e),
+    })?;
+    write_file(&dir.join("matrix.html"), html.as_bytes())
+}
+
+/// Replaces `reports/latest` with a copy of the run's folder.
+pub fn update_latest(run_dir: &Path, latest: &Path) -> Result<(), WriteError> {
+    let _ = std::fs::remove_dir_all(latest);
+    std::fs::create_dir_all(latest).map_err(|source| WriteError {
+        path: latest.to_path_buf(),
+        source,
+    })?;
+    let entries = std::fs::read_dir(run_dir).map_err(|source| WriteError {
+        path: run_dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let to = latest.join(entry.file_name());
+        std::fs::copy(entry.path(), &to).map_err(|source| WriteError { path: to, source })?;
+    }
+    Ok(())
+}

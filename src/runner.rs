@@ -1,0 +1,495 @@
+//! The runner: every scenario in every cell, concurrently, each against fresh servers.
+//!
+//! For a simulated row each scenario gets its own simulated DVA and mock TVS on ephemeral
+//! loopback ports (four TLS listeners), so exchange logs never mix and state never leaks
+//! between scenarios. The runner emits [`RunEvent`]s and never formats anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::checks::{self, CheckResult};
+use crate::dva::{self, DvaConfig, Lifetimes};
+use crate::exchange::ExchangeLog;
+use crate::fixtures::{PatientStore, gp_query};
+use crate::matrix::{DvaTarget, Matrix, PreparedRow};
+use crate::outcome::{Outcome, roll_up};
+use crate::pgo::{AuthorizeOutcome, HttpOutcome, Pgo, PgoProfile, PgoSetup, PgoTrust, StepResult};
+use crate::pki::{Channel, Pki, TEST_DOMAIN};
+use crate::report::{
+    CellReport, ColumnInfo, MatrixInfo, RowInfo, RunReport, ScenarioReport, StepReport, Summary,
+    Verdict, worst,
+};
+use crate::saml::parse_metadata;
+use crate::scenario::{Scenario, Step};
+use crate::tls::HostMap;
+use crate::tvs::{self, TvsConfig};
+
+/// No single step may take longer than this (the MedMij budgets are 10 s and 60 s).
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Everything a run needs, resolved before any traffic.
+pub struct Prepared {
+    pub matrix: Matrix,
+    pub rows: Vec<PreparedRow>,
+    pub scenarios: Vec<Scenario>,
+    pub pki: Arc<Pki>,
+    pub patients: Arc<PatientStore>,
+    /// Lifetimes for the simulated DVAs (tests shorten them).
+    pub lifetimes: Lifetimes,
+}
+
+/// What the runner tells its sinks.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    Started {
+        total: usize,
+    },
+    /// `secrets` are the values redacted from this scenario's log: in memory only, so tests can
+    /// prove none of them reached a file.
+    ScenarioFinished {
+        row: usize,
+        column: usize,
+        scenario: usize,
+        report: Box<ScenarioReport>,
+        secrets: Vec<String>,
+    },
+}
+
+/// One finished scenario.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub row: usize,
+    pub column: usize,
+    pub scenario: usize,
+    pub report: ScenarioReport,
+    pub secrets: Vec<String>,
+}
+
+/// Runs every (row, column, scenario) with at most `jobs` at once, sending events to `events`.
+/// Returns the task set so the caller can abort it on interruption.
+pub fn start(
+    prepared: Arc<Prepared>,
+    jobs: usize,
+    events: mpsc::UnboundedSender<RunEvent>,
+) -> JoinSet<()> {
+    let total = prepared.rows.len() * prepared.matrix.columns.len() * prepared.scenarios.len();
+    let _ = events.send(RunEvent::Started { total });
+    let permits = Arc::new(Semaphore::new(jobs.max(1)));
+    let mut set = JoinSet::new();
+    for row in 0..prepared.rows.len() {
+        for column in 0..prepared.matrix.columns.len() {
+            for scenario in 0..prepared.scenarios.len() {
+                let prepared = prepared.clone();
+                let permits = permits.clone();
+                let events = events.clone();
+                set.spawn(async move {
+                    let Ok(_permit) = permits.acquire().await else {
+                        return;
+                    };
+                    let (report, secrets) = run_scenario(&prepared, row, column, scenario).await;
+                    let _ = events.send(RunEvent::ScenarioFinished {
+                        row,
+                        column,
+                        scenario,
+                        report: Box::new(report),
+                        secrets,
+                    });
+                });
+            }
+        }
+    }
+    set
+}
+
+/// Runs to completion and returns everything finished (for tests and the benchmark).
+pub async fn run_all(prepared: Arc<Prepared>, jobs: usize) -> Vec<Finished> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _tasks = start(prepared, jobs, tx);
+    let mut done = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        if let RunEvent::ScenarioFinished {
+            row,
+            column,
+            scenario,
+            report,
+            secrets,
+        } = ev
+        {
+            done.push(Finished {
+                row,
+                column,
+                scenario,
+                report: *report,
+                secrets,
+            });
+        }
+    }
+    done
+}
+
+/// The simulated DVA configuration for a row.
+fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
+    let DvaTarget::Simulated {
+        entity_index,
+        quirks,
+    } = &row.row.target;
+    let host = |uri: &str| {
+        url::Url::parse(uri)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+    };
+    Some(DvaConfig {
+        id: row.row.id.clone(),
+        practice: row.row.practice.clone(),
+        front_host: host(&row.endpoints.authorization)?,
+        back_host: host(&row.endpoints.token)?,
+        entity_id: format!(
+            "urn:nl-eid-gdi:1.0:DV:00000009999999999{:03}:entities:{entity_index}",
+            entity_index % 1000
+        ),
+        service_uuid: "00000000-0000-4000-8000-000000009049".into(),
+        services: vec![crate::matrix::GEGEVENSDIENST.to_string()],
+        quirks: quirks.clone(),
+        lifetimes: prepared.lifetimes,
+        min_loa: crate::saml::Loa::Substantial,
+        ocl: row.ocl.clone(),
+        patients: prepared.patients.clone(),
+    })
+}
+
+fn tvs_hosts() -> (String, String) {
+    (
+        format!("tvs.{TEST_DOMAIN}"),
+        format!("soap.tvs.{TEST_DOMAIN}"),
+    )
+}
+
+/// Servers for one scenario; dropping them stops everything.
+struct Servers {
+    _dva: dva::DvaServers,
+    _tvs: tvs::TvsServers,
+    hosts: HostMap,
+}
+
+async fn start_servers(
+    prepared: &Prepared,
+    row: &PreparedRow,
+    log: &ExchangeLog,
+) -> Result<Servers, String> {
+    let cfg = dva_config(prepared, row).ok_or("the row's ZAL endpoints have no host names")?;
+    let pki = &prepared.pki;
+    let (tvs_front, tvs_back) = tvs_hosts();
+    let bind = || crate::tls::bind("127.0.0.1:0");
+    let (l_dva_front, l_dva_back, l_tvs_front, l_tvs_back) = (
+        bind().await.map_err(|e| e.to_string())?,
+        bind().await.map_err(|e| e.to_string())?,
+        bind().await.map_err(|e| e.to_string())?,
+        bind().await.map_err(|e| e.to_string())?,
+    );
+    let addr = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
+    let hosts: HostMap = [
+        (cfg.front_host.clone(), addr(&l_dva_front)?),
+        (cfg.back_host.clone(), addr(&l_dva_back)?),
+        (tvs_front.clone(), addr(&l_tvs_front)?),
+        (tvs_back.clone(), addr(&l_tvs_back)?),
+    ]
+    .into_iter()
+    .collect();
+    let sp = parse_metadata(&cfg.metadata(pki).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let tvs_cfg = TvsConfig {
+        front_host: tvs_front,
+        back_host: tvs_back,
+        bsn: prepared.matrix.tvs.bsn.clone(),
+        loa: prepared.matrix.tvs.loa,
+        service_uuid: cfg.service_uuid.clone(),
+        artifact_lifetime: Duration::from_secs(15 * 60),
+        service_providers: vec![sp],
+    };
+    let idp = parse_metadata(&tvs_cfg.metadata(pki).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let tvs = tvs::start(tvs_cfg, pki, l_tvs_front, l_tvs_back, log.clone())
+        .map_err(|e| e.to_string())?;
+    let dva = dva::start(cfg, pki, idp, l_dva_front, l_dva_back, &hosts, log.clone())
+        .map_err(|e| e.to_string())?;
+    Ok(Servers {
+        _dva: dva,
+        _tvs: tvs,
+        hosts,
+    })
+}
+
+fn pgo_for(
+    prepared: &Prepared,
+    row: &PreparedRow,
+    column: &PgoProfile,
+    hosts: HostMap,
+    log: &ExchangeLog,
+) -> Result<Pgo, String> {
+    let identity = prepared
+        .pki
+        .leaf(Channel::Back, &column.hostname)
+        .map_err(|e| e.to_string())?;
+    Pgo::new(PgoSetup {
+        profile: column.clone(),
+        practice: row.row.practice.clone(),
+        endpoints: row.endpoints.clone(),
+        whitelist: row.whitelist.clone(),
+        selectors: row.row.selectors.clone(),
+        tvs_host: Some(tvs_hosts().0),
+        trust: PgoTrust {
+            front_roots: prepared.pki.roots(Channel::Front),
+            back_roots: prepared.pki.roots(Channel::Back),
+            identity,
+        },
+        hosts,
+        log: log.clone(),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Runs one scenario in one cell and judges it.
+pub async fn run_scenario(
+    prepared: &Prepared,
+    row_ix: usize,
+    column_ix: usize,
+    scenario_ix: usize,
+) -> (ScenarioReport, Vec<String>) {
+    let started = Instant::now();
+    let row = &prepared.rows[row_ix];
+    let column = &prepared.matrix.columns[column_ix];
+    let scenario = &prepared.scenarios[scenario_ix];
+    let log = ExchangeLog::new();
+    let mut results: BTreeMap<String, StepResult> = BTreeMap::new();
+    let mut steps = Vec::new();
+    let setup = match start_servers(prepared, row, &log).await {
+        Ok(servers) => {
+            pgo_for(prepared, row, column, servers.hosts.clone(), &log).map(|pgo| (servers, pgo))
+        }
+        Err(e) => Err(e),
+    };
+    match setup {
+        Ok((_servers, pgo)) => {
+            for step in &scenario.steps {
+                log.set_step(Some(step.id()));
+                let t = Instant::now();
+                let result = match tokio::time::timeout(
+                    STEP_TIMEOUT,
+                    run_step(&pgo, scenario, step, &results),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => StepResult::NotRun {
+                        reason: format!("the step took longer than {} s", STEP_TIMEOUT.as_secs()),
+                    },
+                };
+                steps.push(StepReport {
+                    id: step.id().to_string(),
+                    action: step.action().to_string(),
+                    summary: log.redact(&summarize(&result)),
+                    duration_ms: t.elapsed().as_millis() as u64,
+                });
+                results.insert(step.id().to_string(), result);
+            }
+            log.set_step(None);
+        }
+        Err(reason) => {
+            for step in &scenario.steps {
+                results.insert(
+                    step.id().to_string(),
+                    StepResult::NotRun {
+                        reason: format!("environment set-up failed: {reason}"),
+                    },
+                );
+            }
+        }
+    }
+    let checks: Vec<CheckResult> = scenario
+        .checks
+        .iter()
+        .map(|c| {
+            let mut r = checks::evaluate(c, scenario, &results);
+            r.message = log.redact(&r.message);
+            r
+        })
+        .collect();
+    let outcome = roll_up(checks.iter().map(|c| c.outcome));
+    let known = row
+        .row
+        .known_deviations
+        .iter()
+        .find(|d| d.scenario == scenario.id)
+        .map(|d| d.reason.clone());
+    let mut failed_requirements: Vec<String> = checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .flat_map(|c| c.requirements.iter().cloned())
+        .collect();
+    failed_requirements.sort();
+    failed_requirements.dedup();
+    let report = ScenarioReport {
+        id: scenario.id.clone(),
+        title: scenario.title.clone(),
+        outcome,
+        verdict: Verdict::of(outcome, known.is_some()),
+        duration_ms: started.elapsed().as_millis() as u64,
+        known_deviation: known,
+        failed_requirements,
+        checks,
+        steps,
+        exchanges: log.entries(),
+    };
+    (report, log.secret_values())
+}
+
+async fn run_step(
+    pgo: &Pgo,
+    scenario: &Scenario,
+    step: &Step,
+    results: &BTreeMap<String, StepResult>,
+) -> StepResult {
+    let token_from = |id: &str, field: &str| -> Result<String, String> {
+        match results.get(id) {
+            Some(StepResult::Http(h)) => h
+                .json()
+                .and_then(|j| j[field].as_str().map(str::to_string))
+                .ok_or_else(|| format!("step {id:?} returned no {field}")),
+            _ => Err(format!("step {id:?} did not produce a token response")),
+        }
+    };
+    match step {
+        Step::Authorize(a) => StepResult::Authorize(pgo.authorize(a, &scenario.tvs).await),
+        Step::Token(t) => match results.get(&t.code_from) {
+            Some(StepResult::Authorize(a)) => match a.param("code") {
+                Some(code) => StepResult::Http(pgo.token(t, code).await),
+                None => StepResult::NotRun {
+                    reason: format!("step {:?} yielded no authorization code", &t.code_from),
+                },
+            },
+            _ => StepResult::NotRun {
+                reason: format!("step {:?} is not an authorize step", &t.code_from),
+            },
+        },
+        Step::Refresh(r) => match token_from(&r.token_from, "refresh_token") {
+            Ok(rt) => StepResult::Http(pgo.refresh(r, &rt).await),
+            Err(reason) => StepResult::NotRun { reason },
+        },
+        Step::Fhir(f) => match (
+            token_from(&f.token_from, "access_token"),
+            gp_query(&f.query),
+        ) {
+            (Ok(at), Some(q)) => StepResult::Http(pgo.fhir(q, &at).await),
+            (Err(reason), _) => StepResult::NotRun { reason },
+            (_, None) => StepResult::NotRun {
+                reason: format!("unknown query {:?}", &f.query),
+            },
+        },
+    }
+}
+
+fn summarize(result: &StepResult) -> String {
+    match result {
+        StepResult::NotRun { reason } => format!("not run: {reason}"),
+        StepResult::Authorize(a) => match &a.outcome {
+            AuthorizeOutcome::RedirectedBack { params, .. } => {
+                let keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+                format!(
+                    "redirected back after {} hops with {}",
+                    a.evidence.len(),
+                    keys.join(", ")
+                )
+            }
+            AuthorizeOutcome::Page { status, title, .. } => {
+                format!(
+                    "stopped on a page: HTTP {status} {:?}",
+                    title.as_deref().unwrap_or("")
+                )
+            }
+            AuthorizeOutcome::Broken { reason, .. } => format!("broke off: {reason}"),
+        },
+        StepResult::Http(h) => match &h.outcome {
+            HttpOutcome::Response { status, .. } => format!("HTTP {status} in {} ms", h.elapsed_ms),
+            HttpOutcome::Transport { reason } => format!("no response: {reason}"),
+        },
+    }
+}
+
+/// Assembles the report from whatever finished, in matrix order.
+pub fn build_report(
+    prepared: &Prepared,
+    run_id: &str,
+    started_at: &str,
+    finished: &[Finished],
+    interrupted: bool,
+) -> RunReport {
+    let matrix = &prepared.matrix;
+    let mut cells = Vec::new();
+    for (ri, row) in prepared.rows.iter().enumerate() {
+        for (ci, column) in matrix.columns.iter().enumerate() {
+            let mut scenarios: Vec<&Finished> = finished
+                .iter()
+                .filter(|f| f.row == ri && f.column == ci)
+                .collect();
+            if scenarios.is_empty() {
+                continue;
+            }
+            scenarios.sort_by_key(|f| f.scenario);
+            let scenarios: Vec<ScenarioReport> =
+                scenarios.into_iter().map(|f| f.report.clone()).collect();
+            cells.push(CellReport {
+                row: row.row.id.clone(),
+                column: column.id.clone(),
+                outcome: roll_up(scenarios.iter().map(|s| s.outcome)),
+                verdict: worst(scenarios.iter().map(|s| s.verdict)),
+                duration_ms: scenarios.iter().map(|s| s.duration_ms).max().unwrap_or(0),
+                scenarios,
+            });
+        }
+    }
+    let summary = Summary::of(&cells, interrupted);
+    RunReport {
+        schema: crate::report::REPORT_SCHEMA.to_string(),
+        run_id: run_id.to_string(),
+        koppeltest_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started_at.to_string(),
+        finished_at: crate::saml::instant(time::OffsetDateTime::now_utc()),
+        interrupted,
+        matrix: MatrixInfo {
+            name: matrix.name.clone(),
+            description: matrix.description.clone(),
+            rows: prepared
+                .rows
+                .iter()
+                .map(|r| {
+                    let DvaTarget::Simulated { quirks, .. } = &r.row.target;
+                    RowInfo {
+                        id: r.row.id.clone(),
+                        name: r.row.name.clone(),
+                        dva: r.row.dva.clone(),
+                        practice: r.row.practice.clone(),
+                        target: "simulated".into(),
+                        quirks: quirks.names(),
+                        warnings: r.zal.warnings.clone(),
+                    }
+                })
+                .collect(),
+            columns: matrix
+                .columns
+                .iter()
+                .map(|c| ColumnInfo {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    hostname: c.hostname.clone(),
+                    release: c.release.label().to_string(),
+                })
+                .collect(),
+        },
+        cells,
+        summary,
+    }
+}

@@ -1,0 +1,559 @@
+//! Scenario files: declarative TOML under `scenarios/`, a typed contract.
+//!
+//! Loading runs in passes, as nextest does for its config: syntax and types (serde with
+//! `deny_unknown_fields`, so a misspelt field is an error naming it), then semantics (every step
+//! a check names exists and has the right action, ids are unique, queries are known). Every
+//! error names the file, the line and the field. The JSON Schema in `schemas/scenario.schema.json`
+//! is generated from these types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::saml::Loa;
+use crate::tvs::TvsFault;
+
+/// One scenario: steps the mock PGO performs, then checks over what happened.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Stable id, e.g. `auth.code-replay`; used in reports and known-deviation declarations.
+    pub id: String,
+    pub title: String,
+    /// What the scenario shows and why it matters; say here which [U] default it assumes.
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Requirement ids this scenario verifies, added to those of each of its checks
+    /// (e.g. `core.tknint.204`).
+    #[serde(default)]
+    pub requirements: Vec<String>,
+    /// How the mock TVS logs the person in during `authorize` steps.
+    #[serde(default)]
+    pub tvs: TvsLogin,
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+    #[serde(rename = "check")]
+    pub checks: Vec<CheckSpec>,
+}
+
+/// The test person's login at the mock TVS.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TvsLogin {
+    /// A deliberate fault in what the TVS sends the DVA.
+    pub fault: Option<TvsFault>,
+    /// Level of assurance achieved (default: the TVS's configured level, substantial).
+    pub loa: Option<Loa>,
+    /// Press "cancel" instead of logging in.
+    #[serde(default)]
+    pub cancel: bool,
+}
+
+/// One thing the mock PGO does.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Step {
+    /// The whole front channel: authorization request, DVA landing page, TVS login, consent,
+    /// until the browser is redirected back to the PGO or stops on a page.
+    Authorize(AuthorizeStep),
+    /// Exchange an authorization code at the token endpoint (back channel).
+    Token(TokenStep),
+    /// Use a refresh token at the token endpoint.
+    Refresh(RefreshStep),
+    /// One of the seven gegevensdienst-49 queries at the resource endpoint.
+    Fhir(FhirStep),
+}
+
+impl Step {
+    pub fn id(&self) -> &str {
+        match self {
+            Step::Authorize(s) => &s.id,
+            Step::Token(s) => &s.id,
+            Step::Refresh(s) => &s.id,
+            Step::Fhir(s) => &s.id,
+        }
+    }
+
+    pub fn action(&self) -> &'static str {
+        match self {
+            Step::Authorize(_) => "authorize",
+            Step::Token(_) => "token",
+            Step::Refresh(_) => "refresh",
+            Step::Fhir(_) => "fhir",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeStep {
+    pub id: String,
+    /// Parameters to override in the authorization request (e.g. `scope = "nonsense"`).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Parameters to leave out (e.g. `["state"]`).
+    #[serde(default)]
+    pub omit: Vec<String>,
+    /// What the person answers on the consent screen.
+    #[serde(default)]
+    pub consent: ConsentChoice,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentChoice {
+    #[default]
+    Approve,
+    Deny,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenStep {
+    pub id: String,
+    /// The `authorize` step whose code to exchange.
+    pub code_from: String,
+    /// Present the PGO's client certificate (mutual TLS). `false` connects without one.
+    #[serde(default = "yes")]
+    pub client_certificate: bool,
+    /// Form parameters to override.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Form parameters to leave out.
+    #[serde(default)]
+    pub omit: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshStep {
+    pub id: String,
+    /// The `token` or `refresh` step whose refresh token to use.
+    pub token_from: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FhirStep {
+    pub id: String,
+    /// A gegevensdienst-49 query: patient, episodes, medication, allergies, results, journal,
+    /// encounters.
+    pub query: String,
+    /// The `token` or `refresh` step whose access token to use.
+    pub token_from: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One check over the steps' results. Each kind knows the requirements it verifies.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CheckSpec {
+    /// The authorize step ended in a redirect to the redirect_uri carrying a code.
+    CodeIssued { step: String },
+    /// The redirect back carried exactly the state the PGO sent.
+    StateEchoed { step: String },
+    /// The authorize step was redirected back with this RFC 6749 error (and the state).
+    ErrorRedirect { step: String, error: String },
+    /// The login was refused: no code reached the PGO.
+    LoginRefused { step: String },
+    /// The token endpoint issued a conformant token response.
+    TokenIssued { step: String },
+    /// The token endpoint refused (an OAuth error, or a refused TLS handshake where
+    /// `tls_refusal_counts`), issuing no token.
+    TokenRefused {
+        step: String,
+        /// The RFC 6749 error expected, if any particular one.
+        error: Option<String>,
+        #[serde(default)]
+        tls_refusal_counts: bool,
+    },
+    /// A searchset Bundle of the query's resource types, each with `meta.profile`.
+    FhirSearchset { step: String },
+}
+
+impl CheckSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckSpec::CodeIssued { .. } => "code-issued",
+            CheckSpec::StateEchoed { .. } => "state-echoed",
+            CheckSpec::ErrorRedirect { .. } => "error-redirect",
+            CheckSpec::LoginRefused { .. } => "login-refused",
+            CheckSpec::TokenIssued { .. } => "token-issued",
+            CheckSpec::TokenRefused { .. } => "token-refused",
+            CheckSpec::FhirSearchset { .. } => "fhir-searchset",
+        }
+    }
+
+    pub fn step(&self) -> &str {
+        match self {
+            CheckSpec::CodeIssued { step }
+            | CheckSpec::StateEchoed { step }
+            | CheckSpec::ErrorRedirect { step, .. }
+            | CheckSpec::LoginRefused { step }
+            | CheckSpec::TokenIssued { step }
+            | CheckSpec::TokenRefused { step, .. }
+            | CheckSpec::FhirSearchset { step } => step,
+        }
+    }
+
+    /// The step actions this check can judge.
+    fn judges(&self) -> &'static [&'static str] {
+        match self {
+            CheckSpec::CodeIssued { .. }
+            | CheckSpec::StateEchoed { .. }
+            | CheckSpec::ErrorRedirect { .. }
+            | CheckSpec::LoginRefused { .. } => &["authorize"],
+            CheckSpec::TokenIssued { .. } | CheckSpec::TokenRefused { .. } => &["token", "refresh"],
+            CheckSpec::FhirSearchset { .. } => &["fhir"],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: field `{field}`: {message}")]
+    Semantic {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
+    #[error("{path}: scenario id {id:?} is used by {other} too")]
+    DuplicateId {
+        path: PathBuf,
+        id: String,
+        other: PathBuf,
+    },
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Parses and validates one scenario file's text.
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let (mut line, mut column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+        // Inside internally tagged tables the span covers the whole array; an unknown field is
+        // easier to find by its own key.
+        if let Some(key) = e
+            .message()
+            .split("unknown field `")
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+        {
+            if let Some(n) = text
+                .lines()
+                .position(|l| l.trim_start().split(['=', ' ']).next() == Some(key))
+            {
+                line = n + 1;
+                column = text
+                    .lines()
+                    .nth(n)
+                    .map_or(1, |l| l.len() - l.trim_start().len() + 1);
+            }
+        }
+        ScenarioError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    validate(path, text, &scenario)?;
+    Ok(scenario)
+}
+
+/// The line of `field` inside the `index`-th `[[block]]` table (1 when not found).
+fn line_in_block(text: &str, block: &str, index: usize, field: &str) -> usize {
+    let header = format!("[[{block}]]");
+    let mut seen = 0;
+    let mut inside = false;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("[[") || t.starts_with('[') {
+            inside = t.starts_with(&header) && {
+                seen += 1;
+                seen == index + 1
+            };
+            continue;
+        }
+        if inside && t.split(['=', ' ']).next() == Some(field) {
+            return n + 1;
+        }
+    }
+    1
+}
+
+fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> {
+    let err = |line: usize, field: &str, message: String| ScenarioError::Semantic {
+        path: path.to_path_buf(),
+        line,
+        field: field.to_string(),
+        message,
+    };
+    if s.id.is_empty()
+        || !s
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with("id"))
+            .map_or(1, |n| n + 1);
+        return Err(err(
+            line,
+            "id",
+            "must be non-empty and use only letters, digits, '.', '-' and '_'".into(),
+        ));
+    }
+    let mut actions: BTreeMap<&str, &str> = BTreeMap::new();
+    for (i, step) in s.steps.iter().enumerate() {
+        let at = |field: &str, message: String| {
+            err(line_in_block(text, "step", i, field), field, message)
+        };
+        let refs: Vec<(&str, &str, &[&str])> = match step {
+            Step::Authorize(_) => vec![],
+            Step::Token(t) => vec![(&t.code_from, "code_from", &["authorize"])],
+            Step::Refresh(r) => vec![(&r.token_from, "token_from", &["token", "refresh"])],
+            Step::Fhir(f) => {
+                if crate::fixtures::gp_query(&f.query).is_none() {
+                    let known: Vec<&str> =
+                        crate::fixtures::GP_QUERIES.iter().map(|q| q.name).collect();
+                    return Err(at(
+                        "query",
+                        format!("unknown query {:?}; known: {}", f.query, known.join(", ")),
+                    ));
+                }
+                vec![(&f.token_from, "token_from", &["token", "refresh"])]
+            }
+        };
+        for (reference, field, allowed) in refs {
+            match actions.get(reference) {
+                Some(action) if allowed.contains(action) => {}
+                Some(action) => {
+                    return Err(at(
+                        field,
+                        format!(
+                            "step {reference:?} is a {action} step; expected {}",
+                            allowed.join(" or ")
+                        ),
+                    ));
+                }
+                None => return Err(at(field, format!("no earlier step with id {reference:?}"))),
+            }
+        }
+        if actions.insert(step.id(), step.action()).is_some() {
+            return Err(at("id", format!("step id {:?} is used twice", step.id())));
+        }
+    }
+    if s.checks.is_empty() {
+        return Err(err(
+            1,
+            "check",
+            "a scenario needs at least one check".into(),
+        ));
+    }
+    for (i, check) in s.checks.iter().enumerate() {
+        let step = check.step();
+        let at = |message: String| err(line_in_block(text, "check", i, "step"), "step", message);
+        match actions.get(step) {
+            Some(action) if check.judges().contains(action) => {}
+            Some(action) => {
+                return Err(at(format!(
+                    "a {} check cannot judge the {action} step {step:?}",
+                    check.kind()
+                )));
+            }
+            None => return Err(at(format!("no step with id {step:?}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The scenarios shipped with koppeltest, embedded so `koppeltest run` works anywhere.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "scenarios/happy-path.toml",
+        include_str!("../scenarios/happy-path.toml"),
+    ),
+    (
+        "scenarios/auth-state-echoed.toml",
+        include_str!("../scenarios/auth-state-echoed.toml"),
+    ),
+    (
+        "scenarios/auth-error-codes.toml",
+        include_str!("../scenarios/auth-error-codes.toml"),
+    ),
+    (
+        "scenarios/token-code-replay.toml",
+        include_str!("../scenarios/token-code-replay.toml"),
+    ),
+    (
+        "scenarios/token-client-certificate.toml",
+        include_str!("../scenarios/token-client-certificate.toml"),
+    ),
+    (
+        "scenarios/tvs-tampered-signature.toml",
+        include_str!("../scenarios/tvs-tampered-signature.toml"),
+    ),
+    (
+        "scenarios/tvs-wrong-audience.toml",
+        include_str!("../scenarios/tvs-wrong-audience.toml"),
+    ),
+    (
+        "scenarios/tvs-loa-too-low.toml",
+        include_str!("../scenarios/tvs-loa-too-low.toml"),
+    ),
+];
+
+/// Parses a set of (path, text) pairs, refusing duplicate ids.
+pub fn parse_all<'a>(
+    files: impl IntoIterator<Item = (PathBuf, &'a str)>,
+) -> Result<Vec<Scenario>, ScenarioError> {
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (path, text) in files {
+        let s = parse(&path, text)?;
+        if let Some(other) = seen.insert(s.id.clone(), path.clone()) {
+            return Err(ScenarioError::DuplicateId {
+                path,
+                id: s.id,
+                other,
+            });
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+pub fn embedded() -> Result<Vec<Scenario>, ScenarioError> {
+    parse_all(EMBEDDED.iter().map(|(p, t)| (PathBuf::from(p), *t)))
+}
+
+/// Every `*.toml` in `dir`, sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+    let read_err = |source| ScenarioError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    let mut texts = Vec::new();
+    for p in &paths {
+        texts.push(
+            std::fs::read_to_string(p).map_err(|source| ScenarioError::Read {
+                path: p.clone(),
+                source,
+            })?,
+        );
+    }
+    parse_all(paths.into_iter().zip(texts.iter().map(String::as_str)))
+}
+
+/// Scenario ids, for checking declarations against what exists.
+pub fn ids(scenarios: &[Scenario]) -> BTreeSet<&str> {
+    scenarios.iter().map(|s| s.id.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id = "x.ok"
+title = "t"
+description = "d"
+
+[[step]]
+id = "auth"
+action = "authorize"
+
+[[step]]
+id = "tok"
+action = "token"
+code_from = "auth"
+
+[[check]]
+kind = "token-issued"
+step = "tok"
+"#;
+
+    fn err(text: &str) -> String {
+        parse(Path::new("scenarios/x.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn embedded_scenarios_all_load() {
+        let all = embedded().unwrap();
+        assert_eq!(all.len(), EMBEDDED.len());
+    }
+
+    #[test]
+    fn a_misspelt_field_names_file_line_and_field() {
+        let bad = GOOD.replace("code_from", "code_form");
+        let e = err(&bad);
+        assert!(e.starts_with("scenarios/x.toml:"), "{e}");
+        assert!(e.contains("code_form"), "{e}");
+        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert_eq!(line, 13, "{e}");
+    }
+
+    #[test]
+    fn references_to_missing_or_wrong_steps_are_errors_with_lines() {
+        let e = err(&GOOD.replace("code_from = \"auth\"", "code_from = \"nope\""));
+        assert_eq!(
+            e,
+            "scenarios/x.toml:13: field `code_from`: no earlier step with id \"nope\""
+        );
+        let e = err(&GOOD.replace("step = \"tok\"", "step = \"auth\""));
+        assert!(
+            e.contains(":17: field `step`: a token-issued check cannot judge the authorize step"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("kind = \"token-issued\"", "kind = \"token-isued\""));
+        assert!(e.contains("token-isued"), "{e}");
+    }
+
+    #[test]
+    fn unknown_queries_list_the_known_ones() {
+        let text = format!(
+            "{GOOD}\n[[step]]\nid = \"f\"\naction = \"fhir\"\nquery = \"labs\"\ntoken_from = \"tok\"\n"
+        );
+        let e = err(&text);
+        assert!(
+            e.contains("unknown query \"labs\"") && e.contains("results"),
+            "{e}"
+        );
+    }
+}

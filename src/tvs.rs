@@ -1,0 +1,439 @@
+//! The mock TVS: a SAML 2.0 identity provider shaped like the Dutch TVS (eID SAML 4.4).
+//!
+//! - `GET /metadata`: IdP metadata (signing certificate, SSO and artifact resolution endpoints).
+//! - `POST /sso`: receives the DV's AuthnRequest (HTTP-POST binding), verifies its signature
+//!   against the DV's registered metadata, and shows a test login page with the configured
+//!   person prefilled. The mock PGO's browser submits it, choosing the person, the level of
+//!   assurance and any [`TvsFault`] a scenario asks for; `action=cancel` cancels.
+//! - `POST /login`: issues a single-use artifact (15 minutes) and redirects to the DV's ACS.
+//! - `POST /ars` (back channel, mutual TLS): ArtifactResolve in, signed ArtifactResponse out,
+//!   with one signed Assertion carrying the BSN as an `EncryptedID` for the DV.
+//!
+//! Faults are data: each is one variant of [`TvsFault`] applied in one place.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::exchange::{ExchangeLog, Party, RawExchange};
+use crate::pki::{Channel, Pki, PkiError, SamlKey};
+use crate::saml::{self, AssertionSpec, AuthnRequest, EntityMetadata, Loa, LoginStatus, escape};
+use crate::tls::{self, ClientAuth, Server, TlsError};
+
+/// The TVS's test entityID (RD role, test index 9000).
+pub const TVS_ENTITY_ID: &str = "urn:nl-eid-gdi:1.0:RD:00000009999999999000:entities:9000";
+
+/// A deliberate fault in what the mock TVS sends, for testing a DV's checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TvsFault {
+    /// The Assertion is changed after it was signed.
+    TamperedSignature,
+    /// The Audience names another DV.
+    WrongAudience,
+    /// SubjectConfirmationData@InResponseTo names another AuthnRequest.
+    WrongInResponseTo,
+    /// SubjectConfirmationData@NotOnOrAfter has already passed.
+    ExpiredAssertion,
+}
+
+impl TvsFault {
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    fn parse(s: &str) -> Option<TvsFault> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    fn apply(self, spec: &mut AssertionSpec) {
+        match self {
+            TvsFault::WrongAudience => {
+                spec.audience = "urn:nl-eid-gdi:1.0:DV:00000009999999999999:entities:9999".into();
+            }
+            TvsFault::WrongInResponseTo => spec.in_response_to = crate::ids::saml_id(),
+            TvsFault::ExpiredAssertion => {
+                spec.not_on_or_after = OffsetDateTime::now_utc() - time::Duration::minutes(5)
+            }
+            TvsFault::TamperedSignature => {}
+        }
+    }
+
+    fn tamper(self, assertion: String, spec: &AssertionSpec) -> String {
+        match self {
+            TvsFault::TamperedSignature => {
+                assertion.replace(&spec.service_uuid, &crate::ids::uuid_v4())
+            }
+            _ => assertion,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TvsError {
+    #[error("set up the mock TVS's keys: {0}")]
+    Pki(#[from] PkiError),
+    #[error("set up the mock TVS's TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+#[derive(Debug, Clone)]
+pub struct TvsConfig {
+    pub front_host: String,
+    pub back_host: String,
+    /// The person logged in unless the login form says otherwise.
+    pub bsn: String,
+    pub loa: Loa,
+    pub service_uuid: String,
+    pub artifact_lifetime: Duration,
+    /// Registered DVs' SP metadata.
+    pub service_providers: Vec<EntityMetadata>,
+}
+
+impl TvsConfig {
+    pub fn sso_url(&self) -> String {
+        format!("https://{}/sso", self.front_host)
+    }
+
+    pub fn ars_url(&self) -> String {
+        format!("https://{}/ars", self.back_host)
+    }
+
+    pub fn metadata(&self, pki: &Pki) -> Result<String, TvsError> {
+        Ok(saml::idp_metadata(
+            TVS_ENTITY_ID,
+            &*pki.saml_key("tvs-signing")?,
+            &self.sso_url(),
+            &self.ars_url(),
+        ))
+    }
+}
+
+struct Pending {
+    request: AuthnRequest,
+    sp: EntityMetadata,
+    relay_state: String,
+}
+
+struct Issued {
+    spec: AssertionSpec,
+    fault: Option<TvsFault>,
+    created: Instant,
+    used: bool,
+}
+
+struct Tvs {
+    cfg: TvsConfig,
+    key: Arc<SamlKey>,
+    log: ExchangeLog,
+    metadata_xml: String,
+    pending: Mutex<HashMap<String, Pending>>,
+    artifacts: Mutex<HashMap<String, Issued>>,
+}
+
+impl Tvs {
+    fn note(&self, text: impl Into<String>) {
+        self.log
+            .record(RawExchange::note(Party::Tvs, Party::Dva, text));
+    }
+
+    fn sp(&self, entity: &str) -> Option<&EntityMetadata> {
+        self.cfg
+            .service_providers
+            .iter()
+            .find(|s| s.entity_id == entity)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+pub struct TvsServers {
+    pub front: Server,
+    pub back: Server,
+}
+
+pub fn start(
+    cfg: TvsConfig,
+    pki: &Pki,
+    front: TcpListener,
+    back: TcpListener,
+    log: ExchangeLog,
+) -> Result<TvsServers, TvsError> {
+    let front_tls = tls::server_config(
+        &*pki.leaf(Channel::Front, &cfg.front_host)?,
+        ClientAuth::None,
+    )?;
+    let back_tls = tls::server_config(
+        &*pki.leaf(Channel::Back, &cfg.back_host)?,
+        ClientAuth::Required(pki.roots(Channel::Back)),
+    )?;
+    let tvs = Arc::new(Tvs {
+        key: pki.saml_key("tvs-signing")?,
+        metadata_xml: cfg.metadata(pki)?,
+        cfg,
+        log,
+        pending: Mutex::default(),
+        artifacts: Mutex::default(),
+    });
+    let front_router = Router::new()
+        .route("/metadata", get(metadata))
+        .route("/sso", post(sso))
+        .route("/login", post(login))
+        .with_state(tvs.clone());
+    let back_router = Router::new()
+        .route("/ars", post(artifact_resolution))
+        .with_state(tvs);
+    Ok(TvsServers {
+        front: tls::serve(front, front_tls, front_router, None),
+        back: tls::serve(back, back_tls, back_router, None),
+    })
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"nl\"><head><meta charset=\"utf-8\"><title>{t}</title></head><body><main><h1>{t}</h1>{body}</main></body></html>",
+        t = escape(title)
+    );
+    (status, Html(html)).into_response()
+}
+
+async fn metadata(State(tvs): State<Arc<Tvs>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+        tvs.metadata_xml.clone(),
+    )
+        .into_response()
+}
+
+async fn sso(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
+    let f = form(&body);
+    let Some(saml_request) = f.get("SAMLRequest") else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Fout",
+            "<p id=\"kt-error\">SAMLRequest ontbreekt.</p>",
+        );
+    };
+    let (request, sp) = match AuthnRequest::from_post_binding(saml_request, |e| tvs.sp(e)) {
+        Ok(x) => x,
+        Err(e) => {
+            tvs.note(format!("AuthnRequest refused: {e}"));
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Fout",
+                &format!("<p id=\"kt-error\">{}</p>", escape(&e.to_string())),
+            );
+        }
+    };
+    if request.destination != tvs.cfg.sso_url() {
+        tvs.note(format!(
+            "AuthnRequest refused: Destination {} is not {}",
+            request.destination,
+            tvs.cfg.sso_url()
+        ));
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Fout",
+            "<p id=\"kt-error\">Destination klopt niet.</p>",
+        );
+    }
+    let handle = crate::ids::random_hex(16);
+    let sp = sp.clone();
+    lock(&tvs.pending).insert(
+        handle.clone(),
+        Pending {
+            request,
+            sp,
+            relay_state: f.get("RelayState").cloned().unwrap_or_default(),
+        },
+    );
+    let loa_options: String = [Loa::Basic, Loa::Low, Loa::Substantial, Loa::High]
+        .iter()
+        .map(|l| {
+            let name = serde_json::to_value(l)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let sel = if *l == tvs.cfg.loa { " selected" } else { "" };
+            format!("<option value=\"{name}\"{sel}>{name}</option>")
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        "Inloggen (test-TVS)",
+        &format!(
+            "<form id=\"kt-tvs-login\" method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"request\" value=\"{handle}\">\
+             <label>BSN <input name=\"bsn\" value=\"{bsn}\"></label><label>Niveau <select name=\"loa\">{loa_options}</select></label>\
+             <input type=\"hidden\" name=\"fault\" value=\"\">\
+             <button type=\"submit\" name=\"action\" value=\"login\">Inloggen</button>\
+             <button type=\"submit\" name=\"action\" value=\"cancel\">Annuleren</button></form>",
+            bsn = escape(&tvs.cfg.bsn),
+        ),
+    )
+}
+
+async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
+    let f = form(&body);
+    let Some(pending) = f.get("request").and_then(|h| lock(&tvs.pending).remove(h)) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Fout",
+            "<p id=\"kt-error\">Onbekende of verlopen inlogpoging.</p>",
+        );
+    };
+    let fault = match f.get("fault").map(String::as_str).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(name) => match TvsFault::parse(name) {
+            Some(fault) => Some(fault),
+            None => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "Fout",
+                    &format!("<p id=\"kt-error\">Onbekende fout {}</p>", escape(name)),
+                );
+            }
+        },
+    };
+    let loa = f
+        .get("loa")
+        .and_then(|l| serde_json::from_value::<Loa>(serde_json::Value::String(l.clone())).ok())
+        .unwrap_or(tvs.cfg.loa);
+    let Some(acs) = pending
+        .sp
+        .acs
+        .iter()
+        .find(|(i, _)| *i == pending.request.acs_index)
+        .map(|(_, u)| u.clone())
+    else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Fout",
+            "<p id=\"kt-error\">Onbekende AssertionConsumerServiceIndex.</p>",
+        );
+    };
+    // The TVS reports the level actually achieved; judging it against the minimum is the DV's job.
+    let status = if f.get("action").map(String::as_str) == Some("cancel") {
+        LoginStatus::Cancelled
+    } else {
+        LoginStatus::Success
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut spec = AssertionSpec {
+        tvs_entity: TVS_ENTITY_ID.to_string(),
+        audience: pending.sp.entity_id.clone(),
+        recipient: acs.clone(),
+        in_response_to: pending.request.id.clone(),
+        artifact_resolve_id: String::new(),
+        loa,
+        bsn: f.get("bsn").cloned().unwrap_or_else(|| tvs.cfg.bsn.clone()),
+        service_uuid: tvs.cfg.service_uuid.clone(),
+        status,
+        issued: now,
+        not_on_or_after: now + time::Duration::minutes(2),
+        encrypt_for: pending.sp.entity_id.clone(),
+        encryption_cert: pending
+            .sp
+            .encryption_certs
+            .first()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    if let Some(fault) = fault {
+        fault.apply(&mut spec);
+    }
+    let artifact = saml::new_artifact(TVS_ENTITY_ID);
+    lock(&tvs.artifacts).insert(
+        artifact.clone(),
+        Issued {
+            spec,
+            fault,
+            created: Instant::now(),
+            used: false,
+        },
+    );
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("SAMLart", &artifact);
+    if !pending.relay_state.is_empty() {
+        q.append_pair("RelayState", &pending.relay_state);
+    }
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{acs}?{}", q.finish())) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn soap_fault(text: &str) -> Response {
+    let body = format!(
+        "<soapenv:Envelope xmlns:soapenv=\"{ns}\"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode>\
+         <faultstring>{t}</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>",
+        ns = saml::NS_SOAP,
+        t = escape(text)
+    );
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn artifact_resolution(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
+    let xml = String::from_utf8_lossy(&body);
+    let resolve = match saml::parse_artifact_resolve(&xml, |e| tvs.sp(e)) {
+        Ok(r) => r,
+        Err(e) => {
+            tvs.note(format!("ArtifactResolve refused: {e}"));
+            return soap_fault(&e.to_string());
+        }
+    };
+    let issued = {
+        let mut artifacts = lock(&tvs.artifacts);
+        match artifacts.get_mut(&resolve.artifact) {
+            Some(a)
+                if !a.used
+                    && a.created.elapsed() <= tvs.cfg.artifact_lifetime
+                    && a.spec.encrypt_for == resolve.issuer =>
+            {
+                // Single use: spent on first resolution.
+                a.used = true;
+                Some((a.spec.clone(), a.fault))
+            }
+            _ => None,
+        }
+    };
+    let Some((mut spec, fault)) = issued else {
+        tvs.note("ArtifactResolve for an unknown, used or expired artifact");
+        return soap_fault("artifact unknown, already resolved or expired");
+    };
+    spec.artifact_resolve_id = resolve.id;
+    match saml::artifact_response(&spec, &tvs.key, |a| match fault {
+        Some(f) => f.tamper(a, &spec),
+        None => a,
+    }) {
+        Ok(xml) => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response(),
+        Err(e) => soap_fault(&e.to_string()),
+    }
+}
