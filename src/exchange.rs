@@ -222,11 +222,11 @@ const SECRET_PARAMS: &[(&str, &str)] = &[
     ("SAMLart", "artifact"),
 ];
 
-/// JSON members whose string values are always secret.
+/// JSON members whose string values are always secret. (`code` is not one: in JSON it is a
+/// FHIR coding's code, which is evidence, not a secret.)
 const SECRET_JSON: &[(&str, &str)] = &[
     ("access_token", "access-token"),
     ("refresh_token", "refresh-token"),
-    ("code", "code"),
 ];
 
 impl Secrets {
@@ -265,6 +265,10 @@ impl Secrets {
         // Learn secrets from their well-known positions first, then replace every occurrence.
         for (param, kind) in SECRET_PARAMS {
             for v in param_values(text, param) {
+                // A FHIR token search (`code=system|value`) is a query, not an OAuth code.
+                if *param == "code" && v.contains('|') {
+                    continue;
+                }
                 self.register(kind, &v);
             }
         }
@@ -472,6 +476,15 @@ mod tests {
             log.redact(soap),
             "<samlp:Artifact>[artifact#1]</samlp:Artifact>"
         );
+    }
+
+    #[test]
+    fn fhir_codes_and_code_searches_stay_readable() {
+        let log = ExchangeLog::new();
+        let url = "https://dva/fhir/Observation?code=https://referentiemodel.nhg.org/tabellen/nhg-tabel-45|";
+        assert_eq!(record_url(&log, url).url, url);
+        let body = r#"{"coding":[{"system":"http://snomed.info/sct","code":"16076005"}]}"#;
+        assert_eq!(log.redact(body), body);
     }
 
     #[test]

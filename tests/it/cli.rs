@@ -1,0 +1,294 @@
+//! The binary as a user runs it: reports on disk, exit codes, errors with file, line and field.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::helpers::{files_below, temp_dir};
+
+fn koppeltest() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+}
+
+fn run_dir(out: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.ends_with("latest"))
+        .expect("a run folder")
+}
+
+#[test]
+fn default_run_writes_four_valid_reports_and_exits_zero() {
+    let out = temp_dir("cli-run");
+    let result = koppeltest()
+        .args(["run", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(
+        stdout.contains("SimHIS Conform") && stdout.contains("PASS*"),
+        "{stdout}"
+    );
+    let dir = run_dir(&out);
+    for name in ["report.json", "junit.xml", "matrix.html", "events.jsonl"] {
+        assert!(dir.join(name).is_file(), "{name} missing");
+        assert!(
+            out.join("latest").join(name).is_file(),
+            "latest/{name} missing"
+        );
+    }
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/report.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report.json does not validate: {errors:?}"
+    );
+    assert_eq!(report["schema"], "koppeltest.report/1");
+    assert_eq!(report["summary"]["exit_code"], 0);
+
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&junit).expect("junit.xml parses");
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testsuite"))
+            .count(),
+        6
+    );
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .count(),
+        48
+    );
+    assert!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .count()
+            == 0
+    );
+
+    let html = std::fs::read_to_string(dir.join("matrix.html")).unwrap();
+    assert!(
+        html.contains("<table class=\"matrix\">") && html.contains("cell-sim-conform-pgo-alfa")
+    );
+    assert!(
+        !html.contains("<script"),
+        "matrix.html is self-contained and static"
+    );
+
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert_eq!(events.lines().count(), 48);
+
+    // Pattern scan, for secrets this process never saw as values.
+    for (path, text) in files_below(&out) {
+        let text = text
+            .replace("&#x2f;", "/")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&");
+        assert!(
+            !text.contains("999911533"),
+            "{} has the test BSN",
+            path.display()
+        );
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{} has a private key",
+            path.display()
+        );
+        for marker in [
+            "code=",
+            "\"access_token\": \"",
+            "\"refresh_token\": \"",
+            "SAMLart=",
+        ] {
+            for (i, _) in text.match_indices(marker) {
+                let rest = &text[i + marker.len()..];
+                let value = rest.split(['&', '"', ' ', '\n']).next().unwrap_or("");
+                // `code=system|value` is a FHIR search, not an OAuth code.
+                let ok = value.is_empty() || value.starts_with('[') || value.contains('|');
+                assert!(ok, "{}: unredacted {marker}{value}", path.display());
+            }
+        }
+    }
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn without_known_deviation_declarations_the_exit_code_is_one() {
+    let dir = temp_dir("cli-undeclared");
+    let text = koppeltest::matrix::EMBEDDED_DEFAULT.1;
+    let undeclared: String = text
+        .split("\n\n")
+        .filter(|block| !block.trim_start().starts_with("[[his.known_deviation]]"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    assert!(!undeclared.contains("known_deviation"));
+    std::fs::write(dir.join("m.toml"), undeclared).unwrap();
+    let result = koppeltest()
+        .args(["run", "--quiet", "--matrix"])
+        .arg(dir.join("m.toml"))
+        .arg("--out")
+        .arg(dir.join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        result.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&result.stdout)
+    );
+
+    // A declaration for a deviation that does not happen is stale and fails the run too.
+    let stale = text.replacen(
+        "target = { kind = \"simulated\", entity_index = 9001, quirks = [] }",
+        "target = { kind = \"simulated\", entity_index = 9001, quirks = [] }\n\n[[his.known_deviation]]\nscenario = \"flow.happy-path\"\nreason = \"believed broken\"",
+        1,
+    );
+    std::fs::write(dir.join("stale.toml"), stale).unwrap();
+    let result = koppeltest()
+        .args(["run", "--quiet", "--matrix"])
+        .arg(dir.join("stale.toml"))
+        .arg("--out")
+        .arg(dir.join("r2"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(result.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("STALE"), "{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_bad_scenario_file_is_exit_three_naming_file_line_and_field() {
+    let dir = temp_dir("cli-bad");
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/token-code-replay.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        good.replace(
+            "code_from = \"authorize\"\n\n[[check]]",
+            "code_from = \"authorise\"\n\n[[check]]",
+        ),
+    )
+    .unwrap();
+    let result = koppeltest()
+        .args(["check", "--scenarios"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("broken.toml:")
+            && stderr.contains("field `code_from`")
+            && stderr.contains("authorise"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn committed_schemas_are_up_to_date() {
+    let result = koppeltest()
+        .args(["schema", "--check", "--dir"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_exit_two_and_help_lists_exit_codes() {
+    assert_eq!(
+        koppeltest()
+            .args(["run", "--no-such-flag"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+    let help = koppeltest().args(["run", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("130  interrupted"));
+}
+
+#[test]
+fn pki_init_writes_a_hierarchy_that_a_run_can_use() {
+    let dir = temp_dir("cli-pki");
+    let pki = dir.join("pki");
+    let result = koppeltest()
+        .args(["pki", "init", "--out"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for f in [
+        "back-root-ca.pem",
+        "back-services-ca.pem",
+        "front-ca.pem",
+        "README.md",
+        "front/medmij.conform.dva.koppeltest.test.pem",
+        "back/medmij.pgo-alfa.koppeltest.test.pem",
+        "saml/tvs-signing.pem",
+    ] {
+        assert!(pki.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(
+        koppeltest()
+            .args(["pki", "init", "--out"])
+            .arg(&pki)
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2),
+        "refuses to overwrite"
+    );
+    let result = koppeltest()
+        .args(["run", "--quiet", "--pki"])
+        .arg(&pki)
+        .arg("--out")
+        .arg(dir.join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&result.stdout)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

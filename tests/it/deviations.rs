@@ -1,0 +1,312 @@
+//! Every check fails against a named deviation (a simulated-DVA quirk, or a fault of the mock
+//! TVS or mock PGO) and passes against the conformant simulated DVA; every quirk is noticed.
+
+use std::collections::BTreeSet;
+
+use koppeltest::dva::Quirk;
+use koppeltest::outcome::Outcome;
+use koppeltest::report::Verdict;
+use koppeltest::scenario;
+
+use crate::helpers::{matrix_toml, prepare, run, scenario as parse_scenario};
+
+const AUTHORIZE_TOKEN: &str = r#"
+[[step]]
+id = "authorize"
+action = "authorize"
+"#;
+
+/// A scenario exercising one check kind, and the deviation that must make it fail.
+struct Case {
+    kind: &'static str,
+    scenario: String,
+    /// Quirks of the deviating DVA (empty when the deviation is a TVS or PGO fault in `faulty`).
+    quirks: &'static [&'static str],
+    /// A variant of `scenario` with a TVS or PGO fault, run against the conformant DVA.
+    faulty: Option<String>,
+}
+
+fn head(id: &str) -> String {
+    format!("id = \"{id}\"\ntitle = \"t\"\ndescription = \"d\"\n")
+}
+
+fn cases() -> Vec<Case> {
+    let code_issued = |tvs: &str| {
+        format!(
+            "{}{tvs}{AUTHORIZE_TOKEN}[[check]]\nkind = \"code-issued\"\nstep = \"authorize\"\n",
+            head("t.code-issued")
+        )
+    };
+    let token_issued = |set: &str| {
+        format!(
+            "{}{AUTHORIZE_TOKEN}[[step]]\nid = \"token\"\naction = \"token\"\ncode_from = \"authorize\"\n{set}[[check]]\nkind = \"token-issued\"\nstep = \"token\"\n",
+            head("t.token-issued")
+        )
+    };
+    let embedded = |id: &str| {
+        let (_, text) = scenario::EMBEDDED
+            .iter()
+            .find(|(p, t)| p.contains(id) || t.contains(id))
+            .expect("embedded scenario");
+        text.to_string()
+    };
+    vec![
+        Case {
+            kind: "code-issued",
+            scenario: code_issued(""),
+            quirks: &[],
+            faulty: Some(code_issued("[tvs]\nfault = \"tampered-signature\"\n")),
+        },
+        Case {
+            kind: "state-echoed",
+            scenario: embedded("auth.state-echoed"),
+            quirks: &["state-not-echoed"],
+            faulty: None,
+        },
+        Case {
+            kind: "error-redirect",
+            scenario: embedded("auth.error-codes"),
+            quirks: &["numeric-error-codes"],
+            faulty: None,
+        },
+        Case {
+            kind: "login-refused",
+            scenario: embedded("saml.tampered-signature"),
+            quirks: &["saml-signature-unchecked"],
+            faulty: None,
+        },
+        Case {
+            kind: "login-refused",
+            scenario: embedded("saml.wrong-audience"),
+            quirks: &["saml-audience-unchecked"],
+            faulty: None,
+        },
+        Case {
+            kind: "login-refused",
+            scenario: embedded("saml.loa-too-low"),
+            quirks: &["loa-unchecked"],
+            faulty: None,
+        },
+        Case {
+            kind: "token-issued",
+            scenario: token_issued(""),
+            quirks: &[],
+            faulty: Some(token_issued(
+                "set = { redirect_uri = \"https://medmij.pgo-alfa.koppeltest.test/other\" }\n",
+            )),
+        },
+        Case {
+            kind: "token-refused",
+            scenario: embedded("token.code-replay"),
+            quirks: &["code-replay-accepted"],
+            faulty: None,
+        },
+        Case {
+            kind: "token-refused",
+            scenario: embedded("token.client-certificate"),
+            quirks: &["client-cert-not-required"],
+            faulty: None,
+        },
+        Case {
+            kind: "fhir-searchset",
+            scenario: embedded("flow.happy-path"),
+            quirks: &["meta-profile-missing"],
+            faulty: None,
+        },
+    ]
+}
+
+fn outcomes_of_kind(f: &koppeltest::runner::Finished, kind: &str) -> Vec<Outcome> {
+    f.report
+        .checks
+        .iter()
+        .filter(|c| c.kind == kind)
+        .map(|c| c.outcome)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_check_kind_fails_against_a_named_deviation_and_passes_conformant() {
+    let all_kinds: BTreeSet<&str> = [
+        "code-issued",
+        "state-echoed",
+        "error-redirect",
+        "login-refused",
+        "token-issued",
+        "token-refused",
+        "fhir-searchset",
+    ]
+    .into();
+    let mut proven = BTreeSet::new();
+    for case in cases() {
+        let s = parse_scenario(&case.scenario);
+        let conformant = run(prepare(&matrix_toml(&[], &[], "1.x"), vec![s.clone()])).await;
+        let got = outcomes_of_kind(&conformant[0], case.kind);
+        assert!(
+            !got.is_empty() && got.iter().all(|o| *o == Outcome::Pass),
+            "{}: conformant gave {got:?}: {:#?}",
+            case.kind,
+            conformant[0].report.checks
+        );
+
+        let deviating = match &case.faulty {
+            Some(faulty) => {
+                run(prepare(
+                    &matrix_toml(&[], &[], "1.x"),
+                    vec![parse_scenario(faulty)],
+                ))
+                .await
+            }
+            None => run(prepare(&matrix_toml(case.quirks, &[], "1.x"), vec![s])).await,
+        };
+        let got = outcomes_of_kind(&deviating[0], case.kind);
+        assert!(
+            got.contains(&Outcome::Fail),
+            "{} against {:?}/{}: expected a failure, got {got:?}",
+            case.kind,
+            case.quirks,
+            case.faulty.is_some()
+        );
+        proven.insert(case.kind);
+    }
+    assert_eq!(
+        proven, all_kinds,
+        "a check kind without a killing deviation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_quirk_is_noticed_by_some_scenario() {
+    let scenarios = scenario::embedded().unwrap();
+    for quirk in Quirk::ALL {
+        let name = quirk.name();
+        let finished = run(prepare(
+            &matrix_toml(&[name.as_str()], &[], "2.2"),
+            scenarios.clone(),
+        ))
+        .await;
+        let failing: Vec<&str> = finished
+            .iter()
+            .filter(|f| f.report.outcome == Outcome::Fail)
+            .map(|f| f.report.id.as_str())
+            .collect();
+        assert!(
+            !failing.is_empty(),
+            "quirk {name} is not noticed by any embedded scenario"
+        );
+        assert!(
+            finished.iter().all(|f| f.report.outcome != Outcome::Error),
+            "quirk {name} caused errors"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_matrix_conformant_row_passes_and_quirky_rows_fail_exactly_their_declarations() {
+    let (matrix, text) = koppeltest::matrix::Matrix::embedded_default().unwrap();
+    let scenarios = scenario::embedded().unwrap();
+    let rows = matrix
+        .prepare(
+            std::path::Path::new("default.toml"),
+            &text,
+            std::path::Path::new("."),
+            &scenarios,
+        )
+        .unwrap();
+    let prepared = std::sync::Arc::new(koppeltest::runner::Prepared {
+        matrix,
+        rows,
+        scenarios,
+        pki: crate::helpers::pki(),
+        patients: std::sync::Arc::new(koppeltest::fixtures::PatientStore::embedded().unwrap()),
+        lifetimes: koppeltest::dva::Lifetimes::default(),
+    });
+    let finished = run(prepared.clone()).await;
+    assert_eq!(finished.len(), 3 * 2 * prepared.scenarios.len());
+    for (ri, row) in prepared.rows.iter().enumerate() {
+        let declared: BTreeSet<&str> = row
+            .row
+            .known_deviations
+            .iter()
+            .map(|d| d.scenario.as_str())
+            .collect();
+        for ci in 0..prepared.matrix.columns.len() {
+            let cell: Vec<_> = finished
+                .iter()
+                .filter(|f| f.row == ri && f.column == ci)
+                .collect();
+            let failing: BTreeSet<&str> = cell
+                .iter()
+                .filter(|f| f.report.outcome == Outcome::Fail)
+                .map(|f| f.report.id.as_str())
+                .collect();
+            assert_eq!(failing, declared, "row {} column {ci}", row.row.id);
+            assert!(
+                cell.iter().all(|f| f.report.outcome != Outcome::Error),
+                "row {} has errors",
+                row.row.id
+            );
+            if declared.is_empty() {
+                assert!(
+                    cell.iter().all(|f| f.report.verdict == Verdict::Pass),
+                    "the conformant row must pass everything"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dva_refuses_tampered_and_misaddressed_assertions_and_says_why() {
+    let scenarios: Vec<_> = scenario::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id.starts_with("saml."))
+        .collect();
+    let finished = run(prepare(&matrix_toml(&[], &[], "1.x"), scenarios)).await;
+    let note = |id: &str| -> String {
+        let f = finished.iter().find(|f| f.report.id == id).unwrap();
+        assert_eq!(
+            f.report.outcome,
+            Outcome::Pass,
+            "{id}: {:#?}",
+            f.report.checks
+        );
+        f.report
+            .exchanges
+            .iter()
+            .filter(|x| x.method == "NOTE")
+            .filter_map(|x| x.response_body.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(note("saml.tampered-signature").contains("digest mismatch"));
+    assert!(note("saml.wrong-audience").contains("Audience"));
+    assert!(note("saml.loa-too-low").contains("level of assurance too low"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_without_certificate_is_refused_in_the_tls_handshake() {
+    let s: Vec<_> = scenario::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id == "token.client-certificate")
+        .collect();
+    let finished = run(prepare(&matrix_toml(&[], &[], "1.x"), s)).await;
+    let report = &finished[0].report;
+    assert_eq!(report.outcome, Outcome::Pass, "{:#?}", report.checks);
+    assert!(
+        report.checks[0].message.contains("TLS handshake"),
+        "{}",
+        report.checks[0].message
+    );
+    let dva_saw_it = report.exchanges.iter().any(|x| {
+        x.response_body
+            .as_deref()
+            .is_some_and(|b| b.contains("TLS handshake refused"))
+    });
+    assert!(
+        dva_saw_it,
+        "the DVA's own log records the refused handshake"
+    );
+}

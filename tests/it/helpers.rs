@@ -1,0 +1,110 @@
+//! Shared helpers: small matrices and scenarios built in code, run through the real runner.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use koppeltest::dva::Lifetimes;
+use koppeltest::fixtures::PatientStore;
+use koppeltest::matrix::Matrix;
+use koppeltest::pki::Pki;
+use koppeltest::runner::{self, Finished, Prepared};
+use koppeltest::scenario::{self, Scenario};
+
+/// One PKI for the whole test binary: generating RSA keys is the slow part of set-up.
+pub fn pki() -> Arc<Pki> {
+    static PKI: std::sync::OnceLock<Arc<Pki>> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        koppeltest::tls::install_crypto_provider();
+        Arc::new(Pki::generate().expect("test PKI"))
+    })
+    .clone()
+}
+
+/// A one-row, one-column matrix on the conformant practice's hosts with the given quirks and
+/// known deviations.
+pub fn matrix_toml(quirks: &[&str], known: &[(&str, &str)], release: &str) -> String {
+    let quirks: Vec<String> = quirks.iter().map(|q| format!("\"{q}\"")).collect();
+    let mut text = format!(
+        r#"name = "test"
+[[his]]
+id = "row"
+name = "Row"
+dva = "simulated"
+practice = "dewaard.huisartspraktijk.utrecht@medmij"
+zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
+ocl = "embedded:MedMij_OAuthclientlist.xml"
+whitelist = "embedded:MedMij_Whitelist.xml"
+target = {{ kind = "simulated", entity_index = 9100, quirks = [{}] }}
+"#,
+        quirks.join(", ")
+    );
+    for (scenario, reason) in known {
+        text.push_str(&format!(
+            "[[his.known_deviation]]\nscenario = \"{scenario}\"\nreason = \"{reason}\"\n"
+        ));
+    }
+    text.push_str(&format!(
+        r#"[[pgo]]
+id = "col"
+name = "Col"
+hostname = "medmij.pgo-alfa.koppeltest.test"
+redirect_uri = "https://medmij.pgo-alfa.koppeltest.test/oauth/callback"
+release = "{release}"
+"#
+    ));
+    text
+}
+
+pub fn prepare(matrix_text: &str, scenarios: Vec<Scenario>) -> Arc<Prepared> {
+    let path = Path::new("test-matrix.toml");
+    let matrix = Matrix::parse(path, matrix_text).expect("matrix parses");
+    let rows = matrix
+        .prepare(path, matrix_text, Path::new("."), &scenarios)
+        .expect("matrix prepares");
+    Arc::new(Prepared {
+        matrix,
+        rows,
+        scenarios,
+        pki: pki(),
+        patients: Arc::new(PatientStore::embedded().expect("fixtures")),
+        lifetimes: Lifetimes::default(),
+    })
+}
+
+pub fn scenario(text: &str) -> Scenario {
+    scenario::parse(Path::new("inline.toml"), text).expect("scenario parses")
+}
+
+pub async fn run(prepared: Arc<Prepared>) -> Vec<Finished> {
+    runner::run_all(prepared, 8).await
+}
+
+/// A fresh folder under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "koppeltest-it-{tag}-{}",
+        koppeltest::ids::random_hex(6)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Every file below `dir`, with its contents as text.
+pub fn files_below(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.clone(),
+                    String::from_utf8_lossy(&std::fs::read(&p).expect("read")).into_owned(),
+                ));
+            }
+        }
+    }
+    out
+}

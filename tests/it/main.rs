@@ -1,0 +1,8 @@
+//! The one integration-test binary: everything here goes over the wire (TLS, mutual TLS on the
+//! back channel, signed and encrypted SAML) between the mock PGO, the mock TVS and simulated
+//! DVAs, through the same runner `koppeltest run` uses.
+
+mod cli;
+mod deviations;
+mod helpers;
+mod privacy;
