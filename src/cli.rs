@@ -7,7 +7,6 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
 
-use crate::dva::Lifetimes;
 use crate::exit;
 use crate::fixtures::PatientStore;
 use crate::matrix::Matrix;
@@ -42,6 +41,12 @@ enum Command {
     },
     /// Validate a matrix and scenarios without running them.
     Check(SourceArgs),
+    /// Serve one party on its own until Ctrl-C: a simulated DVA for a PGO under test, or the mock
+    /// TVS for a real DVA.
+    Serve {
+        #[command(subcommand)]
+        party: ServeCommand,
+    },
     /// Write or check the JSON Schemas of the scenario, matrix and report formats.
     Schema {
         /// Folder for the schemas.
@@ -51,6 +56,75 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServeCommand {
+    /// A simulated DVA: one row of a matrix (its practice, ZAL hosts and quirks).
+    Dva(ServeDvaArgs),
+    /// The mock TVS, for DVAs registered with it by their SP metadata.
+    Tvs(ServeTvsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeDvaArgs {
+    /// The matrix row whose simulated DVA to serve.
+    #[arg(long, default_value = "sim-conform")]
+    row: String,
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Test PKI folder (`koppeltest pki init`); clients must trust its CAs.
+    #[arg(long, default_value = "pki")]
+    pki: PathBuf,
+    /// Front-channel listening address (authorization endpoint, login and consent pages).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    front: String,
+    /// Back-channel listening address (token and resource endpoints, mutual TLS).
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    back: String,
+    /// The mock TVS's login page, `host[:port]`, as its metadata publishes it.
+    #[arg(long, default_value = "tvs.koppeltest.test:9443")]
+    tvs_front_host: String,
+    /// The mock TVS's artifact resolution service, `host[:port]`.
+    #[arg(long, default_value = "soap.tvs.koppeltest.test:9444")]
+    tvs_back_host: String,
+    /// `HOST=IP:PORT` for reaching the TVS's artifact resolution host (default: 127.0.0.1 on the
+    /// port of --tvs-back-host). Repeatable.
+    #[arg(long = "resolve")]
+    resolve: Vec<String>,
+    /// Write this DVA's SAML SP metadata here, to register it with a TVS.
+    #[arg(long)]
+    write_metadata: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeTvsArgs {
+    /// Test PKI folder (`koppeltest pki init`).
+    #[arg(long, default_value = "pki")]
+    pki: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    front: String,
+    #[arg(long, default_value = "127.0.0.1:9444")]
+    back: String,
+    /// The login page's public `host[:port]`.
+    #[arg(long, default_value = "tvs.koppeltest.test:9443")]
+    front_host: String,
+    /// The artifact resolution service's public `host[:port]`.
+    #[arg(long, default_value = "soap.tvs.koppeltest.test:9444")]
+    back_host: String,
+    /// SAML SP metadata of a DVA to accept. Repeatable.
+    #[arg(long = "sp-metadata", required = true)]
+    sp_metadata: Vec<PathBuf>,
+    /// PEM bundle of the CAs the DVAs' client certificates chain to (default: the PKI's
+    /// back-channel root).
+    #[arg(long)]
+    client_roots: Option<PathBuf>,
+    /// Write the TVS's IdP metadata here.
+    #[arg(long)]
+    write_metadata: Option<PathBuf>,
+    /// The test person logged in (a 9999xxxxx test BSN).
+    #[arg(long, default_value = "999911533")]
+    bsn: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +208,12 @@ pub fn main() -> i32 {
                 code
             }
         },
+        Command::Serve {
+            party: ServeCommand::Dva(args),
+        } => runtime.block_on(serve_dva(args)),
+        Command::Serve {
+            party: ServeCommand::Tvs(args),
+        } => runtime.block_on(serve_tvs(args)),
         Command::Schema { dir, check } => crate::report::schema::write_or_check(&dir, check),
     }
 }
@@ -191,14 +271,13 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
             format!("failed to set up the test PKI: {e}"),
         )
     })?;
-    Ok(Prepared {
+    Ok(Prepared::new(
         matrix,
         rows,
         scenarios,
-        pki: Arc::new(pki),
-        patients: Arc::new(patients),
-        lifetimes: Lifetimes::default(),
-    })
+        Arc::new(pki),
+        Arc::new(patients),
+    ))
 }
 
 fn run_id() -> String {
@@ -350,4 +429,208 @@ fn default_hosts(matrix: &Matrix) -> (Vec<String>, Vec<String>, Vec<String>) {
         }
     }
     (front, back, saml)
+}
+
+fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {message}");
+    code
+}
+
+fn port_of(authority: &str) -> Option<u16> {
+    authority.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+async fn serve_dva(args: ServeDvaArgs) -> i32 {
+    let prepared = match prepare(&args.sources, Some(&args.pki)) {
+        Ok(p) => p,
+        Err((code, message)) => return fail(code, message),
+    };
+    let Some(row) = prepared.rows.iter().find(|r| r.row.id == args.row) else {
+        let ids: Vec<&str> = prepared.rows.iter().map(|r| r.row.id.as_str()).collect();
+        return fail(
+            exit::USAGE,
+            format!("no row {:?}; rows: {}", args.row, ids.join(", ")),
+        );
+    };
+    let Some(cfg) = runner::dva_config(&prepared, row) else {
+        return fail(
+            exit::INVALID_CONFIG,
+            format!("row {:?} is not a simulated DVA", args.row),
+        );
+    };
+    let tvs = crate::tvs::TvsConfig {
+        front_host: args.tvs_front_host.clone(),
+        back_host: args.tvs_back_host.clone(),
+        bsn: prepared.matrix.tvs.bsn.clone(),
+        loa: prepared.matrix.tvs.loa,
+        service_uuid: cfg.service_uuid.clone(),
+        artifact_lifetime: std::time::Duration::from_secs(900),
+        service_providers: Vec::new(),
+        client_roots: Vec::new(),
+    };
+    let idp = match tvs
+        .metadata(&prepared.pki)
+        .map_err(|e| e.to_string())
+        .and_then(|m| crate::saml::parse_metadata(&m).map_err(|e| e.to_string()))
+    {
+        Ok(m) => m,
+        Err(e) => return fail(exit::ENVIRONMENT, e),
+    };
+    let mut hosts = crate::tls::HostMap::new();
+    if let Some(port) = port_of(&args.tvs_back_host) {
+        hosts.insert(
+            crate::tvs::host_only(&args.tvs_back_host).to_string(),
+            ([127, 0, 0, 1], port).into(),
+        );
+    }
+    for r in &args.resolve {
+        match r
+            .split_once('=')
+            .and_then(|(h, a)| Some((h.to_string(), a.parse().ok()?)))
+        {
+            Some((h, a)) => {
+                hosts.insert(h, a);
+            }
+            None => return fail(exit::USAGE, format!("--resolve {r:?} is not HOST=IP:PORT")),
+        }
+    }
+    if let Some(path) = &args.write_metadata {
+        let written = cfg
+            .metadata(&prepared.pki)
+            .map_err(|e| e.to_string())
+            .and_then(|m| std::fs::write(path, m).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            return fail(
+                exit::ENVIRONMENT,
+                format!("failed to write {}: {e}", path.display()),
+            );
+        }
+    }
+    let (front, back) = match (
+        crate::tls::bind(&args.front).await,
+        crate::tls::bind(&args.back).await,
+    ) {
+        (Ok(f), Ok(b)) => (f, b),
+        (Err(e), _) | (_, Err(e)) => return fail(exit::ENVIRONMENT, e),
+    };
+    let (front_host, back_host, entity, quirks) = (
+        cfg.front_host.clone(),
+        cfg.back_host.clone(),
+        cfg.entity_id.clone(),
+        cfg.quirks.names(),
+    );
+    let _servers = match crate::dva::start(
+        cfg,
+        &prepared.pki,
+        idp,
+        front,
+        back,
+        &hosts,
+        crate::exchange::ExchangeLog::new(),
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::ENVIRONMENT, e),
+    };
+    println!("koppeltest simulated DVA {:?} ready", args.row);
+    println!("  front channel  https://{front_host}  on {}", args.front);
+    println!(
+        "  back channel   https://{back_host}  on {} (mutual TLS)",
+        args.back
+    );
+    println!("  DV entityID    {entity}");
+    println!(
+        "  quirks         {}",
+        if quirks.is_empty() {
+            "none".to_string()
+        } else {
+            quirks.join(", ")
+        }
+    );
+    println!("Ctrl-C stops. KOPPELTEST_LOG=info shows every refusal.");
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    exit::OK
+}
+
+async fn serve_tvs(args: ServeTvsArgs) -> i32 {
+    let pki = match Pki::load(&args.pki) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                exit::ENVIRONMENT,
+                format!("failed to load the test PKI (run `koppeltest pki init`): {e}"),
+            );
+        }
+    };
+    if !crate::ids::is_test_bsn(&args.bsn) {
+        return fail(
+            exit::USAGE,
+            "--bsn must be a test BSN (9999xxxxx with a valid 11-check)",
+        );
+    }
+    let mut sps = Vec::new();
+    for path in &args.sp_metadata {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| crate::saml::parse_metadata(&t).map_err(|e| e.to_string()))
+        {
+            Ok(md) => sps.push(md),
+            Err(e) => return fail(exit::INVALID_CONFIG, format!("{}: {e}", path.display())),
+        }
+    }
+    let client_roots = match &args.client_roots {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => crate::pki::certs_from_pem(&t),
+            Err(e) => return fail(exit::INVALID_CONFIG, format!("{}: {e}", p.display())),
+        },
+        None => pki.roots(crate::pki::Channel::Back),
+    };
+    let cfg = crate::tvs::TvsConfig {
+        front_host: args.front_host.clone(),
+        back_host: args.back_host.clone(),
+        bsn: args.bsn.clone(),
+        loa: crate::saml::Loa::Substantial,
+        service_uuid: "00000000-0000-4000-8000-000000009049".into(),
+        artifact_lifetime: std::time::Duration::from_secs(900),
+        service_providers: sps,
+        client_roots,
+    };
+    if let Some(path) = &args.write_metadata {
+        let written = cfg
+            .metadata(&pki)
+            .map_err(|e| e.to_string())
+            .and_then(|m| std::fs::write(path, m).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            return fail(
+                exit::ENVIRONMENT,
+                format!("failed to write {}: {e}", path.display()),
+            );
+        }
+    }
+    let (front, back) = match (
+        crate::tls::bind(&args.front).await,
+        crate::tls::bind(&args.back).await,
+    ) {
+        (Ok(f), Ok(b)) => (f, b),
+        (Err(e), _) | (_, Err(e)) => return fail(exit::ENVIRONMENT, e),
+    };
+    let _servers =
+        match crate::tvs::start(cfg, &pki, front, back, crate::exchange::ExchangeLog::new()) {
+            Ok(s) => s,
+            Err(e) => return fail(exit::ENVIRONMENT, e),
+        };
+    println!("koppeltest mock TVS ready");
+    println!(
+        "  login page            https://{}/sso  on {}",
+        args.front_host, args.front
+    );
+    println!(
+        "  artifact resolution   https://{}/ars  on {} (mutual TLS)",
+        args.back_host, args.back
+    );
+    println!("  entityID              {}", crate::tvs::TVS_ENTITY_ID);
+    println!("Ctrl-C stops.");
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    exit::OK
 }

@@ -6,6 +6,7 @@
 //! profile ([`PgoProfile`]). [`Matrix::prepare`] resolves everything a run needs up front, so a
 //! bad matrix fails before any traffic with file, line and field.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,8 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::dva::Quirks;
 use crate::lists::{self, Endpoints, Ocl, Whitelist, Zal};
 use crate::pgo::{PgoProfile, Selectors};
-use crate::saml::Loa;
+use crate::pki::Leaf;
+use crate::saml::{EntityMetadata, Loa};
 use crate::scenario::Scenario;
+use crate::tls::HostMap;
+use rustls_pki_types::CertificateDer;
 
 /// The matrix `koppeltest run` uses when given none.
 pub const EMBEDDED_DEFAULT: (&str, &str) = (
@@ -125,6 +129,58 @@ pub enum DvaTarget {
         #[serde(default)]
         quirks: Quirks,
     },
+    /// A real DVA (a vendor's test environment), reached on the hosts the row's ZAL names. The
+    /// mock TVS listens on fixed addresses so the DVA can be registered with it; the DVA must
+    /// trust koppeltest's test PKI for the TVS (`koppeltest pki init`).
+    External {
+        /// PEM bundle of the CAs the DVA's front-channel certificate chains to.
+        front_roots: String,
+        /// PEM bundle of the CAs the DVA's back-channel certificates chain to (also used to
+        /// verify its client certificate at the TVS's artifact resolution service).
+        back_roots: String,
+        /// Per PGO column id: the PGO node's client certificate chain and key (PEM), on its
+        /// OCL hostname.
+        client_certificates: BTreeMap<String, ClientCertificate>,
+        /// Host name → `ip:port` overrides, when the DVA's hosts are not in DNS.
+        #[serde(default)]
+        resolve: BTreeMap<String, String>,
+        tvs: ExternalTvs,
+    },
+}
+
+/// A PGO client identity for an external DVA.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Where the mock TVS listens for an external DVA, and the metadata the DVA registered.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalTvs {
+    /// The login page's public `host[:port]`, as the TVS metadata publishes it.
+    pub front_host: String,
+    /// The artifact resolution service's public `host[:port]`; the DVA must reach it.
+    pub back_host: String,
+    /// Listening address of the login page, e.g. `0.0.0.0:9443`.
+    pub front_listen: String,
+    /// Listening address of the artifact resolution service.
+    pub back_listen: String,
+    /// The DVA's SAML SP metadata file.
+    pub sp_metadata: String,
+}
+
+/// The resolved parts of an external target.
+#[derive(Debug, Clone)]
+pub struct ExternalResolved {
+    pub front_roots: Vec<CertificateDer<'static>>,
+    pub back_roots: Vec<CertificateDer<'static>>,
+    pub identities: BTreeMap<String, Arc<Leaf>>,
+    pub hosts: HostMap,
+    pub tvs: ExternalTvs,
+    pub sp_metadata: EntityMetadata,
 }
 
 /// An expected failure, with the reason it is accepted.
@@ -166,6 +222,8 @@ pub struct PreparedRow {
     pub ocl: Arc<Ocl>,
     pub whitelist: Arc<Whitelist>,
     pub endpoints: Endpoints,
+    /// Set for external targets.
+    pub external: Option<Arc<ExternalResolved>>,
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -274,14 +332,89 @@ impl Matrix {
                     ));
                 }
             }
-            let DvaTarget::Simulated { entity_index, .. } = &row.target;
-            if !(9000..=9999).contains(entity_index) {
-                return Err(invalid(
-                    &format!("entity_index = {entity_index}"),
-                    "target.entity_index",
-                    "test entity indexes are 9000–9999".into(),
-                ));
-            }
+            let external = match &row.target {
+                DvaTarget::Simulated { entity_index, .. } => {
+                    if !(9000..=9999).contains(entity_index) {
+                        return Err(invalid(
+                            &format!("entity_index = {entity_index}"),
+                            "target.entity_index",
+                            "test entity indexes are 9000–9999".into(),
+                        ));
+                    }
+                    None
+                }
+                DvaTarget::External {
+                    front_roots,
+                    back_roots,
+                    client_certificates,
+                    resolve,
+                    tvs,
+                } => {
+                    let read = |file: &str, field: &str| {
+                        std::fs::read_to_string(base.join(file)).map_err(|e| {
+                            invalid(
+                                file,
+                                field,
+                                format!("read {}: {e}", base.join(file).display()),
+                            )
+                        })
+                    };
+                    let roots = |file: &str, field: &str| -> Result<Vec<CertificateDer<'static>>, MatrixError> {
+                        let certs = crate::pki::certs_from_pem(&read(file, field)?);
+                        if certs.is_empty() {
+                            return Err(invalid(file, field, "no PEM certificate in the file".into()));
+                        }
+                        Ok(certs)
+                    };
+                    let mut identities = BTreeMap::new();
+                    for column in &self.columns {
+                        let Some(cc) = client_certificates.get(&column.id) else {
+                            return Err(invalid(
+                                "client_certificates",
+                                "target.client_certificates",
+                                format!("no client certificate for PGO column {:?}", column.id),
+                            ));
+                        };
+                        let leaf = Leaf::from_pem(&read(&cc.cert, "cert")?, &read(&cc.key, "key")?)
+                            .ok_or_else(|| {
+                                invalid(
+                                    &cc.cert,
+                                    "cert",
+                                    "not a PEM certificate chain with a PKCS#8 key".into(),
+                                )
+                            })?;
+                        identities.insert(column.id.clone(), Arc::new(leaf));
+                    }
+                    let mut hosts = HostMap::new();
+                    for (host, addr) in resolve {
+                        let addr = addr.parse().map_err(|_| {
+                            invalid(addr, "target.resolve", format!("{addr:?} is not ip:port"))
+                        })?;
+                        hosts.insert(host.clone(), addr);
+                    }
+                    for (field, listen) in [
+                        ("tvs.front_listen", &tvs.front_listen),
+                        ("tvs.back_listen", &tvs.back_listen),
+                    ] {
+                        listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                            invalid(listen, field, format!("{listen:?} is not ip:port"))
+                        })?;
+                    }
+                    let sp_metadata =
+                        crate::saml::parse_metadata(&read(&tvs.sp_metadata, "tvs.sp_metadata")?)
+                            .map_err(|e| {
+                                invalid(&tvs.sp_metadata, "tvs.sp_metadata", e.to_string())
+                            })?;
+                    Some(Arc::new(ExternalResolved {
+                        front_roots: roots(front_roots, "target.front_roots")?,
+                        back_roots: roots(back_roots, "target.back_roots")?,
+                        identities,
+                        hosts,
+                        tvs: tvs.clone(),
+                        sp_metadata,
+                    }))
+                }
+            };
             let list = |source: &str, field: &str| -> Result<String, MatrixError> {
                 read_list(source, base).map_err(|m| invalid(source, field, m))
             };
@@ -300,6 +433,7 @@ impl Matrix {
                 ocl: Arc::new(ocl),
                 whitelist: Arc::new(whitelist),
                 endpoints,
+                external,
             });
         }
         Ok(prepared)

@@ -47,6 +47,21 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// A leaf from PEM text: the certificate chain (leaf first) and its PKCS#8 private key.
+    pub fn from_pem(chain_pem: &str, key_pem: &str) -> Option<Leaf> {
+        let chain: Vec<CertificateDer<'static>> = certs_from_pem(chain_pem);
+        let key_pkcs8 = pem_to_der(key_pem)?;
+        if chain.is_empty() || !key_pem.contains("BEGIN PRIVATE KEY") {
+            return None;
+        }
+        Some(Leaf {
+            chain,
+            key_pkcs8,
+            chain_pem: chain_pem.to_string(),
+            key_pem: key_pem.to_string(),
+        })
+    }
+
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()))
     }
@@ -456,6 +471,14 @@ fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// Every certificate in a PEM bundle.
+pub fn certs_from_pem(pem: &str) -> Vec<CertificateDer<'static>> {
+    split_pem(pem)
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect()
 }
 
 fn split_pem(pem: &str) -> Vec<Vec<u8>> {

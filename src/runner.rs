@@ -15,7 +15,7 @@ use crate::checks::{self, CheckResult};
 use crate::dva::{self, DvaConfig, Lifetimes};
 use crate::exchange::ExchangeLog;
 use crate::fixtures::{PatientStore, gp_query};
-use crate::matrix::{DvaTarget, Matrix, PreparedRow};
+use crate::matrix::{DvaTarget, ExternalResolved, Matrix, PreparedRow};
 use crate::outcome::{Outcome, roll_up};
 use crate::pgo::{AuthorizeOutcome, HttpOutcome, Pgo, PgoProfile, PgoSetup, PgoTrust, StepResult};
 use crate::pki::{Channel, Pki, TEST_DOMAIN};
@@ -40,6 +40,29 @@ pub struct Prepared {
     pub patients: Arc<PatientStore>,
     /// Lifetimes for the simulated DVAs (tests shorten them).
     pub lifetimes: Lifetimes,
+    /// One mock TVS per external row, started on first use and shared by its scenarios.
+    shared_tvs: Vec<tokio::sync::OnceCell<Result<Arc<tvs::TvsServers>, String>>>,
+}
+
+impl Prepared {
+    pub fn new(
+        matrix: Matrix,
+        rows: Vec<PreparedRow>,
+        scenarios: Vec<Scenario>,
+        pki: Arc<Pki>,
+        patients: Arc<PatientStore>,
+    ) -> Prepared {
+        let shared_tvs = rows.iter().map(|_| tokio::sync::OnceCell::new()).collect();
+        Prepared {
+            matrix,
+            rows,
+            scenarios,
+            pki,
+            patients,
+            lifetimes: Lifetimes::default(),
+            shared_tvs,
+        }
+    }
 }
 
 /// What the runner tells its sinks.
@@ -131,12 +154,15 @@ pub async fn run_all(prepared: Arc<Prepared>, jobs: usize) -> Vec<Finished> {
     done
 }
 
-/// The simulated DVA configuration for a row.
-fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
+/// The simulated DVA configuration for a row (`None` for an external row).
+pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
     let DvaTarget::Simulated {
         entity_index,
         quirks,
-    } = &row.row.target;
+    } = &row.row.target
+    else {
+        return None;
+    };
     let host = |uri: &str| {
         url::Url::parse(uri)
             .ok()
@@ -175,6 +201,103 @@ struct Servers {
     hosts: HostMap,
 }
 
+/// Starts the shared mock TVS of an external row (once) on its configured addresses.
+async fn shared_tvs(
+    prepared: &Prepared,
+    row_ix: usize,
+    ext: &ExternalResolved,
+) -> Result<(), String> {
+    let result = prepared.shared_tvs[row_ix]
+        .get_or_init(|| async {
+            let front = crate::tls::bind(&ext.tvs.front_listen)
+                .await
+                .map_err(|e| e.to_string())?;
+            let back = crate::tls::bind(&ext.tvs.back_listen)
+                .await
+                .map_err(|e| e.to_string())?;
+            let cfg = TvsConfig {
+                front_host: ext.tvs.front_host.clone(),
+                back_host: ext.tvs.back_host.clone(),
+                bsn: prepared.matrix.tvs.bsn.clone(),
+                loa: prepared.matrix.tvs.loa,
+                service_uuid: "00000000-0000-4000-8000-000000009049".into(),
+                artifact_lifetime: Duration::from_secs(15 * 60),
+                service_providers: vec![ext.sp_metadata.clone()],
+                client_roots: ext.back_roots.clone(),
+            };
+            // The TVS's own notes have no scenario to belong to; they go to the process log.
+            tvs::start(cfg, &prepared.pki, front, back, ExchangeLog::new())
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    result.as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+/// The loopback address a browser uses for a listening address (`0.0.0.0` → `127.0.0.1`).
+fn reachable(listen: &str) -> Option<std::net::SocketAddr> {
+    let mut addr: std::net::SocketAddr = listen.parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Some(addr)
+}
+
+/// Servers (for a simulated row) and the mock PGO for one scenario.
+async fn environment(
+    prepared: &Prepared,
+    row_ix: usize,
+    column: &PgoProfile,
+    log: &ExchangeLog,
+) -> Result<(Option<Servers>, Pgo), String> {
+    let row = &prepared.rows[row_ix];
+    match &row.external {
+        None => {
+            let servers = start_servers(prepared, row, log).await?;
+            let identity = prepared
+                .pki
+                .leaf(Channel::Back, &column.hostname)
+                .map_err(|e| e.to_string())?;
+            let trust = PgoTrust {
+                front_roots: prepared.pki.roots(Channel::Front),
+                back_roots: prepared.pki.roots(Channel::Back),
+                identity,
+            };
+            let pgo = pgo_for(
+                row,
+                column,
+                trust,
+                servers.hosts.clone(),
+                tvs_hosts().0,
+                log,
+            )?;
+            Ok((Some(servers), pgo))
+        }
+        Some(ext) => {
+            shared_tvs(prepared, row_ix, ext).await?;
+            let tvs_host = tvs::host_only(&ext.tvs.front_host).to_string();
+            let mut hosts = ext.hosts.clone();
+            if let Some(addr) = reachable(&ext.tvs.front_listen) {
+                hosts.insert(tvs_host.clone(), addr);
+            }
+            let identity = ext
+                .identities
+                .get(&column.id)
+                .cloned()
+                .ok_or("no client certificate for this PGO column")?;
+            let mut front_roots = ext.front_roots.clone();
+            // The browser also meets the mock TVS, whose certificate comes from the test PKI.
+            front_roots.extend(prepared.pki.roots(Channel::Front));
+            let trust = PgoTrust {
+                front_roots,
+                back_roots: ext.back_roots.clone(),
+                identity,
+            };
+            Ok((None, pgo_for(row, column, trust, hosts, tvs_host, log)?))
+        }
+    }
+}
+
 async fn start_servers(
     prepared: &Prepared,
     row: &PreparedRow,
@@ -209,6 +332,7 @@ async fn start_servers(
         service_uuid: cfg.service_uuid.clone(),
         artifact_lifetime: Duration::from_secs(15 * 60),
         service_providers: vec![sp],
+        client_roots: pki.roots(Channel::Back),
     };
     let idp = parse_metadata(&tvs_cfg.metadata(pki).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
@@ -224,28 +348,21 @@ async fn start_servers(
 }
 
 fn pgo_for(
-    prepared: &Prepared,
     row: &PreparedRow,
     column: &PgoProfile,
+    trust: PgoTrust,
     hosts: HostMap,
+    tvs_host: String,
     log: &ExchangeLog,
 ) -> Result<Pgo, String> {
-    let identity = prepared
-        .pki
-        .leaf(Channel::Back, &column.hostname)
-        .map_err(|e| e.to_string())?;
     Pgo::new(PgoSetup {
         profile: column.clone(),
         practice: row.row.practice.clone(),
         endpoints: row.endpoints.clone(),
         whitelist: row.whitelist.clone(),
         selectors: row.row.selectors.clone(),
-        tvs_host: Some(tvs_hosts().0),
-        trust: PgoTrust {
-            front_roots: prepared.pki.roots(Channel::Front),
-            back_roots: prepared.pki.roots(Channel::Back),
-            identity,
-        },
+        tvs_host: Some(tvs_host),
+        trust,
         hosts,
         log: log.clone(),
     })
@@ -266,13 +383,7 @@ pub async fn run_scenario(
     let log = ExchangeLog::new();
     let mut results: BTreeMap<String, StepResult> = BTreeMap::new();
     let mut steps = Vec::new();
-    let setup = match start_servers(prepared, row, &log).await {
-        Ok(servers) => {
-            pgo_for(prepared, row, column, servers.hosts.clone(), &log).map(|pgo| (servers, pgo))
-        }
-        Err(e) => Err(e),
-    };
-    match setup {
+    match environment(prepared, row_ix, column, &log).await {
         Ok((_servers, pgo)) => {
             for step in &scenario.steps {
                 log.set_step(Some(step.id()));
@@ -466,14 +577,17 @@ pub fn build_report(
                 .rows
                 .iter()
                 .map(|r| {
-                    let DvaTarget::Simulated { quirks, .. } = &r.row.target;
+                    let (target, quirks) = match &r.row.target {
+                        DvaTarget::Simulated { quirks, .. } => ("simulated", quirks.names()),
+                        DvaTarget::External { .. } => ("external", Vec::new()),
+                    };
                     RowInfo {
                         id: r.row.id.clone(),
                         name: r.row.name.clone(),
                         dva: r.row.dva.clone(),
                         practice: r.row.practice.clone(),
-                        target: "simulated".into(),
-                        quirks: quirks.names(),
+                        target: target.into(),
+                        quirks,
                         warnings: r.zal.warnings.clone(),
                     }
                 })

@@ -94,7 +94,9 @@ pub enum TvsError {
 
 #[derive(Debug, Clone)]
 pub struct TvsConfig {
+    /// The login page's public `host[:port]`.
     pub front_host: String,
+    /// The artifact resolution service's public `host[:port]`.
     pub back_host: String,
     /// The person logged in unless the login form says otherwise.
     pub bsn: String,
@@ -103,6 +105,8 @@ pub struct TvsConfig {
     pub artifact_lifetime: Duration,
     /// Registered DVs' SP metadata.
     pub service_providers: Vec<EntityMetadata>,
+    /// CAs the DVs' back-channel client certificates chain to (artifact resolution is mTLS).
+    pub client_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl TvsConfig {
@@ -148,6 +152,8 @@ struct Tvs {
 
 impl Tvs {
     fn note(&self, text: impl Into<String>) {
+        let text = text.into();
+        tracing::info!(tvs = "mock", "{}", self.log.redact(&text));
         self.log
             .record(RawExchange::note(Party::Tvs, Party::Dva, text));
     }
@@ -178,12 +184,12 @@ pub fn start(
     log: ExchangeLog,
 ) -> Result<TvsServers, TvsError> {
     let front_tls = tls::server_config(
-        &*pki.leaf(Channel::Front, &cfg.front_host)?,
+        &*pki.leaf(Channel::Front, host_only(&cfg.front_host))?,
         ClientAuth::None,
     )?;
     let back_tls = tls::server_config(
-        &*pki.leaf(Channel::Back, &cfg.back_host)?,
-        ClientAuth::Required(pki.roots(Channel::Back)),
+        &*pki.leaf(Channel::Back, host_only(&cfg.back_host))?,
+        ClientAuth::Required(cfg.client_roots.clone()),
     )?;
     let tvs = Arc::new(Tvs {
         key: pki.saml_key("tvs-signing")?,
@@ -205,6 +211,14 @@ pub fn start(
         front: tls::serve(front, front_tls, front_router, None),
         back: tls::serve(back, back_tls, back_router, None),
     })
+}
+
+/// `host[:port]` → `host`: the TVS's public names may carry a port when it cannot listen on 443.
+pub fn host_only(authority: &str) -> &str {
+    authority
+        .rsplit_once(':')
+        .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+        .map_or(authority, |(h, _)| h)
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {

@@ -158,7 +158,7 @@ pub struct Dva {
 impl Dva {
     fn note(&self, text: impl Into<String>) {
         let text = text.into();
-        tracing::debug!(dva = %self.cfg.id, "{}", self.log.redact(&text));
+        tracing::info!(dva = %self.cfg.id, "{}", self.log.redact(&text));
         self.log
             .record(RawExchange::note(Party::Dva, Party::Pgo, text));
     }

@@ -213,14 +213,13 @@ async fn default_matrix_conformant_row_passes_and_quirky_rows_fail_exactly_their
             &scenarios,
         )
         .unwrap();
-    let prepared = std::sync::Arc::new(koppeltest::runner::Prepared {
+    let prepared = std::sync::Arc::new(koppeltest::runner::Prepared::new(
         matrix,
         rows,
         scenarios,
-        pki: crate::helpers::pki(),
-        patients: std::sync::Arc::new(koppeltest::fixtures::PatientStore::embedded().unwrap()),
-        lifetimes: koppeltest::dva::Lifetimes::default(),
-    });
+        crate::helpers::pki(),
+        std::sync::Arc::new(koppeltest::fixtures::PatientStore::embedded().unwrap()),
+    ));
     let finished = run(prepared.clone()).await;
     assert_eq!(finished.len(), 3 * 2 * prepared.scenarios.len());
     for (ri, row) in prepared.rows.iter().enumerate() {

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use koppeltest::dva::Lifetimes;
 use koppeltest::fixtures::PatientStore;
 use koppeltest::matrix::Matrix;
 use koppeltest::pki::Pki;
@@ -61,14 +60,13 @@ pub fn prepare(matrix_text: &str, scenarios: Vec<Scenario>) -> Arc<Prepared> {
     let rows = matrix
         .prepare(path, matrix_text, Path::new("."), &scenarios)
         .expect("matrix prepares");
-    Arc::new(Prepared {
+    Arc::new(Prepared::new(
         matrix,
         rows,
         scenarios,
-        pki: pki(),
-        patients: Arc::new(PatientStore::embedded().expect("fixtures")),
-        lifetimes: Lifetimes::default(),
-    })
+        pki(),
+        Arc::new(PatientStore::embedded().expect("fixtures")),
+    ))
 }
 
 pub fn scenario(text: &str) -> Scenario {

@@ -4,5 +4,6 @@
 
 mod cli;
 mod deviations;
+mod external;
 mod helpers;
 mod privacy;

@@ -18,14 +18,13 @@ async fn reports_contain_none_of_the_secrets_the_run_saw() {
             &scenarios,
         )
         .unwrap();
-    let prepared = std::sync::Arc::new(runner::Prepared {
+    let prepared = std::sync::Arc::new(koppeltest::runner::Prepared::new(
         matrix,
         rows,
         scenarios,
-        pki: pki(),
-        patients: std::sync::Arc::new(koppeltest::fixtures::PatientStore::embedded().unwrap()),
-        lifetimes: koppeltest::dva::Lifetimes::default(),
-    });
+        pki(),
+        std::sync::Arc::new(koppeltest::fixtures::PatientStore::embedded().unwrap()),
+    ));
     let finished = run(prepared.clone()).await;
     let secrets: Vec<String> = finished.iter().flat_map(|f| f.secrets.clone()).collect();
     let kinds = ["code", "access-token", "refresh-token", "artifact"];
