@@ -255,6 +255,8 @@ pub fn serve(
             let Ok((stream, _peer)) = listener.accept().await else {
                 continue;
             };
+            // Small request/response exchanges stall on Nagle + delayed ACK otherwise.
+            let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let router = router.clone();
             let on_refused = on_refused.clone();
