@@ -36,6 +36,8 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
     for c in &m.columns {
         out.push_str(&format!("{:width$}", c.id));
     }
+    let trimmed = out.trim_end_matches(' ').len();
+    out.truncate(trimmed);
     out.push('\n');
     for r in &m.rows {
         out.push_str(&format!("{:first$}", r.name));
@@ -47,6 +49,9 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             let text = cell.map_or("-", |x| symbol(x.verdict));
             out.push_str(&format!("{text:width$}"));
         }
+        // No trailing padding: the table is pasted into tickets and chat.
+        let trimmed = out.trim_end_matches(' ').len();
+        out.truncate(trimmed);
         out.push('\n');
     }
     let s = &report.summary;
