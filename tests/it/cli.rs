@@ -292,3 +292,54 @@ fn pki_init_writes_a_hierarchy_that_a_run_can_use() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn an_interrupted_run_keeps_what_it_had_finished() {
+    let out = temp_dir("cli-interrupt");
+    let mut child = koppeltest()
+        .args(["run", "--quiet", "--jobs", "1", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some scenarios have finished, then interrupt as Ctrl-C would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let finished = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("events.jsonl")).ok())
+            .map_or(0, |t| t.lines().count());
+        if finished >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scenario finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    if status.code() == Some(0) {
+        // The run finished before the signal arrived; nothing to judge on this machine.
+        return;
+    }
+    assert_eq!(status.code(), Some(130));
+    let dir = run_dir(&out);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true);
+    let kept = report["summary"]["scenarios"].as_u64().unwrap();
+    let events = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert!(kept >= 3 && kept < 48, "kept {kept}");
+    assert_eq!(
+        kept, events,
+        "the report holds every scenario that finished"
+    );
+    std::fs::remove_dir_all(out).ok();
+}

@@ -309,3 +309,34 @@ async fn a_client_without_certificate_is_refused_in_the_tls_handshake() {
         "the DVA's own log records the refused handshake"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pgo_refuses_a_dva_host_that_is_not_on_the_whitelist() {
+    let dir = crate::helpers::temp_dir("whitelist");
+    let list = include_str!("../../fixtures/lists/MedMij_Whitelist.xml").replace(
+        "<MedMijNode><Hostname>medmij.conform.dva.koppeltest.test</Hostname></MedMijNode>",
+        "",
+    );
+    let path = dir.join("whitelist.xml");
+    std::fs::write(&path, list).unwrap();
+    let matrix = matrix_toml(&[], &[], "1.x")
+        .replace("embedded:MedMij_Whitelist.xml", &path.display().to_string());
+    let s: Vec<_> = scenario::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id == "auth.state-echoed")
+        .collect();
+    let finished = run(prepare(&matrix, s)).await;
+    let report = &finished[0].report;
+    assert_eq!(report.outcome, Outcome::Error, "{:#?}", report.checks);
+    assert!(
+        report.checks[0].message.contains("not on the Whitelist"),
+        "{}",
+        report.checks[0].message
+    );
+    assert!(
+        report.exchanges.is_empty(),
+        "no request may be sent to a host off the Whitelist"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
