@@ -33,6 +33,35 @@ pub const RFC6749_ERRORS: &[&str] = &[
 /// MedMij's ceiling for `expires_in` seen everywhere in practice (900 s).
 pub const MAX_EXPIRES_IN: u64 = 900;
 
+/// MedMij's response-time budgets, configurable per matrix (tests shorten them).
+#[derive(Debug, Clone, Copy, serde::Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    /// core.tknint.206: the token endpoint answers within 10 s.
+    #[serde(default = "token_budget")]
+    pub token_ms: u64,
+    /// core.rscint.202: the resource endpoint answers within 60 s.
+    #[serde(default = "resource_budget")]
+    pub resource_ms: u64,
+}
+
+fn token_budget() -> u64 {
+    10_000
+}
+
+fn resource_budget() -> u64 {
+    60_000
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            token_ms: token_budget(),
+            resource_ms: resource_budget(),
+        }
+    }
+}
+
 /// The verdict of one check.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CheckResult {
@@ -55,6 +84,11 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "token-issued" => &["rfc6749#4.1.3", "rfc6749#5.1", "core.tknint.203"],
         "token-refused" => &["rfc6749#5.2"],
         "fhir-searchset" => &["fhir-stu3#search", "nictiz:qualification.gp-49"],
+        "error-page" => &["rfc6749#4.1.2.1", "medmij:technische-storing"],
+        "resource-refused" => &["rfc6750#3", "rfc6750#3.1"],
+        "refresh-rotated" => &["rfc6749#6", "medmij:refresh-rotation"],
+        "no-bsn-in-links" => &["medmij:resource.no-bsn"],
+        "within-budget" => &["medmij:response-time"],
         _ => &[],
     }
 }
@@ -78,10 +112,16 @@ pub fn evaluate(
     spec: &CheckSpec,
     scenario: &Scenario,
     results: &BTreeMap<String, StepResult>,
+    budgets: &Budgets,
 ) -> CheckResult {
     let step = spec.step().to_string();
     let verdict = match results.get(&step) {
         None => v(Outcome::Error, format!("step {step:?} did not run"), vec![]),
+        Some(StepResult::Skipped { reason }) => v(
+            Outcome::Skip,
+            format!("step {step:?} skipped: {reason}"),
+            vec![],
+        ),
         Some(StepResult::NotRun { reason }) => v(
             Outcome::Error,
             format!("step {step:?} could not run: {reason}"),
@@ -92,6 +132,7 @@ pub fn evaluate(
             CheckSpec::StateEchoed { .. } => state_echoed(a),
             CheckSpec::ErrorRedirect { error, .. } => error_redirect(a, error),
             CheckSpec::LoginRefused { .. } => login_refused(a),
+            CheckSpec::ErrorPage { .. } => error_page(a),
             _ => v(
                 Outcome::Error,
                 "this check cannot judge an authorize step",
@@ -100,6 +141,18 @@ pub fn evaluate(
         },
         Some(StepResult::Http(h)) => match spec {
             CheckSpec::TokenIssued { .. } => token_issued(h),
+            CheckSpec::ResourceRefused { status, error, .. } => {
+                resource_refused(h, *status, error.as_deref())
+            }
+            CheckSpec::NoBsnInLinks { .. } => no_bsn_in_links(h),
+            CheckSpec::WithinBudget { budget, .. } => within_budget(
+                h,
+                match budget {
+                    crate::scenario::BudgetKind::Token => budgets.token_ms,
+                    crate::scenario::BudgetKind::Resource => budgets.resource_ms,
+                },
+            ),
+            CheckSpec::RefreshRotated { previous, .. } => refresh_rotated(h, results.get(previous)),
             CheckSpec::TokenRefused {
                 error,
                 tls_refusal_counts,
@@ -321,6 +374,192 @@ fn login_refused(a: &AuthorizeResult) -> Verdict {
             format!("login refused: redirected back with {}", describe_error(a)),
             back_seq(a),
         ),
+    }
+}
+
+fn error_page(a: &AuthorizeResult) -> Verdict {
+    match &a.outcome {
+        AuthorizeOutcome::Broken { reason, .. } => v(
+            Outcome::Error,
+            format!("the front channel broke off: {reason}"),
+            a.evidence.clone(),
+        ),
+        AuthorizeOutcome::Page { status, title, seq } => v(
+            Outcome::Pass,
+            format!(
+                "an error page (HTTP {status}, {:?}) and no redirect",
+                title.as_deref().unwrap_or("untitled")
+            ),
+            vec![*seq],
+        ),
+        AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
+            Outcome::Fail,
+            "the DVA went on with an untrusted client or redirect URI and issued a code",
+            a.evidence.clone(),
+        ),
+        AuthorizeOutcome::RedirectedBack { .. } => v(
+            Outcome::Fail,
+            format!(
+                "redirected to an unverified redirect URI with {} instead of showing an error page",
+                describe_error(a)
+            ),
+            back_seq(a),
+        ),
+    }
+}
+
+fn resource_refused(h: &HttpResult, expected_status: u16, expected_error: Option<&str>) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let (status, _) = match response(h) {
+        Ok(x) => x,
+        Err(verdict) => return verdict,
+    };
+    if status != expected_status {
+        return v(
+            Outcome::Fail,
+            format!("HTTP {status}, expected {expected_status}"),
+            ev,
+        );
+    }
+    let mut problems = Vec::new();
+    if h.json()
+        .is_none_or(|j| j["resourceType"] != "OperationOutcome")
+    {
+        problems.push("no OperationOutcome in the body".to_string());
+    }
+    if matches!(status, 401 | 403) {
+        match h.header("www-authenticate") {
+            None => problems.push("no WWW-Authenticate header (RFC 6750 §3)".to_string()),
+            Some(challenge) => {
+                if !challenge
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("bearer")
+                {
+                    problems.push(format!(
+                        "WWW-Authenticate {challenge:?} is not a Bearer challenge"
+                    ));
+                }
+                if let Some(e) =
+                    expected_error.filter(|e| !challenge.contains(&format!("error=\"{e}\"")))
+                {
+                    problems.push(format!(
+                        "WWW-Authenticate {challenge:?} does not say error=\"{e}\""
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        v(
+            Outcome::Pass,
+            format!("refused with HTTP {status} as required"),
+            ev,
+        )
+    } else {
+        v(
+            Outcome::Fail,
+            format!("HTTP {status}, but: {}", problems.join("; ")),
+            ev,
+        )
+    }
+}
+
+fn refresh_rotated(h: &HttpResult, previous: Option<&StepResult>) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    if let Err(verdict) = response(h) {
+        return verdict;
+    }
+    let old = match previous {
+        Some(StepResult::Http(p)) => p
+            .json()
+            .and_then(|j| j["refresh_token"].as_str().map(str::to_string)),
+        _ => None,
+    };
+    let Some(old) = old else {
+        return v(
+            Outcome::Error,
+            "the earlier step yielded no refresh token to compare with",
+            ev,
+        );
+    };
+    match h
+        .json()
+        .and_then(|j| j["refresh_token"].as_str().map(str::to_string))
+    {
+        None => v(
+            Outcome::Fail,
+            "the refresh response carries no refresh token",
+            ev,
+        ),
+        Some(new) if new == old => v(
+            Outcome::Fail,
+            "the refresh token was not rotated: the same one came back",
+            ev,
+        ),
+        Some(_) => v(Outcome::Pass, "a new refresh token was issued", ev),
+    }
+}
+
+/// The BSN naming system, or a 9-digit number passing the 11-check, in a link.
+fn names_a_bsn(link: &str) -> bool {
+    link.contains("NamingSystem/bsn")
+        || link.contains("NamingSystem%2Fbsn")
+        || link
+            .split(|c: char| !c.is_ascii_digit())
+            .any(crate::ids::is_valid_bsn)
+}
+
+fn no_bsn_in_links(h: &HttpResult) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    if let Err(verdict) = response(h) {
+        return verdict;
+    }
+    let Some(bundle) = h.json() else {
+        return v(Outcome::Fail, "the response is not JSON", ev);
+    };
+    let links = bundle["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["url"].as_str());
+    let full_urls = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["fullUrl"].as_str());
+    let offending = links.chain(full_urls).filter(|l| names_a_bsn(l)).count();
+    if offending == 0 {
+        v(Outcome::Pass, "no link names the patient by BSN", ev)
+    } else {
+        v(
+            Outcome::Fail,
+            format!("{offending} link(s) name the patient by BSN"),
+            ev,
+        )
+    }
+}
+
+fn within_budget(h: &HttpResult, budget_ms: u64) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    if let Err(verdict) = response(h) {
+        return verdict;
+    }
+    if h.elapsed_ms <= budget_ms {
+        v(
+            Outcome::Pass,
+            format!("answered in {} ms (budget {budget_ms} ms)", h.elapsed_ms),
+            ev,
+        )
+    } else {
+        v(
+            Outcome::Fail,
+            format!(
+                "answered in {} ms, over the budget of {budget_ms} ms",
+                h.elapsed_ms
+            ),
+            ev,
+        )
     }
 }
 

@@ -63,6 +63,9 @@ pub struct Matrix {
     /// The test person the mock TVS logs in.
     #[serde(default)]
     pub tvs: TvsSettings,
+    /// Response-time budgets (MedMij: token 10 s, resource 60 s).
+    #[serde(default)]
+    pub budgets: crate::checks::Budgets,
     #[serde(rename = "his")]
     pub rows: Vec<HisRow>,
     #[serde(rename = "pgo")]

@@ -17,7 +17,9 @@ use crate::exchange::ExchangeLog;
 use crate::fixtures::{PatientStore, gp_query};
 use crate::matrix::{DvaTarget, ExternalResolved, Matrix, PreparedRow};
 use crate::outcome::{Outcome, roll_up};
-use crate::pgo::{AuthorizeOutcome, HttpOutcome, Pgo, PgoProfile, PgoSetup, PgoTrust, StepResult};
+use crate::pgo::{
+    AuthorizeOutcome, HttpOutcome, IdentityLookup, Pgo, PgoProfile, PgoSetup, PgoTrust, StepResult,
+};
 use crate::pki::{Channel, Pki, TEST_DOMAIN};
 use crate::report::{
     CellReport, ColumnInfo, MatrixInfo, RowInfo, RunReport, ScenarioReport, StepReport, Summary,
@@ -178,7 +180,8 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
             entity_index % 1000
         ),
         service_uuid: "00000000-0000-4000-8000-000000009049".into(),
-        services: vec![crate::matrix::GEGEVENSDIENST.to_string()],
+        // 48 besides 49, so that a token for another service (insufficient_scope) can be shown.
+        services: vec!["48".to_string(), crate::matrix::GEGEVENSDIENST.to_string()],
         quirks: quirks.clone(),
         lifetimes: prepared.lifetimes,
         min_loa: crate::saml::Loa::Substantial,
@@ -263,6 +266,9 @@ async fn environment(
                 back_roots: prepared.pki.roots(Channel::Back),
                 identity,
             };
+            let pki = prepared.pki.clone();
+            let others: IdentityLookup =
+                Arc::new(move |host: &str| pki.leaf(Channel::Back, host).ok());
             let pgo = pgo_for(
                 row,
                 column,
@@ -270,6 +276,7 @@ async fn environment(
                 servers.hosts.clone(),
                 tvs_hosts().0,
                 log,
+                others,
             )?;
             Ok((Some(servers), pgo))
         }
@@ -293,7 +300,18 @@ async fn environment(
                 back_roots: ext.back_roots.clone(),
                 identity,
             };
-            Ok((None, pgo_for(row, column, trust, hosts, tvs_host, log)?))
+            // Other PGO nodes are the matrix's other columns, with the certificates configured.
+            let by_host: BTreeMap<String, Arc<crate::pki::Leaf>> = prepared
+                .matrix
+                .columns
+                .iter()
+                .filter_map(|c| Some((c.hostname.clone(), ext.identities.get(&c.id)?.clone())))
+                .collect();
+            let others: IdentityLookup = Arc::new(move |host: &str| by_host.get(host).cloned());
+            Ok((
+                None,
+                pgo_for(row, column, trust, hosts, tvs_host, log, others)?,
+            ))
         }
     }
 }
@@ -354,6 +372,7 @@ fn pgo_for(
     hosts: HostMap,
     tvs_host: String,
     log: &ExchangeLog,
+    other_identities: IdentityLookup,
 ) -> Result<Pgo, String> {
     Pgo::new(PgoSetup {
         profile: column.clone(),
@@ -365,6 +384,7 @@ fn pgo_for(
         trust,
         hosts,
         log: log.clone(),
+        other_identities,
     })
     .map_err(|e| e.to_string())
 }
@@ -424,7 +444,7 @@ pub async fn run_scenario(
         .checks
         .iter()
         .map(|c| {
-            let mut r = checks::evaluate(c, scenario, &results);
+            let mut r = checks::evaluate(c, scenario, &results, &prepared.matrix.budgets);
             r.message = log.redact(&r.message);
             r
         })
@@ -476,6 +496,16 @@ async fn run_step(
     match step {
         Step::Authorize(a) => StepResult::Authorize(pgo.authorize(a, &scenario.tvs).await),
         Step::Token(t) => match results.get(&t.code_from) {
+            Some(StepResult::Authorize(_))
+                if t.as_client.as_deref().is_some_and(|h| !pgo.can_act_as(h)) =>
+            {
+                StepResult::Skipped {
+                    reason: format!(
+                        "no client certificate for {} is configured",
+                        t.as_client.as_deref().unwrap_or("")
+                    ),
+                }
+            }
             Some(StepResult::Authorize(a)) => match a.param("code") {
                 Some(code) => StepResult::Http(pgo.token(t, code).await),
                 None => StepResult::NotRun {
@@ -491,10 +521,13 @@ async fn run_step(
             Err(reason) => StepResult::NotRun { reason },
         },
         Step::Fhir(f) => match (
-            token_from(&f.token_from, "access_token"),
+            f.token_from
+                .as_deref()
+                .map(|t| token_from(t, "access_token"))
+                .transpose(),
             gp_query(&f.query),
         ) {
-            (Ok(at), Some(q)) => StepResult::Http(pgo.fhir(q, &at).await),
+            (Ok(at), Some(q)) => StepResult::Http(pgo.fhir(q, f, at.as_deref()).await),
             (Err(reason), _) => StepResult::NotRun { reason },
             (_, None) => StepResult::NotRun {
                 reason: format!("unknown query {:?}", &f.query),
@@ -506,6 +539,7 @@ async fn run_step(
 fn summarize(result: &StepResult) -> String {
     match result {
         StepResult::NotRun { reason } => format!("not run: {reason}"),
+        StepResult::Skipped { reason } => format!("skipped: {reason}"),
         StepResult::Authorize(a) => match &a.outcome {
             AuthorizeOutcome::RedirectedBack { params, .. } => {
                 let keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();

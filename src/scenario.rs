@@ -50,6 +50,8 @@ pub struct TvsLogin {
     /// Press "cancel" instead of logging in.
     #[serde(default)]
     pub cancel: bool,
+    /// Log in as another test person (e.g. one the DVA holds no record for).
+    pub bsn: Option<String>,
 }
 
 /// One thing the mock PGO does.
@@ -91,7 +93,9 @@ impl Step {
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeStep {
     pub id: String,
-    /// Parameters to override in the authorization request (e.g. `scope = "nonsense"`).
+    /// Parameters to override in the authorization request (e.g. `scope = "nonsense"`). Values
+    /// may use `{practice}` (the provider name without `@medmij`), `{client_id}`,
+    /// `{redirect_uri}` and `{redirect_uri_encoded}`.
     #[serde(default)]
     pub set: BTreeMap<String, String>,
     /// Parameters to leave out (e.g. `["state"]`).
@@ -119,7 +123,12 @@ pub struct TokenStep {
     /// Present the PGO's client certificate (mutual TLS). `false` connects without one.
     #[serde(default = "yes")]
     pub client_certificate: bool,
-    /// Form parameters to override.
+    /// Act as another PGO node: this client_id and that node's own certificate.
+    pub as_client: Option<String>,
+    /// Send the parameters in the query string with an empty body, as legacy libraries do.
+    #[serde(default)]
+    pub in_query: bool,
+    /// Form parameters to override (placeholders as for `authorize`).
     #[serde(default)]
     pub set: BTreeMap<String, String>,
     /// Form parameters to leave out.
@@ -144,8 +153,39 @@ pub struct FhirStep {
     /// A gegevensdienst-49 query: patient, episodes, medication, allergies, results, journal,
     /// encounters.
     pub query: String,
-    /// The `token` or `refresh` step whose access token to use.
-    pub token_from: String,
+    /// The `token` or `refresh` step whose access token to use (not with `bearer = "missing"`
+    /// or `"unknown"`).
+    pub token_from: Option<String>,
+    #[serde(default)]
+    pub bearer: Bearer,
+    /// Override the profile's Accept header.
+    pub accept: Option<String>,
+    /// Extra query parameters (e.g. `patient = "x"`).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// Which bearer token a FHIR request carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bearer {
+    /// The access token of `token_from`.
+    #[default]
+    FromStep,
+    /// No Authorization header at all.
+    Missing,
+    /// A token the DVA never issued.
+    Unknown,
+}
+
+/// Which MedMij response-time budget a `within-budget` check applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BudgetKind {
+    /// core.tknint.206: the token endpoint answers within 10 s (matrix `budgets.token_ms`).
+    Token,
+    /// core.rscint.202: the resource endpoint answers within 60 s (`budgets.resource_ms`).
+    Resource,
 }
 
 fn yes() -> bool {
@@ -177,6 +217,21 @@ pub enum CheckSpec {
     },
     /// A searchset Bundle of the query's resource types, each with `meta.profile`.
     FhirSearchset { step: String },
+    /// The authorize step ended on an error page: no redirect to the redirect URI at all.
+    ErrorPage { step: String },
+    /// The resource endpoint refused with this HTTP status, an OperationOutcome and, for 401
+    /// and 403, `WWW-Authenticate: Bearer error="<error>"`.
+    ResourceRefused {
+        step: String,
+        status: u16,
+        error: Option<String>,
+    },
+    /// The refresh step returned a new refresh token, different from the one `previous` had.
+    RefreshRotated { step: String, previous: String },
+    /// No link or fullUrl of the Bundle names the patient by BSN.
+    NoBsnInLinks { step: String },
+    /// The step's response came within the MedMij budget.
+    WithinBudget { step: String, budget: BudgetKind },
 }
 
 impl CheckSpec {
@@ -189,6 +244,11 @@ impl CheckSpec {
             CheckSpec::TokenIssued { .. } => "token-issued",
             CheckSpec::TokenRefused { .. } => "token-refused",
             CheckSpec::FhirSearchset { .. } => "fhir-searchset",
+            CheckSpec::ErrorPage { .. } => "error-page",
+            CheckSpec::ResourceRefused { .. } => "resource-refused",
+            CheckSpec::RefreshRotated { .. } => "refresh-rotated",
+            CheckSpec::NoBsnInLinks { .. } => "no-bsn-in-links",
+            CheckSpec::WithinBudget { .. } => "within-budget",
         }
     }
 
@@ -200,7 +260,12 @@ impl CheckSpec {
             | CheckSpec::LoginRefused { step }
             | CheckSpec::TokenIssued { step }
             | CheckSpec::TokenRefused { step, .. }
-            | CheckSpec::FhirSearchset { step } => step,
+            | CheckSpec::FhirSearchset { step }
+            | CheckSpec::ErrorPage { step }
+            | CheckSpec::ResourceRefused { step, .. }
+            | CheckSpec::RefreshRotated { step, .. }
+            | CheckSpec::NoBsnInLinks { step }
+            | CheckSpec::WithinBudget { step, .. } => step,
         }
     }
 
@@ -210,9 +275,14 @@ impl CheckSpec {
             CheckSpec::CodeIssued { .. }
             | CheckSpec::StateEchoed { .. }
             | CheckSpec::ErrorRedirect { .. }
-            | CheckSpec::LoginRefused { .. } => &["authorize"],
+            | CheckSpec::LoginRefused { .. }
+            | CheckSpec::ErrorPage { .. } => &["authorize"],
             CheckSpec::TokenIssued { .. } | CheckSpec::TokenRefused { .. } => &["token", "refresh"],
-            CheckSpec::FhirSearchset { .. } => &["fhir"],
+            CheckSpec::RefreshRotated { .. } => &["refresh"],
+            CheckSpec::FhirSearchset { .. }
+            | CheckSpec::ResourceRefused { .. }
+            | CheckSpec::NoBsnInLinks { .. } => &["fhir"],
+            CheckSpec::WithinBudget { .. } => &["token", "refresh", "fhir"],
         }
     }
 }
@@ -349,7 +419,23 @@ fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> 
                         format!("unknown query {:?}; known: {}", f.query, known.join(", ")),
                     ));
                 }
-                vec![(&f.token_from, "token_from", &["token", "refresh"])]
+                match (&f.token_from, f.bearer) {
+                    (Some(t), Bearer::FromStep) => {
+                        vec![(t.as_str(), "token_from", &["token", "refresh"])]
+                    }
+                    (None, Bearer::FromStep) => return Err(at(
+                        "token_from",
+                        "a fhir step needs token_from unless bearer is \"missing\" or \"unknown\""
+                            .into(),
+                    )),
+                    (Some(_), _) => {
+                        return Err(at(
+                            "token_from",
+                            "token_from is not used with bearer \"missing\" or \"unknown\"".into(),
+                        ));
+                    }
+                    (None, _) => vec![],
+                }
             }
         };
         for (reference, field, allowed) in refs {
@@ -391,6 +477,19 @@ fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> 
             }
             None => return Err(at(format!("no step with id {step:?}"))),
         }
+        if let CheckSpec::RefreshRotated { previous, .. } = check {
+            if !matches!(
+                actions.get(previous.as_str()),
+                Some(&"token") | Some(&"refresh")
+            ) {
+                let line = line_in_block(text, "check", i, "previous");
+                return Err(err(
+                    line,
+                    "previous",
+                    format!("{previous:?} is not a token or refresh step"),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -398,24 +497,160 @@ fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> 
 /// The scenarios shipped with koppeltest, embedded so `koppeltest run` works anywhere.
 pub const EMBEDDED: &[(&str, &str)] = &[
     (
-        "scenarios/happy-path.toml",
-        include_str!("../scenarios/happy-path.toml"),
-    ),
-    (
-        "scenarios/auth-state-echoed.toml",
-        include_str!("../scenarios/auth-state-echoed.toml"),
+        "scenarios/auth-consent-refused.toml",
+        include_str!("../scenarios/auth-consent-refused.toml"),
     ),
     (
         "scenarios/auth-error-codes.toml",
         include_str!("../scenarios/auth-error-codes.toml"),
     ),
     (
-        "scenarios/token-code-replay.toml",
-        include_str!("../scenarios/token-code-replay.toml"),
+        "scenarios/auth-foreign-redirect-uri.toml",
+        include_str!("../scenarios/auth-foreign-redirect-uri.toml"),
+    ),
+    (
+        "scenarios/auth-http-redirect-uri.toml",
+        include_str!("../scenarios/auth-http-redirect-uri.toml"),
+    ),
+    (
+        "scenarios/auth-login-cancelled.toml",
+        include_str!("../scenarios/auth-login-cancelled.toml"),
+    ),
+    (
+        "scenarios/auth-missing-client-id.toml",
+        include_str!("../scenarios/auth-missing-client-id.toml"),
+    ),
+    (
+        "scenarios/auth-missing-correlation-id.toml",
+        include_str!("../scenarios/auth-missing-correlation-id.toml"),
+    ),
+    (
+        "scenarios/auth-missing-request-id.toml",
+        include_str!("../scenarios/auth-missing-request-id.toml"),
+    ),
+    (
+        "scenarios/auth-missing-response-type.toml",
+        include_str!("../scenarios/auth-missing-response-type.toml"),
+    ),
+    (
+        "scenarios/auth-missing-state.toml",
+        include_str!("../scenarios/auth-missing-state.toml"),
+    ),
+    (
+        "scenarios/auth-no-data-for-person.toml",
+        include_str!("../scenarios/auth-no-data-for-person.toml"),
+    ),
+    (
+        "scenarios/auth-redirect-uri-fragment.toml",
+        include_str!("../scenarios/auth-redirect-uri-fragment.toml"),
+    ),
+    (
+        "scenarios/auth-redirect-uri-query.toml",
+        include_str!("../scenarios/auth-redirect-uri-query.toml"),
+    ),
+    (
+        "scenarios/auth-scope-gegevensdienst-id.toml",
+        include_str!("../scenarios/auth-scope-gegevensdienst-id.toml"),
+    ),
+    (
+        "scenarios/auth-scope-naam-id.toml",
+        include_str!("../scenarios/auth-scope-naam-id.toml"),
+    ),
+    (
+        "scenarios/auth-scope-provider-name.toml",
+        include_str!("../scenarios/auth-scope-provider-name.toml"),
+    ),
+    (
+        "scenarios/auth-state-echoed.toml",
+        include_str!("../scenarios/auth-state-echoed.toml"),
+    ),
+    (
+        "scenarios/auth-unknown-client-id.toml",
+        include_str!("../scenarios/auth-unknown-client-id.toml"),
+    ),
+    (
+        "scenarios/auth-unsupported-response-type.toml",
+        include_str!("../scenarios/auth-unsupported-response-type.toml"),
+    ),
+    (
+        "scenarios/fhir-insufficient-scope.toml",
+        include_str!("../scenarios/fhir-insufficient-scope.toml"),
+    ),
+    (
+        "scenarios/fhir-missing-token.toml",
+        include_str!("../scenarios/fhir-missing-token.toml"),
+    ),
+    (
+        "scenarios/fhir-no-bsn-in-links.toml",
+        include_str!("../scenarios/fhir-no-bsn-in-links.toml"),
+    ),
+    (
+        "scenarios/fhir-unknown-token.toml",
+        include_str!("../scenarios/fhir-unknown-token.toml"),
+    ),
+    (
+        "scenarios/fhir-unsupported-version.toml",
+        include_str!("../scenarios/fhir-unsupported-version.toml"),
+    ),
+    (
+        "scenarios/happy-path.toml",
+        include_str!("../scenarios/happy-path.toml"),
+    ),
+    (
+        "scenarios/refresh-rotation.toml",
+        include_str!("../scenarios/refresh-rotation.toml"),
+    ),
+    (
+        "scenarios/refresh-wrong-grant-type.toml",
+        include_str!("../scenarios/refresh-wrong-grant-type.toml"),
+    ),
+    (
+        "scenarios/token-certificate-mismatch.toml",
+        include_str!("../scenarios/token-certificate-mismatch.toml"),
     ),
     (
         "scenarios/token-client-certificate.toml",
         include_str!("../scenarios/token-client-certificate.toml"),
+    ),
+    (
+        "scenarios/token-code-replay.toml",
+        include_str!("../scenarios/token-code-replay.toml"),
+    ),
+    (
+        "scenarios/token-empty-client-id.toml",
+        include_str!("../scenarios/token-empty-client-id.toml"),
+    ),
+    (
+        "scenarios/token-form-body-required.toml",
+        include_str!("../scenarios/token-form-body-required.toml"),
+    ),
+    (
+        "scenarios/token-other-client.toml",
+        include_str!("../scenarios/token-other-client.toml"),
+    ),
+    (
+        "scenarios/token-redirect-uri-different.toml",
+        include_str!("../scenarios/token-redirect-uri-different.toml"),
+    ),
+    (
+        "scenarios/token-redirect-uri-double-encoded.toml",
+        include_str!("../scenarios/token-redirect-uri-double-encoded.toml"),
+    ),
+    (
+        "scenarios/token-redirect-uri-missing.toml",
+        include_str!("../scenarios/token-redirect-uri-missing.toml"),
+    ),
+    (
+        "scenarios/token-replay-revokes.toml",
+        include_str!("../scenarios/token-replay-revokes.toml"),
+    ),
+    (
+        "scenarios/token-response-time.toml",
+        include_str!("../scenarios/token-response-time.toml"),
+    ),
+    (
+        "scenarios/tvs-loa-too-low.toml",
+        include_str!("../scenarios/tvs-loa-too-low.toml"),
     ),
     (
         "scenarios/tvs-tampered-signature.toml",
@@ -424,10 +659,6 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "scenarios/tvs-wrong-audience.toml",
         include_str!("../scenarios/tvs-wrong-audience.toml"),
-    ),
-    (
-        "scenarios/tvs-loa-too-low.toml",
-        include_str!("../scenarios/tvs-loa-too-low.toml"),
     ),
 ];
 

@@ -52,19 +52,26 @@ pub async fn search(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let quirks = &dva.cfg.quirks;
+    if quirks.has(Quirk::SlowResourceEndpoint) {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
     let grant = match bearer(&dva, &headers) {
         Ok(g) => g,
         Err(why) => {
             dva.note(format!("resource request refused: {why}"));
             let mut r = outcome(StatusCode::UNAUTHORIZED, "security", why);
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
+            if !quirks.has(Quirk::NoBearerChallenge) {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
             return r;
         }
     };
-    if !grant.services.iter().any(|s| s == "49") {
+    if !grant.services.iter().any(|s| s == "49") && !quirks.has(Quirk::ScopeNotEnforcedAtResource) {
+        dva.note("resource request refused: the token does not cover gegevensdienst 49");
         let mut r = outcome(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -76,12 +83,20 @@ pub async fn search(
         );
         return r;
     }
-    if !accepts_stu3_json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) {
+    if !accepts_stu3_json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+        && !quirks.has(Quirk::AcceptHeaderIgnored)
+    {
         return outcome(
             StatusCode::BAD_REQUEST,
             "not-supported",
             "only FHIR STU3 (3.0) JSON is supported",
         );
+    }
+    let params = parse_pairs(query.as_deref());
+    if quirks.has(Quirk::PatientParamRequired)
+        && !params.iter().any(|(k, _)| k == "patient" || k == "subject")
+    {
+        return outcome(StatusCode::BAD_REQUEST, "required", "patient is required");
     }
     let Some(patient) = dva.cfg.patients.get(&grant.bsn) else {
         return outcome(
@@ -90,13 +105,20 @@ pub async fn search(
             "no record for this token",
         );
     };
-    let params = parse_pairs(query.as_deref());
     let (matches, includes) = select(patient, &resource_type, &params);
     let base = format!("https://{}/fhir", dva.cfg.back_host);
-    let self_link = match query.as_deref().filter(|q| !q.is_empty()) {
+    let mut self_link = match query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => format!("{base}/{resource_type}?{q}"),
         None => format!("{base}/{resource_type}"),
     };
+    if quirks.has(Quirk::BsnInSelfLink) {
+        let sep = if self_link.contains('?') { '&' } else { '?' };
+        self_link.push_str(&format!(
+            "{sep}patient.identifier={}|{}",
+            crate::fixtures::BSN_SYSTEM,
+            grant.bsn
+        ));
+    }
     let strip_profile = dva.cfg.quirks.has(Quirk::MetaProfileMissing);
     let entry = |r: &Value, mode: &str| {
         let mut r = r.clone();

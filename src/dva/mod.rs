@@ -130,6 +130,8 @@ struct CodeGrant {
     services: Vec<String>,
     issued: Instant,
     used: bool,
+    /// Tokens bought with this code, revoked if the code is replayed.
+    issued_tokens: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

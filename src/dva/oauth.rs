@@ -119,7 +119,12 @@ fn session(dva: &Dva, headers: &HeaderMap) -> Option<(String, AuthSession)> {
 fn granted_services(dva: &Dva, scope: &str) -> Option<Vec<String>> {
     let local = dva.cfg.practice_local();
     let mut granted = Vec::new();
+    let naam_id_only = dva.cfg.quirks.has(Quirk::ScopeNaamIdOnly);
+    let provider_name_only = dva.cfg.quirks.has(Quirk::ScopeProviderNameOnly);
     for token in scope.split(' ').filter(|t| !t.is_empty()) {
+        if (naam_id_only && !token.contains('~')) || (provider_name_only && token != local) {
+            return None;
+        }
         if token == local {
             // 2.2.x: the provider name covers every Verzamelen service it offers.
             granted.extend(dva.cfg.services.iter().cloned());
@@ -156,17 +161,30 @@ fn valid_redirect(redirect_uri: &str, client_id: &str) -> Result<(), String> {
 /// GET /oauth/authorize
 pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -> Response {
     let q = parse_pairs(query.as_deref());
-    let Some(client_id) = param(&q, "client_id").filter(|c| !c.is_empty()) else {
-        return error_page(&dva, "client_id is missing");
+    let quirks = &dva.cfg.quirks;
+    // An untrusted client_id or redirect_uri gets an error page, never a redirect.
+    let untrusted = |why: &str| -> Response {
+        let target = param(&q, "redirect_uri").filter(|u| url::Url::parse(u).is_ok());
+        match target.filter(|_| quirks.has(Quirk::RedirectsWhereItMustNot)) {
+            Some(uri) => error_redirect(&dva, uri, param(&q, "state"), "invalid_request", why),
+            None => error_page(&dva, why),
+        }
     };
-    let Some(client) = dva.cfg.ocl.find(client_id) else {
-        return error_page(&dva, "client_id is not on the OAuth client list");
+    let Some(client_id) = param(&q, "client_id").filter(|c| !c.is_empty()) else {
+        return untrusted("client_id is missing");
+    };
+    let organisation = match dva.cfg.ocl.find(client_id) {
+        Some(client) => client.organisatienaam.clone(),
+        None if quirks.has(Quirk::ClientIdUnchecked) => client_id.to_string(),
+        None => return untrusted("client_id is not on the OAuth client list"),
     };
     let Some(redirect_uri) = param(&q, "redirect_uri") else {
-        return error_page(&dva, "redirect_uri is missing");
+        return untrusted("redirect_uri is missing");
     };
     if let Err(why) = valid_redirect(redirect_uri, client_id) {
-        return error_page(&dva, &why);
+        if !quirks.has(Quirk::RedirectUriUnchecked) {
+            return untrusted(&why);
+        }
     }
     let state = param(&q, "state");
     match param(&q, "response_type") {
@@ -200,7 +218,9 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
         );
     }
     for header_param in ["MedMij-Request-ID", "X-Correlation-ID"] {
-        if param(&q, header_param).is_none_or(str::is_empty) {
+        if param(&q, header_param).is_none_or(str::is_empty)
+            && !quirks.has(Quirk::MedmijHeadersNotRequired)
+        {
             return error_redirect(
                 &dva,
                 redirect_uri,
@@ -210,7 +230,12 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
             );
         }
     }
-    let Some(services) = param(&q, "scope").and_then(|s| granted_services(&dva, s)) else {
+    let granted = param(&q, "scope").and_then(|s| granted_services(&dva, s));
+    let Some(services) = granted.or_else(|| {
+        quirks
+            .has(Quirk::ScopeUnchecked)
+            .then(|| dva.cfg.services.clone())
+    }) else {
         return error_redirect(
             &dva,
             redirect_uri,
@@ -224,7 +249,7 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
         sid.clone(),
         AuthSession {
             client_id: client_id.to_string(),
-            organisation: client.organisatienaam.clone(),
+            organisation: organisation.clone(),
             redirect_uri: redirect_uri.to_string(),
             state: state.map(str::to_string),
             services,
@@ -234,11 +259,11 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
     );
     let mut r = page(
         StatusCode::OK,
-        &format!("{} wil uw gegevens ophalen", client.organisatienaam),
+        &format!("{organisation} wil uw gegevens ophalen"),
         &format!(
             "<p>Uw persoonlijke gezondheidsomgeving {org} vraagt gegevens op bij {practice}. Log in om verder te gaan.</p>\
              <form id=\"kt-landing\" method=\"post\" action=\"/oauth/login\"><button type=\"submit\" name=\"login\" value=\"digid\">Inloggen met DigiD</button></form>",
-            org = escape(&client.organisatienaam),
+            org = escape(&organisation),
             practice = escape(&dva.cfg.practice),
         ),
     );
@@ -481,10 +506,19 @@ pub async fn consent(State(dva): State<Arc<Dva>>, headers: HeaderMap, body: Byte
             services: sess.services.clone(),
             issued: Instant::now(),
             used: false,
+            issued_tokens: Vec::new(),
         },
     );
     let mut pairs = vec![("code", code.as_str())];
-    if let Some(s) = state.filter(|_| !dva.cfg.quirks.has(Quirk::StateNotEchoed)) {
+    let echoed = match (
+        dva.cfg.quirks.has(Quirk::StateFixed),
+        dva.cfg.quirks.has(Quirk::StateNotEchoed),
+    ) {
+        (true, _) => Some("koppeltest"),
+        (false, true) => None,
+        (false, false) => state,
+    };
+    if let Some(s) = echoed {
         pairs.push(("state", s));
     }
     found(&with_query(&sess.redirect_uri, &pairs))
@@ -511,9 +545,15 @@ fn token_error(dva: &Dva, status: StatusCode, code: &'static str, description: &
     r
 }
 
-fn issue_tokens(dva: &Dva, grant: TokenGrant) -> Response {
+/// Issues an access token and a refresh token (or, when `keep_refresh` is given, reissues that
+/// one unchanged). Returns the response and the two token values.
+fn issue_tokens(
+    dva: &Dva,
+    grant: TokenGrant,
+    keep_refresh: Option<String>,
+) -> (Response, String, String) {
     let access = crate::ids::random_hex(32);
-    let refresh = crate::ids::random_hex(32);
+    let refresh = keep_refresh.unwrap_or_else(|| crate::ids::random_hex(32));
     let lifetimes = dva.cfg.lifetimes;
     let scope = grant.services.join(" ");
     Dva::lock(&dva.access).insert(
@@ -538,11 +578,13 @@ fn issue_tokens(dva: &Dva, grant: TokenGrant) -> Response {
         "scope": scope,
     });
     let mut r = (StatusCode::OK, axum::Json(body)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    r
+    if !dva.cfg.quirks.has(Quirk::TokenResponseCacheable) {
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut()
+            .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    (r, access, refresh)
 }
 
 /// POST /oauth/token (back channel, mutual TLS)
@@ -553,39 +595,54 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let quirks = &dva.cfg.quirks;
+    if quirks.has(Quirk::SlowTokenEndpoint) {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    let legacy = quirks.has(Quirk::LegacyTokenRequestAccepted);
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !form_type.starts_with("application/x-www-form-urlencoded") {
-        return token_error(
-            &dva,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "de body moet application/x-www-form-urlencoded zijn",
-        );
+    let mut form = parse_pairs(std::str::from_utf8(&body).ok());
+    if legacy {
+        // What old libraries do: parameters in the query string, the body empty or absent.
+        form.extend(parse_pairs(query.as_deref()));
+    } else {
+        if !form_type.starts_with("application/x-www-form-urlencoded") {
+            return token_error(
+                &dva,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "de body moet application/x-www-form-urlencoded zijn",
+            );
+        }
+        if query.as_deref().is_some_and(|q| !q.is_empty()) {
+            return token_error(
+                &dva,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "parameters horen in de body, niet in de query",
+            );
+        }
     }
-    if query.as_deref().is_some_and(|q| !q.is_empty()) {
-        return token_error(
-            &dva,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "parameters horen in de body, niet in de query",
-        );
-    }
-    let form = parse_pairs(std::str::from_utf8(&body).ok());
-    let Some(client_id) = param(&form, "client_id").filter(|c| !c.is_empty()) else {
-        return token_error(
-            &dva,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "client_id ontbreekt",
-        );
-    };
     // RFC 8705 §2: the TLS client certificate authenticates the client and must belong to it.
     let names = peer.dns_names();
-    let cert_ok = names.iter().any(|n| n == client_id)
-        || (names.is_empty() && dva.cfg.quirks.has(Quirk::ClientCertNotRequired));
+    let client_id = match param(&form, "client_id").filter(|c| !c.is_empty()) {
+        Some(c) => c.to_string(),
+        None if legacy && !names.is_empty() => names[0].clone(),
+        None => {
+            return token_error(
+                &dva,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_id ontbreekt",
+            );
+        }
+    };
+    let cert_ok = names.contains(&client_id)
+        || (names.is_empty() && quirks.has(Quirk::ClientCertNotRequired))
+        || (!names.is_empty() && quirks.has(Quirk::ClientCertNameUnchecked));
     if !cert_ok {
         return token_error(
             &dva,
@@ -595,8 +652,11 @@ pub async fn token(
         );
     }
     match param(&form, "grant_type") {
-        Some("authorization_code") => code_grant(&dva, &form, client_id),
-        Some("refresh_token") => refresh_grant(&dva, &form, client_id),
+        Some("authorization_code") => code_grant(&dva, &form, &client_id),
+        Some("refresh_token") => refresh_grant(&dva, &form, &client_id),
+        Some(_) if quirks.has(Quirk::WrongGrantTypeAccepted) => {
+            refresh_grant(&dva, &form, &client_id)
+        }
         Some(_) => token_error(
             &dva,
             StatusCode::BAD_REQUEST,
@@ -613,6 +673,7 @@ pub async fn token(
 }
 
 fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response {
+    let quirks = &dva.cfg.quirks;
     let Some(code) = param(form, "code") else {
         return token_error(
             dva,
@@ -631,7 +692,14 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
                 "onbekende code",
             );
         };
-        if grant.used && !dva.cfg.quirks.has(Quirk::CodeReplayAccepted) {
+        if grant.used && !quirks.has(Quirk::CodeReplayAccepted) {
+            // RFC 6749 §4.1.2: a replayed code should also revoke what it bought.
+            if !quirks.has(Quirk::ReplayKeepsTokens) {
+                for t in grant.issued_tokens.drain(..) {
+                    Dva::lock(&dva.access).remove(&t);
+                    Dva::lock(&dva.refresh).remove(&t);
+                }
+            }
             return token_error(
                 dva,
                 StatusCode::BAD_REQUEST,
@@ -651,7 +719,7 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
             "code is verlopen",
         );
     }
-    if grant.client_id != client_id {
+    if grant.client_id != client_id && !quirks.has(Quirk::CodeNotBoundToClient) {
         return token_error(
             dva,
             StatusCode::BAD_REQUEST,
@@ -659,7 +727,17 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
             "code is voor een andere client uitgegeven",
         );
     }
-    if param(form, "redirect_uri") != Some(grant.redirect_uri.as_str()) {
+    let presented = param(form, "redirect_uri");
+    let decoded_again = presented.map(|p| {
+        url::form_urlencoded::parse(format!("r={p}").as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .collect::<String>()
+    });
+    let redirect_ok = presented == Some(grant.redirect_uri.as_str())
+        || quirks.has(Quirk::RedirectUriNotCompared)
+        || (quirks.has(Quirk::RedirectUriDecodedTwice)
+            && decoded_again.as_deref() == Some(grant.redirect_uri.as_str()));
+    if !redirect_ok {
         return token_error(
             dva,
             StatusCode::BAD_REQUEST,
@@ -667,15 +745,20 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
             "redirect_uri ontbreekt of wijkt af",
         );
     }
-    issue_tokens(
+    let (response, access, refresh) = issue_tokens(
         dva,
         TokenGrant {
-            client_id: grant.client_id,
+            client_id: client_id.to_string(),
             bsn: grant.bsn,
             services: grant.services,
             expires: Instant::now(),
         },
-    )
+        None,
+    );
+    if let Some(g) = Dva::lock(&dva.codes).get_mut(code) {
+        g.issued_tokens.extend([access, refresh]);
+    }
+    response
 }
 
 fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response {
@@ -687,8 +770,14 @@ fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Respo
             "refresh_token ontbreekt",
         );
     };
+    let rotate = !dva.cfg.quirks.has(Quirk::RefreshNotRotated);
     // Rotation: the presented refresh token dies now.
-    let Some(grant) = Dva::lock(&dva.refresh).remove(token) else {
+    let grant = if rotate {
+        Dva::lock(&dva.refresh).remove(token)
+    } else {
+        Dva::lock(&dva.refresh).get(token).cloned()
+    };
+    let Some(grant) = grant else {
         return token_error(
             dva,
             StatusCode::BAD_REQUEST,
@@ -712,7 +801,8 @@ fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Respo
             "refresh_token hoort bij een andere client",
         );
     }
-    issue_tokens(dva, grant)
+    let keep = (!rotate).then(|| token.to_string());
+    issue_tokens(dva, grant, keep).0
 }
 
 /// Looks up a bearer token for the resource endpoint.

@@ -34,6 +34,63 @@ pub enum Quirk {
     SamlAudienceUnchecked,
     /// A level of assurance below substantieel is accepted (brief §8, §10.18).
     LoaUnchecked,
+    /// An unknown client_id is accepted at the authorization endpoint (brief §10.4; §3).
+    ClientIdUnchecked,
+    /// A redirect_uri on another host, over http, or with a query or fragment is accepted
+    /// (brief §10.4).
+    RedirectUriUnchecked,
+    /// With an untrusted client_id or redirect_uri the DVA redirects with an error instead of
+    /// showing an error page (brief §10.4; RFC 6749 §4.1.2.1).
+    RedirectsWhereItMustNot,
+    /// Any scope is accepted, in no MedMij dialect (brief §10.5).
+    ScopeUnchecked,
+    /// Authorization requests without MedMij-Request-ID or X-Correlation-ID are accepted
+    /// (brief §10.6; core.authint.208).
+    MedmijHeadersNotRequired,
+    /// The redirect with the code carries a fixed state instead of the PGO's (brief §10.7).
+    StateFixed,
+    /// The token endpoint does not compare redirect_uri with the authorization request
+    /// (brief §10.2; core.tknint.205).
+    RedirectUriNotCompared,
+    /// The token endpoint decodes redirect_uri twice, accepting a double-encoded one (brief §10.1).
+    RedirectUriDecodedTwice,
+    /// Token parameters in the query string and an empty client_id are accepted (brief §10.8).
+    LegacyTokenRequestAccepted,
+    /// A code is exchanged for whichever client presents it (brief §4; RFC 6749 §4.1.3).
+    CodeNotBoundToClient,
+    /// A replayed code is refused, but the tokens issued for it stay valid (RFC 6749 §4.1.2).
+    ReplayKeepsTokens,
+    /// The refresh grant returns the same refresh token, which stays valid (brief §10.9).
+    RefreshNotRotated,
+    /// An unknown grant_type such as `refresh_code` is treated as refresh_token (brief §10.9).
+    WrongGrantTypeAccepted,
+    /// The resource endpoint serves gegevensdienst 49 to a token for another service (brief §5).
+    ScopeNotEnforcedAtResource,
+    /// An unsupported Accept or FHIR version is answered anyway (brief §10.10).
+    AcceptHeaderIgnored,
+    /// The resource endpoint needs a `patient=` parameter (brief §10.13).
+    PatientParamRequired,
+    /// The Bundle's self link names the patient by BSN (brief §10.13; §5).
+    BsnInSelfLink,
+    /// An invalid token gets 401 without `WWW-Authenticate` (brief §10.14; RFC 6750 §3).
+    NoBearerChallenge,
+    /// The token endpoint answers after 1.5 s, beyond a short test budget (brief §10.17;
+    /// core.tknint.206 allows 10 s).
+    SlowTokenEndpoint,
+    /// Only `naam~id` scopes (1.x) are understood; the 1.0 id and the 2.2 provider name are
+    /// refused (brief §10.5: the wrong scope grammar for the release).
+    ScopeNaamIdOnly,
+    /// Only the 2.2 provider-name scope is understood; `naam~id` and bare ids are refused
+    /// (brief §10.5).
+    ScopeProviderNameOnly,
+    /// The client certificate is required, but its name is not compared with client_id
+    /// (brief §4; RFC 8705 §2).
+    ClientCertNameUnchecked,
+    /// The token response lacks `Cache-Control: no-store` (RFC 6749 §5.1).
+    TokenResponseCacheable,
+    /// The resource endpoint answers after 1.5 s, beyond a short test budget (brief §10.17;
+    /// core.rscint.202 allows 60 s).
+    SlowResourceEndpoint,
 }
 
 impl Quirk {
@@ -46,6 +103,30 @@ impl Quirk {
         Quirk::SamlSignatureUnchecked,
         Quirk::SamlAudienceUnchecked,
         Quirk::LoaUnchecked,
+        Quirk::ClientIdUnchecked,
+        Quirk::RedirectUriUnchecked,
+        Quirk::RedirectsWhereItMustNot,
+        Quirk::ScopeUnchecked,
+        Quirk::MedmijHeadersNotRequired,
+        Quirk::StateFixed,
+        Quirk::RedirectUriNotCompared,
+        Quirk::RedirectUriDecodedTwice,
+        Quirk::LegacyTokenRequestAccepted,
+        Quirk::CodeNotBoundToClient,
+        Quirk::ReplayKeepsTokens,
+        Quirk::RefreshNotRotated,
+        Quirk::WrongGrantTypeAccepted,
+        Quirk::ScopeNotEnforcedAtResource,
+        Quirk::AcceptHeaderIgnored,
+        Quirk::PatientParamRequired,
+        Quirk::BsnInSelfLink,
+        Quirk::NoBearerChallenge,
+        Quirk::SlowTokenEndpoint,
+        Quirk::ScopeNaamIdOnly,
+        Quirk::ScopeProviderNameOnly,
+        Quirk::ClientCertNameUnchecked,
+        Quirk::TokenResponseCacheable,
+        Quirk::SlowResourceEndpoint,
     ];
 
     /// The kebab-case name used in matrix files.
@@ -68,6 +149,42 @@ impl Quirk {
             Quirk::SamlSignatureUnchecked => "SAML signatures are not verified",
             Quirk::SamlAudienceUnchecked => "the Assertion's Audience is not checked",
             Quirk::LoaUnchecked => "a level of assurance below substantieel is accepted",
+            Quirk::ClientIdUnchecked => "an unknown client_id is accepted",
+            Quirk::RedirectUriUnchecked => {
+                "a foreign, http, query- or fragment-carrying redirect_uri is accepted"
+            }
+            Quirk::RedirectsWhereItMustNot => "redirects with an error where an error page is due",
+            Quirk::ScopeUnchecked => "any scope is accepted",
+            Quirk::MedmijHeadersNotRequired => {
+                "MedMij-Request-ID and X-Correlation-ID are not required"
+            }
+            Quirk::StateFixed => "the redirect with the code carries a fixed state",
+            Quirk::RedirectUriNotCompared => "the token endpoint does not compare redirect_uri",
+            Quirk::RedirectUriDecodedTwice => {
+                "the token endpoint accepts a double-encoded redirect_uri"
+            }
+            Quirk::LegacyTokenRequestAccepted => {
+                "token parameters in the query string and an empty client_id are accepted"
+            }
+            Quirk::CodeNotBoundToClient => "a code is exchanged for any client",
+            Quirk::ReplayKeepsTokens => "tokens issued for a replayed code stay valid",
+            Quirk::RefreshNotRotated => "refresh tokens are not rotated",
+            Quirk::WrongGrantTypeAccepted => "unknown grant types are treated as refresh_token",
+            Quirk::ScopeNotEnforcedAtResource => {
+                "the resource endpoint ignores the token's services"
+            }
+            Quirk::AcceptHeaderIgnored => "unsupported Accept headers are answered anyway",
+            Quirk::PatientParamRequired => "resource searches need patient=",
+            Quirk::BsnInSelfLink => "the self link names the patient by BSN",
+            Quirk::NoBearerChallenge => "invalid tokens get 401 without WWW-Authenticate",
+            Quirk::SlowTokenEndpoint => "the token endpoint answers after 1.5 s",
+            Quirk::ScopeNaamIdOnly => "only naam~id scopes are understood",
+            Quirk::ScopeProviderNameOnly => "only provider-name scopes are understood",
+            Quirk::ClientCertNameUnchecked => {
+                "the client certificate's name is not compared with client_id"
+            }
+            Quirk::TokenResponseCacheable => "the token response lacks Cache-Control: no-store",
+            Quirk::SlowResourceEndpoint => "the resource endpoint answers after 1.5 s",
         }
     }
 }

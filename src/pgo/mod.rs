@@ -20,7 +20,9 @@ use crate::exchange::{ExchangeLog, Party, RawExchange};
 use crate::fixtures::GpQuery;
 use crate::lists::{Endpoints, Whitelist};
 use crate::pki::Leaf;
-use crate::scenario::{AuthorizeStep, ConsentChoice, RefreshStep, TokenStep, TvsLogin};
+use crate::scenario::{
+    AuthorizeStep, Bearer, ConsentChoice, FhirStep, RefreshStep, TokenStep, TvsLogin,
+};
 use crate::tls::{self, HostMap, TlsError};
 pub use browser::Selectors;
 
@@ -103,6 +105,11 @@ pub enum StepResult {
     Http(HttpResult),
     /// The step could not run (an earlier step gave no code or token to use).
     NotRun {
+        reason: String,
+    },
+    /// The step cannot be exercised against this target (e.g. no second PGO identity for an
+    /// external DVA); its checks are skipped, not failed.
+    Skipped {
         reason: String,
     },
 }
@@ -214,6 +221,11 @@ pub struct Pgo {
     log: ExchangeLog,
     /// One X-Correlation-ID per authorization, carried into token and resource requests.
     correlation_id: String,
+    back_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    hosts: HostMap,
+    other_identities: IdentityLookup,
+    /// The redirect URI the last authorization request actually sent (it may be overridden).
+    sent_redirect_uri: std::sync::Mutex<String>,
 }
 
 /// Everything [`Pgo::new`] needs besides the clients it builds.
@@ -227,7 +239,12 @@ pub struct PgoSetup {
     pub trust: PgoTrust,
     pub hosts: HostMap,
     pub log: ExchangeLog,
+    /// Other PGO nodes' identities by hostname, for steps that act as another client.
+    pub other_identities: IdentityLookup,
 }
+
+/// Finds a PGO node's back-channel identity by hostname.
+pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<Arc<Leaf>> + Send + Sync>;
 
 impl Pgo {
     pub fn new(setup: PgoSetup) -> Result<Pgo, TlsError> {
@@ -262,6 +279,10 @@ impl Pgo {
             back_anonymous,
             log: setup.log,
             correlation_id: crate::ids::uuid_v4(),
+            sent_redirect_uri: std::sync::Mutex::new(String::new()),
+            back_roots: setup.trust.back_roots.clone(),
+            hosts: setup.hosts.clone(),
+            other_identities: setup.other_identities,
         })
     }
 
@@ -357,7 +378,14 @@ impl Pgo {
             ("MedMij-Request-ID".into(), crate::ids::uuid_v4()),
             ("X-Correlation-ID".into(), self.correlation_id.clone()),
         ];
-        apply_overrides(&mut params, &step.set, &step.omit);
+        let set = self.expand(&step.set);
+        apply_overrides(&mut params, &set, &step.omit);
+        if let Some((_, uri)) = params.iter().find(|(k, _)| k == "redirect_uri") {
+            *self
+                .sent_redirect_uri
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = uri.clone();
+        }
         let sent_state = params
             .iter()
             .find(|(k, _)| k == "state")
@@ -458,13 +486,46 @@ impl Pgo {
         )
     }
 
+    /// Whether `url` goes to the redirect URI this authorization sent (ignoring query and
+    /// fragment, so a DVA that accepted a malformed redirect URI is still seen to use it).
     fn is_redirect_uri(&self, url: &reqwest::Url) -> bool {
-        let mut bare = url.clone();
-        bare.set_query(None);
-        bare.set_fragment(None);
-        bare.as_str() == self.profile.redirect_uri
-            || bare.as_str().trim_end_matches('/')
-                == self.profile.redirect_uri.trim_end_matches('/')
+        let bare = |u: &reqwest::Url| {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.path().trim_end_matches('/')
+            )
+        };
+        let sent = self
+            .sent_redirect_uri
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let profile = reqwest::Url::parse(&self.profile.redirect_uri).ok();
+        [reqwest::Url::parse(&sent).ok(), profile]
+            .iter()
+            .flatten()
+            .any(|r| bare(r) == bare(url))
+    }
+
+    /// Expands `{practice}`, `{client_id}`, `{redirect_uri}`, `{redirect_uri_encoded}`.
+    fn expand(
+        &self,
+        set: &std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let encoded: String =
+            url::form_urlencoded::byte_serialize(self.profile.redirect_uri.as_bytes()).collect();
+        set.iter()
+            .map(|(k, v)| {
+                let v = v
+                    .replace("{practice}", self.practice.trim_end_matches("@medmij"))
+                    .replace("{client_id}", &self.profile.hostname)
+                    .replace("{redirect_uri_encoded}", &encoded)
+                    .replace("{redirect_uri}", &self.profile.redirect_uri);
+                (k.clone(), v)
+            })
+            .collect()
     }
 
     /// The form a person (or a browser's JavaScript) would submit next on this page.
@@ -491,6 +552,9 @@ impl Pgo {
             if let Some(loa) = login.loa {
                 overrides.push(("loa", serde_json::to_value(loa).ok()?.as_str()?.to_string()));
             }
+            if let Some(bsn) = &login.bsn {
+                overrides.push(("bsn", bsn.clone()));
+            }
             let button = if login.cancel {
                 s.tvs_login.refuse.as_deref()
             } else {
@@ -512,6 +576,11 @@ impl Pgo {
     }
 
     /// Exchanges `code` at the token endpoint.
+    /// Whether this session can act as `host` (a step needing it is skipped otherwise).
+    pub fn can_act_as(&self, host: &str) -> bool {
+        (self.other_identities)(host).is_some()
+    }
+
     pub async fn token(&self, step: &TokenStep, code: &str) -> HttpResult {
         let mut form: Vec<(String, String)> = vec![
             ("grant_type".into(), "authorization_code".into()),
@@ -519,13 +588,53 @@ impl Pgo {
             ("redirect_uri".into(), self.profile.redirect_uri.clone()),
             ("client_id".into(), self.profile.hostname.clone()),
         ];
-        apply_overrides(&mut form, &step.set, &step.omit);
-        let client = if step.client_certificate {
-            &self.back
-        } else {
-            &self.back_anonymous
+        let other;
+        let client = match &step.as_client {
+            Some(host) => {
+                let Some(identity) = (self.other_identities)(host) else {
+                    return HttpResult::broken(format!(
+                        "no client certificate for {host} to act as"
+                    ));
+                };
+                other = match tls::client_config(&self.back_roots, Some(&identity))
+                    .and_then(|c| tls::http_client(c, &self.hosts, tls::ClientOptions::default()))
+                {
+                    Ok(c) => c,
+                    Err(e) => return HttpResult::broken(e.to_string()),
+                };
+                if let Some(p) = form.iter_mut().find(|(k, _)| k == "client_id") {
+                    p.1 = host.clone();
+                }
+                &other
+            }
+            None if step.client_certificate => &self.back,
+            None => &self.back_anonymous,
         };
+        apply_overrides(&mut form, &self.expand(&step.set), &step.omit);
+        if step.in_query {
+            return self.post_token_in_query(client, &form).await;
+        }
         self.post_token(client, &form).await
+    }
+
+    /// The legacy shape: parameters in the query string, an empty body.
+    async fn post_token_in_query(
+        &self,
+        client: &reqwest::Client,
+        form: &[(String, String)],
+    ) -> HttpResult {
+        if let Err(e) = self.whitelist.check(&self.endpoints.token) {
+            return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
+        }
+        let req = client
+            .post(&self.endpoints.token)
+            .headers(self.medmij_headers())
+            .query(form)
+            .build();
+        match req {
+            Ok(req) => self.send(client, Party::Pgo, req).await,
+            Err(e) => HttpResult::broken(format!("could not build the token request: {e}")),
+        }
     }
 
     /// Uses a refresh token.
@@ -556,28 +665,55 @@ impl Pgo {
     }
 
     /// Runs one gegevensdienst-49 query with `access_token`.
-    pub async fn fhir(&self, query: &GpQuery, access_token: &str) -> HttpResult {
+    pub async fn fhir(
+        &self,
+        query: &GpQuery,
+        step: &FhirStep,
+        access_token: Option<&str>,
+    ) -> HttpResult {
         if let Err(e) = self.whitelist.check(&self.endpoints.resource) {
             return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
         }
         let today = time::OffsetDateTime::now_utc().date().to_string();
-        let url = format!(
-            "{}/{}",
-            self.endpoints.resource.trim_end_matches('/'),
-            query.path.replace("{today}", &today)
+        let url = resource_url(
+            &self.endpoints.resource,
+            &query.path.replace("{today}", &today),
         );
-        let req = self
+        let accept = step.accept.as_deref().unwrap_or(&self.profile.accept);
+        let mut req = self
             .back
             .get(&url)
             .headers(self.medmij_headers())
-            .header(reqwest::header::ACCEPT, &self.profile.accept)
-            .bearer_auth(access_token)
-            .build();
+            .header(reqwest::header::ACCEPT, accept);
+        if !step.params.is_empty() {
+            req = req.query(&step.params);
+        }
+        let req = match (step.bearer, access_token) {
+            (Bearer::Missing, _) => req,
+            (Bearer::Unknown, _) => req.bearer_auth(crate::ids::random_hex(32)),
+            (Bearer::FromStep, Some(token)) => req.bearer_auth(token),
+            (Bearer::FromStep, None) => {
+                return HttpResult::broken("no access token to send".into());
+            }
+        }
+        .build();
         match req {
             Ok(req) => self.send(&self.back, Party::Pgo, req).await,
             Err(e) => HttpResult::broken(format!("could not build the FHIR request: {e}")),
         }
     }
+}
+
+/// Joins a FHIR base and a relative query, never doubling a `/fhir` the base already ends in.
+pub fn resource_url(base: &str, relative: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let relative = relative.trim_start_matches('/');
+    let relative = if base.ends_with("/fhir") {
+        relative.strip_prefix("fhir/").unwrap_or(relative)
+    } else {
+        relative
+    };
+    format!("{base}/{relative}")
 }
 
 /// Where the browser goes next: URL, fields, method.
@@ -635,6 +771,22 @@ mod tests {
         assert_eq!(
             profile(Release::V2_2).scope(practice),
             "dewaard.huisartspraktijk.utrecht"
+        );
+    }
+
+    #[test]
+    fn a_base_ending_in_fhir_is_not_doubled() {
+        assert_eq!(
+            resource_url("https://d/fhir", "Patient"),
+            "https://d/fhir/Patient"
+        );
+        assert_eq!(
+            resource_url("https://d/fhir/", "fhir/Patient"),
+            "https://d/fhir/Patient"
+        );
+        assert_eq!(
+            resource_url("https://d/api", "Patient"),
+            "https://d/api/Patient"
         );
     }
 

@@ -79,7 +79,7 @@ fn default_run_writes_four_valid_reports_and_exits_zero() {
         doc.descendants()
             .filter(|n| n.has_tag_name("testcase"))
             .count(),
-        48
+        6 * koppeltest::scenario::EMBEDDED.len()
     );
     assert!(
         doc.descendants()
@@ -98,7 +98,10 @@ fn default_run_writes_four_valid_reports_and_exits_zero() {
     );
 
     let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
-    assert_eq!(events.lines().count(), 48);
+    assert_eq!(
+        events.lines().count(),
+        6 * koppeltest::scenario::EMBEDDED.len()
+    );
 
     // Pattern scan, for secrets this process never saw as values.
     for (path, text) in files_below(&out) {
@@ -336,7 +339,10 @@ fn an_interrupted_run_keeps_what_it_had_finished() {
         .unwrap()
         .lines()
         .count() as u64;
-    assert!((3..48).contains(&kept), "kept {kept}");
+    assert!(
+        (3..6 * koppeltest::scenario::EMBEDDED.len() as u64).contains(&kept),
+        "kept {kept}"
+    );
     assert_eq!(
         kept, events,
         "the report holds every scenario that finished"

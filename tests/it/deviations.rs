@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use koppeltest::dva::Quirk;
 use koppeltest::outcome::Outcome;
 use koppeltest::report::Verdict;
 use koppeltest::scenario;
@@ -173,32 +172,6 @@ async fn every_check_kind_fails_against_a_named_deviation_and_passes_conformant(
         proven, all_kinds,
         "a check kind without a killing deviation"
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn every_quirk_is_noticed_by_some_scenario() {
-    let scenarios = scenario::embedded().unwrap();
-    for quirk in Quirk::ALL {
-        let name = quirk.name();
-        let finished = run(prepare(
-            &matrix_toml(&[name.as_str()], &[], "2.2"),
-            scenarios.clone(),
-        ))
-        .await;
-        let failing: Vec<&str> = finished
-            .iter()
-            .filter(|f| f.report.outcome == Outcome::Fail)
-            .map(|f| f.report.id.as_str())
-            .collect();
-        assert!(
-            !failing.is_empty(),
-            "quirk {name} is not noticed by any embedded scenario"
-        );
-        assert!(
-            finished.iter().all(|f| f.report.outcome != Outcome::Error),
-            "quirk {name} caused errors"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

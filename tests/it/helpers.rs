@@ -25,6 +25,8 @@ pub fn matrix_toml(quirks: &[&str], known: &[(&str, &str)], release: &str) -> St
     let quirks: Vec<String> = quirks.iter().map(|q| format!("\"{q}\"")).collect();
     let mut text = format!(
         r#"name = "test"
+# Short budgets, so the slow-endpoint quirks (1.5 s) are caught in seconds.
+budgets = {{ token_ms = 1200, resource_ms = 1200 }}
 [[his]]
 id = "row"
 name = "Row"

@@ -6,4 +6,5 @@ mod cli;
 mod deviations;
 mod external;
 mod helpers;
+mod mutation;
 mod privacy;
