@@ -81,7 +81,7 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "state-echoed" => &["rfc6749#4.1.2", "rfc6749#10.12"],
         "error-redirect" => &["rfc6749#4.1.2.1", "medmij:duiding-van-fouten"],
         "login-refused" => &["eid-saml-4.4#7.6", "eid-saml-4.4#9"],
-        "token-issued" => &["rfc6749#4.1.3", "rfc6749#5.1", "core.tknint.203"],
+        "token-issued" => &["rfc6749#4.1.3", "rfc6749#5.1", "medmij:token.response"],
         "token-refused" => &["rfc6749#5.2"],
         "fhir-searchset" => &["fhir-stu3#search", "nictiz:qualification.gp-49"],
         "error-page" => &["rfc6749#4.1.2.1", "medmij:technische-storing"],
@@ -327,6 +327,16 @@ fn error_redirect(a: &AuthorizeResult, expected: &str) -> Verdict {
         return v(
             Outcome::Fail,
             format!("expected error={expected}, got {}", describe_error(a)),
+            back_seq(a),
+        );
+    }
+    // Since 2.0.0 MedMij wants the error explained ("duiding van fouten").
+    if a.param("error_description")
+        .is_none_or(|d| d.trim().is_empty())
+    {
+        return v(
+            Outcome::Fail,
+            format!("error={error} without an error_description"),
             back_seq(a),
         );
     }
@@ -864,7 +874,19 @@ mod tests {
 
     #[test]
     fn error_redirect_branches() {
-        let ok = back(&[("error", "invalid_scope"), ("state", "s")], Some("s"));
+        let ok = back(
+            &[
+                ("error", "invalid_scope"),
+                ("error_description", "onbekend"),
+                ("state", "s"),
+            ],
+            Some("s"),
+        );
+        let unexplained = back(&[("error", "invalid_scope"), ("state", "s")], Some("s"));
+        assert_eq!(
+            error_redirect(&unexplained, "invalid_scope").outcome,
+            Outcome::Fail
+        );
         assert_eq!(error_redirect(&ok, "invalid_scope").outcome, Outcome::Pass);
         let numeric = back(&[("error", "400"), ("state", "s")], Some("s"));
         let verdict = error_redirect(&numeric, "invalid_scope");
@@ -878,13 +900,18 @@ mod tests {
             .outcome,
             Outcome::Fail
         );
-        assert_eq!(
-            error_redirect(
-                &back(&[("error", "invalid_scope")], Some("s")),
-                "invalid_scope"
-            )
-            .outcome,
-            Outcome::Fail
+        let stateless = error_redirect(
+            &back(
+                &[("error", "invalid_scope"), ("error_description", "x")],
+                Some("s"),
+            ),
+            "invalid_scope",
+        );
+        assert_eq!(stateless.outcome, Outcome::Fail);
+        assert!(
+            stateless.message.contains("without the state"),
+            "{}",
+            stateless.message
         );
         assert_eq!(
             error_redirect(&back(&[("code", "c")], Some("s")), "invalid_scope").outcome,

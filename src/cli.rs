@@ -41,6 +41,12 @@ enum Command {
     },
     /// Validate a matrix and scenarios without running them.
     Check(SourceArgs),
+    /// Print the requirements catalogue with what tests each rule, or why nothing does.
+    Requirements {
+        /// Folder of scenario files. Default: the embedded scenarios.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+    },
     /// Serve one party on its own until Ctrl-C: a simulated DVA for a PGO under test, or the mock
     /// TVS for a real DVA.
     Serve {
@@ -208,6 +214,7 @@ pub fn main() -> i32 {
                 code
             }
         },
+        Command::Requirements { scenarios } => requirements(scenarios.as_deref()),
         Command::Serve {
             party: ServeCommand::Dva(args),
         } => runtime.block_on(serve_dva(args)),
@@ -633,4 +640,26 @@ async fn serve_tvs(args: ServeTvsArgs) -> i32 {
     let _ = std::io::stdout().flush();
     let _ = tokio::signal::ctrl_c().await;
     exit::OK
+}
+
+fn requirements(dir: Option<&Path>) -> i32 {
+    let scenarios = match dir.map_or_else(crate::scenario::embedded, crate::scenario::load_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::INVALID_CONFIG, e),
+    };
+    let catalogue = match crate::requirements::Catalogue::embedded() {
+        Ok(c) => c,
+        Err(e) => return fail(exit::INVALID_CONFIG, e),
+    };
+    let coverage = crate::requirements::Coverage::of(&catalogue, &scenarios);
+    print!("{}", coverage.render());
+    let problems = coverage.problems();
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    if problems.is_empty() {
+        exit::OK
+    } else {
+        exit::INVALID_CONFIG
+    }
 }

@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod pgo;
 pub mod pki;
 pub mod report;
+pub mod requirements;
 pub mod runner;
 pub mod saml;
 pub mod scenario;

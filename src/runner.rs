@@ -586,7 +586,22 @@ pub fn build_report(
             scenarios.sort_by_key(|f| f.scenario);
             let scenarios: Vec<ScenarioReport> =
                 scenarios.into_iter().map(|f| f.report.clone()).collect();
+            let slowest = |actions: &[&str]| {
+                scenarios
+                    .iter()
+                    .flat_map(|s| &s.steps)
+                    .filter(|st| actions.contains(&st.action.as_str()))
+                    .map(|st| st.duration_ms)
+                    .max()
+            };
+            let timing = crate::report::Timing {
+                token_max_ms: slowest(&["token", "refresh"]),
+                token_budget_ms: matrix.budgets.token_ms,
+                resource_max_ms: slowest(&["fhir"]),
+                resource_budget_ms: matrix.budgets.resource_ms,
+            };
             cells.push(CellReport {
+                timing,
                 row: row.row.id.clone(),
                 column: column.id.clone(),
                 outcome: roll_up(scenarios.iter().map(|s| s.outcome)),

@@ -139,7 +139,18 @@ pub struct CellReport {
     pub outcome: Outcome,
     pub verdict: Verdict,
     pub duration_ms: u64,
+    /// The slowest answers seen in this cell against MedMij's budgets.
+    pub timing: Timing,
     pub scenarios: Vec<ScenarioReport>,
+}
+
+/// Slowest token-endpoint and resource-endpoint answers of a cell (whole step time).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Timing {
+    pub token_max_ms: Option<u64>,
+    pub token_budget_ms: u64,
+    pub resource_max_ms: Option<u64>,
+    pub resource_budget_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
