@@ -30,9 +30,6 @@ pub const RFC6749_ERRORS: &[&str] = &[
     "unsupported_grant_type",
 ];
 
-/// MedMij's ceiling for `expires_in` seen everywhere in practice (900 s).
-pub const MAX_EXPIRES_IN: u64 = 900;
-
 /// MedMij's response-time budgets, configurable per matrix (tests shorten them).
 #[derive(Debug, Clone, Copy, serde::Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +40,13 @@ pub struct Budgets {
     /// core.rscint.202: the resource endpoint answers within 60 s.
     #[serde(default = "resource_budget")]
     pub resource_ms: u64,
+    /// The largest acceptable `expires_in` of an access token (900 s everywhere in practice).
+    #[serde(default = "max_expires_in")]
+    pub max_expires_in_s: u64,
+}
+
+fn max_expires_in() -> u64 {
+    900
 }
 
 fn token_budget() -> u64 {
@@ -58,6 +62,7 @@ impl Default for Budgets {
         Budgets {
             token_ms: token_budget(),
             resource_ms: resource_budget(),
+            max_expires_in_s: max_expires_in(),
         }
     }
 }
@@ -117,6 +122,9 @@ pub fn evaluate(
     let step = spec.step().to_string();
     let verdict = match results.get(&step) {
         None => v(Outcome::Error, format!("step {step:?} did not run"), vec![]),
+        Some(StepResult::Waited { .. }) => {
+            v(Outcome::Error, "a wait step has nothing to judge", vec![])
+        }
         Some(StepResult::Skipped { reason }) => v(
             Outcome::Skip,
             format!("step {step:?} skipped: {reason}"),
@@ -140,7 +148,7 @@ pub fn evaluate(
             ),
         },
         Some(StepResult::Http(h)) => match spec {
-            CheckSpec::TokenIssued { .. } => token_issued(h),
+            CheckSpec::TokenIssued { .. } => token_issued(h, budgets.max_expires_in_s),
             CheckSpec::ResourceRefused { status, error, .. } => {
                 resource_refused(h, *status, error.as_deref())
             }
@@ -584,7 +592,7 @@ fn response(h: &HttpResult) -> Result<(u16, &str), Verdict> {
     }
 }
 
-fn token_issued(h: &HttpResult) -> Verdict {
+fn token_issued(h: &HttpResult, max_expires_in: u64) -> Verdict {
     let ev: Vec<usize> = h.seq.into_iter().collect();
     let (status, _) = match response(h) {
         Ok(x) => x,
@@ -613,9 +621,9 @@ fn token_issued(h: &HttpResult) -> Verdict {
         ));
     }
     match json["expires_in"].as_u64() {
-        Some(e) if e > 0 && e <= MAX_EXPIRES_IN => {}
+        Some(e) if e > 0 && e <= max_expires_in => {}
         _ => problems.push(format!(
-            "expires_in is {} (expected 1..={MAX_EXPIRES_IN})",
+            "expires_in is {} (expected 1..={max_expires_in})",
             json["expires_in"]
         )),
     }
@@ -941,23 +949,23 @@ mod tests {
     fn token_issued_branches() {
         let good = r#"{"access_token":"a","token_type":"Bearer","expires_in":900,"refresh_token":"r","scope":"49"}"#;
         assert_eq!(
-            token_issued(&http(200, &[("cache-control", "no-store")], good)).outcome,
+            token_issued(&http(200, &[("cache-control", "no-store")], good), 900).outcome,
             Outcome::Pass
         );
-        let no_store = token_issued(&http(200, &[], good));
+        let no_store = token_issued(&http(200, &[], good), 900);
         assert_eq!(no_store.outcome, Outcome::Fail);
         assert!(no_store.message.contains("no-store"));
         let long = good.replace("900", "3600");
         assert_eq!(
-            token_issued(&http(200, &[("cache-control", "no-store")], &long)).outcome,
+            token_issued(&http(200, &[("cache-control", "no-store")], &long), 900).outcome,
             Outcome::Fail
         );
         assert_eq!(
-            token_issued(&http(400, &[], r#"{"error":"invalid_grant"}"#)).outcome,
+            token_issued(&http(400, &[], r#"{"error":"invalid_grant"}"#), 900).outcome,
             Outcome::Fail
         );
         assert_eq!(
-            token_issued(&transport("connection refused")).outcome,
+            token_issued(&transport("connection refused"), 900).outcome,
             Outcome::Error
         );
     }

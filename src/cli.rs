@@ -170,7 +170,7 @@ struct RunArgs {
     #[arg(long, default_value = "reports")]
     out: PathBuf,
     /// Scenarios run at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     jobs: usize,
     /// Print no progress, only the summary.
     #[arg(long, short)]

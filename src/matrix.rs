@@ -66,6 +66,9 @@ pub struct Matrix {
     /// Response-time budgets (MedMij: token 10 s, resource 60 s).
     #[serde(default)]
     pub budgets: crate::checks::Budgets,
+    /// The longest a `wait` step may wait; longer waits are skipped with the reason.
+    #[serde(default = "max_wait_s")]
+    pub max_wait_s: u64,
     #[serde(rename = "his")]
     pub rows: Vec<HisRow>,
     #[serde(rename = "pgo")]
@@ -89,6 +92,10 @@ impl Default for TvsSettings {
             loa: default_loa(),
         }
     }
+}
+
+fn max_wait_s() -> u64 {
+    15
 }
 
 fn default_bsn() -> String {
@@ -131,6 +138,8 @@ pub enum DvaTarget {
         entity_index: u16,
         #[serde(default)]
         quirks: Quirks,
+        #[serde(default)]
+        lifetimes: LifetimeSettings,
     },
     /// A real DVA (a vendor's test environment), reached on the hosts the row's ZAL names. The
     /// mock TVS listens on fixed addresses so the DVA can be registered with it; the DVA must
@@ -148,7 +157,50 @@ pub enum DvaTarget {
         #[serde(default)]
         resolve: BTreeMap<String, String>,
         tvs: ExternalTvs,
+        /// The vendor's stated code lifetime (access tokens announce theirs in expires_in).
+        #[serde(default)]
+        lifetimes: LifetimeSettings,
     },
+}
+
+/// Lifetimes of a row's codes and tokens. For a simulated DVA they configure it (short ones let
+/// the expiry scenarios run in seconds); for an external one `code_s` states what the vendor
+/// says, and `wait` steps wait that long.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LifetimeSettings {
+    #[serde(default = "code_s")]
+    pub code_s: u64,
+    /// Simulated DVAs only: the access token lifetime (`expires_in`).
+    #[serde(default = "access_token_s")]
+    pub access_token_s: u64,
+}
+
+fn code_s() -> u64 {
+    60
+}
+
+fn access_token_s() -> u64 {
+    900
+}
+
+impl Default for LifetimeSettings {
+    fn default() -> Self {
+        LifetimeSettings {
+            code_s: code_s(),
+            access_token_s: access_token_s(),
+        }
+    }
+}
+
+impl DvaTarget {
+    pub fn lifetimes(&self) -> LifetimeSettings {
+        match self {
+            DvaTarget::Simulated { lifetimes, .. } | DvaTarget::External { lifetimes, .. } => {
+                *lifetimes
+            }
+        }
+    }
 }
 
 /// A PGO client identity for an external DVA.
@@ -352,6 +404,7 @@ impl Matrix {
                     client_certificates,
                     resolve,
                     tvs,
+                    ..
                 } => {
                     let read = |file: &str, field: &str| {
                         std::fs::read_to_string(base.join(file)).map_err(|e| {

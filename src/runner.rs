@@ -161,6 +161,7 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
     let DvaTarget::Simulated {
         entity_index,
         quirks,
+        lifetimes,
     } = &row.row.target
     else {
         return None;
@@ -183,7 +184,11 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         // 48 besides 49, so that a token for another service (insufficient_scope) can be shown.
         services: vec!["48".to_string(), crate::matrix::GEGEVENSDIENST.to_string()],
         quirks: quirks.clone(),
-        lifetimes: prepared.lifetimes,
+        lifetimes: Lifetimes {
+            code: Duration::from_secs(lifetimes.code_s),
+            access_token: Duration::from_secs(lifetimes.access_token_s),
+            ..prepared.lifetimes
+        },
         min_loa: crate::saml::Loa::Substantial,
         ocl: row.ocl.clone(),
         patients: prepared.patients.clone(),
@@ -408,16 +413,32 @@ pub async fn run_scenario(
             for step in &scenario.steps {
                 log.set_step(Some(step.id()));
                 let t = Instant::now();
-                let result = match tokio::time::timeout(
-                    STEP_TIMEOUT,
-                    run_step(&pgo, scenario, step, &results),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => StepResult::NotRun {
-                        reason: format!("the step took longer than {} s", STEP_TIMEOUT.as_secs()),
-                    },
+                // After a skipped wait, what follows would judge the wrong thing: skip it too.
+                let skipped_wait = results.values().find_map(|r| match r {
+                    StepResult::Skipped { reason } if reason.starts_with("waiting") => {
+                        Some(reason.clone())
+                    }
+                    _ => None,
+                });
+                let result = if let Some(reason) = skipped_wait {
+                    StepResult::Skipped { reason }
+                } else if let Step::Wait(w) = step {
+                    wait(prepared, row, w, &results).await
+                } else {
+                    match tokio::time::timeout(
+                        STEP_TIMEOUT,
+                        run_step(&pgo, scenario, step, &results),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => StepResult::NotRun {
+                            reason: format!(
+                                "the step took longer than {} s",
+                                STEP_TIMEOUT.as_secs()
+                            ),
+                        },
+                    }
                 };
                 steps.push(StepReport {
                     id: step.id().to_string(),
@@ -478,6 +499,40 @@ pub async fn run_scenario(
     (report, log.secret_values())
 }
 
+/// Waits past a code's or an access token's lifetime, or skips when that is longer than the
+/// matrix allows.
+async fn wait(
+    prepared: &Prepared,
+    row: &PreparedRow,
+    w: &crate::scenario::WaitStep,
+    results: &BTreeMap<String, StepResult>,
+) -> StepResult {
+    let lifetime = match (w.past, &w.token_from) {
+        (crate::scenario::Expiry::Code, _) => Some(row.row.target.lifetimes().code_s),
+        (crate::scenario::Expiry::AccessToken, Some(from)) => match results.get(from) {
+            Some(StepResult::Http(h)) => h.json().and_then(|j| j["expires_in"].as_u64()),
+            _ => None,
+        },
+        (crate::scenario::Expiry::AccessToken, None) => None,
+    };
+    let Some(lifetime) = lifetime else {
+        return StepResult::NotRun {
+            reason: "no lifetime to wait out (the token step returned no expires_in)".into(),
+        };
+    };
+    let seconds = lifetime + w.margin_s;
+    if seconds > prepared.matrix.max_wait_s {
+        return StepResult::Skipped {
+            reason: format!(
+                "waiting {seconds} s is longer than the matrix allows (max_wait_s = {})",
+                prepared.matrix.max_wait_s
+            ),
+        };
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    StepResult::Waited { seconds }
+}
+
 async fn run_step(
     pgo: &Pgo,
     scenario: &Scenario,
@@ -520,6 +575,9 @@ async fn run_step(
             Ok(rt) => StepResult::Http(pgo.refresh(r, &rt).await),
             Err(reason) => StepResult::NotRun { reason },
         },
+        Step::Wait(_) => StepResult::NotRun {
+            reason: "internal: wait steps are run by the runner".into(),
+        },
         Step::Fhir(f) => match (
             f.token_from
                 .as_deref()
@@ -540,6 +598,7 @@ fn summarize(result: &StepResult) -> String {
     match result {
         StepResult::NotRun { reason } => format!("not run: {reason}"),
         StepResult::Skipped { reason } => format!("skipped: {reason}"),
+        StepResult::Waited { seconds } => format!("waited {seconds} s"),
         StepResult::Authorize(a) => match &a.outcome {
             AuthorizeOutcome::RedirectedBack { params, .. } => {
                 let keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();

@@ -67,6 +67,32 @@ pub enum Step {
     Refresh(RefreshStep),
     /// One of the seven gegevensdienst-49 queries at the resource endpoint.
     Fhir(FhirStep),
+    /// Wait until a code or an access token has expired.
+    Wait(WaitStep),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    pub id: String,
+    /// What to outwait: the row's code lifetime, or the `expires_in` the DVA announced.
+    pub past: Expiry,
+    /// For `past = "access-token"`: the token or refresh step whose expires_in counts.
+    pub token_from: Option<String>,
+    /// Seconds to add, so the expiry has surely passed.
+    #[serde(default = "one")]
+    pub margin_s: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expiry {
+    Code,
+    AccessToken,
 }
 
 impl Step {
@@ -76,6 +102,7 @@ impl Step {
             Step::Token(s) => &s.id,
             Step::Refresh(s) => &s.id,
             Step::Fhir(s) => &s.id,
+            Step::Wait(s) => &s.id,
         }
     }
 
@@ -85,6 +112,7 @@ impl Step {
             Step::Token(_) => "token",
             Step::Refresh(_) => "refresh",
             Step::Fhir(_) => "fhir",
+            Step::Wait(_) => "wait",
         }
     }
 }
@@ -410,6 +438,24 @@ fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> 
             Step::Authorize(_) => vec![],
             Step::Token(t) => vec![(&t.code_from, "code_from", &["authorize"])],
             Step::Refresh(r) => vec![(&r.token_from, "token_from", &["token", "refresh"])],
+            Step::Wait(w) => match (w.past, &w.token_from) {
+                (Expiry::AccessToken, Some(t)) => {
+                    vec![(t.as_str(), "token_from", &["token", "refresh"])]
+                }
+                (Expiry::AccessToken, None) => {
+                    return Err(at(
+                        "past",
+                        "past = \"access-token\" needs token_from".into(),
+                    ));
+                }
+                (Expiry::Code, Some(_)) => {
+                    return Err(at(
+                        "token_from",
+                        "token_from is only for past = \"access-token\"".into(),
+                    ));
+                }
+                (Expiry::Code, None) => vec![],
+            },
             Step::Fhir(f) => {
                 if crate::fixtures::gp_query(&f.query).is_none() {
                     let known: Vec<&str> =
@@ -573,6 +619,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../scenarios/auth-unsupported-response-type.toml"),
     ),
     (
+        "scenarios/fhir-expired-token.toml",
+        include_str!("../scenarios/fhir-expired-token.toml"),
+    ),
+    (
         "scenarios/fhir-insufficient-scope.toml",
         include_str!("../scenarios/fhir-insufficient-scope.toml"),
     ),
@@ -619,6 +669,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "scenarios/token-empty-client-id.toml",
         include_str!("../scenarios/token-empty-client-id.toml"),
+    ),
+    (
+        "scenarios/token-expired-code.toml",
+        include_str!("../scenarios/token-expired-code.toml"),
     ),
     (
         "scenarios/token-form-body-required.toml",

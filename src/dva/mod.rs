@@ -242,8 +242,15 @@ fn front_router(dva: Arc<Dva>) -> Router {
 }
 
 fn back_router(dva: Arc<Dva>) -> Router {
+    // The quirk serves the FHIR API one `/fhir` deeper than the ZAL publishes, matching PGOs
+    // that double the base (brief §10.11), so a conformant PGO finds nothing.
+    let fhir_path = if dva.cfg.quirks.has(Quirk::FhirBaseDoubled) {
+        "/fhir/fhir/{resource_type}"
+    } else {
+        "/fhir/{resource_type}"
+    };
     Router::new()
         .route("/oauth/token", post(oauth::token))
-        .route("/fhir/{resource_type}", get(fhir::search))
+        .route(fhir_path, get(fhir::search))
         .with_state(dva)
 }

@@ -91,6 +91,13 @@ pub enum Quirk {
     /// The resource endpoint answers after 1.5 s, beyond a short test budget (brief §10.17;
     /// core.rscint.202 allows 60 s).
     SlowResourceEndpoint,
+    /// The FHIR API answers under `<base>/fhir/…` although the ZAL's base already ends in
+    /// `/fhir` (brief §10.11, seen from the DVA side).
+    FhirBaseDoubled,
+    /// An expired authorization code is still exchanged (brief §10.3).
+    CodeExpiryUnchecked,
+    /// An expired access token is still served (brief §10.14).
+    TokenExpiryUnchecked,
 }
 
 impl Quirk {
@@ -127,6 +134,9 @@ impl Quirk {
         Quirk::ClientCertNameUnchecked,
         Quirk::TokenResponseCacheable,
         Quirk::SlowResourceEndpoint,
+        Quirk::FhirBaseDoubled,
+        Quirk::CodeExpiryUnchecked,
+        Quirk::TokenExpiryUnchecked,
     ];
 
     /// The kebab-case name used in matrix files.
@@ -185,6 +195,9 @@ impl Quirk {
             }
             Quirk::TokenResponseCacheable => "the token response lacks Cache-Control: no-store",
             Quirk::SlowResourceEndpoint => "the resource endpoint answers after 1.5 s",
+            Quirk::FhirBaseDoubled => "the FHIR API answers only under /fhir/fhir",
+            Quirk::CodeExpiryUnchecked => "expired codes are still exchanged",
+            Quirk::TokenExpiryUnchecked => "expired access tokens are still served",
         }
     }
 }

@@ -107,6 +107,10 @@ pub enum StepResult {
     NotRun {
         reason: String,
     },
+    /// A wait step waited this long.
+    Waited {
+        seconds: u64,
+    },
     /// The step cannot be exercised against this target (e.g. no second PGO identity for an
     /// external DVA); its checks are skipped, not failed.
     Skipped {

@@ -164,8 +164,8 @@ fn without_known_deviation_declarations_the_exit_code_is_one() {
 
     // A declaration for a deviation that does not happen is stale and fails the run too.
     let stale = text.replacen(
-        "target = { kind = \"simulated\", entity_index = 9001, quirks = [] }",
-        "target = { kind = \"simulated\", entity_index = 9001, quirks = [] }\n\n[[his.known_deviation]]\nscenario = \"flow.happy-path\"\nreason = \"believed broken\"",
+        "target = { kind = \"simulated\", entity_index = 9001, quirks = [], lifetimes = { code_s = 5, access_token_s = 8 } }",
+        "target = { kind = \"simulated\", entity_index = 9001, quirks = [], lifetimes = { code_s = 5, access_token_s = 8 } }\n\n[[his.known_deviation]]\nscenario = \"flow.happy-path\"\nreason = \"believed broken\"",
         1,
     );
     std::fs::write(dir.join("stale.toml"), stale).unwrap();

@@ -35,7 +35,7 @@ practice = "dewaard.huisartspraktijk.utrecht@medmij"
 zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
 ocl = "embedded:MedMij_OAuthclientlist.xml"
 whitelist = "embedded:MedMij_Whitelist.xml"
-target = {{ kind = "simulated", entity_index = 9100, quirks = [{}] }}
+target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], lifetimes = {{ code_s = 5, access_token_s = 8 }} }}
 "#,
         quirks.join(", ")
     );

@@ -1,8 +1,12 @@
 //! The mutation test: every check of every embedded scenario passes against the conformant
 //! simulated DVA and fails against at least one named quirk; every quirk makes at least one
 //! check fail. A check nothing can kill, or a quirk nothing notices, fails the build.
+//!
+//! It also holds each quirk to exactly the scenarios `requirements/quirks.toml` says it breaks.
+//! After a deliberate change, regenerate that file with `KOPPELTEST_ACCEPT=1 cargo test
+//! mutation` (never under CI) and review the diff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use koppeltest::dva::Quirk;
 use koppeltest::outcome::Outcome;
@@ -29,14 +33,33 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
             killers.insert((f.report.id.clone(), i, c.kind.clone()), Vec::new());
         }
     }
+    // Quirks run eight at a time, so the expiry scenarios' waits overlap.
+    let mut batches = Vec::new();
+    for group in Quirk::ALL.chunks(8) {
+        let mut set = tokio::task::JoinSet::new();
+        for quirk in group {
+            let name = quirk.name();
+            let prepared = prepare(
+                &matrix_toml(&[name.as_str()], &[], "2.2"),
+                scenarios.clone(),
+            );
+            set.spawn(async move { (name, koppeltest::runner::run_all(prepared, 4).await) });
+        }
+        while let Some(done) = set.join_next().await {
+            batches.push(done.expect("quirk batch"));
+        }
+    }
     let mut unnoticed = Vec::new();
-    for quirk in Quirk::ALL {
-        let name = quirk.name();
-        let finished = run(prepare(
-            &matrix_toml(&[name.as_str()], &[], "2.2"),
-            scenarios.clone(),
-        ))
-        .await;
+    let mut breaks: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, finished) in batches {
+        breaks.insert(
+            name.clone(),
+            finished
+                .iter()
+                .filter(|f| f.report.outcome == Outcome::Fail)
+                .map(|f| f.report.id.clone())
+                .collect(),
+        );
         let mut noticed = false;
         for f in &finished {
             for (i, c) in f.report.checks.iter().enumerate() {
@@ -64,5 +87,49 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
     assert!(
         unnoticed.is_empty(),
         "quirks no check notices: {unnoticed:?}"
+    );
+
+    assert_exact_breaks(&breaks);
+}
+
+/// Compares what each quirk broke with `requirements/quirks.toml`.
+fn assert_exact_breaks(breaks: &BTreeMap<String, BTreeSet<String>>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("requirements/quirks.toml");
+    let mut rendered = String::from(
+        "# Which scenarios each simulated-DVA quirk breaks (the 2.2 PGO profile), checked exactly by\n\
+         # tests/it/mutation.rs. Regenerate with `KOPPELTEST_ACCEPT=1 cargo test mutation` and review.\n",
+    );
+    for (quirk, scenarios) in breaks {
+        let list: Vec<String> = scenarios.iter().map(|s| format!("\"{s}\"")).collect();
+        rendered.push_str(&format!("\n[{quirk}]\nbreaks = [{}]\n", list.join(", ")));
+    }
+    if std::env::var_os("KOPPELTEST_ACCEPT").is_some() && std::env::var_os("CI").is_none() {
+        std::fs::write(&path, &rendered).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let expected: BTreeMap<String, BTreeMap<String, Vec<String>>> =
+        toml::from_str(&committed).expect("quirks.toml parses");
+    let mut differences = Vec::new();
+    for (quirk, got) in breaks {
+        let want: BTreeSet<String> = expected
+            .get(quirk)
+            .and_then(|t| t.get("breaks"))
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if &want != got {
+            let missing: Vec<_> = want.difference(got).collect();
+            let extra: Vec<_> = got.difference(&want).collect();
+            differences.push(format!(
+                "{quirk}: no longer breaks {missing:?}; newly breaks {extra:?}"
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "quirks break other scenarios than requirements/quirks.toml says:\n{}",
+        differences.join("\n")
     );
 }
