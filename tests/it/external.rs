@@ -136,3 +136,97 @@ release = "1.x"
     assert_eq!(report["summary"]["skip"], 2);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn an_unreachable_dva_is_an_error_never_a_pass() {
+    let dir = temp_dir("unreachable");
+    let bin = env!("CARGO_BIN_EXE_koppeltest");
+    let init = Command::new(bin)
+        .args(["pki", "init", "--out"])
+        .arg(dir.join("pki"))
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    // SP metadata from a DVA that is then stopped: everything it names is unreachable.
+    let [front, back, tvs_front, tvs_back] = [free_port(), free_port(), free_port(), free_port()];
+    let mut child = Command::new(bin)
+        .args(["serve", "dva", "--pki"])
+        .arg(dir.join("pki"))
+        .args([
+            "--front",
+            &format!("127.0.0.1:{}", free_port()),
+            "--back",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--write-metadata")
+        .arg(dir.join("sp.xml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _ = BufReader::new(stdout)
+        .lines()
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("ready")));
+    drop(Killed(child));
+    let matrix = format!(
+        r#"name = "unreachable"
+[[his]]
+id = "gone"
+name = "Gone"
+dva = "nothing listens"
+practice = "dewaard.huisartspraktijk.utrecht@medmij"
+zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
+ocl = "embedded:MedMij_OAuthclientlist.xml"
+whitelist = "embedded:MedMij_Whitelist.xml"
+[his.target]
+kind = "external"
+front_roots = "pki/front-ca.pem"
+back_roots = "pki/back-root-ca.pem"
+client_certificates = {{ col = {{ cert = "pki/back/medmij.pgo-alfa.koppeltest.test.pem", key = "pki/back/medmij.pgo-alfa.koppeltest.test.key.pem" }} }}
+resolve = {{ "medmij.conform.dva.koppeltest.test" = "127.0.0.1:{front}", "api.conform.dva.koppeltest.test" = "127.0.0.1:{back}" }}
+tvs = {{ front_host = "tvs.koppeltest.test:{tvs_front}", back_host = "soap.tvs.koppeltest.test:{tvs_back}", front_listen = "127.0.0.1:{tvs_front}", back_listen = "127.0.0.1:{tvs_back}", sp_metadata = "sp.xml" }}
+[[pgo]]
+id = "col"
+name = "PGO Alfa"
+hostname = "medmij.pgo-alfa.koppeltest.test"
+redirect_uri = "https://medmij.pgo-alfa.koppeltest.test/oauth/callback"
+release = "1.x"
+"#
+    );
+    std::fs::write(dir.join("m.toml"), matrix).unwrap();
+    let run = Command::new(bin)
+        .args(["run", "--quiet", "--matrix"])
+        .arg(dir.join("m.toml"))
+        .arg("--pki")
+        .arg(dir.join("pki"))
+        .arg("--out")
+        .arg(dir.join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r/latest/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["summary"]["pass"], 0,
+        "nothing may pass against a DVA that is not there"
+    );
+    assert_eq!(report["summary"]["fail"], 0);
+    for sc in report["cells"][0]["scenarios"].as_array().unwrap() {
+        for c in sc["checks"].as_array().unwrap() {
+            assert!(
+                matches!(c["outcome"].as_str(), Some("error") | Some("skip")),
+                "{}: {}",
+                sc["id"],
+                c["message"]
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
