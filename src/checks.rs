@@ -367,7 +367,9 @@ fn error_redirect(a: &AuthorizeResult, expected: &str) -> Verdict {
     }
 }
 
-fn login_refused(a: &AuthorizeResult) -> Verdict {
+/// For checks that want no code: a page passes, a code fails, and an error redirect passes only
+/// where `error_redirect_ok` (a refused login may redirect; an untrusted request may not).
+fn no_code(a: &AuthorizeResult, what: &str, error_redirect_ok: bool) -> Verdict {
     match &a.outcome {
         AuthorizeOutcome::Broken { reason, .. } => v(
             Outcome::Error,
@@ -377,53 +379,38 @@ fn login_refused(a: &AuthorizeResult) -> Verdict {
         AuthorizeOutcome::Page { status, title, seq } => v(
             Outcome::Pass,
             format!(
-                "login refused: stopped on a page (HTTP {status}, {:?})",
+                "{what} refused: stopped on a page (HTTP {status}, {:?}), no redirect",
                 title.as_deref().unwrap_or("untitled")
             ),
             vec![*seq],
         ),
         AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
             Outcome::Fail,
-            "the login was accepted: an authorization code reached the PGO",
+            format!("{what} was accepted: an authorization code reached the PGO"),
             a.evidence.clone(),
         ),
-        AuthorizeOutcome::RedirectedBack { .. } => v(
+        AuthorizeOutcome::RedirectedBack { .. } if error_redirect_ok => v(
             Outcome::Pass,
-            format!("login refused: redirected back with {}", describe_error(a)),
+            format!("{what} refused: redirected back with {}", describe_error(a)),
             back_seq(a),
         ),
-    }
-}
-
-fn error_page(a: &AuthorizeResult) -> Verdict {
-    match &a.outcome {
-        AuthorizeOutcome::Broken { reason, .. } => v(
-            Outcome::Error,
-            format!("the front channel broke off: {reason}"),
-            a.evidence.clone(),
-        ),
-        AuthorizeOutcome::Page { status, title, seq } => v(
-            Outcome::Pass,
-            format!(
-                "an error page (HTTP {status}, {:?}) and no redirect",
-                title.as_deref().unwrap_or("untitled")
-            ),
-            vec![*seq],
-        ),
-        AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
-            Outcome::Fail,
-            "the DVA went on with an untrusted client or redirect URI and issued a code",
-            a.evidence.clone(),
-        ),
         AuthorizeOutcome::RedirectedBack { .. } => v(
             Outcome::Fail,
             format!(
-                "redirected to an unverified redirect URI with {} instead of showing an error page",
+                "{what}: redirected to an unverified redirect URI with {} instead of an error page",
                 describe_error(a)
             ),
             back_seq(a),
         ),
     }
+}
+
+fn login_refused(a: &AuthorizeResult) -> Verdict {
+    no_code(a, "the login", true)
+}
+
+fn error_page(a: &AuthorizeResult) -> Verdict {
+    no_code(a, "the untrusted request", false)
 }
 
 fn resource_refused(h: &HttpResult, expected_status: u16, expected_error: Option<&str>) -> Verdict {
@@ -943,6 +930,23 @@ mod tests {
         );
         assert_eq!(login_refused(&page()).outcome, Outcome::Pass);
         assert_eq!(login_refused(&broken()).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn error_page_branches() {
+        assert_eq!(error_page(&page()).outcome, Outcome::Pass);
+        let redirected = error_page(&back(&[("error", "invalid_request")], None));
+        assert_eq!(redirected.outcome, Outcome::Fail);
+        assert!(
+            redirected.message.contains("unverified redirect URI"),
+            "{}",
+            redirected.message
+        );
+        assert_eq!(
+            error_page(&back(&[("code", "c")], None)).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(error_page(&broken()).outcome, Outcome::Error);
     }
 
     #[test]

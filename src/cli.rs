@@ -501,24 +501,17 @@ async fn serve_dva(args: ServeDvaArgs) -> i32 {
             None => return fail(exit::USAGE, format!("--resolve {r:?} is not HOST=IP:PORT")),
         }
     }
-    if let Some(path) = &args.write_metadata {
-        let written = cfg
-            .metadata(&prepared.pki)
-            .map_err(|e| e.to_string())
-            .and_then(|m| std::fs::write(path, m).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            return fail(
-                exit::ENVIRONMENT,
-                format!("failed to write {}: {e}", path.display()),
-            );
-        }
-    }
-    let (front, back) = match (
-        crate::tls::bind(&args.front).await,
-        crate::tls::bind(&args.back).await,
-    ) {
-        (Ok(f), Ok(b)) => (f, b),
-        (Err(e), _) | (_, Err(e)) => return fail(exit::ENVIRONMENT, e),
+    let metadata = cfg.metadata(&prepared.pki).map_err(|e| e.to_string());
+    let (front, back) = match write_metadata_and_bind(
+        args.write_metadata.as_deref(),
+        metadata,
+        &args.front,
+        &args.back,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     let (front_host, back_host, entity, quirks) = (
         cfg.front_host.clone(),
@@ -602,24 +595,17 @@ async fn serve_tvs(args: ServeTvsArgs) -> i32 {
         service_providers: sps,
         client_roots,
     };
-    if let Some(path) = &args.write_metadata {
-        let written = cfg
-            .metadata(&pki)
-            .map_err(|e| e.to_string())
-            .and_then(|m| std::fs::write(path, m).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            return fail(
-                exit::ENVIRONMENT,
-                format!("failed to write {}: {e}", path.display()),
-            );
-        }
-    }
-    let (front, back) = match (
-        crate::tls::bind(&args.front).await,
-        crate::tls::bind(&args.back).await,
-    ) {
-        (Ok(f), Ok(b)) => (f, b),
-        (Err(e), _) | (_, Err(e)) => return fail(exit::ENVIRONMENT, e),
+    let metadata = cfg.metadata(&pki).map_err(|e| e.to_string());
+    let (front, back) = match write_metadata_and_bind(
+        args.write_metadata.as_deref(),
+        metadata,
+        &args.front,
+        &args.back,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     let _servers =
         match crate::tvs::start(cfg, &pki, front, back, crate::exchange::ExchangeLog::new()) {
@@ -661,5 +647,27 @@ fn requirements(dir: Option<&Path>) -> i32 {
         exit::OK
     } else {
         exit::INVALID_CONFIG
+    }
+}
+
+/// For the serve commands: writes the party's SAML metadata if asked, then binds its two
+/// listeners. Errors are printed and become the exit code.
+async fn write_metadata_and_bind(
+    path: Option<&Path>,
+    metadata: Result<String, String>,
+    front: &str,
+    back: &str,
+) -> Result<(tokio::net::TcpListener, tokio::net::TcpListener), i32> {
+    if let Some(path) = path {
+        if let Err(e) = metadata.and_then(|m| std::fs::write(path, m).map_err(|e| e.to_string())) {
+            return Err(fail(
+                exit::ENVIRONMENT,
+                format!("failed to write {}: {e}", path.display()),
+            ));
+        }
+    }
+    match (crate::tls::bind(front).await, crate::tls::bind(back).await) {
+        (Ok(f), Ok(b)) => Ok((f, b)),
+        (Err(e), _) | (_, Err(e)) => Err(fail(exit::ENVIRONMENT, e)),
     }
 }

@@ -289,12 +289,11 @@ fn line_of(text: &str, needle: &str) -> usize {
 impl Matrix {
     pub fn parse(path: &Path, text: &str) -> Result<Matrix, MatrixError> {
         toml::from_str(text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            let before = &text[..offset.min(text.len())];
+            let (line, column) = crate::scenario::toml_error_position(text, &e);
             MatrixError::Syntax {
                 path: path.to_path_buf(),
-                line: before.matches('\n').count() + 1,
-                column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+                line,
+                column,
                 message: e.message().trim().to_string(),
             }
         })

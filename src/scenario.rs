@@ -344,6 +344,27 @@ pub enum ScenarioError {
     },
 }
 
+/// Line and column of a TOML error. Inside internally tagged tables serde's span covers the
+/// whole array, so an unknown field is found by its own key instead.
+pub(crate) fn toml_error_position(text: &str, e: &toml::de::Error) -> (usize, usize) {
+    let key = e
+        .message()
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next());
+    if let Some(n) = key.and_then(|k| {
+        text.lines()
+            .position(|l| l.trim_start().split(['=', ' ']).next() == Some(k))
+    }) {
+        let column = text
+            .lines()
+            .nth(n)
+            .map_or(1, |l| l.len() - l.trim_start().len() + 1);
+        return (n + 1, column);
+    }
+    e.span().map_or((1, 1), |s| line_col(text, s.start))
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -354,26 +375,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Parses and validates one scenario file's text.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let scenario: Scenario = toml::from_str(text).map_err(|e| {
-        let (mut line, mut column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-        // Inside internally tagged tables the span covers the whole array; an unknown field is
-        // easier to find by its own key.
-        if let Some(key) = e
-            .message()
-            .split("unknown field `")
-            .nth(1)
-            .and_then(|r| r.split('`').next())
-        {
-            if let Some(n) = text
-                .lines()
-                .position(|l| l.trim_start().split(['=', ' ']).next() == Some(key))
-            {
-                line = n + 1;
-                column = text
-                    .lines()
-                    .nth(n)
-                    .map_or(1, |l| l.len() - l.trim_start().len() + 1);
-            }
-        }
+        let (line, column) = toml_error_position(text, &e);
         ScenarioError::Syntax {
             path: path.to_path_buf(),
             line,

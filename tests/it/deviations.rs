@@ -176,23 +176,7 @@ async fn every_check_kind_fails_against_a_named_deviation_and_passes_conformant(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn default_matrix_conformant_row_passes_and_quirky_rows_fail_exactly_their_declarations() {
-    let (matrix, text) = koppeltest::matrix::Matrix::embedded_default().unwrap();
-    let scenarios = scenario::embedded().unwrap();
-    let rows = matrix
-        .prepare(
-            std::path::Path::new("default.toml"),
-            &text,
-            std::path::Path::new("."),
-            &scenarios,
-        )
-        .unwrap();
-    let prepared = std::sync::Arc::new(koppeltest::runner::Prepared::new(
-        matrix,
-        rows,
-        scenarios,
-        crate::helpers::pki(),
-        std::sync::Arc::new(koppeltest::fixtures::PatientStore::embedded().unwrap()),
-    ));
+    let prepared = crate::helpers::default_prepared();
     let finished = run(prepared.clone()).await;
     assert_eq!(finished.len(), 3 * 2 * prepared.scenarios.len());
     for (ri, row) in prepared.rows.iter().enumerate() {

@@ -3,10 +3,13 @@
 //! row (trust anchors, client certificates and the mock TVS's addresses from files).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::temp_dir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -14,6 +17,25 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Ports of the DVA's and the mock TVS's front and back channels.
+struct Ports {
+    dva_front: u16,
+    dva_back: u16,
+    tvs_front: u16,
+    tvs_back: u16,
+}
+
+impl Ports {
+    fn free() -> Ports {
+        Ports {
+            dva_front: free_port(),
+            dva_back: free_port(),
+            tvs_front: free_port(),
+            tvs_back: free_port(),
+        }
+    }
 }
 
 struct Killed(Child);
@@ -25,11 +47,10 @@ impl Drop for Killed {
     }
 }
 
-#[test]
-fn a_run_against_an_external_dva_process_passes_every_scenario() {
-    let dir = temp_dir("external");
-    let bin = env!("CARGO_BIN_EXE_koppeltest");
-    let init = Command::new(bin)
+/// `pki init` into `dir/pki`, then `serve dva` on `ports`, writing its SP metadata to
+/// `dir/dva-sp-metadata.xml`; returns once it says it is ready.
+fn serve_dva(dir: &Path, ports: &Ports) -> Killed {
+    let init = Command::new(BIN)
         .args(["pki", "init", "--out"])
         .arg(dir.join("pki"))
         .output()
@@ -39,25 +60,22 @@ fn a_run_against_an_external_dva_process_passes_every_scenario() {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let [dva_front, dva_back, tvs_front, tvs_back] =
-        [free_port(), free_port(), free_port(), free_port()];
-
-    let mut child = Command::new(bin)
+    let mut child = Command::new(BIN)
         .args(["serve", "dva", "--row", "sim-conform", "--pki"])
         .arg(dir.join("pki"))
         .args([
             "--front",
-            &format!("127.0.0.1:{dva_front}"),
+            &format!("127.0.0.1:{}", ports.dva_front),
             "--back",
-            &format!("127.0.0.1:{dva_back}"),
+            &format!("127.0.0.1:{}", ports.dva_back),
         ])
         .args([
             "--tvs-front-host",
-            &format!("tvs.koppeltest.test:{tvs_front}"),
+            &format!("tvs.koppeltest.test:{}", ports.tvs_front),
         ])
         .args([
             "--tvs-back-host",
-            &format!("soap.tvs.koppeltest.test:{tvs_back}"),
+            &format!("soap.tvs.koppeltest.test:{}", ports.tvs_back),
         ])
         .arg("--write-metadata")
         .arg(dir.join("dva-sp-metadata.xml"))
@@ -66,9 +84,9 @@ fn a_run_against_an_external_dva_process_passes_every_scenario() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _guard = Killed(child);
-    let mut lines = BufReader::new(stdout).lines();
+    let guard = Killed(child);
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = BufReader::new(stdout).lines();
     loop {
         let line = lines.next().expect("serve dva exited early").unwrap();
         if line.contains("ready") {
@@ -76,7 +94,19 @@ fn a_run_against_an_external_dva_process_passes_every_scenario() {
         }
         assert!(Instant::now() < deadline, "serve dva did not become ready");
     }
+    // Keep reading: a closed pipe would end the server at its next line of output.
+    std::thread::spawn(move || lines.for_each(drop));
+    guard
+}
 
+/// A matrix with one external row on `ports` and one PGO column, run with the PKI in `dir`.
+fn run_external(dir: &Path, ports: &Ports) -> Output {
+    let Ports {
+        dva_front,
+        dva_back,
+        tvs_front,
+        tvs_back,
+    } = ports;
     let matrix = format!(
         r#"name = "external test"
 [[his]]
@@ -105,15 +135,28 @@ release = "1.x"
 "#
     );
     std::fs::write(dir.join("matrix.toml"), matrix).unwrap();
-    let run = Command::new(bin)
-        .args(["run", "--quiet", "--jobs", "4", "--matrix"])
+    Command::new(BIN)
+        .args(["run", "--quiet", "--matrix"])
         .arg(dir.join("matrix.toml"))
         .arg("--pki")
         .arg(dir.join("pki"))
         .arg("--out")
         .arg(dir.join("reports"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("reports/latest/report.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_run_against_an_external_dva_process_passes_every_scenario() {
+    let dir = temp_dir("external");
+    let ports = Ports::free();
+    let _dva = serve_dva(&dir, &ports);
+    let run = run_external(&dir, &ports);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert_eq!(
         run.status.code(),
@@ -121,10 +164,7 @@ release = "1.x"
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("reports/latest/report.json")).unwrap(),
-    )
-    .unwrap();
+    let report = report(&dir);
     assert_eq!(report["matrix"]["rows"][0]["target"], "external");
     // Every scenario passes except two that cannot be exercised here and are skipped, with the
     // reason, without failing the run: token.other-client needs a second PGO identity, and
@@ -140,79 +180,16 @@ release = "1.x"
 #[test]
 fn an_unreachable_dva_is_an_error_never_a_pass() {
     let dir = temp_dir("unreachable");
-    let bin = env!("CARGO_BIN_EXE_koppeltest");
-    let init = Command::new(bin)
-        .args(["pki", "init", "--out"])
-        .arg(dir.join("pki"))
-        .output()
-        .unwrap();
-    assert!(init.status.success());
-    // SP metadata from a DVA that is then stopped: everything it names is unreachable.
-    let [front, back, tvs_front, tvs_back] = [free_port(), free_port(), free_port(), free_port()];
-    let mut child = Command::new(bin)
-        .args(["serve", "dva", "--pki"])
-        .arg(dir.join("pki"))
-        .args([
-            "--front",
-            &format!("127.0.0.1:{}", free_port()),
-            "--back",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .arg("--write-metadata")
-        .arg(dir.join("sp.xml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _ = BufReader::new(stdout)
-        .lines()
-        .find(|l| l.as_ref().is_ok_and(|l| l.contains("ready")));
-    drop(Killed(child));
-    let matrix = format!(
-        r#"name = "unreachable"
-[[his]]
-id = "gone"
-name = "Gone"
-dva = "nothing listens"
-practice = "dewaard.huisartspraktijk.utrecht@medmij"
-zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
-ocl = "embedded:MedMij_OAuthclientlist.xml"
-whitelist = "embedded:MedMij_Whitelist.xml"
-[his.target]
-kind = "external"
-front_roots = "pki/front-ca.pem"
-back_roots = "pki/back-root-ca.pem"
-client_certificates = {{ col = {{ cert = "pki/back/medmij.pgo-alfa.koppeltest.test.pem", key = "pki/back/medmij.pgo-alfa.koppeltest.test.key.pem" }} }}
-resolve = {{ "medmij.conform.dva.koppeltest.test" = "127.0.0.1:{front}", "api.conform.dva.koppeltest.test" = "127.0.0.1:{back}" }}
-tvs = {{ front_host = "tvs.koppeltest.test:{tvs_front}", back_host = "soap.tvs.koppeltest.test:{tvs_back}", front_listen = "127.0.0.1:{tvs_front}", back_listen = "127.0.0.1:{tvs_back}", sp_metadata = "sp.xml" }}
-[[pgo]]
-id = "col"
-name = "PGO Alfa"
-hostname = "medmij.pgo-alfa.koppeltest.test"
-redirect_uri = "https://medmij.pgo-alfa.koppeltest.test/oauth/callback"
-release = "1.x"
-"#
-    );
-    std::fs::write(dir.join("m.toml"), matrix).unwrap();
-    let run = Command::new(bin)
-        .args(["run", "--quiet", "--matrix"])
-        .arg(dir.join("m.toml"))
-        .arg("--pki")
-        .arg(dir.join("pki"))
-        .arg("--out")
-        .arg(dir.join("r"))
-        .output()
-        .unwrap();
+    // A DVA that wrote its metadata and was then stopped: nothing listens where the row points.
+    drop(serve_dva(&dir, &Ports::free()));
+    let run = run_external(&dir, &Ports::free());
     assert_eq!(
         run.status.code(),
         Some(5),
         "{}",
         String::from_utf8_lossy(&run.stdout)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("r/latest/report.json")).unwrap())
-            .unwrap();
+    let report = report(&dir);
     assert_eq!(
         report["summary"]["pass"], 0,
         "nothing may pass against a DVA that is not there"

@@ -71,6 +71,22 @@ pub fn prepare(matrix_text: &str, scenarios: Vec<Scenario>) -> Arc<Prepared> {
     ))
 }
 
+/// The embedded default matrix with the embedded scenarios, as `koppeltest run` prepares it.
+pub fn default_prepared() -> Arc<Prepared> {
+    let (matrix, text) = Matrix::embedded_default().expect("default matrix");
+    let scenarios = scenario::embedded().expect("scenarios");
+    let rows = matrix
+        .prepare(Path::new("default.toml"), &text, Path::new("."), &scenarios)
+        .expect("default matrix prepares");
+    Arc::new(Prepared::new(
+        matrix,
+        rows,
+        scenarios,
+        pki(),
+        Arc::new(PatientStore::embedded().expect("fixtures")),
+    ))
+}
+
 pub fn scenario(text: &str) -> Scenario {
     scenario::parse(Path::new("inline.toml"), text).expect("scenario parses")
 }

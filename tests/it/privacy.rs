@@ -1,30 +1,13 @@
 //! No BSN, token, code, artifact, cookie or private key reaches any file under `reports/`.
 
-use koppeltest::matrix::Matrix;
 use koppeltest::report;
 use koppeltest::runner;
 
-use crate::helpers::{files_below, pki, run, temp_dir};
+use crate::helpers::{files_below, run, temp_dir};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reports_contain_none_of_the_secrets_the_run_saw() {
-    let (matrix, text) = Matrix::embedded_default().unwrap();
-    let scenarios = koppeltest::scenario::embedded().unwrap();
-    let rows = matrix
-        .prepare(
-            std::path::Path::new("d.toml"),
-            &text,
-            std::path::Path::new("."),
-            &scenarios,
-        )
-        .unwrap();
-    let prepared = std::sync::Arc::new(koppeltest::runner::Prepared::new(
-        matrix,
-        rows,
-        scenarios,
-        pki(),
-        std::sync::Arc::new(koppeltest::fixtures::PatientStore::embedded().unwrap()),
-    ));
+    let prepared = crate::helpers::default_prepared();
     let finished = run(prepared.clone()).await;
     let secrets: Vec<String> = finished.iter().flat_map(|f| f.secrets.clone()).collect();
     let kinds = ["code", "access-token", "refresh-token", "artifact"];
