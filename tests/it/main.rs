@@ -8,3 +8,4 @@ mod external;
 mod helpers;
 mod mutation;
 mod privacy;
+mod xmlsec;
