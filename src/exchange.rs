@@ -128,12 +128,6 @@ impl ExchangeLog {
         self.lock().step = step.map(str::to_string);
     }
 
-    /// Registers a secret value so it is replaced by a stable label wherever it appears.
-    /// Returns the label.
-    pub fn secret(&self, kind: &str, value: &str) -> String {
-        self.lock().secrets.register(kind, value)
-    }
-
     /// Redacts `text` with everything known so far (for messages written outside the log).
     pub fn redact(&self, text: &str) -> String {
         self.lock().secrets.redact(text)

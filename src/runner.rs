@@ -40,8 +40,6 @@ pub struct Prepared {
     pub scenarios: Vec<Scenario>,
     pub pki: Arc<Pki>,
     pub patients: Arc<PatientStore>,
-    /// Lifetimes for the simulated DVAs (tests shorten them).
-    pub lifetimes: Lifetimes,
     /// One mock TVS per external row, started on first use and shared by its scenarios.
     shared_tvs: Vec<tokio::sync::OnceCell<Result<Arc<tvs::TvsServers>, String>>>,
 }
@@ -61,7 +59,6 @@ impl Prepared {
             scenarios,
             pki,
             patients,
-            lifetimes: Lifetimes::default(),
             shared_tvs,
         }
     }
@@ -187,7 +184,7 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         lifetimes: Lifetimes {
             code: Duration::from_secs(lifetimes.code_s),
             access_token: Duration::from_secs(lifetimes.access_token_s),
-            ..prepared.lifetimes
+            ..Lifetimes::default()
         },
         min_loa: crate::saml::Loa::Substantial,
         ocl: row.ocl.clone(),
@@ -410,20 +407,21 @@ pub async fn run_scenario(
     let mut steps = Vec::new();
     match environment(prepared, row_ix, column, &log).await {
         Ok((_servers, pgo)) => {
+            let mut skip_rest: Option<String> = None;
             for step in &scenario.steps {
                 log.set_step(Some(step.id()));
                 let t = Instant::now();
-                // After a skipped wait, what follows would judge the wrong thing: skip it too.
-                let skipped_wait = results.values().find_map(|r| match r {
-                    StepResult::Skipped { reason } if reason.starts_with("waiting") => {
-                        Some(reason.clone())
+                let result = if let Some(reason) = &skip_rest {
+                    StepResult::Skipped {
+                        reason: reason.clone(),
                     }
-                    _ => None,
-                });
-                let result = if let Some(reason) = skipped_wait {
-                    StepResult::Skipped { reason }
                 } else if let Step::Wait(w) = step {
-                    wait(prepared, row, w, &results).await
+                    let waited = wait(prepared, row, w, &results).await;
+                    // After a skipped wait, what follows would judge the wrong thing: skip it too.
+                    if let StepResult::Skipped { reason } = &waited {
+                        skip_rest = Some(reason.clone());
+                    }
+                    waited
                 } else {
                     match tokio::time::timeout(
                         STEP_TIMEOUT,
