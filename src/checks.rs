@@ -77,6 +77,17 @@ pub struct CheckResult {
     pub requirements: Vec<String>,
     /// Exchange sequence numbers that show what the verdict rests on.
     pub evidence: Vec<usize>,
+    /// The failure is a privacy failure: something the patient must not see was shared. The
+    /// most severe class; every report makes it stand out.
+    pub privacy: bool,
+}
+
+/// What a check may know besides the step results.
+pub struct Context<'a> {
+    pub budgets: &'a Budgets,
+    pub manifest: &'a crate::fixtures::Manifest,
+    /// The BSN the mock TVS logged in.
+    pub bsn: &'a str,
 }
 
 /// The requirements each kind of check verifies.
@@ -94,6 +105,7 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "refresh-rotated" => &["rfc6749#6", "medmij:refresh-rotation"],
         "no-bsn-in-links" => &["medmij:resource.no-bsn"],
         "within-budget" => &["medmij:response-time"],
+        "dataset-complete" => &["nhg:online-inzage.dataset", "nhg:online-inzage.exclusions"],
         _ => &[],
     }
 }
@@ -102,6 +114,7 @@ struct Verdict {
     outcome: Outcome,
     message: String,
     evidence: Vec<usize>,
+    privacy: bool,
 }
 
 fn v(outcome: Outcome, message: impl Into<String>, evidence: Vec<usize>) -> Verdict {
@@ -109,6 +122,7 @@ fn v(outcome: Outcome, message: impl Into<String>, evidence: Vec<usize>) -> Verd
         outcome,
         message: message.into(),
         evidence,
+        privacy: false,
     }
 }
 
@@ -117,8 +131,9 @@ pub fn evaluate(
     spec: &CheckSpec,
     scenario: &Scenario,
     results: &BTreeMap<String, StepResult>,
-    budgets: &Budgets,
+    ctx: &Context<'_>,
 ) -> CheckResult {
+    let budgets = ctx.budgets;
     let step = spec.step().to_string();
     let verdict = match results.get(&step) {
         None => v(Outcome::Error, format!("step {step:?} did not run"), vec![]),
@@ -161,6 +176,25 @@ pub fn evaluate(
                 },
             ),
             CheckSpec::RefreshRotated { previous, .. } => refresh_rotated(h, results.get(previous)),
+            CheckSpec::DatasetComplete { .. } => {
+                let query = scenario.steps.iter().find_map(|s| match s {
+                    Step::Fhir(f) if f.id == step => Some(f.query.as_str()),
+                    _ => None,
+                });
+                match (query, ctx.manifest.patient(ctx.bsn)) {
+                    (Some(q), Some(p)) => dataset_complete(h, q, p),
+                    (None, _) => v(
+                        Outcome::Error,
+                        "the step is not a gegevensdienst-49 query",
+                        vec![],
+                    ),
+                    (_, None) => v(
+                        Outcome::Error,
+                        "the fixture manifest has no entry for the logged-in test person",
+                        vec![],
+                    ),
+                }
+            }
             CheckSpec::TokenRefused {
                 error,
                 tls_refusal_counts,
@@ -199,6 +233,7 @@ pub fn evaluate(
         message: verdict.message,
         requirements: reqs,
         evidence: verdict.evidence,
+        privacy: verdict.privacy && verdict.outcome == Outcome::Fail,
     }
 }
 
@@ -283,6 +318,7 @@ fn state_echoed(a: &AuthorizeResult) -> Verdict {
                 outcome: Outcome::Fail,
                 message,
                 evidence,
+                ..
             } => v(
                 Outcome::Error,
                 format!("no authorization response to judge: {message}"),
@@ -565,6 +601,103 @@ fn within_budget(h: &HttpResult, budget_ms: u64) -> Verdict {
             ),
             ev,
         )
+    }
+}
+
+fn dataset_complete(
+    h: &HttpResult,
+    query: &str,
+    patient: &crate::fixtures::ManifestPatient,
+) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let (status, _) = match response(h) {
+        Ok(x) => x,
+        Err(verdict) => return verdict,
+    };
+    if status != 200 {
+        return v(
+            Outcome::Fail,
+            format!("HTTP {status}: nothing to compare with the manifest"),
+            ev,
+        );
+    }
+    let Some(bundle) = h.json() else {
+        return v(Outcome::Fail, "the response is not JSON", ev);
+    };
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .collect();
+    let got: std::collections::BTreeSet<&str> = resources
+        .iter()
+        .flat_map(|r| crate::fixtures::item_ids(r))
+        .collect();
+    let mut leaks: Vec<String> = patient
+        .excluded
+        .iter()
+        .filter(|x| got.contains(x.item.as_str()))
+        .map(|x| format!("{} ({})", x.item, x.reason))
+        .collect();
+    for r in resources
+        .iter()
+        .filter(|r| r["resourceType"] == "Composition")
+    {
+        let so = r["section"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                matches!(
+                    crate::dva::fhir::journal_line_type(s),
+                    Some("S") | Some("O")
+                )
+            })
+            .count();
+        if so > 0 {
+            leaks.push(format!(
+                "{so} S/O journal line(s) in Composition/{} (only E and P lines may be shared)",
+                r["id"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let missing: Vec<&str> = patient
+        .expected
+        .get(query)
+        .into_iter()
+        .flatten()
+        .filter(|i| !got.contains(i.as_str()))
+        .map(String::as_str)
+        .collect();
+    match (leaks.is_empty(), missing.is_empty()) {
+        (true, true) => v(
+            Outcome::Pass,
+            format!(
+                "all {} expected items present, none of the excluded",
+                patient.expected.get(query).map_or(0, Vec::len)
+            ),
+            ev,
+        ),
+        (true, false) => v(
+            Outcome::Fail,
+            format!("missing: {}", missing.join(", ")),
+            ev,
+        ),
+        (false, _) => {
+            let mut verdict = v(
+                Outcome::Fail,
+                format!("PRIVACY: shared what must not be: {}", leaks.join("; ")),
+                ev,
+            );
+            if !missing.is_empty() {
+                verdict
+                    .message
+                    .push_str(&format!("; also missing: {}", missing.join(", ")));
+            }
+            verdict.privacy = true;
+            verdict
+        }
     }
 }
 

@@ -261,6 +261,23 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
         None => PatientStore::embedded(),
     }
     .map_err(|e| config(&e))?;
+    let (manifest_path, manifest_text) = match &args.fixtures {
+        Some(dir) => {
+            let p = dir.join("manifest.toml");
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| (exit::INVALID_CONFIG, format!("read {}: {e}", p.display())))?;
+            (p.display().to_string(), text)
+        }
+        None => (
+            crate::fixtures::EMBEDDED_MANIFEST.0.to_string(),
+            crate::fixtures::EMBEDDED_MANIFEST.1.to_string(),
+        ),
+    };
+    let manifest =
+        crate::fixtures::Manifest::parse(&manifest_path, &manifest_text).map_err(|e| config(&e))?;
+    manifest
+        .validate(&manifest_path, &patients)
+        .map_err(|e| config(&e))?;
     if patients.get(&matrix.tvs.bsn).is_none() {
         return Err((
             exit::INVALID_CONFIG,
@@ -278,13 +295,9 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
             format!("failed to set up the test PKI: {e}"),
         )
     })?;
-    Ok(Prepared::new(
-        matrix,
-        rows,
-        scenarios,
-        Arc::new(pki),
-        Arc::new(patients),
-    ))
+    let mut prepared = Prepared::new(matrix, rows, scenarios, Arc::new(pki), Arc::new(patients));
+    prepared.manifest = Arc::new(manifest);
+    Ok(prepared)
 }
 
 fn run_id() -> String {

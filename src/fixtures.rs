@@ -9,18 +9,135 @@
 //! answers them.
 
 use std::collections::BTreeMap;
+
 use std::path::Path;
 
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 /// The invented patients shipped with koppeltest, embedded so the binary runs anywhere.
-pub const EMBEDDED_PATIENTS: &[(&str, &str)] = &[(
-    "fixtures/patients/de-vries.json",
-    include_str!("../fixtures/patients/de-vries.json"),
-)];
+pub const EMBEDDED_PATIENTS: &[(&str, &str)] = &[
+    (
+        "fixtures/patients/de-vries.json",
+        include_str!("../fixtures/patients/de-vries.json"),
+    ),
+    (
+        "fixtures/patients/bakker.json",
+        include_str!("../fixtures/patients/bakker.json"),
+    ),
+];
 
 pub const BSN_SYSTEM: &str = "http://fhir.nl/fhir/NamingSystem/bsn";
+
+/// The identifier system of fixture items: what the manifest and the completeness checks use, so
+/// that a HIS that assigns its own resource ids can still be judged.
+pub const ITEM_SYSTEM: &str = "https://koppeltest.test/fhir/NamingSystem/fixture-item";
+
+/// The embedded manifest (beside the patients; `--fixtures DIR` reads `DIR/manifest.toml`).
+pub const EMBEDDED_MANIFEST: (&str, &str) = (
+    "fixtures/patients/manifest.toml",
+    include_str!("../fixtures/patients/manifest.toml"),
+);
+
+/// Per test patient: what each query must return and what it must never return, and why.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(rename = "patient")]
+    pub patients: Vec<ManifestPatient>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestPatient {
+    pub file: String,
+    pub bsn: String,
+    /// Query name → fixture-item identifiers that must be in the result.
+    pub expected: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub excluded: Vec<Excluded>,
+}
+
+/// An item a conformant DVA must not share, with the reason.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Excluded {
+    pub item: String,
+    pub query: String,
+    pub reason: String,
+}
+
+/// The fixture-item identifiers of a resource (STU3 has both list and single identifiers).
+pub fn item_ids(resource: &Value) -> Vec<&str> {
+    fn one(i: &Value) -> Option<&str> {
+        (i["system"] == ITEM_SYSTEM)
+            .then(|| i["value"].as_str())
+            .flatten()
+    }
+    match &resource["identifier"] {
+        Value::Array(ids) => ids.iter().filter_map(one).collect(),
+        id @ Value::Object(_) => one(id).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Manifest {
+    pub fn parse(path: &str, text: &str) -> Result<Manifest, FixtureError> {
+        toml::from_str(text).map_err(|e| FixtureError::Invalid {
+            path: path.to_string(),
+            message: e.message().trim().to_string(),
+        })
+    }
+
+    pub fn patient(&self, bsn: &str) -> Option<&ManifestPatient> {
+        self.patients.iter().find(|p| p.bsn == bsn)
+    }
+
+    /// Every patient named exists with that BSN, every query is one of service 49's, and every
+    /// item is in that patient's fixture.
+    pub fn validate(&self, path: &str, store: &PatientStore) -> Result<(), FixtureError> {
+        let invalid = |message: String| FixtureError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        for mp in &self.patients {
+            let patient = store
+                .get(&mp.bsn)
+                .ok_or_else(|| invalid(format!("{}: no fixture patient with this BSN", mp.file)))?;
+            if !patient.source.ends_with(&mp.file) {
+                return Err(invalid(format!(
+                    "{}: the patient with this BSN comes from {}",
+                    mp.file, patient.source
+                )));
+            }
+            let items: Vec<&str> = patient.resources.iter().flat_map(item_ids).collect();
+            let queries = mp
+                .expected
+                .keys()
+                .map(String::as_str)
+                .chain(mp.excluded.iter().map(|e| e.query.as_str()));
+            for q in queries {
+                if gp_query(q).is_none() {
+                    return Err(invalid(format!("{}: unknown query {q:?}", mp.file)));
+                }
+            }
+            for item in mp
+                .expected
+                .values()
+                .flatten()
+                .chain(mp.excluded.iter().map(|e| &e.item))
+            {
+                if !items.contains(&item.as_str()) {
+                    return Err(invalid(format!(
+                        "{}: no resource with fixture item {item:?}",
+                        mp.file
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// One of the seven queries of gegevensdienst 49.
 #[derive(Debug, Clone, Copy)]
@@ -257,7 +374,22 @@ mod tests {
         let obs = p.of_type("Observation").next().unwrap();
         let when = obs["effectiveDateTime"].as_str().unwrap();
         assert!(!when.starts_with('@') && when.ends_with('Z'), "{when}");
-        assert!(p.resolve("Practitioner/prac-1").is_some());
+        assert!(p.resolve("Practitioner/dv-prac").is_some());
+    }
+
+    #[test]
+    fn the_embedded_manifest_matches_the_fixtures() {
+        let store = PatientStore::embedded().unwrap();
+        let (path, text) = EMBEDDED_MANIFEST;
+        let manifest = Manifest::parse(path, text).unwrap();
+        manifest.validate(path, &store).unwrap();
+        assert_eq!(manifest.patients.len(), 2);
+        let broken = text.replacen("dv-lab-old", "dv-lab-ancient", 1);
+        let err = Manifest::parse(path, &broken)
+            .unwrap()
+            .validate(path, &store)
+            .unwrap_err();
+        assert!(err.to_string().contains("dv-lab-ancient"), "{err}");
     }
 
     #[test]

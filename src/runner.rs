@@ -40,6 +40,8 @@ pub struct Prepared {
     pub scenarios: Vec<Scenario>,
     pub pki: Arc<Pki>,
     pub patients: Arc<PatientStore>,
+    /// What each test patient's queries must and must not return.
+    pub manifest: Arc<crate::fixtures::Manifest>,
     /// One mock TVS per external row, started on first use and shared by its scenarios.
     shared_tvs: Vec<tokio::sync::OnceCell<Result<Arc<tvs::TvsServers>, String>>>,
 }
@@ -53,12 +55,16 @@ impl Prepared {
         patients: Arc<PatientStore>,
     ) -> Prepared {
         let shared_tvs = rows.iter().map(|_| tokio::sync::OnceCell::new()).collect();
+        let (path, text) = crate::fixtures::EMBEDDED_MANIFEST;
+        // The embedded manifest is part of the binary and tested; `cli` replaces it for --fixtures.
+        let manifest = Arc::new(crate::fixtures::Manifest::parse(path, text).unwrap_or_default());
         Prepared {
             matrix,
             rows,
             scenarios,
             pki,
             patients,
+            manifest,
             shared_tvs,
         }
     }
@@ -187,6 +193,8 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
             ..Lifetimes::default()
         },
         min_loa: crate::saml::Loa::Substantial,
+        // [U] a practice-specific date; a year before the run keeps the fixtures' negatives true.
+        online_access_start: (time::OffsetDateTime::now_utc() - time::Duration::days(365)).date(),
         ocl: row.ocl.clone(),
         patients: prepared.patients.clone(),
     })
@@ -463,7 +471,16 @@ pub async fn run_scenario(
         .checks
         .iter()
         .map(|c| {
-            let mut r = checks::evaluate(c, scenario, &results, &prepared.matrix.budgets);
+            let ctx = checks::Context {
+                budgets: &prepared.matrix.budgets,
+                manifest: &prepared.manifest,
+                bsn: scenario
+                    .tvs
+                    .bsn
+                    .as_deref()
+                    .unwrap_or(&prepared.matrix.tvs.bsn),
+            };
+            let mut r = checks::evaluate(c, scenario, &results, &ctx);
             r.message = log.redact(&r.message);
             r
         })
@@ -489,6 +506,7 @@ pub async fn run_scenario(
         verdict: Verdict::of(outcome, known.is_some()),
         duration_ms: started.elapsed().as_millis() as u64,
         known_deviation: known,
+        privacy_failure: checks.iter().any(|c| c.privacy),
         failed_requirements,
         checks,
         steps,
@@ -659,6 +677,7 @@ pub fn build_report(
             };
             cells.push(CellReport {
                 timing,
+                privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),
                 row: row.row.id.clone(),
                 column: column.id.clone(),
                 outcome: roll_up(scenarios.iter().map(|s| s.outcome)),

@@ -260,6 +260,9 @@ pub enum CheckSpec {
     NoBsnInLinks { step: String },
     /// The step's response came within the MedMij budget.
     WithinBudget { step: String, budget: BudgetKind },
+    /// Set-based completeness against the fixture manifest for the logged-in patient: every
+    /// expected item present, no excluded item (a leak is a privacy failure), no S/O lines.
+    DatasetComplete { step: String },
 }
 
 impl CheckSpec {
@@ -277,6 +280,7 @@ impl CheckSpec {
             CheckSpec::RefreshRotated { .. } => "refresh-rotated",
             CheckSpec::NoBsnInLinks { .. } => "no-bsn-in-links",
             CheckSpec::WithinBudget { .. } => "within-budget",
+            CheckSpec::DatasetComplete { .. } => "dataset-complete",
         }
     }
 
@@ -293,7 +297,8 @@ impl CheckSpec {
             | CheckSpec::ResourceRefused { step, .. }
             | CheckSpec::RefreshRotated { step, .. }
             | CheckSpec::NoBsnInLinks { step }
-            | CheckSpec::WithinBudget { step, .. } => step,
+            | CheckSpec::WithinBudget { step, .. }
+            | CheckSpec::DatasetComplete { step } => step,
         }
     }
 
@@ -309,7 +314,8 @@ impl CheckSpec {
             CheckSpec::RefreshRotated { .. } => &["refresh"],
             CheckSpec::FhirSearchset { .. }
             | CheckSpec::ResourceRefused { .. }
-            | CheckSpec::NoBsnInLinks { .. } => &["fhir"],
+            | CheckSpec::NoBsnInLinks { .. }
+            | CheckSpec::DatasetComplete { .. } => &["fhir"],
             CheckSpec::WithinBudget { .. } => &["token", "refresh", "fhir"],
         }
     }
@@ -619,6 +625,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "scenarios/auth-unsupported-response-type.toml",
         include_str!("../scenarios/auth-unsupported-response-type.toml"),
+    ),
+    (
+        "scenarios/dataset-bakker.toml",
+        include_str!("../scenarios/dataset-bakker.toml"),
+    ),
+    (
+        "scenarios/dataset-de-vries.toml",
+        include_str!("../scenarios/dataset-de-vries.toml"),
     ),
     (
         "scenarios/fhir-expired-token.toml",

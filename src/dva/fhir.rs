@@ -105,7 +105,8 @@ pub async fn search(
             "no record for this token",
         );
     };
-    let (matches, includes) = select(patient, &resource_type, &params);
+    let rules = Disclosure::of(&dva.cfg, time::OffsetDateTime::now_utc().date());
+    let (matches, includes) = select(patient, &resource_type, &params, &rules);
     let base = format!("https://{}/fhir", dva.cfg.back_host);
     let mut self_link = match query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => format!("{base}/{resource_type}?{q}"),
@@ -231,25 +232,132 @@ fn include_refs<'a>(r: &'a Value, include: &str) -> Vec<&'a str> {
     }
 }
 
-fn select<'a>(
-    patient: &'a Patient,
-    resource_type: &'a str,
+/// What the patient may see, by rule from the data (never from the test manifest): the
+/// NHG/Patiëntenfederatie guideline's exclusions, each switchable off by one quirk.
+struct Disclosure {
+    /// Lab results from before this date are not shared (14 months before today).
+    lab_since: Option<time::Date>,
+    /// E/P lines (Compositions) from before this date are not shared.
+    journal_since: Option<time::Date>,
+    strip_so_lines: bool,
+    hide_work_notes: bool,
+    hide_third_party: bool,
+    honour_period_of_use: bool,
+    drop_inactive_allergies: bool,
+    drop_finished_episodes: bool,
+    include_general_practitioner: bool,
+}
+
+/// The `meta.security` codes (system below) that mark items the patient must not see. [U] a real
+/// HIS marks work notes and third-party information in its own way; the fixtures use these.
+pub const DISCLOSURE_SYSTEM: &str = "https://koppeltest.test/fhir/CodeSystem/disclosure";
+
+impl Disclosure {
+    fn of(cfg: &super::DvaConfig, today: time::Date) -> Disclosure {
+        let q = &cfg.quirks;
+        Disclosure {
+            lab_since: (!q.has(Quirk::NoLabWindow)).then(|| months_before(today, 14)),
+            journal_since: (!q.has(Quirk::EpBeforeStartLeaked)).then_some(cfg.online_access_start),
+            strip_so_lines: !q.has(Quirk::SoLinesLeaked),
+            hide_work_notes: !q.has(Quirk::WorkNotesLeaked),
+            hide_third_party: !q.has(Quirk::ThirdPartyLeaked),
+            honour_period_of_use: !q.has(Quirk::EndedMedicationCurrent),
+            drop_inactive_allergies: q.has(Quirk::InactiveAllergyDropped),
+            drop_finished_episodes: q.has(Quirk::FinishedEpisodesDropped),
+            include_general_practitioner: !q.has(Quirk::GeneralPractitionerNotIncluded),
+        }
+    }
+
+    fn shares(&self, r: &Value) -> bool {
+        let labelled = |code: &str| {
+            r["meta"]["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|c| c["system"] == DISCLOSURE_SYSTEM && c["code"] == code)
+            })
+        };
+        let date_of = |field: &str| {
+            r[field]
+                .as_str()
+                .and_then(|d| d.get(..10))
+                .and_then(parse_date)
+        };
+        if (self.hide_work_notes && labelled("work-note"))
+            || (self.hide_third_party && labelled("third-party"))
+        {
+            return false;
+        }
+        match r["resourceType"].as_str() {
+            Some("Observation") => self
+                .lab_since
+                .is_none_or(|since| date_of("effectiveDateTime").is_none_or(|d| d >= since)),
+            Some("Composition") => self
+                .journal_since
+                .is_none_or(|since| date_of("date").is_none_or(|d| d >= since)),
+            Some("AllergyIntolerance") => {
+                !(self.drop_inactive_allergies && r["clinicalStatus"] == "inactive")
+            }
+            Some("EpisodeOfCare") => !(self.drop_finished_episodes && r["status"] == "finished"),
+            _ => true,
+        }
+    }
+
+    /// The resource as the patient may see it: a journal entry without S and O lines.
+    fn shape(&self, r: &Value) -> Value {
+        let mut r = r.clone();
+        if self.strip_so_lines && r["resourceType"] == "Composition" {
+            if let Some(sections) = r.get_mut("section").and_then(Value::as_array_mut) {
+                sections.retain(|s| !matches!(journal_line_type(s), Some("S") | Some("O")));
+            }
+        }
+        r
+    }
+}
+
+/// The journaalregeltype (S, O, E, P) of a Composition section.
+pub fn journal_line_type(section: &Value) -> Option<&str> {
+    section["code"]["coding"]
+        .as_array()?
+        .iter()
+        .find(|c| c["system"] == "http://fhir.nl/fhir/NamingSystem/journaalregeltypen")?["code"]
+        .as_str()
+}
+
+fn parse_date(s: &str) -> Option<time::Date> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+/// The same day `months` calendar months earlier (clamped to the month's end).
+fn months_before(day: time::Date, months: i32) -> time::Date {
+    let total = day.year() * 12 + (day.month() as i32 - 1) - months;
+    let (year, month) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u8);
+    let month = time::Month::try_from(month).unwrap_or(time::Month::January);
+    let last = month.length(year);
+    time::Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
+}
+
+fn select(
+    patient: &Patient,
+    resource_type: &str,
     params: &[(String, String)],
-) -> (Vec<&'a Value>, Vec<&'a Value>) {
+    rules: &Disclosure,
+) -> (Vec<Value>, Vec<Value>) {
     let filters: Vec<(String, String)> = params
         .iter()
-        .filter(|(k, _)| !k.starts_with('_'))
+        .filter(|(k, _)| !k.starts_with('_') && (rules.honour_period_of_use || k != "periodofuse"))
         .cloned()
         .collect();
     let matches: Vec<&Value> = patient
         .of_type(resource_type)
-        .filter(|r| matches_params(r, &filters))
+        .filter(|r| matches_params(r, &filters) && rules.shares(r))
         .collect();
     let mut includes: Vec<&Value> = Vec::new();
     for (_, include) in params.iter().filter(|(k, _)| k == "_include") {
+        if include == "Patient:general-practitioner" && !rules.include_general_practitioner {
+            continue;
+        }
         for r in &matches {
             for reference in include_refs(r, include) {
-                if let Some(target) = patient.resolve(reference) {
+                if let Some(target) = patient.resolve(reference).filter(|t| rules.shares(t)) {
                     if !includes.iter().any(|i| std::ptr::eq(*i, target)) {
                         includes.push(target);
                     }
@@ -257,7 +365,10 @@ fn select<'a>(
             }
         }
     }
-    (matches, includes)
+    (
+        matches.into_iter().map(|r| rules.shape(r)).collect(),
+        includes.into_iter().map(|r| rules.shape(r)).collect(),
+    )
 }
 
 #[cfg(test)]
@@ -277,33 +388,104 @@ mod tests {
         assert!(!accepts_stu3_json(Some("application/fhir+xml")));
     }
 
+    fn rules(quirks: &[Quirk]) -> Disclosure {
+        let today = time::OffsetDateTime::now_utc().date();
+        let cfg_quirks = super::super::Quirks::of(quirks);
+        let q = &cfg_quirks;
+        Disclosure {
+            lab_since: (!q.has(Quirk::NoLabWindow)).then(|| months_before(today, 14)),
+            journal_since: (!q.has(Quirk::EpBeforeStartLeaked))
+                .then(|| today - time::Duration::days(365)),
+            strip_so_lines: !q.has(Quirk::SoLinesLeaked),
+            hide_work_notes: !q.has(Quirk::WorkNotesLeaked),
+            hide_third_party: !q.has(Quirk::ThirdPartyLeaked),
+            honour_period_of_use: !q.has(Quirk::EndedMedicationCurrent),
+            drop_inactive_allergies: q.has(Quirk::InactiveAllergyDropped),
+            drop_finished_episodes: q.has(Quirk::FinishedEpisodesDropped),
+            include_general_practitioner: !q.has(Quirk::GeneralPractitionerNotIncluded),
+        }
+    }
+
+    fn ids(rs: &[Value]) -> Vec<&str> {
+        rs.iter().filter_map(|r| r["id"].as_str()).collect()
+    }
+
     #[test]
-    fn searches_filter_and_include() {
+    fn searches_filter_include_and_exclude_by_rule() {
         let store = crate::fixtures::PatientStore::embedded().unwrap();
         let p = store.get("999911533").unwrap();
         let q = |s: &str| parse_pairs(Some(s));
-        let (m, i) = select(p, "Patient", &q("_include=Patient:general-practitioner"));
-        assert_eq!((m.len(), i.len()), (1, 1));
-        assert_eq!(i[0]["resourceType"], "Practitioner");
+        let conformant = rules(&[]);
         let (m, i) = select(
             p,
-            "MedicationRequest",
-            &q(
-                "periodofuse=ge2000-01-01&category=http://snomed.info/sct|16076005&_include=MedicationRequest:medication",
-            ),
+            "Patient",
+            &q("_include=Patient:general-practitioner"),
+            &conformant,
         );
-        assert_eq!((m.len(), i.len()), (1, 1));
-        let (m, _) = select(p, "MedicationRequest", &q("periodofuse=ge2999-01-01"));
-        assert!(m.is_empty(), "ended agreements are not current");
-        let (m, _) = select(
+        assert_eq!((ids(&m), ids(&i)), (vec!["dv-pat"], vec!["dv-prac"]));
+        let today = time::OffsetDateTime::now_utc().date();
+        let meds = format!(
+            "periodofuse=ge{today}&category=http://snomed.info/sct|16076005&_include=MedicationRequest:medication"
+        );
+        let (m, i) = select(p, "MedicationRequest", &q(&meds), &conformant);
+        assert_eq!(
+            (ids(&m), ids(&i)),
+            (vec!["dv-mr-current"], vec!["dv-med"]),
+            "ended agreements are not current"
+        );
+        let labs =
+            "code=https://referentiemodel.nhg.org/tabellen/nhg-tabel-45-diagnostische-bepalingen|";
+        assert_eq!(
+            ids(&select(p, "Observation", &q(labs), &conformant).0),
+            vec!["dv-lab-recent"]
+        );
+        let (journal, _) = select(
             p,
-            "Observation",
-            &q(
-                "code=https://referentiemodel.nhg.org/tabellen/nhg-tabel-45-diagnostische-bepalingen|",
-            ),
+            "Composition",
+            &q("type=http://loinc.org|67781-5"),
+            &conformant,
         );
-        assert_eq!(m.len(), 1);
-        let (m, _) = select(p, "Composition", &q("type=http://loinc.org|00000-0"));
-        assert!(m.is_empty());
+        assert_eq!(
+            ids(&journal),
+            vec!["dv-comp-recent"],
+            "old and work-note compositions are not shared"
+        );
+        let lines: Vec<&str> = journal[0]["section"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(journal_line_type)
+            .collect();
+        assert_eq!(lines, vec!["E", "P"], "S and O lines are stripped");
+
+        let leaky = rules(&[
+            Quirk::NoLabWindow,
+            Quirk::ThirdPartyLeaked,
+            Quirk::SoLinesLeaked,
+            Quirk::WorkNotesLeaked,
+            Quirk::EpBeforeStartLeaked,
+        ]);
+        assert_eq!(select(p, "Observation", &q(labs), &leaky).0.len(), 3);
+        assert_eq!(
+            select(
+                p,
+                "Composition",
+                &q("type=http://loinc.org|67781-5"),
+                &leaky
+            )
+            .0
+            .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn fourteen_months_back_is_calendar_months() {
+        let d = |y, m, day| {
+            time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), day).unwrap()
+        };
+        assert_eq!(months_before(d(2026, 11, 23), 14), d(2025, 9, 23));
+        assert_eq!(months_before(d(2026, 3, 31), 14), d(2025, 1, 31));
+        assert_eq!(months_before(d(2026, 4, 30), 14), d(2025, 2, 28));
     }
 }

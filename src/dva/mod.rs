@@ -73,6 +73,8 @@ pub struct DvaConfig {
     pub quirks: Quirks,
     pub lifetimes: Lifetimes,
     pub min_loa: Loa,
+    /// The day the practice started online access: E/P lines before it are not shared.
+    pub online_access_start: time::Date,
     pub ocl: Arc<Ocl>,
     pub patients: Arc<PatientStore>,
 }

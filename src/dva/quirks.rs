@@ -98,6 +98,24 @@ pub enum Quirk {
     CodeExpiryUnchecked,
     /// An expired access token is still served (brief §10.14).
     TokenExpiryUnchecked,
+    /// S and O journal lines are served in Compositions (brief §9; Nictiz qualification).
+    SoLinesLeaked,
+    /// Personal work notes of the GP are served (brief §9).
+    WorkNotesLeaked,
+    /// Information about or from a third party is served (brief §9).
+    ThirdPartyLeaked,
+    /// Lab results older than 14 months are served (brief §9).
+    NoLabWindow,
+    /// E and P lines from before the practice started online access are served (brief §9).
+    EpBeforeStartLeaked,
+    /// Ended medication agreements are served as current (the periodofuse filter is ignored).
+    EndedMedicationCurrent,
+    /// Inactive medication hypersensitivities are left out (brief §9: inactive ones too).
+    InactiveAllergyDropped,
+    /// Finished episodes, even with attention value, are left out (brief §9).
+    FinishedEpisodesDropped,
+    /// `_include=Patient:general-practitioner` is ignored (brief §9).
+    GeneralPractitionerNotIncluded,
 }
 
 impl Quirk {
@@ -137,6 +155,15 @@ impl Quirk {
         Quirk::FhirBaseDoubled,
         Quirk::CodeExpiryUnchecked,
         Quirk::TokenExpiryUnchecked,
+        Quirk::SoLinesLeaked,
+        Quirk::WorkNotesLeaked,
+        Quirk::ThirdPartyLeaked,
+        Quirk::NoLabWindow,
+        Quirk::EpBeforeStartLeaked,
+        Quirk::EndedMedicationCurrent,
+        Quirk::InactiveAllergyDropped,
+        Quirk::FinishedEpisodesDropped,
+        Quirk::GeneralPractitionerNotIncluded,
     ];
 
     /// The kebab-case name used in matrix files.
@@ -198,6 +225,15 @@ impl Quirk {
             Quirk::FhirBaseDoubled => "the FHIR API answers only under /fhir/fhir",
             Quirk::CodeExpiryUnchecked => "expired codes are still exchanged",
             Quirk::TokenExpiryUnchecked => "expired access tokens are still served",
+            Quirk::SoLinesLeaked => "S and O journal lines are served",
+            Quirk::WorkNotesLeaked => "the GP's personal work notes are served",
+            Quirk::ThirdPartyLeaked => "third-party information is served",
+            Quirk::NoLabWindow => "lab results older than 14 months are served",
+            Quirk::EpBeforeStartLeaked => "E/P lines from before online access started are served",
+            Quirk::EndedMedicationCurrent => "ended medication agreements are served as current",
+            Quirk::InactiveAllergyDropped => "inactive hypersensitivities are left out",
+            Quirk::FinishedEpisodesDropped => "finished episodes are left out",
+            Quirk::GeneralPractitionerNotIncluded => "the general practitioner is not included",
         }
     }
 }

@@ -78,10 +78,17 @@ pub fn render(report: &RunReport) -> String {
                 .collect();
             let detail = esc(&failed.join("\n"));
             match sc.verdict {
-                Verdict::Fail => out.push_str(&format!(
-                    "<failure message=\"{}\">{detail}</failure>",
-                    esc(&sc.title)
-                )),
+                Verdict::Fail => {
+                    let kind = if sc.privacy_failure {
+                        "PRIVACY FAILURE: "
+                    } else {
+                        ""
+                    };
+                    out.push_str(&format!(
+                        "<failure message=\"{kind}{}\">{detail}</failure>",
+                        esc(&sc.title)
+                    ))
+                }
                 Verdict::UnexpectedPass => out.push_str(&format!(
                     "<failure message=\"declared known deviation did not occur: {}\"></failure>",
                     esc(sc.known_deviation.as_deref().unwrap_or(""))

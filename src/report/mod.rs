@@ -141,6 +141,8 @@ pub struct CellReport {
     pub duration_ms: u64,
     /// The slowest answers seen in this cell against MedMij's budgets.
     pub timing: Timing,
+    /// Scenarios in this cell with a privacy failure.
+    pub privacy_failures: usize,
     pub scenarios: Vec<ScenarioReport>,
 }
 
@@ -162,6 +164,8 @@ pub struct ScenarioReport {
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_deviation: Option<String>,
+    /// A check found something shared that the patient must not see: the most severe class.
+    pub privacy_failure: bool,
     /// Requirement ids of the checks that failed.
     pub failed_requirements: Vec<String>,
     pub checks: Vec<CheckResult>,
@@ -188,6 +192,9 @@ pub struct Summary {
     pub error: usize,
     pub skip: usize,
     pub omit: usize,
+    /// Scenarios that shared something the patient must not see (counted in `fail` or
+    /// `expected_failure` too).
+    pub privacy_failures: usize,
     /// The process exit code this run maps to (see the README).
     pub exit_code: i32,
 }
@@ -200,6 +207,7 @@ impl Summary {
         };
         for sc in cells.iter().flat_map(|c| &c.scenarios) {
             s.scenarios += 1;
+            s.privacy_failures += usize::from(sc.privacy_failure);
             match sc.verdict {
                 Verdict::Pass => s.pass += 1,
                 Verdict::ExpectedFailure => s.expected_failure += 1,

@@ -21,8 +21,8 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         .iter()
         .map(|r| r.name.len())
         .max()
-        .unwrap_or(3)
-        .max(3)
+        .unwrap_or(0)
+        .max("HIS \\ PGO".len())
         + 2;
     let width = m
         .columns
@@ -46,7 +46,11 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
                 .cells
                 .iter()
                 .find(|x| x.row == r.id && x.column == c.id);
-            let text = cell.map_or("-", |x| symbol(x.verdict));
+            let text = match cell {
+                Some(x) if x.privacy_failures > 0 => "PRIVACY",
+                Some(x) => symbol(x.verdict),
+                None => "-",
+            };
             out.push_str(&format!("{text:width$}"));
         }
         // No trailing padding: the table is pasted into tickets and chat.
@@ -60,6 +64,28 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         s.scenarios, s.cells, s.pass, s.fail, s.expected_failure, s.unexpected_pass, s.error, s.skip + s.omit
     ));
     out.push_str("PASS* = passed except for declared known deviations; STALE = a declared deviation did not occur\n");
+    if s.privacy_failures > 0 {
+        out.push_str(&format!(
+            "\n!!! PRIVACY: {} scenario(s) shared what the patient must not see (see PRIVACY below) !!!\n",
+            s.privacy_failures
+        ));
+        for cell in &report.cells {
+            for sc in cell.scenarios.iter().filter(|x| x.privacy_failure) {
+                let declared = if sc.known_deviation.is_some() {
+                    " (declared known deviation)"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "  PRIVACY {} × {}: {}{declared}\n",
+                    cell.row, cell.column, sc.id
+                ));
+                for c in sc.checks.iter().filter(|c| c.privacy) {
+                    out.push_str(&format!("      {}: {}\n", c.step, c.message));
+                }
+            }
+        }
+    }
     for cell in &report.cells {
         for sc in cell
             .scenarios

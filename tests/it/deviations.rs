@@ -297,3 +297,47 @@ async fn the_pgo_refuses_a_dva_host_that_is_not_on_the_whitelist() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leak_is_a_privacy_failure_and_a_gap_is_not() {
+    let s: Vec<_> = scenario::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id == "dataset.de-vries")
+        .collect();
+    let leaked = run(prepare(
+        &matrix_toml(&["work-notes-leaked"], &[], "1.x"),
+        s.clone(),
+    ))
+    .await;
+    let report = &leaked[0].report;
+    assert!(report.privacy_failure, "{:#?}", report.checks);
+    let journal = report.checks.iter().find(|c| c.step == "journal").unwrap();
+    assert!(
+        journal.privacy && journal.message.contains("dv-comp-worknote"),
+        "{}",
+        journal.message
+    );
+
+    let gap = run(prepare(
+        &matrix_toml(&["inactive-allergy-dropped"], &[], "1.x"),
+        s,
+    ))
+    .await;
+    let report = &gap[0].report;
+    assert_eq!(report.outcome, Outcome::Fail);
+    assert!(
+        !report.privacy_failure,
+        "a missing item is a completeness failure, not a privacy one"
+    );
+    let allergies = report
+        .checks
+        .iter()
+        .find(|c| c.step == "allergies")
+        .unwrap();
+    assert!(
+        allergies.message.contains("missing: dv-ai-inactive"),
+        "{}",
+        allergies.message
+    );
+}
