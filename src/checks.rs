@@ -88,6 +88,9 @@ pub struct Context<'a> {
     pub manifest: &'a crate::fixtures::Manifest,
     /// The BSN the mock TVS logged in.
     pub bsn: &'a str,
+    pub lab_window: crate::matrix::LabWindowPolicy,
+    /// Whether this cell's PGO profile sends a date filter with the lab-results query.
+    pub lab_date_filter: bool,
 }
 
 /// The requirements each kind of check verifies.
@@ -182,7 +185,12 @@ pub fn evaluate(
                     _ => None,
                 });
                 match (query, ctx.manifest.patient(ctx.bsn)) {
-                    (Some(q), Some(p)) => dataset_complete(h, q, p),
+                    (Some(q), Some(p)) => {
+                        let enforce_window = ctx.lab_window
+                            == crate::matrix::LabWindowPolicy::DvaExcludes
+                            || ctx.lab_date_filter;
+                        dataset_complete(h, q, p, enforce_window)
+                    }
                     (None, _) => v(
                         Outcome::Error,
                         "the step is not a gegevensdienst-49 query",
@@ -608,6 +616,7 @@ fn dataset_complete(
     h: &HttpResult,
     query: &str,
     patient: &crate::fixtures::ManifestPatient,
+    enforce_lab_window: bool,
 ) -> Verdict {
     let ev: Vec<usize> = h.seq.into_iter().collect();
     let (status, _) = match response(h) {
@@ -637,7 +646,8 @@ fn dataset_complete(
     let mut leaks: Vec<String> = patient
         .excluded
         .iter()
-        .filter(|x| got.contains(x.item.as_str()))
+        .filter(|x| x.query == query && got.contains(x.item.as_str()))
+        .filter(|x| enforce_lab_window || x.rule.as_deref() != Some("lab-window"))
         .map(|x| format!("{} ({})", x.item, x.reason))
         .collect();
     for r in resources

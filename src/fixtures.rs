@@ -65,6 +65,9 @@ pub struct Excluded {
     pub item: String,
     pub query: String,
     pub reason: String,
+    /// `lab-window` for results outside the 14 months: whether the DVA must leave them out when
+    /// the PGO sends no date filter is a matrix policy (`lab_window`).
+    pub rule: Option<String>,
 }
 
 /// The fixture-item identifiers of a resource (STU3 has both list and single identifiers).
@@ -325,6 +328,20 @@ impl PatientStore {
     pub fn bsns(&self) -> impl Iterator<Item = &String> {
         self.by_bsn.keys()
     }
+}
+
+/// The same day `months` calendar months earlier (clamped to the month's end).
+pub fn months_before(day: time::Date, months: i32) -> time::Date {
+    let total = day.year() * 12 + (day.month() as i32 - 1) - months;
+    let (year, month) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u8);
+    let month = time::Month::try_from(month).unwrap_or(time::Month::January);
+    let last = month.length(year);
+    time::Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
+}
+
+/// The first day of the lab-results window: 14 calendar months before `today`.
+pub fn lab_window_start(today: time::Date) -> time::Date {
+    months_before(today, 14)
 }
 
 /// Replaces `@today±Nd` / `@now±Nd` strings.

@@ -66,6 +66,11 @@ pub struct Matrix {
     /// Response-time budgets (MedMij: token 10 s, resource 60 s).
     #[serde(default)]
     pub budgets: crate::checks::Budgets,
+    /// Who keeps lab results older than 14 months out of the PGO. [U] MedMij does not say
+    /// whether the DVA must apply the window when the PGO sends no `date=ge…`; the default is
+    /// that it must.
+    #[serde(default)]
+    pub lab_window: LabWindowPolicy,
     /// The longest a `wait` step may wait; longer waits are skipped with the reason.
     #[serde(default = "max_wait_s")]
     pub max_wait_s: u64,
@@ -92,6 +97,16 @@ impl Default for TvsSettings {
             loa: default_loa(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabWindowPolicy {
+    /// The DVA leaves them out whatever the PGO asks (default).
+    #[default]
+    DvaExcludes,
+    /// Only a PGO that sends `date=ge…` may rely on their absence.
+    PgoFilters,
 }
 
 fn max_wait_s() -> u64 {

@@ -479,6 +479,8 @@ pub async fn run_scenario(
                     .bsn
                     .as_deref()
                     .unwrap_or(&prepared.matrix.tvs.bsn),
+                lab_window: prepared.matrix.lab_window,
+                lab_date_filter: column.lab_date_filter,
             };
             let mut r = checks::evaluate(c, scenario, &results, &ctx);
             r.message = log.redact(&r.message);

@@ -199,6 +199,15 @@ fn matches_params(r: &Value, params: &[(String, String)]) -> bool {
             }
             ("Observation", "code") => token_matches(&r["code"], value),
             ("Composition", "type") => token_matches(&r["type"], value),
+            ("Observation", "date") => {
+                // Only the `ge` prefix the qualification script uses; others match everything.
+                match (value.strip_prefix("ge"), r["effectiveDateTime"].as_str()) {
+                    (Some(since), Some(when)) => {
+                        when[..when.len().min(10)] >= since[..since.len().min(10)]
+                    }
+                    _ => true,
+                }
+            }
             // Result parameters and anything this server does not filter on are ignored, as FHIR's
             // lenient handling allows.
             _ => true,
@@ -256,7 +265,8 @@ impl Disclosure {
     fn of(cfg: &super::DvaConfig, today: time::Date) -> Disclosure {
         let q = &cfg.quirks;
         Disclosure {
-            lab_since: (!q.has(Quirk::NoLabWindow)).then(|| months_before(today, 14)),
+            lab_since: (!q.has(Quirk::NoLabWindow))
+                .then(|| crate::fixtures::months_before(today, 14)),
             journal_since: (!q.has(Quirk::EpBeforeStartLeaked)).then_some(cfg.online_access_start),
             strip_so_lines: !q.has(Quirk::SoLinesLeaked),
             hide_work_notes: !q.has(Quirk::WorkNotesLeaked),
@@ -326,15 +336,6 @@ fn parse_date(s: &str) -> Option<time::Date> {
     time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
 
-/// The same day `months` calendar months earlier (clamped to the month's end).
-fn months_before(day: time::Date, months: i32) -> time::Date {
-    let total = day.year() * 12 + (day.month() as i32 - 1) - months;
-    let (year, month) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u8);
-    let month = time::Month::try_from(month).unwrap_or(time::Month::January);
-    let last = month.length(year);
-    time::Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
-}
-
 fn select(
     patient: &Patient,
     resource_type: &str,
@@ -393,7 +394,8 @@ mod tests {
         let cfg_quirks = super::super::Quirks::of(quirks);
         let q = &cfg_quirks;
         Disclosure {
-            lab_since: (!q.has(Quirk::NoLabWindow)).then(|| months_before(today, 14)),
+            lab_since: (!q.has(Quirk::NoLabWindow))
+                .then(|| crate::fixtures::months_before(today, 14)),
             journal_since: (!q.has(Quirk::EpBeforeStartLeaked))
                 .then(|| today - time::Duration::days(365)),
             strip_so_lines: !q.has(Quirk::SoLinesLeaked),
@@ -484,8 +486,17 @@ mod tests {
         let d = |y, m, day| {
             time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), day).unwrap()
         };
-        assert_eq!(months_before(d(2026, 11, 23), 14), d(2025, 9, 23));
-        assert_eq!(months_before(d(2026, 3, 31), 14), d(2025, 1, 31));
-        assert_eq!(months_before(d(2026, 4, 30), 14), d(2025, 2, 28));
+        assert_eq!(
+            crate::fixtures::months_before(d(2026, 11, 23), 14),
+            d(2025, 9, 23)
+        );
+        assert_eq!(
+            crate::fixtures::months_before(d(2026, 3, 31), 14),
+            d(2025, 1, 31)
+        );
+        assert_eq!(
+            crate::fixtures::months_before(d(2026, 4, 30), 14),
+            d(2025, 2, 28)
+        );
     }
 }

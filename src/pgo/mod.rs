@@ -71,6 +71,10 @@ pub struct PgoProfile {
     /// The Accept header for FHIR requests.
     #[serde(default = "default_accept")]
     pub accept: String,
+    /// Send `date=ge<14 months ago>` with the lab-results query, as the qualification script
+    /// does. Real PGOs send none; the DVA must exclude older results either way (by default).
+    #[serde(default)]
+    pub lab_date_filter: bool,
 }
 
 fn default_services() -> Vec<String> {
@@ -679,10 +683,12 @@ impl Pgo {
             return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
         }
         let today = time::OffsetDateTime::now_utc().date().to_string();
-        let url = resource_url(
-            &self.endpoints.resource,
-            &query.path.replace("{today}", &today),
-        );
+        let mut relative = query.path.replace("{today}", &today);
+        if query.name == "results" && self.profile.lab_date_filter {
+            let since = crate::fixtures::lab_window_start(time::OffsetDateTime::now_utc().date());
+            relative.push_str(&format!("&date=ge{since}"));
+        }
+        let url = resource_url(&self.endpoints.resource, &relative);
         let accept = step.accept.as_deref().unwrap_or(&self.profile.accept);
         let mut req = self
             .back
@@ -761,6 +767,7 @@ mod tests {
             release,
             gegevensdiensten: vec!["48".into(), "49".into()],
             accept: default_accept(),
+            lab_date_filter: false,
         }
     }
 

@@ -341,3 +341,48 @@ async fn a_leak_is_a_privacy_failure_and_a_gap_is_not() {
         allergies.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fourteen_month_window_both_ways() {
+    let s: Vec<_> = scenario::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id == "dataset.bakker")
+        .collect();
+    let results_check = |f: &koppeltest::runner::Finished| {
+        f.report
+            .checks
+            .iter()
+            .find(|c| c.step == "results")
+            .unwrap()
+            .clone()
+    };
+    // A DVA without the window, and a PGO that sends no date (as real PGOs do): a privacy failure.
+    let no_window = matrix_toml(&["no-lab-window"], &[], "1.x");
+    let leaked = run(prepare(&no_window, s.clone())).await;
+    let c = results_check(&leaked[0]);
+    assert!(
+        c.outcome == Outcome::Fail && c.privacy && c.message.contains("bk-lab-old"),
+        "{}",
+        c.message
+    );
+    // The same DVA, asked with date=ge… (as the qualification script does), honours the filter.
+    let with_date = no_window.replace(
+        "release = \"1.x\"\n",
+        "release = \"1.x\"\nlab_date_filter = true\n",
+    );
+    let filtered = run(prepare(&with_date, s.clone())).await;
+    assert_eq!(results_check(&filtered[0]).outcome, Outcome::Pass);
+    // Under the pgo-filters policy, a PGO that sends no date may not count on the window.
+    let lenient = no_window.replace(
+        "name = \"test\"\n",
+        "name = \"test\"\nlab_window = \"pgo-filters\"\n",
+    );
+    let tolerated = run(prepare(&lenient, s)).await;
+    assert_eq!(
+        results_check(&tolerated[0]).outcome,
+        Outcome::Pass,
+        "{}",
+        results_check(&tolerated[0]).message
+    );
+}
