@@ -41,6 +41,11 @@ enum Command {
     },
     /// Validate a matrix and scenarios without running them.
     Check(SourceArgs),
+    /// Work with the test patients.
+    Fixtures {
+        #[command(subcommand)]
+        command: FixturesCommand,
+    },
     /// Print the requirements catalogue with what tests each rule, or why nothing does.
     Requirements {
         /// Folder of scenario files. Default: the embedded scenarios.
@@ -61,6 +66,19 @@ enum Command {
         /// Fail (exit 3) if the committed schemas differ from the generated ones, instead of writing.
         #[arg(long)]
         check: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FixturesCommand {
+    /// Write each test patient as a FHIR transaction Bundle and a Markdown script for entering
+    /// it into a HIS test environment, with the manifest; the folder loads back with --fixtures.
+    Export {
+        /// Folder of test patients to export. Default: the embedded ones.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        #[arg(long, default_value = "fixtures-export")]
+        out: PathBuf,
     },
 }
 
@@ -214,6 +232,9 @@ pub fn main() -> i32 {
                 code
             }
         },
+        Command::Fixtures {
+            command: FixturesCommand::Export { fixtures, out },
+        } => export_fixtures(fixtures.as_deref(), &out),
         Command::Requirements { scenarios } => requirements(scenarios.as_deref()),
         Command::Serve {
             party: ServeCommand::Dva(args),
@@ -261,23 +282,8 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
         None => PatientStore::embedded(),
     }
     .map_err(|e| config(&e))?;
-    let (manifest_path, manifest_text) = match &args.fixtures {
-        Some(dir) => {
-            let p = dir.join("manifest.toml");
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| (exit::INVALID_CONFIG, format!("read {}: {e}", p.display())))?;
-            (p.display().to_string(), text)
-        }
-        None => (
-            crate::fixtures::EMBEDDED_MANIFEST.0.to_string(),
-            crate::fixtures::EMBEDDED_MANIFEST.1.to_string(),
-        ),
-    };
-    let manifest =
-        crate::fixtures::Manifest::parse(&manifest_path, &manifest_text).map_err(|e| config(&e))?;
-    manifest
-        .validate(&manifest_path, &patients)
-        .map_err(|e| config(&e))?;
+    let (manifest, _) = load_manifest(args.fixtures.as_deref(), &patients)
+        .map_err(|e| (exit::INVALID_CONFIG, e))?;
     if patients.get(&matrix.tvs.bsn).is_none() {
         return Err((
             exit::INVALID_CONFIG,
@@ -682,5 +688,48 @@ async fn write_metadata_and_bind(
     match (crate::tls::bind(front).await, crate::tls::bind(back).await) {
         (Ok(f), Ok(b)) => Ok((f, b)),
         (Err(e), _) | (_, Err(e)) => Err(fail(exit::ENVIRONMENT, e)),
+    }
+}
+
+/// The manifest for `fixtures` (`DIR/manifest.toml`, or the embedded one), validated against the
+/// patients; also returns its text.
+fn load_manifest(
+    fixtures: Option<&Path>,
+    patients: &PatientStore,
+) -> Result<(crate::fixtures::Manifest, String), String> {
+    let (path, text) = match fixtures {
+        Some(dir) => {
+            let p = dir.join("manifest.toml");
+            let text =
+                std::fs::read_to_string(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
+            (p.display().to_string(), text)
+        }
+        None => (
+            crate::fixtures::EMBEDDED_MANIFEST.0.to_string(),
+            crate::fixtures::EMBEDDED_MANIFEST.1.to_string(),
+        ),
+    };
+    let manifest = crate::fixtures::Manifest::parse(&path, &text).map_err(|e| e.to_string())?;
+    manifest
+        .validate(&path, patients)
+        .map_err(|e| e.to_string())?;
+    Ok((manifest, text))
+}
+
+fn export_fixtures(fixtures: Option<&Path>, out: &Path) -> i32 {
+    let patients = match fixtures.map_or_else(PatientStore::embedded, PatientStore::load_dir) {
+        Ok(p) => p,
+        Err(e) => return fail(exit::INVALID_CONFIG, e),
+    };
+    let (manifest, text) = match load_manifest(fixtures, &patients) {
+        Ok(m) => m,
+        Err(e) => return fail(exit::INVALID_CONFIG, e),
+    };
+    match crate::fixtures::export(&patients, &manifest, &text, out) {
+        Ok(files) => {
+            println!("wrote {} to {}", files.join(", "), out.display());
+            exit::OK
+        }
+        Err(e) => fail(exit::ENVIRONMENT, e),
     }
 }

@@ -339,6 +339,177 @@ pub fn months_before(day: time::Date, months: i32) -> time::Date {
     time::Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
 }
 
+/// Writes what a vendor needs to enter the test patients into a HIS test environment: per
+/// patient a FHIR transaction Bundle (dates rendered as of today) and a Markdown script of the
+/// data, plus the manifest. The folder loads back with `--fixtures DIR`.
+pub fn export(
+    store: &PatientStore,
+    manifest: &Manifest,
+    manifest_text: &str,
+    dir: &Path,
+) -> Result<Vec<String>, FixtureError> {
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| FixtureError::Read {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| FixtureError::Read {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut written = Vec::new();
+    for mp in &manifest.patients {
+        let patient = store.get(&mp.bsn).ok_or_else(|| FixtureError::Invalid {
+            path: mp.file.clone(),
+            message: "no such patient among the fixtures".into(),
+        })?;
+        let entries: Vec<Value> = patient
+            .resources
+            .iter()
+            .map(|r| {
+                let url = format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""));
+                serde_json::json!({ "fullUrl": format!("urn:koppeltest:{url}"), "resource": r, "request": { "method": "PUT", "url": url } })
+            })
+            .collect();
+        let bundle = serde_json::json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries });
+        let json = serde_json::to_string_pretty(&bundle).map_err(|source| FixtureError::Json {
+            path: mp.file.clone(),
+            source,
+        })?;
+        write(&mp.file, &json)?;
+        let script = mp.file.trim_end_matches(".json").to_string() + ".md";
+        write(&script, &script_of(patient, mp))?;
+        written.extend([mp.file.clone(), script]);
+    }
+    write("manifest.toml", manifest_text)?;
+    written.push("manifest.toml".into());
+    Ok(written)
+}
+
+/// A readable description of one patient's record for the person entering it into a HIS.
+fn script_of(patient: &Patient, mp: &ManifestPatient) -> String {
+    let name = patient
+        .of_type("Patient")
+        .next()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["name"][0]["given"][0].as_str().unwrap_or(""),
+                p["name"][0]["family"].as_str().unwrap_or("")
+            )
+        })
+        .unwrap_or_default();
+    let mut out = format!(
+        "# Test patient {name} (BSN {bsn}, TEST ONLY)\n\nInvented data for entering into a HIS test environment; the transaction Bundle \
+         `{file}` holds the same data as FHIR STU3. Dates are as of the day of export.\n",
+        bsn = mp.bsn,
+        file = mp.file
+    );
+    let describe = |r: &Value| -> String {
+        let text = |v: &Value| {
+            v["coding"][0]["display"]
+                .as_str()
+                .or_else(|| v["text"].as_str())
+                .map(str::to_string)
+        };
+        let name = |n: &Value| {
+            let given = n["given"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let family = n["family"].as_str().unwrap_or("");
+            Some(format!("{given} {family}").trim().to_string()).filter(|s| !s.is_empty())
+        };
+        let what = text(&r["code"])
+            .or_else(|| {
+                r["medicationReference"]["display"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .or_else(|| r["title"].as_str().map(str::to_string))
+            .or_else(|| text(&r["type"]))
+            .or_else(|| {
+                r["extension"][0]["valueString"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .or_else(|| {
+                r["diagnosis"][0]["condition"]["display"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .or_else(|| {
+                name(&r["name"][0]).map(|n| match r["birthDate"].as_str() {
+                    Some(born) => format!("{n}, born {born}"),
+                    None => n,
+                })
+            })
+            .unwrap_or_default();
+        let when = [
+            "effectiveDateTime",
+            "date",
+            "authoredOn",
+            "assertedDate",
+            "onsetDateTime",
+        ]
+        .iter()
+        .find_map(|f| r[*f].as_str())
+        .or_else(|| r["period"]["start"].as_str())
+        .unwrap_or("");
+        let status = r["clinicalStatus"]
+            .as_str()
+            .or_else(|| r["status"].as_str())
+            .unwrap_or("");
+        format!(
+            "{} {} — {what} {when} {status}",
+            r["resourceType"].as_str().unwrap_or(""),
+            item_ids(r).join(",")
+        )
+    };
+    for query in GP_QUERIES {
+        out.push_str(&format!(
+            "\n## {} (`{}`)\n\nMust be visible:\n",
+            query.name,
+            query.path.split('?').next().unwrap_or("")
+        ));
+        for item in mp.expected.get(query.name).into_iter().flatten() {
+            if let Some(r) = patient
+                .resources
+                .iter()
+                .find(|r| item_ids(r).contains(&item.as_str()))
+            {
+                out.push_str(&format!("- {}\n", describe(r)));
+            }
+        }
+        let hidden: Vec<&Excluded> = mp
+            .excluded
+            .iter()
+            .filter(|x| x.query == query.name)
+            .collect();
+        if !hidden.is_empty() {
+            out.push_str("\nMust NOT be visible in the PGO:\n");
+            for x in hidden {
+                if let Some(r) = patient
+                    .resources
+                    .iter()
+                    .find(|r| item_ids(r).contains(&x.item.as_str()))
+                {
+                    out.push_str(&format!("- {} — because {}\n", describe(r), x.reason));
+                }
+            }
+        }
+    }
+    out.push_str(
+        "\nJournal entries: enter S, O, E and P lines as given; only E and P may reach the PGO.\n",
+    );
+    out
+}
+
 /// The first day of the lab-results window: 14 calendar months before `today`.
 pub fn lab_window_start(today: time::Date) -> time::Date {
     months_before(today, 14)

@@ -386,3 +386,76 @@ async fn the_fourteen_month_window_both_ways() {
         results_check(&tolerated[0]).message
     );
 }
+
+/// A check's step, outcome and privacy flag.
+type CheckVerdict = (String, Outcome, bool);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exported_fixtures_load_back_and_yield_the_same_verdicts() {
+    use koppeltest::fixtures::{EMBEDDED_MANIFEST, Manifest, PatientStore, export};
+    let dir = crate::helpers::temp_dir("export");
+    let store = PatientStore::embedded().unwrap();
+    let manifest = Manifest::parse(EMBEDDED_MANIFEST.0, EMBEDDED_MANIFEST.1).unwrap();
+    export(&store, &manifest, EMBEDDED_MANIFEST.1, &dir).unwrap();
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bakker.json")).unwrap()).unwrap();
+    assert_eq!(exported["type"], "transaction");
+    assert!(
+        std::fs::read_to_string(dir.join("bakker.md"))
+            .unwrap()
+            .contains("Must NOT be visible")
+    );
+
+    let reloaded = std::sync::Arc::new(PatientStore::load_dir(&dir).unwrap());
+    let reloaded_manifest = Manifest::parse(
+        "manifest.toml",
+        &std::fs::read_to_string(dir.join("manifest.toml")).unwrap(),
+    )
+    .unwrap();
+    reloaded_manifest
+        .validate("manifest.toml", &reloaded)
+        .unwrap();
+    let scenarios: Vec<_> = scenario::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id.starts_with("dataset."))
+        .collect();
+    for quirks in [
+        &[][..],
+        &["no-lab-window", "work-notes-leaked"][..],
+        &["inactive-allergy-dropped"][..],
+    ] {
+        let matrix = matrix_toml(quirks, &[], "1.x");
+        let embedded = run(prepare(&matrix, scenarios.clone())).await;
+        let from_export = run(crate::helpers::prepare_with_fixtures(
+            &matrix,
+            scenarios.clone(),
+            reloaded.clone(),
+            reloaded_manifest.clone(),
+        ))
+        .await;
+        let verdicts = |fs: &[koppeltest::runner::Finished]| {
+            let mut v: Vec<(String, Vec<CheckVerdict>)> = fs
+                .iter()
+                .map(|f| {
+                    (
+                        f.report.id.clone(),
+                        f.report
+                            .checks
+                            .iter()
+                            .map(|c| (c.step.clone(), c.outcome, c.privacy))
+                            .collect(),
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(
+            verdicts(&embedded),
+            verdicts(&from_export),
+            "quirks {quirks:?}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

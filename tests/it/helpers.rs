@@ -87,6 +87,23 @@ pub fn default_prepared() -> Arc<Prepared> {
     ))
 }
 
+/// Like [`prepare`], with other test patients and manifest (e.g. an export loaded back).
+pub fn prepare_with_fixtures(
+    matrix_text: &str,
+    scenarios: Vec<Scenario>,
+    patients: Arc<PatientStore>,
+    manifest: koppeltest::fixtures::Manifest,
+) -> Arc<Prepared> {
+    let path = Path::new("test-matrix.toml");
+    let matrix = Matrix::parse(path, matrix_text).expect("matrix parses");
+    let rows = matrix
+        .prepare(path, matrix_text, Path::new("."), &scenarios)
+        .expect("matrix prepares");
+    let mut prepared = Prepared::new(matrix, rows, scenarios, pki(), patients);
+    prepared.manifest = Arc::new(manifest);
+    Arc::new(prepared)
+}
+
 pub fn scenario(text: &str) -> Scenario {
     scenario::parse(Path::new("inline.toml"), text).expect("scenario parses")
 }
