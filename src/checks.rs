@@ -109,6 +109,8 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "no-bsn-in-links" => &["medmij:resource.no-bsn"],
         "within-budget" => &["medmij:response-time"],
         "dataset-complete" => &["nhg:online-inzage.dataset", "nhg:online-inzage.exclusions"],
+        "references-resolve" => &["medmij:gp49.references"],
+        "codings-complete" => &["nictiz:qualification.codings"],
         _ => &[],
     }
 }
@@ -179,6 +181,8 @@ pub fn evaluate(
                 },
             ),
             CheckSpec::RefreshRotated { previous, .. } => refresh_rotated(h, results.get(previous)),
+            CheckSpec::ReferencesResolve { .. } => references_resolve(h, results),
+            CheckSpec::CodingsComplete { .. } => codings_complete(h),
             CheckSpec::DatasetComplete { .. } => {
                 let query = scenario.steps.iter().find_map(|s| match s {
                     Step::Fhir(f) if f.id == step => Some(f.query.as_str()),
@@ -606,6 +610,176 @@ fn within_budget(h: &HttpResult, budget_ms: u64) -> Verdict {
             format!(
                 "answered in {} ms, over the budget of {budget_ms} ms",
                 h.elapsed_ms
+            ),
+            ev,
+        )
+    }
+}
+
+/// The resources of a FHIR step's searchset Bundle.
+fn bundle_resources(h: &HttpResult) -> Vec<Value> {
+    h.json()
+        .and_then(|b| b["entry"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+/// References a GP-record resource makes, by the paths service 49 uses.
+fn references_of(r: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |v: &Value| {
+        if let Some(s) = v["reference"].as_str() {
+            out.push(s.to_string());
+        }
+    };
+    for field in ["encounter", "medicationReference", "specimen"] {
+        push(&r[field]);
+    }
+    for field in ["generalPractitioner", "author"] {
+        r[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .for_each(&mut push);
+    }
+    r["diagnosis"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .for_each(|d| push(&d["condition"]));
+    r["related"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .for_each(|x| push(&x["target"]));
+    out
+}
+
+fn references_resolve(h: &HttpResult, results: &BTreeMap<String, StepResult>) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    if let Err(verdict) = response(h) {
+        return verdict;
+    }
+    // Everything the scenario's FHIR steps returned, as `Type/id`.
+    let universe: std::collections::BTreeSet<String> = results
+        .values()
+        .filter_map(|r| match r {
+            StepResult::Http(h) => Some(bundle_resources(h)),
+            _ => None,
+        })
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let retrievable: std::collections::BTreeSet<&str> = crate::fixtures::GP_QUERIES
+        .iter()
+        .flat_map(|q| q.types.iter().copied())
+        .collect();
+    let (mut unresolved, mut elsewhere, mut resolved) =
+        (Vec::new(), std::collections::BTreeSet::new(), 0);
+    for r in bundle_resources(h) {
+        for reference in references_of(&r) {
+            // Absolute or relative: the last two segments are Type/id.
+            let key: Vec<&str> = reference.rsplit('/').take(2).collect();
+            let key = if key.len() == 2 {
+                format!("{}/{}", key[1], key[0])
+            } else {
+                reference.clone()
+            };
+            let kind = key.split('/').next().unwrap_or("");
+            if !retrievable.contains(kind) {
+                elsewhere.insert(kind.to_string());
+            } else if universe.contains(&key) {
+                resolved += 1;
+            } else {
+                unresolved.push(format!("{} → {reference}", r["id"].as_str().unwrap_or("?")));
+            }
+        }
+    }
+    let note = if elsewhere.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; references to {} cannot be retrieved in gegevensdienst 49 (reported, not failed)",
+            elsewhere.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
+    if unresolved.is_empty() {
+        v(
+            Outcome::Pass,
+            format!("{resolved} reference(s) resolve within the results{note}"),
+            ev,
+        )
+    } else {
+        v(
+            Outcome::Fail,
+            format!("unresolvable reference(s): {}{note}", unresolved.join(", ")),
+            ev,
+        )
+    }
+}
+
+fn codings_complete(h: &HttpResult) -> Verdict {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    if let Err(verdict) = response(h) {
+        return verdict;
+    }
+    fn walk(v: &Value, path: &str, bad: &mut Vec<String>, seen: &mut usize) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Array(codings)) = map.get("coding") {
+                    for c in codings {
+                        *seen += 1;
+                        let has = |k: &str| c[k].as_str().is_some_and(|s| !s.is_empty());
+                        if !(has("system") && has("code")) {
+                            bad.push(path.to_string());
+                        }
+                    }
+                }
+                for (k, child) in map {
+                    walk(child, &format!("{path}.{k}"), bad, seen);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, path, bad, seen)),
+            _ => {}
+        }
+    }
+    let (mut bad, mut seen) = (Vec::new(), 0);
+    for r in bundle_resources(h) {
+        let at = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap_or("?"),
+            r["id"].as_str().unwrap_or("?")
+        );
+        walk(&r, &at, &mut bad, &mut seen);
+    }
+    bad.dedup();
+    if seen == 0 {
+        return v(
+            Outcome::Fail,
+            "no codings at all in a result that should be coded",
+            ev,
+        );
+    }
+    if bad.is_empty() {
+        v(
+            Outcome::Pass,
+            format!("all {seen} codings have a system and a code"),
+            ev,
+        )
+    } else {
+        v(
+            Outcome::Fail,
+            format!(
+                "codings without system or code at {}",
+                bad.into_iter().take(5).collect::<Vec<_>>().join(", ")
             ),
             ev,
         )
@@ -1090,6 +1264,55 @@ mod tests {
             Outcome::Fail
         );
         assert_eq!(error_page(&broken()).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn references_and_codings_branches() {
+        let bundle = |resources: &str| {
+            http(
+                200,
+                &[],
+                &format!(r#"{{"resourceType":"Bundle","type":"searchset","entry":[{resources}]}}"#),
+            )
+        };
+        let comp = |enc: &str| {
+            format!(
+                r#"{{"resource":{{"resourceType":"Composition","id":"c","encounter":{{"reference":"{enc}"}},"type":{{"coding":[{{"system":"http://loinc.org","code":"67781-5"}}]}}}}}}"#
+            )
+        };
+        let encounters = bundle(r#"{"resource":{"resourceType":"Encounter","id":"e"}}"#);
+        let mut results = BTreeMap::new();
+        results.insert(
+            "encounters".to_string(),
+            StepResult::Http(encounters.clone()),
+        );
+        let journal = bundle(&comp("Encounter/e"));
+        results.insert("journal".to_string(), StepResult::Http(journal.clone()));
+        assert_eq!(
+            references_resolve(&journal, &results).outcome,
+            Outcome::Pass
+        );
+        let broken = bundle(&comp("https://dva/fhir/Encounter/weg"));
+        assert_eq!(references_resolve(&broken, &results).outcome, Outcome::Fail);
+        let condition = bundle(
+            r#"{"resource":{"resourceType":"EpisodeOfCare","id":"x","diagnosis":[{"condition":{"reference":"Condition/c"}}]}}"#,
+        );
+        let verdict = references_resolve(&condition, &results);
+        assert!(
+            verdict.outcome == Outcome::Pass && verdict.message.contains("Condition"),
+            "{}",
+            verdict.message
+        );
+
+        assert_eq!(codings_complete(&journal).outcome, Outcome::Pass);
+        let systemless =
+            bundle(&comp("Encounter/e").replace(r#""system":"http://loinc.org","#, ""));
+        assert_eq!(codings_complete(&systemless).outcome, Outcome::Fail);
+        assert_eq!(
+            codings_complete(&encounters).outcome,
+            Outcome::Fail,
+            "a coded result without codings"
+        );
     }
 
     #[test]

@@ -263,6 +263,12 @@ pub enum CheckSpec {
     /// Set-based completeness against the fixture manifest for the logged-in patient: every
     /// expected item present, no excluded item (a leak is a privacy failure), no S/O lines.
     DatasetComplete { step: String },
+    /// Every reference in the step's resources resolves within the scenario's FHIR results;
+    /// references to types service 49 cannot return (Condition) are reported, not failed.
+    ReferencesResolve { step: String },
+    /// Every coding of every CodeableConcept in the step's resources has a system and a code
+    /// (bare Coding elements such as Encounter.class are not looked at yet).
+    CodingsComplete { step: String },
 }
 
 impl CheckSpec {
@@ -281,6 +287,8 @@ impl CheckSpec {
             CheckSpec::NoBsnInLinks { .. } => "no-bsn-in-links",
             CheckSpec::WithinBudget { .. } => "within-budget",
             CheckSpec::DatasetComplete { .. } => "dataset-complete",
+            CheckSpec::ReferencesResolve { .. } => "references-resolve",
+            CheckSpec::CodingsComplete { .. } => "codings-complete",
         }
     }
 
@@ -298,7 +306,9 @@ impl CheckSpec {
             | CheckSpec::RefreshRotated { step, .. }
             | CheckSpec::NoBsnInLinks { step }
             | CheckSpec::WithinBudget { step, .. }
-            | CheckSpec::DatasetComplete { step } => step,
+            | CheckSpec::DatasetComplete { step }
+            | CheckSpec::ReferencesResolve { step }
+            | CheckSpec::CodingsComplete { step } => step,
         }
     }
 
@@ -315,7 +325,9 @@ impl CheckSpec {
             CheckSpec::FhirSearchset { .. }
             | CheckSpec::ResourceRefused { .. }
             | CheckSpec::NoBsnInLinks { .. }
-            | CheckSpec::DatasetComplete { .. } => &["fhir"],
+            | CheckSpec::DatasetComplete { .. }
+            | CheckSpec::ReferencesResolve { .. }
+            | CheckSpec::CodingsComplete { .. } => &["fhir"],
             CheckSpec::WithinBudget { .. } => &["token", "refresh", "fhir"],
         }
     }

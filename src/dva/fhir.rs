@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::Dva;
 use super::oauth::{bearer, parse_pairs};
-use super::quirks::Quirk;
+use super::quirks::{Quirk, SLOW_ANSWER};
 use crate::fixtures::Patient;
 
 const FHIR_JSON: &str = "application/fhir+json; fhirVersion=3.0";
@@ -54,7 +54,7 @@ pub async fn search(
 ) -> Response {
     let quirks = &dva.cfg.quirks;
     if quirks.has(Quirk::SlowResourceEndpoint) {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        tokio::time::sleep(SLOW_ANSWER).await;
     }
     let grant = match bearer(&dva, &headers) {
         Ok(g) => g,
@@ -255,6 +255,8 @@ struct Disclosure {
     drop_inactive_allergies: bool,
     drop_finished_episodes: bool,
     include_general_practitioner: bool,
+    break_references: bool,
+    strip_coding_systems: bool,
 }
 
 /// The `meta.security` codes (system below) that mark items the patient must not see. [U] a real
@@ -275,6 +277,8 @@ impl Disclosure {
             drop_inactive_allergies: q.has(Quirk::InactiveAllergyDropped),
             drop_finished_episodes: q.has(Quirk::FinishedEpisodesDropped),
             include_general_practitioner: !q.has(Quirk::GeneralPractitionerNotIncluded),
+            break_references: q.has(Quirk::BrokenReferences),
+            strip_coding_systems: q.has(Quirk::CodingsWithoutSystem),
         }
     }
 
@@ -314,12 +318,43 @@ impl Disclosure {
     /// The resource as the patient may see it: a journal entry without S and O lines.
     fn shape(&self, r: &Value) -> Value {
         let mut r = r.clone();
+        if self.break_references {
+            for field in ["encounter", "medicationReference"] {
+                if let Some(reference) = r.get_mut(field).and_then(|f| f.get_mut("reference")) {
+                    *reference =
+                        Value::String(format!("{}-verdwenen", reference.as_str().unwrap_or("")));
+                }
+            }
+        }
+
         if self.strip_so_lines && r["resourceType"] == "Composition" {
             if let Some(sections) = r.get_mut("section").and_then(Value::as_array_mut) {
                 sections.retain(|s| !matches!(journal_line_type(s), Some("S") | Some("O")));
             }
         }
+        // Last: the S/O rule above recognises journal lines by their coding system.
+        if self.strip_coding_systems {
+            strip_systems(&mut r);
+        }
         r
+    }
+}
+
+fn strip_systems(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(codings)) = map.get_mut("coding") {
+                codings
+                    .iter_mut()
+                    .filter_map(Value::as_object_mut)
+                    .for_each(|c| {
+                        c.remove("system");
+                    });
+            }
+            map.values_mut().for_each(strip_systems);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_systems),
+        _ => {}
     }
 }
 
@@ -405,6 +440,8 @@ mod tests {
             drop_inactive_allergies: q.has(Quirk::InactiveAllergyDropped),
             drop_finished_episodes: q.has(Quirk::FinishedEpisodesDropped),
             include_general_practitioner: !q.has(Quirk::GeneralPractitionerNotIncluded),
+            break_references: q.has(Quirk::BrokenReferences),
+            strip_coding_systems: q.has(Quirk::CodingsWithoutSystem),
         }
     }
 

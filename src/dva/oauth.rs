@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::quirks::{Quirk, error_code};
+use super::quirks::{Quirk, SLOW_ANSWER, error_code};
 use super::{AuthSession, CodeGrant, Dva, TokenGrant};
 use crate::exchange::{Party, RawExchange};
 use crate::saml::{self, AssertionPolicy, AuthnRequest, LoginFailure, escape};
@@ -597,7 +597,7 @@ pub async fn token(
 ) -> Response {
     let quirks = &dva.cfg.quirks;
     if quirks.has(Quirk::SlowTokenEndpoint) {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        tokio::time::sleep(SLOW_ANSWER).await;
     }
     let legacy = quirks.has(Quirk::LegacyTokenRequestAccepted);
     let form_type = headers

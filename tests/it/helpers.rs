@@ -25,8 +25,9 @@ pub fn matrix_toml(quirks: &[&str], known: &[(&str, &str)], release: &str) -> St
     let quirks: Vec<String> = quirks.iter().map(|q| format!("\"{q}\"")).collect();
     let mut text = format!(
         r#"name = "test"
-# Short budgets, so the slow-endpoint quirks (1.5 s) are caught in seconds.
-budgets = {{ token_ms = 1200, resource_ms = 1200 }}
+# Short budgets, so the slow-endpoint quirks (4 s) are caught in seconds, with room for a
+# loaded machine: conformant answers stay far below 2.5 s.
+budgets = {{ token_ms = 2500, resource_ms = 2500 }}
 [[his]]
 id = "row"
 name = "Row"
@@ -35,7 +36,7 @@ practice = "dewaard.huisartspraktijk.utrecht@medmij"
 zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
 ocl = "embedded:MedMij_OAuthclientlist.xml"
 whitelist = "embedded:MedMij_Whitelist.xml"
-target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], lifetimes = {{ code_s = 5, access_token_s = 8 }} }}
+target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], lifetimes = {{ code_s = 5, access_token_s = 10 }} }}
 "#,
         quirks.join(", ")
     );
