@@ -793,19 +793,9 @@ fn dataset_complete(
     enforce_lab_window: bool,
 ) -> Verdict {
     let ev: Vec<usize> = h.seq.into_iter().collect();
-    let (status, _) = match response(h) {
-        Ok(x) => x,
+    let bundle = match ok_bundle(h) {
+        Ok(b) => b,
         Err(verdict) => return verdict,
-    };
-    if status != 200 {
-        return v(
-            Outcome::Fail,
-            format!("HTTP {status}: nothing to compare with the manifest"),
-            ev,
-        );
-    }
-    let Some(bundle) = h.json() else {
-        return v(Outcome::Fail, "the response is not JSON", ev);
     };
     let resources: Vec<&Value> = bundle["entry"]
         .as_array()
@@ -883,6 +873,21 @@ fn dataset_complete(
             verdict
         }
     }
+}
+
+/// The searchset Bundle of an HTTP 200 JSON answer, or the verdict when there is none.
+fn ok_bundle(h: &HttpResult) -> Result<Value, Verdict> {
+    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let (status, _) = response(h)?;
+    if status != 200 {
+        return Err(v(
+            Outcome::Fail,
+            format!("HTTP {status} instead of a Bundle"),
+            ev,
+        ));
+    }
+    h.json()
+        .ok_or_else(|| v(Outcome::Fail, "the response is not JSON", ev))
 }
 
 fn response(h: &HttpResult) -> Result<(u16, &str), Verdict> {
@@ -1024,19 +1029,9 @@ fn token_refused(h: &HttpResult, expected: Option<&str>, tls_counts: bool) -> Ve
 
 fn fhir_searchset(h: &HttpResult, types: &[&str]) -> Verdict {
     let ev: Vec<usize> = h.seq.into_iter().collect();
-    let (status, _) = match response(h) {
-        Ok(x) => x,
+    let bundle = match ok_bundle(h) {
+        Ok(b) => b,
         Err(verdict) => return verdict,
-    };
-    if status != 200 {
-        return v(
-            Outcome::Fail,
-            format!("HTTP {status} instead of a Bundle"),
-            ev,
-        );
-    }
-    let Some(bundle) = h.json() else {
-        return v(Outcome::Fail, "the response is not JSON", ev);
     };
     if bundle["resourceType"] != "Bundle" || bundle["type"] != "searchset" {
         return v(

@@ -265,11 +265,14 @@ pub const DISCLOSURE_SYSTEM: &str = "https://koppeltest.test/fhir/CodeSystem/dis
 
 impl Disclosure {
     fn of(cfg: &super::DvaConfig, today: time::Date) -> Disclosure {
-        let q = &cfg.quirks;
+        Disclosure::with(&cfg.quirks, today, cfg.online_access_start)
+    }
+
+    fn with(q: &super::Quirks, today: time::Date, online_access_start: time::Date) -> Disclosure {
         Disclosure {
             lab_since: (!q.has(Quirk::NoLabWindow))
-                .then(|| crate::fixtures::months_before(today, 14)),
-            journal_since: (!q.has(Quirk::EpBeforeStartLeaked)).then_some(cfg.online_access_start),
+                .then(|| crate::fixtures::lab_window_start(today)),
+            journal_since: (!q.has(Quirk::EpBeforeStartLeaked)).then_some(online_access_start),
             strip_so_lines: !q.has(Quirk::SoLinesLeaked),
             hide_work_notes: !q.has(Quirk::WorkNotesLeaked),
             hide_third_party: !q.has(Quirk::ThirdPartyLeaked),
@@ -426,23 +429,11 @@ mod tests {
 
     fn rules(quirks: &[Quirk]) -> Disclosure {
         let today = time::OffsetDateTime::now_utc().date();
-        let cfg_quirks = super::super::Quirks::of(quirks);
-        let q = &cfg_quirks;
-        Disclosure {
-            lab_since: (!q.has(Quirk::NoLabWindow))
-                .then(|| crate::fixtures::months_before(today, 14)),
-            journal_since: (!q.has(Quirk::EpBeforeStartLeaked))
-                .then(|| today - time::Duration::days(365)),
-            strip_so_lines: !q.has(Quirk::SoLinesLeaked),
-            hide_work_notes: !q.has(Quirk::WorkNotesLeaked),
-            hide_third_party: !q.has(Quirk::ThirdPartyLeaked),
-            honour_period_of_use: !q.has(Quirk::EndedMedicationCurrent),
-            drop_inactive_allergies: q.has(Quirk::InactiveAllergyDropped),
-            drop_finished_episodes: q.has(Quirk::FinishedEpisodesDropped),
-            include_general_practitioner: !q.has(Quirk::GeneralPractitionerNotIncluded),
-            break_references: q.has(Quirk::BrokenReferences),
-            strip_coding_systems: q.has(Quirk::CodingsWithoutSystem),
-        }
+        Disclosure::with(
+            &super::super::Quirks::of(quirks),
+            today,
+            today - time::Duration::days(365),
+        )
     }
 
     fn ids(rs: &[Value]) -> Vec<&str> {

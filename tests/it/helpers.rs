@@ -58,18 +58,14 @@ release = "{release}"
 }
 
 pub fn prepare(matrix_text: &str, scenarios: Vec<Scenario>) -> Arc<Prepared> {
-    let path = Path::new("test-matrix.toml");
-    let matrix = Matrix::parse(path, matrix_text).expect("matrix parses");
-    let rows = matrix
-        .prepare(path, matrix_text, Path::new("."), &scenarios)
-        .expect("matrix prepares");
-    Arc::new(Prepared::new(
-        matrix,
-        rows,
+    let (path, text) = koppeltest::fixtures::EMBEDDED_MANIFEST;
+    let manifest = koppeltest::fixtures::Manifest::parse(path, text).expect("manifest");
+    prepare_with_fixtures(
+        matrix_text,
         scenarios,
-        pki(),
         Arc::new(PatientStore::embedded().expect("fixtures")),
-    ))
+        manifest,
+    )
 }
 
 /// The embedded default matrix with the embedded scenarios, as `koppeltest run` prepares it.
