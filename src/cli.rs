@@ -545,7 +545,7 @@ async fn serve_dva(args: ServeDvaArgs) -> i32 {
         front,
         back,
         &hosts,
-        crate::exchange::ExchangeLog::new(),
+        crate::exchange::ExchangeLog::discarding(),
     ) {
         Ok(s) => s,
         Err(e) => return fail(exit::ENVIRONMENT, e),
@@ -626,11 +626,16 @@ async fn serve_tvs(args: ServeTvsArgs) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let _servers =
-        match crate::tvs::start(cfg, &pki, front, back, crate::exchange::ExchangeLog::new()) {
-            Ok(s) => s,
-            Err(e) => return fail(exit::ENVIRONMENT, e),
-        };
+    let _servers = match crate::tvs::start(
+        cfg,
+        &pki,
+        front,
+        back,
+        crate::exchange::ExchangeLog::discarding(),
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::ENVIRONMENT, e),
+    };
     println!("koppeltest mock TVS ready");
     println!(
         "  login page            https://{}/sso  on {}",

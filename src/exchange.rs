@@ -116,6 +116,9 @@ struct LogInner {
     entries: Vec<Exchange>,
     step: Option<String>,
     secrets: Secrets,
+    /// A long-running server (`koppeltest serve …`) keeps nothing: no report will read it, and
+    /// it must not grow without bound.
+    discard: bool,
 }
 
 impl ExchangeLog {
@@ -129,13 +132,29 @@ impl ExchangeLog {
     }
 
     /// Redacts `text` with everything known so far (for messages written outside the log).
+    /// A log for a long-running party that no report reads: it still redacts what is passed
+    /// through it (for the process log), but stores no exchange and remembers no secret.
+    pub fn discarding() -> Self {
+        let log = Self::default();
+        log.lock().discard = true;
+        log
+    }
+
     pub fn redact(&self, text: &str) -> String {
-        self.lock().secrets.redact(text)
+        let mut inner = self.lock();
+        if inner.discard {
+            // Position-based redaction still applies; learned values are not kept.
+            return Secrets::default().redact(text);
+        }
+        inner.secrets.redact(text)
     }
 
     /// Redacts and appends; returns the sequence number as evidence for checks.
     pub fn record(&self, raw: RawExchange) -> usize {
         let mut inner = self.lock();
+        if inner.discard {
+            return 0;
+        }
         let inner = &mut *inner;
         let s = &mut inner.secrets;
         let elapsed_ms = raw.started.map(|t| t.elapsed().as_millis() as u64);
@@ -479,6 +498,25 @@ mod tests {
         assert_eq!(record_url(&log, url).url, url);
         let body = r#"{"coding":[{"system":"http://snomed.info/sct","code":"16076005"}]}"#;
         assert_eq!(log.redact(body), body);
+    }
+
+    #[test]
+    fn a_discarding_log_keeps_nothing_but_still_redacts() {
+        let log = ExchangeLog::discarding();
+        for i in 0..100 {
+            log.record(RawExchange::request(
+                Party::Dva,
+                Party::Tvs,
+                "POST",
+                &format!("https://tvs/ars?code=c{i}"),
+            ));
+        }
+        assert!(log.entries().is_empty() && log.secret_values().is_empty());
+        assert_eq!(
+            log.redact("https://pgo/cb?code=geheim&state=s"),
+            "https://pgo/cb?code=[code#1]&state=s"
+        );
+        assert_eq!(log.redact("bsn 999911533"), "bsn [bsn]");
     }
 
     #[test]

@@ -239,7 +239,7 @@ async fn shared_tvs(
                 client_roots: ext.back_roots.clone(),
             };
             // The TVS's own notes have no scenario to belong to; they go to the process log.
-            tvs::start(cfg, &prepared.pki, front, back, ExchangeLog::new())
+            tvs::start(cfg, &prepared.pki, front, back, ExchangeLog::discarding())
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         })
