@@ -8,54 +8,19 @@
 //! `cargo bench --bench flows` prints the median of several samples, sequential (one flow at a
 //! time: latency) and concurrent (8 at a time: throughput). No timing is asserted anywhere.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use koppeltest::fixtures::PatientStore;
-use koppeltest::matrix::Matrix;
 use koppeltest::outcome::Outcome;
-use koppeltest::pki::Pki;
 use koppeltest::runner::{self, Prepared};
 
 const SAMPLES: usize = 7;
 const FLOWS_PER_SAMPLE: usize = 48;
 
 fn prepared() -> Arc<Prepared> {
-    koppeltest::tls::install_crypto_provider();
-    let (mut matrix, text) = Matrix::embedded_default().expect("default matrix");
-    let scenarios: Vec<_> = koppeltest::scenario::embedded()
-        .expect("scenarios")
-        .into_iter()
-        .filter(|s| s.id == "flow.happy-path")
-        .collect();
-    let all = matrix
-        .prepare(
-            Path::new("default.toml"),
-            &text,
-            Path::new("."),
-            &koppeltest::scenario::embedded().unwrap(),
-        )
-        .unwrap();
-    let rows: Vec<_> = all
-        .into_iter()
-        .filter(|r| r.row.id == "sim-conform")
-        .collect();
-    matrix.rows.retain(|r| r.id == "sim-conform");
-    matrix.columns.truncate(1);
-    // A row's known deviations may name scenarios this benchmark leaves out.
-    matrix
-        .rows
-        .iter_mut()
-        .for_each(|r| r.known_deviations.clear());
-    let pki = Arc::new(Pki::generate().expect("pki"));
-    Arc::new(Prepared::new(
-        matrix,
-        rows,
-        scenarios,
-        pki,
-        Arc::new(PatientStore::embedded().expect("fixtures")),
-    ))
+    common::prepared("flow.happy-path")
 }
 
 async fn sample(prepared: &Arc<Prepared>, concurrency: usize) -> f64 {
@@ -82,11 +47,6 @@ async fn sample(prepared: &Arc<Prepared>, concurrency: usize) -> f64 {
     FLOWS_PER_SAMPLE as f64 / started.elapsed().as_secs_f64()
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let prepared = prepared();
@@ -101,8 +61,11 @@ fn main() {
             let (lo, hi) = (rates.iter().cloned().fold(f64::MAX, f64::min), rates.iter().cloned().fold(0.0, f64::max));
             println!(
                 "flows/s, concurrency {concurrency:>2}: median {:7.1}  (min {lo:.1}, max {hi:.1}; {SAMPLES} samples of {FLOWS_PER_SAMPLE} flows)",
-                median(rates)
+                common::median(rates)
             );
+        }
+        if let Some(mib) = common::peak_rss_mib() {
+            println!("peak memory: {mib:.0} MiB resident (VmHWM)");
         }
     });
 }

@@ -80,6 +80,34 @@ pub struct CheckResult {
     /// The failure is a privacy failure: something the patient must not see was shared. The
     /// most severe class; every report makes it stand out.
     pub privacy: bool,
+    /// `dataset-complete` only: what was missing and what leaked, item by item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetFinding>,
+}
+
+/// The set comparison behind a `dataset-complete` verdict, for the report's category summary.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DatasetFinding {
+    /// The gegevensdienst-49 query (`medication`, `results`, …).
+    pub query: String,
+    /// How many items the manifest expects from it.
+    pub expected: usize,
+    /// How many of those were not returned.
+    pub missing_count: usize,
+    /// The first [`LISTED_ITEMS`] missing items (fixture-item identifiers).
+    pub missing: Vec<String>,
+    /// Everything shared that must not be.
+    pub leaked: Vec<LeakedItem>,
+}
+
+/// How many missing items a finding and a message list by name.
+pub const LISTED_ITEMS: usize = 20;
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LeakedItem {
+    /// The fixture item, or the resource that carried a leaked part (S/O lines).
+    pub item: String,
+    pub reason: String,
 }
 
 /// What a check may know besides the step results.
@@ -111,6 +139,9 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "dataset-complete" => &["nhg:online-inzage.dataset", "nhg:online-inzage.exclusions"],
         "references-resolve" => &["medmij:gp49.references"],
         "codings-complete" => &["nictiz:qualification.codings"],
+        "profile-valid" => &["nictiz:qualification.profiles"],
+        "no-bsn-in-bundle" => &["medmij:resource.no-bsn", "nictiz:qualification.no-bsn"],
+        "paged" => &["fhir-stu3#paging", "medmij:gp49.paging"],
         _ => &[],
     }
 }
@@ -120,6 +151,7 @@ struct Verdict {
     message: String,
     evidence: Vec<usize>,
     privacy: bool,
+    dataset: Option<DatasetFinding>,
 }
 
 fn v(outcome: Outcome, message: impl Into<String>, evidence: Vec<usize>) -> Verdict {
@@ -128,6 +160,7 @@ fn v(outcome: Outcome, message: impl Into<String>, evidence: Vec<usize>) -> Verd
         message: message.into(),
         evidence,
         privacy: false,
+        dataset: None,
     }
 }
 
@@ -183,6 +216,9 @@ pub fn evaluate(
             CheckSpec::RefreshRotated { previous, .. } => refresh_rotated(h, results.get(previous)),
             CheckSpec::ReferencesResolve { .. } => references_resolve(h, results),
             CheckSpec::CodingsComplete { .. } => codings_complete(h),
+            CheckSpec::ProfileValid { .. } => profile_valid(h),
+            CheckSpec::NoBsnInBundle { .. } => no_bsn_in_bundle(h, ctx.bsn),
+            CheckSpec::Paged { max_entries, .. } => paged(h, *max_entries),
             CheckSpec::DatasetComplete { .. } => {
                 let query = scenario.steps.iter().find_map(|s| match s {
                     Step::Fhir(f) if f.id == step => Some(f.query.as_str()),
@@ -193,7 +229,20 @@ pub fn evaluate(
                         let enforce_window = ctx.lab_window
                             == crate::matrix::LabWindowPolicy::DvaExcludes
                             || ctx.lab_date_filter;
-                        dataset_complete(h, q, p, enforce_window)
+                        let mut verdict = dataset_complete(h, q, p, enforce_window);
+                        // No Bundle came: nothing expected arrived (the outcome says whether
+                        // that is the DVA's failure or missing evidence).
+                        verdict.dataset.get_or_insert_with(|| {
+                            let expected = p.expected.get(q).cloned().unwrap_or_default();
+                            DatasetFinding {
+                                query: q.to_string(),
+                                expected: expected.len(),
+                                missing_count: expected.len(),
+                                missing: expected.into_iter().take(LISTED_ITEMS).collect(),
+                                leaked: Vec::new(),
+                            }
+                        });
+                        verdict
                     }
                     (None, _) => v(
                         Outcome::Error,
@@ -237,7 +286,11 @@ pub fn evaluate(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    reqs.extend(scenario.requirements.iter().cloned());
+    for r in &scenario.requirements {
+        if !reqs.contains(r) {
+            reqs.push(r.clone());
+        }
+    }
     CheckResult {
         kind: spec.kind().to_string(),
         step,
@@ -246,6 +299,7 @@ pub fn evaluate(
         requirements: reqs,
         evidence: verdict.evidence,
         privacy: verdict.privacy && verdict.outcome == Outcome::Fail,
+        dataset: verdict.dataset,
     }
 }
 
@@ -563,14 +617,8 @@ fn names_a_bsn(link: &str) -> bool {
             .any(crate::ids::is_valid_bsn)
 }
 
-fn no_bsn_in_links(h: &HttpResult) -> Verdict {
-    let ev: Vec<usize> = h.seq.into_iter().collect();
-    if let Err(verdict) = response(h) {
-        return verdict;
-    }
-    let Some(bundle) = h.json() else {
-        return v(Outcome::Fail, "the response is not JSON", ev);
-    };
+/// Every `link.url` and `entry.fullUrl` of a Bundle.
+fn links_of(bundle: &Value) -> Vec<&str> {
     let links = bundle["link"]
         .as_array()
         .into_iter()
@@ -581,7 +629,24 @@ fn no_bsn_in_links(h: &HttpResult) -> Verdict {
         .into_iter()
         .flatten()
         .filter_map(|e| e["fullUrl"].as_str());
-    let offending = links.chain(full_urls).filter(|l| names_a_bsn(l)).count();
+    links.chain(full_urls).collect()
+}
+
+fn no_bsn_in_links(h: &HttpResult) -> Verdict {
+    let ev = h.seqs();
+    let mut offending = 0;
+    for page in h.all_pages() {
+        if let Err(verdict) = response(page) {
+            return verdict;
+        }
+        let Some(bundle) = page.json_ref() else {
+            return v(Outcome::Fail, "the response is not JSON", ev);
+        };
+        offending += links_of(bundle)
+            .into_iter()
+            .filter(|l| names_a_bsn(l))
+            .count();
+    }
     if offending == 0 {
         v(Outcome::Pass, "no link names the patient by BSN", ev)
     } else {
@@ -593,36 +658,40 @@ fn no_bsn_in_links(h: &HttpResult) -> Verdict {
     }
 }
 
+/// Every request of the step (each page of a search) within the budget.
 fn within_budget(h: &HttpResult, budget_ms: u64) -> Verdict {
-    let ev: Vec<usize> = h.seq.into_iter().collect();
-    if let Err(verdict) = response(h) {
-        return verdict;
+    let ev = h.seqs();
+    for page in h.all_pages() {
+        if let Err(verdict) = response(page) {
+            return verdict;
+        }
     }
-    if h.elapsed_ms <= budget_ms {
+    let slowest = h.all_pages().map(|p| p.elapsed_ms).max().unwrap_or(0);
+    let what = if h.pages.is_empty() {
+        "answered".to_string()
+    } else {
+        format!("slowest of {} pages answered", h.pages.len() + 1)
+    };
+    if slowest <= budget_ms {
         v(
             Outcome::Pass,
-            format!("answered in {} ms (budget {budget_ms} ms)", h.elapsed_ms),
+            format!("{what} in {slowest} ms (budget {budget_ms} ms)"),
             ev,
         )
     } else {
         v(
             Outcome::Fail,
-            format!(
-                "answered in {} ms, over the budget of {budget_ms} ms",
-                h.elapsed_ms
-            ),
+            format!("{what} in {slowest} ms, over the budget of {budget_ms} ms"),
             ev,
         )
     }
 }
 
-/// The resources of a FHIR step's searchset Bundle.
-fn bundle_resources(h: &HttpResult) -> Vec<Value> {
-    h.json()
-        .and_then(|b| b["entry"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e["resource"].clone())
+/// The resources of a FHIR step's searchset, over all its pages.
+fn bundle_resources(h: &HttpResult) -> Vec<&Value> {
+    h.all_pages()
+        .filter_map(|p| p.json_ref())
+        .flat_map(entries_of)
         .collect()
 }
 
@@ -654,11 +723,24 @@ fn references_of(r: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .for_each(|x| push(&x["target"]));
+    // Flag → EpisodeOfCare (zib-Alert), and any other reference-valued extension.
+    r["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .for_each(|x| push(&x["valueReference"]));
+    // Composition → journal entries.
+    r["section"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["entry"].as_array().into_iter().flatten())
+        .for_each(&mut push);
     out
 }
 
 fn references_resolve(h: &HttpResult, results: &BTreeMap<String, StepResult>) -> Verdict {
-    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let ev = h.seqs();
     if let Err(verdict) = response(h) {
         return verdict;
     }
@@ -685,7 +767,19 @@ fn references_resolve(h: &HttpResult, results: &BTreeMap<String, StepResult>) ->
     let (mut unresolved, mut elsewhere, mut resolved) =
         (Vec::new(), std::collections::BTreeSet::new(), 0);
     for r in bundle_resources(h) {
-        for reference in references_of(&r) {
+        for reference in references_of(r) {
+            if let Some(local) = reference.strip_prefix('#') {
+                // A contained resource: it must be inside the referring one.
+                let contained = r["contained"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|x| x["id"] == local));
+                if contained {
+                    resolved += 1;
+                } else {
+                    unresolved.push(format!("{} → {reference}", r["id"].as_str().unwrap_or("?")));
+                }
+                continue;
+            }
             // Absolute or relative: the last two segments are Type/id.
             let key: Vec<&str> = reference.rsplit('/').take(2).collect();
             let key = if key.len() == 2 {
@@ -727,39 +821,64 @@ fn references_resolve(h: &HttpResult, results: &BTreeMap<String, StepResult>) ->
 }
 
 fn codings_complete(h: &HttpResult) -> Verdict {
-    let ev: Vec<usize> = h.seq.into_iter().collect();
+    let ev = h.seqs();
     if let Err(verdict) = response(h) {
         return verdict;
     }
-    fn walk(v: &Value, path: &str, bad: &mut Vec<String>, seen: &mut usize) {
+    fn walk<'a>(v: &'a Value, path: &mut Vec<&'a str>, bad: &mut Vec<String>, seen: &mut usize) {
         match v {
             Value::Object(map) => {
-                if let Some(Value::Array(codings)) = map.get("coding") {
-                    for c in codings {
-                        *seen += 1;
-                        let has = |k: &str| c[k].as_str().is_some_and(|s| !s.is_empty());
-                        if !(has("system") && has("code")) {
-                            bad.push(path.to_string());
-                        }
+                // The codings of a CodeableConcept, and the bare Codings service 49 uses.
+                let codings = map
+                    .get("coding")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (c, "coding"))
+                    .chain(
+                        map.get("class")
+                            .filter(|c| c.is_object())
+                            .map(|c| (c, "class")),
+                    )
+                    .chain(["security", "tag"].into_iter().flat_map(|k| {
+                        map.get(k)
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .map(move |c| (c, k))
+                    }));
+                for (c, field) in codings {
+                    *seen += 1;
+                    let has = |k: &str| c[k].as_str().is_some_and(|s| !s.is_empty());
+                    if !(has("system") && has("code")) {
+                        let at = path.join(".");
+                        bad.push(if field == "coding" {
+                            at
+                        } else {
+                            format!("{at}.{field}")
+                        });
                     }
                 }
                 for (k, child) in map {
-                    walk(child, &format!("{path}.{k}"), bad, seen);
+                    path.push(k);
+                    walk(child, path, bad, seen);
+                    path.pop();
                 }
             }
             Value::Array(items) => items.iter().for_each(|i| walk(i, path, bad, seen)),
             _ => {}
         }
     }
-    let (mut bad, mut seen) = (Vec::new(), 0);
+    let (mut bad, mut seen): (Vec<String>, usize) = (Vec::new(), 0);
     for r in bundle_resources(h) {
         let at = format!(
             "{}/{}",
             r["resourceType"].as_str().unwrap_or("?"),
             r["id"].as_str().unwrap_or("?")
         );
-        walk(&r, &at, &mut bad, &mut seen);
+        walk(r, &mut vec![at.as_str()], &mut bad, &mut seen);
     }
+    bad.sort();
     bad.dedup();
     if seen == 0 {
         return v(
@@ -792,27 +911,24 @@ fn dataset_complete(
     patient: &crate::fixtures::ManifestPatient,
     enforce_lab_window: bool,
 ) -> Verdict {
-    let ev: Vec<usize> = h.seq.into_iter().collect();
-    let bundle = match ok_bundle(h) {
-        Ok(b) => b,
+    let ev = h.seqs();
+    let resources = match searchset(h) {
+        Ok(s) => s.resources,
         Err(verdict) => return verdict,
     };
-    let resources: Vec<&Value> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["resource"])
-        .collect();
-    let got: std::collections::BTreeSet<&str> = resources
+    let got: std::collections::HashSet<&str> = resources
         .iter()
         .flat_map(|r| crate::fixtures::item_ids(r))
         .collect();
-    let mut leaks: Vec<String> = patient
+    let mut leaked: Vec<LeakedItem> = patient
         .excluded
         .iter()
         .filter(|x| x.query == query && got.contains(x.item.as_str()))
         .filter(|x| enforce_lab_window || x.rule.as_deref() != Some("lab-window"))
-        .map(|x| format!("{} ({})", x.item, x.reason))
+        .map(|x| LeakedItem {
+            item: x.item.clone(),
+            reason: x.reason.clone(),
+        })
         .collect();
     for r in resources
         .iter()
@@ -830,12 +946,17 @@ fn dataset_complete(
             })
             .count();
         if so > 0 {
-            leaks.push(format!(
-                "{so} S/O journal line(s) in Composition/{} (only E and P lines may be shared)",
-                r["id"].as_str().unwrap_or("?")
-            ));
+            let id = crate::fixtures::item_ids(r)
+                .first()
+                .map_or_else(|| r["id"].as_str().unwrap_or("?"), |i| *i)
+                .to_string();
+            leaked.push(LeakedItem {
+                item: id,
+                reason: format!("{so} S/O journal line(s): only E and P lines may be shared"),
+            });
         }
     }
+    let expected = patient.expected.get(query).map_or(0, Vec::len);
     let missing: Vec<&str> = patient
         .expected
         .get(query)
@@ -844,50 +965,298 @@ fn dataset_complete(
         .filter(|i| !got.contains(i.as_str()))
         .map(String::as_str)
         .collect();
-    match (leaks.is_empty(), missing.is_empty()) {
+    let listed = |items: &[&str]| {
+        let more = items.len().saturating_sub(LISTED_ITEMS);
+        let mut text = items[..items.len().min(LISTED_ITEMS)].join(", ");
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    };
+    let mut verdict = match (leaked.is_empty(), missing.is_empty()) {
         (true, true) => v(
             Outcome::Pass,
-            format!(
-                "all {} expected items present, none of the excluded",
-                patient.expected.get(query).map_or(0, Vec::len)
-            ),
+            format!("all {expected} expected items present, none of the excluded"),
             ev,
         ),
         (true, false) => v(
             Outcome::Fail,
-            format!("missing: {}", missing.join(", ")),
+            format!(
+                "missing {} of {expected}: {}",
+                missing.len(),
+                listed(&missing)
+            ),
             ev,
         ),
         (false, _) => {
+            let shared: Vec<String> = leaked
+                .iter()
+                .map(|l| format!("{} ({})", l.item, l.reason))
+                .collect();
             let mut verdict = v(
                 Outcome::Fail,
-                format!("PRIVACY: shared what must not be: {}", leaks.join("; ")),
+                format!("PRIVACY: shared what must not be: {}", shared.join("; ")),
                 ev,
             );
             if !missing.is_empty() {
                 verdict
                     .message
-                    .push_str(&format!("; also missing: {}", missing.join(", ")));
+                    .push_str(&format!("; also missing: {}", listed(&missing)));
             }
             verdict.privacy = true;
             verdict
         }
+    };
+    verdict.dataset = Some(DatasetFinding {
+        query: query.to_string(),
+        expected,
+        missing_count: missing.len(),
+        missing: missing
+            .iter()
+            .take(LISTED_ITEMS)
+            .map(|m| m.to_string())
+            .collect(),
+        leaked,
+    });
+    verdict
+}
+
+fn profile_valid(h: &HttpResult) -> Verdict {
+    let ev = h.seqs();
+    let resources = match searchset(h) {
+        Ok(s) => s.resources,
+        Err(verdict) => return verdict,
+    };
+    let profiles = crate::profiles::Profiles::embedded();
+    let (mut valid, mut problems) = (0, Vec::new());
+    for r in resources {
+        let at = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap_or("?"),
+            r["id"].as_str().unwrap_or("?")
+        );
+        match profiles.validate(r) {
+            crate::profiles::Validation::Valid => valid += 1,
+            crate::profiles::Validation::Invalid(found) => {
+                problems.push(format!("{at} {}", found.join("; ")));
+            }
+            crate::profiles::Validation::NoProfile => {
+                problems.push(format!("{at} names no meta.profile to validate against"));
+            }
+            crate::profiles::Validation::UnknownProfile(url) => problems.push(format!(
+                "{at} claims {url}, which is not a gegevensdienst-49 profile"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        v(
+            Outcome::Pass,
+            format!("all {valid} resources valid against their profile's schema"),
+            ev,
+        )
+    } else {
+        let shown: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
+        let more = problems.len().saturating_sub(shown.len());
+        let tail = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        v(
+            Outcome::Fail,
+            format!(
+                "{} of {} resources do not validate: {}{tail}",
+                problems.len(),
+                problems.len() + valid,
+                shown.join(" | ")
+            ),
+            ev,
+        )
     }
 }
 
-/// The searchset Bundle of an HTTP 200 JSON answer, or the verdict when there is none.
-fn ok_bundle(h: &HttpResult) -> Result<Value, Verdict> {
-    let ev: Vec<usize> = h.seq.into_iter().collect();
-    let (status, _) = response(h)?;
-    if status != 200 {
-        return Err(v(
-            Outcome::Fail,
-            format!("HTTP {status} instead of a Bundle"),
-            ev,
+/// BSN identifiers that carry a value, anywhere in `v`, by path (`path` is the way down).
+fn bsn_identifiers<'a>(v: &'a Value, path: &mut Vec<&'a str>, found: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if map.get("system").and_then(Value::as_str) == Some(crate::fixtures::BSN_SYSTEM)
+                && map.get("value").is_some()
+            {
+                found.push(path.join("."));
+            }
+            for (k, child) in map {
+                path.push(k);
+                bsn_identifiers(child, path, found);
+                path.pop();
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| bsn_identifiers(i, path, found)),
+        _ => {}
+    }
+}
+
+fn no_bsn_in_bundle(h: &HttpResult, bsn: &str) -> Verdict {
+    let ev = h.seqs();
+    let mut found = Vec::new();
+    for (n, page) in h.all_pages().enumerate() {
+        let body = match response(page) {
+            Ok((_, body)) => body,
+            Err(verdict) => return verdict,
+        };
+        let Some(bundle) = page.json_ref() else {
+            return v(Outcome::Fail, "the response is not JSON", ev);
+        };
+        let mut identifiers = Vec::new();
+        bsn_identifiers(bundle, &mut vec!["Bundle"], &mut identifiers);
+        if !identifiers.is_empty() {
+            found.push(format!(
+                "a BSN identifier with a value at {}",
+                identifiers.join(", ")
+            ));
+        } else if !bsn.is_empty() && body.contains(bsn) {
+            found.push(format!(
+                "page {}: the person's BSN appears in the body",
+                n + 1
+            ));
+        }
+        if links_of(bundle).into_iter().any(names_a_bsn) {
+            found.push(format!("page {}: a link names a BSN", n + 1));
+        }
+    }
+    if found.is_empty() {
+        v(Outcome::Pass, "no BSN anywhere in the Bundle", ev)
+    } else {
+        v(Outcome::Fail, found.join("; "), ev)
+    }
+}
+
+fn paged(h: &HttpResult, max_entries: usize) -> Verdict {
+    let ev = h.seqs();
+    let (mut matches, mut largest, mut pages) = (0usize, 0usize, 0usize);
+    let mut seen = std::collections::HashSet::new();
+    let mut twice = Vec::new();
+    let mut total = None;
+    for (n, page) in h.all_pages().enumerate() {
+        let (status, _) = match response(page) {
+            Ok(x) => x,
+            Err(verdict) => return verdict,
+        };
+        if status != 200 {
+            return v(
+                Outcome::Fail,
+                format!("page {}: HTTP {status} instead of a Bundle", n + 1),
+                ev,
+            );
+        }
+        let Some(bundle) = page.json_ref() else {
+            return v(
+                Outcome::Fail,
+                format!("page {}: the response is not JSON", n + 1),
+                ev,
+            );
+        };
+        if n == 0 {
+            total = bundle["total"].as_u64();
+        }
+        pages += 1;
+        let on_page: Vec<&Value> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["search"]["mode"].as_str().is_none_or(|m| m == "match"))
+            .map(|e| &e["resource"])
+            .collect();
+        largest = largest.max(on_page.len());
+        matches += on_page.len();
+        for r in on_page {
+            let key = format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            );
+            if !seen.insert(key.clone()) && twice.len() < 5 {
+                twice.push(key);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    if largest > max_entries {
+        problems.push(format!(
+            "a page holds {largest} matches, more than {max_entries}: a large result must come in pages linked by next"
         ));
     }
-    h.json()
-        .ok_or_else(|| v(Outcome::Fail, "the response is not JSON", ev))
+    if let Some(why) = &h.paging_stopped {
+        problems.push(why.clone());
+    }
+    if let Some(total) = total.filter(|t| *t != matches as u64) {
+        problems.push(format!(
+            "Bundle.total says {total}, the {pages} page(s) held {matches} matches"
+        ));
+    }
+    if !twice.is_empty() {
+        problems.push(format!("served on two pages: {}", twice.join(", ")));
+    }
+    let notes: String = h.paging_notes.iter().map(|n| format!("; {n}")).collect();
+    if problems.is_empty() {
+        v(
+            Outcome::Pass,
+            format!("{matches} matches in {pages} page(s), at most {largest} per page{notes}"),
+            ev,
+        )
+    } else {
+        v(Outcome::Fail, problems.join("; "), ev)
+    }
+}
+
+/// A search's answer over all its pages: the first page's Bundle, and the resources of every
+/// page's entries, borrowed.
+struct Searchset<'a> {
+    first: &'a Value,
+    resources: Vec<&'a Value>,
+}
+
+/// The searchset of HTTP 200 JSON answers, or the verdict when a page is not one.
+fn searchset(h: &HttpResult) -> Result<Searchset<'_>, Verdict> {
+    let ev = h.seqs();
+    let mut first = None;
+    let mut resources = Vec::new();
+    for (n, page) in h.all_pages().enumerate() {
+        let which = if n == 0 {
+            String::new()
+        } else {
+            format!("page {}: ", n + 1)
+        };
+        let (status, _) = response(page)?;
+        if status != 200 {
+            return Err(v(
+                Outcome::Fail,
+                format!("{which}HTTP {status} instead of a Bundle"),
+                ev,
+            ));
+        }
+        let bundle = page.json_ref().ok_or_else(|| {
+            v(
+                Outcome::Fail,
+                format!("{which}the response is not JSON"),
+                ev.clone(),
+            )
+        })?;
+        first.get_or_insert(bundle);
+        resources.extend(entries_of(bundle));
+    }
+    match first {
+        Some(first) => Ok(Searchset { first, resources }),
+        None => Err(v(Outcome::Error, "no response", ev)),
+    }
+}
+
+/// The resources of a Bundle's entries.
+fn entries_of(bundle: &Value) -> impl Iterator<Item = &Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
 }
 
 fn response(h: &HttpResult) -> Result<(u16, &str), Verdict> {
@@ -1028,9 +1397,12 @@ fn token_refused(h: &HttpResult, expected: Option<&str>, tls_counts: bool) -> Ve
 }
 
 fn fhir_searchset(h: &HttpResult, types: &[&str]) -> Verdict {
-    let ev: Vec<usize> = h.seq.into_iter().collect();
-    let bundle = match ok_bundle(h) {
-        Ok(b) => b,
+    let ev = h.seqs();
+    let Searchset {
+        first: bundle,
+        resources,
+    } = match searchset(h) {
+        Ok(s) => s,
         Err(verdict) => return verdict,
     };
     if bundle["resourceType"] != "Bundle" || bundle["type"] != "searchset" {
@@ -1043,12 +1415,6 @@ fn fhir_searchset(h: &HttpResult, types: &[&str]) -> Verdict {
             ev,
         );
     }
-    let resources: Vec<&Value> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["resource"])
-        .collect();
     let mut problems = Vec::new();
     if !resources.iter().any(|r| r["resourceType"] == types[0]) {
         problems.push(format!("no {} in the result", types[0]));
@@ -1130,6 +1496,10 @@ mod tests {
                 body: body.to_string(),
             },
             elapsed_ms: 5,
+            pages: Vec::new(),
+            paging_stopped: None,
+            paging_notes: Vec::new(),
+            parsed: Default::default(),
         }
     }
 
@@ -1140,6 +1510,10 @@ mod tests {
                 reason: reason.into(),
             },
             elapsed_ms: 5,
+            pages: Vec::new(),
+            paging_stopped: None,
+            paging_notes: Vec::new(),
+            parsed: Default::default(),
         }
     }
 

@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Bodies longer than this are cut in the log (the checks see the full body through step results).
-const MAX_LOGGED_BODY: usize = 64 * 1024;
+pub const MAX_LOGGED_BODY: usize = 64 * 1024;
 
 /// Who sent or received a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -77,6 +77,8 @@ pub struct RawExchange {
     pub response_body: Option<String>,
     pub transport_error: Option<String>,
     pub started: Option<Instant>,
+    /// Bodies are logged up to this many bytes (the checks always see all of it).
+    pub logged_body_limit: usize,
 }
 
 impl RawExchange {
@@ -93,6 +95,7 @@ impl RawExchange {
             response_body: None,
             transport_error: None,
             started: Some(Instant::now()),
+            logged_body_limit: MAX_LOGGED_BODY,
         }
     }
 
@@ -175,10 +178,14 @@ impl ExchangeLog {
             method: raw.method,
             url: s.redact(&raw.url),
             request_headers: headers(raw.request_headers, s),
-            request_body: raw.request_body.map(|b| s.redact(&truncate(b))),
+            request_body: raw
+                .request_body
+                .map(|b| redact_and_cut(s, b, raw.logged_body_limit)),
             status: raw.status,
             response_headers: headers(raw.response_headers, s),
-            response_body: raw.response_body.map(|b| s.redact(&truncate(b))),
+            response_body: raw
+                .response_body
+                .map(|b| redact_and_cut(s, b, raw.logged_body_limit)),
             transport_error: raw.transport_error.map(|e| s.redact(&e)),
             elapsed_ms,
         };
@@ -207,16 +214,35 @@ impl ExchangeLog {
     }
 }
 
-fn truncate(mut body: String) -> String {
-    if body.len() > MAX_LOGGED_BODY {
-        let mut cut = MAX_LOGGED_BODY;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let total = body.len();
-        body.truncate(cut);
-        body.push_str(&format!("\n[… truncated: {total} bytes in all]"));
+/// Redacts `body` and cuts it to `limit` bytes. Redaction runs on a margin beyond the cut, so
+/// a secret that straddles the cut is replaced whole, never left half; the rest of a large body
+/// is not scanned at all.
+fn redact_and_cut(s: &mut Secrets, mut body: String, limit: usize) -> String {
+    const MARGIN: usize = 8 * 1024;
+    let total = body.len();
+    if total > limit.saturating_add(MARGIN) {
+        body.truncate(char_boundary(&body, limit + MARGIN));
     }
+    let redacted = s.redact(&body);
+    if total > limit {
+        cut_with_note(redacted, limit, total)
+    } else {
+        redacted
+    }
+}
+
+fn char_boundary(s: &str, mut at: usize) -> usize {
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn cut_with_note(mut body: String, limit: usize, total: usize) -> String {
+    if body.len() > limit {
+        body.truncate(char_boundary(&body, limit));
+    }
+    body.push_str(&format!("\n[… truncated: {total} bytes in all]"));
     body
 }
 
@@ -520,9 +546,20 @@ mod tests {
     }
 
     #[test]
-    fn long_bodies_are_cut_on_a_char_boundary() {
+    fn long_bodies_are_cut_on_a_char_boundary_and_no_half_secret_survives() {
         let body = "é".repeat(MAX_LOGGED_BODY);
-        let cut = truncate(body);
-        assert!(cut.contains("truncated"));
+        let total = body.len();
+        let cut = redact_and_cut(&mut Secrets::default(), body, MAX_LOGGED_BODY);
+        assert!(cut.ends_with(&format!("[… truncated: {total} bytes in all]")));
+        // A token straddling the cut: learned from its position, replaced whole.
+        let token = "a".repeat(40);
+        let body = format!(
+            "{}\"access_token\": \"{token}\"{}",
+            " ".repeat(90),
+            " ".repeat(200)
+        );
+        let cut = redact_and_cut(&mut Secrets::default(), body, 120);
+        assert!(!cut.contains("aaaa"), "{cut}");
+        assert!(cut.contains("truncated"), "{cut}");
     }
 }

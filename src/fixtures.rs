@@ -45,6 +45,135 @@ pub const EMBEDDED_MANIFEST: (&str, &str) = (
 pub struct Manifest {
     #[serde(rename = "patient")]
     pub patients: Vec<ManifestPatient>,
+    /// Generated records (for scale); [`Manifest::parse`] adds their expectations to
+    /// `patients`, and the patient stores generate the records themselves.
+    #[serde(default)]
+    pub synthetic: Vec<Synthetic>,
+}
+
+/// A generated test patient with a large record: `observations` lab results inside the
+/// 14-month window, all expected, and `outside_window` older ones, excluded by the lab window.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Synthetic {
+    pub name: String,
+    pub bsn: String,
+    pub observations: usize,
+    #[serde(default)]
+    pub outside_window: usize,
+}
+
+/// The `source` (and manifest `file`) of a generated patient.
+const SYNTHETIC_PREFIX: &str = "synthetic:";
+
+impl Synthetic {
+    fn source(&self) -> String {
+        format!("{SYNTHETIC_PREFIX}{}", self.name)
+    }
+
+    fn lab_id(i: usize) -> String {
+        format!("lg-lab-{i:05}")
+    }
+
+    fn old_lab_id(i: usize) -> String {
+        format!("lg-lab-old-{i:03}")
+    }
+
+    /// What a conformant DVA must and must not return for this record.
+    fn expectations(&self) -> ManifestPatient {
+        let mut expected = BTreeMap::new();
+        expected.insert(
+            "patient".to_string(),
+            vec!["lg-pat".to_string(), "lg-prac".to_string()],
+        );
+        expected.insert(
+            "results".to_string(),
+            (0..self.observations).map(Synthetic::lab_id).collect(),
+        );
+        ManifestPatient {
+            file: self.source(),
+            bsn: self.bsn.clone(),
+            expected,
+            excluded: (0..self.outside_window)
+                .map(|i| Excluded {
+                    item: Synthetic::old_lab_id(i),
+                    query: "results".into(),
+                    reason: "lab results older than 14 months are not shared (NHG/Patiëntenfederatie guideline)".into(),
+                    rule: Some("lab-window".into()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The record, with dates relative to `today`: results spread over the last 390 days
+    /// (inside the window), the older ones 450 days back and more.
+    pub fn generate(&self, today: OffsetDateTime) -> Patient {
+        use serde_json::json;
+        const TESTS: &[(&str, &str, &str, f64)] = &[
+            ("2782", "HbA1c (IFCC) (test)", "mmol/mol", 48.0),
+            ("382", "Glucose nuchter (test)", "mmol/l", 6.1),
+            ("1542", "Kreatinine (test)", "umol/l", 80.0),
+            ("1263", "Cholesterol totaal (test)", "mmol/l", 5.2),
+        ];
+        let item = |id: &str| json!([{ "system": ITEM_SYSTEM, "value": id }]);
+        let subject = json!({ "reference": "Patient/lg-pat", "display": "G. Groot-Dossier" });
+        let lab = |id: String, days_back: i64, n: usize| {
+            let (code, display, unit, base) = TESTS[n % TESTS.len()];
+            json!({
+                "resourceType": "Observation",
+                "id": id,
+                "meta": { "profile": ["http://nictiz.nl/fhir/StructureDefinition/gp-LaboratoryResult"] },
+                "identifier": item(&id),
+                "status": "final",
+                "code": { "coding": [{
+                    "system": "https://referentiemodel.nhg.org/tabellen/nhg-tabel-45-diagnostische-bepalingen",
+                    "code": code,
+                    "display": display
+                }] },
+                "subject": subject,
+                "effectiveDateTime": crate::saml::instant(today - Duration::days(days_back)),
+                "valueQuantity": {
+                    "value": base + (n % 10) as f64 / 10.0,
+                    "unit": unit,
+                    "system": "http://unitsofmeasure.org",
+                    "code": unit
+                }
+            })
+        };
+        let mut resources = vec![
+            json!({
+                "resourceType": "Patient",
+                "id": "lg-pat",
+                "meta": { "profile": ["http://fhir.nl/fhir/StructureDefinition/nl-core-patient"] },
+                "identifier": [
+                    { "system": BSN_SYSTEM, "value": self.bsn },
+                    { "system": ITEM_SYSTEM, "value": "lg-pat" }
+                ],
+                "name": [{ "use": "official", "family": "Groot-Dossier", "given": ["Gerda"] }],
+                "gender": "female",
+                "birthDate": "1950-02-03",
+                "generalPractitioner": [{ "reference": "Practitioner/lg-prac", "display": "A. de Waard" }]
+            }),
+            json!({
+                "resourceType": "Practitioner",
+                "id": "lg-prac",
+                "meta": { "profile": ["http://fhir.nl/fhir/StructureDefinition/nl-core-practitioner"] },
+                "identifier": item("lg-prac"),
+                "name": [{ "family": "A. de Waard" }]
+            }),
+        ];
+        resources.extend(
+            (0..self.observations).map(|i| lab(Synthetic::lab_id(i), 1 + (i % 390) as i64, i)),
+        );
+        resources.extend(
+            (0..self.outside_window).map(|i| lab(Synthetic::old_lab_id(i), 450 + i as i64, i)),
+        );
+        Patient {
+            bsn: self.bsn.clone(),
+            source: self.source(),
+            resources,
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -86,10 +215,32 @@ pub fn item_ids(resource: &Value) -> Vec<&str> {
 
 impl Manifest {
     pub fn parse(path: &str, text: &str) -> Result<Manifest, FixtureError> {
-        toml::from_str(text).map_err(|e| FixtureError::Invalid {
+        let invalid = |message: String| FixtureError::Invalid {
             path: path.to_string(),
-            message: e.message().trim().to_string(),
-        })
+            message,
+        };
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!("line {}: ", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default();
+            invalid(format!("{at}{}", e.message().trim()))
+        })?;
+        for s in &manifest.synthetic {
+            if !crate::ids::is_test_bsn(&s.bsn) {
+                return Err(invalid(format!(
+                    "synthetic {:?}: {} is not a test BSN (9999xxxxx with a valid 11-check)",
+                    s.name, s.bsn
+                )));
+            }
+        }
+        let generated: Vec<ManifestPatient> = manifest
+            .synthetic
+            .iter()
+            .map(Synthetic::expectations)
+            .collect();
+        manifest.patients.extend(generated);
+        Ok(manifest)
     }
 
     pub fn patient(&self, bsn: &str) -> Option<&ManifestPatient> {
@@ -113,7 +264,8 @@ impl Manifest {
                     mp.file, patient.source
                 )));
             }
-            let items: Vec<&str> = patient.resources.iter().flat_map(item_ids).collect();
+            let items: std::collections::HashSet<&str> =
+                patient.resources.iter().flat_map(item_ids).collect();
             let queries = mp
                 .expected
                 .keys()
@@ -161,7 +313,8 @@ pub const GP_QUERIES: &[GpQuery] = &[
     GpQuery {
         name: "episodes",
         path: "EpisodeOfCare",
-        types: &["EpisodeOfCare"],
+        // A server may add the Flags (attention values) that point at the episodes.
+        types: &["EpisodeOfCare", "Flag"],
     },
     GpQuery {
         name: "medication",
@@ -187,6 +340,65 @@ pub const GP_QUERIES: &[GpQuery] = &[
         name: "encounters",
         path: "Encounter",
         types: &["Encounter"],
+    },
+];
+
+/// A category of the NHG/Patiëntenfederatie guideline for online access, and the query of
+/// gegevensdienst 49 that carries it (`None`: the service cannot carry it at all).
+#[derive(Debug, Clone, Copy)]
+pub struct Category {
+    pub name: &'static str,
+    pub query: Option<&'static str>,
+    pub note: &'static str,
+}
+
+/// Every category a patient must see, in the guideline's order, as the report summarises a
+/// cell. Treatment and correspondence are reported as not exchangeable, never as missing.
+pub const CATEGORIES: &[Category] = &[
+    Category {
+        name: "Patient and general practitioner",
+        query: Some("patient"),
+        note: "",
+    },
+    Category {
+        name: "Episodes: current, closed with attention value, prophylaxis and precautions",
+        query: Some("episodes"),
+        note: "Flags (attention values) may come with the episodes; the Conditions they name cannot be retrieved in gegevensdienst 49",
+    },
+    Category {
+        name: "Current medication, with the medication agreement (Wegiz)",
+        query: Some("medication"),
+        note: "",
+    },
+    Category {
+        name: "Medication hypersensitivity, inactive ones too",
+        query: Some("allergies"),
+        note: "",
+    },
+    Category {
+        name: "Lab and diagnostic results of the last 14 months",
+        query: Some("results"),
+        note: "",
+    },
+    Category {
+        name: "Journal: E and P lines since the practice started online access",
+        query: Some("journal"),
+        note: "",
+    },
+    Category {
+        name: "Contacts (encounters)",
+        query: Some("encounters"),
+        note: "",
+    },
+    Category {
+        name: "Treatment",
+        query: None,
+        note: "not exchangeable in gegevensdienst 49: it has no FHIR mapping in the service",
+    },
+    Category {
+        name: "Correspondence",
+        query: None,
+        note: "not exchangeable in gegevensdienst 49: letters travel as PDF/A through gegevensdienst 51",
     },
 ];
 
@@ -283,17 +495,41 @@ pub struct PatientStore {
 }
 
 impl PatientStore {
+    /// The embedded patients and the records the embedded manifest generates.
     pub fn embedded() -> Result<PatientStore, FixtureError> {
         let today = OffsetDateTime::now_utc();
         let mut store = PatientStore::default();
         for (path, json) in EMBEDDED_PATIENTS {
             store.insert(Patient::parse(path, json, today)?);
         }
+        let (path, text) = EMBEDDED_MANIFEST;
+        store.generate(&Manifest::parse(path, text)?, today);
         Ok(store)
     }
 
-    /// Every `*.json` in `dir`.
+    /// Adds the records `manifest` generates.
+    fn generate(&mut self, manifest: &Manifest, today: OffsetDateTime) {
+        for s in &manifest.synthetic {
+            self.insert(s.generate(today));
+        }
+    }
+
+    /// Every `*.json` in `dir`, and the records `dir/manifest.toml` generates, if present.
     pub fn load_dir(dir: &Path) -> Result<PatientStore, FixtureError> {
+        let mut store = PatientStore::load_files(dir)?;
+        let manifest = dir.join("manifest.toml");
+        if manifest.exists() {
+            let path = manifest.display().to_string();
+            let text = std::fs::read_to_string(&manifest).map_err(|source| FixtureError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            store.generate(&Manifest::parse(&path, &text)?, OffsetDateTime::now_utc());
+        }
+        Ok(store)
+    }
+
+    fn load_files(dir: &Path) -> Result<PatientStore, FixtureError> {
         let today = OffsetDateTime::now_utc();
         let read_err = |source| FixtureError::Read {
             path: dir.display().to_string(),
@@ -378,10 +614,24 @@ pub fn export(
             path: mp.file.clone(),
             source,
         })?;
-        write(&mp.file, &json)?;
-        let script = mp.file.trim_end_matches(".json").to_string() + ".md";
+        // A generated record is regenerated from the manifest on load; its data goes into a
+        // folder of its own, for the vendor, where loading does not read it twice.
+        let file = match mp.file.strip_prefix(SYNTHETIC_PREFIX) {
+            Some(name) => {
+                std::fs::create_dir_all(dir.join("synthetic")).map_err(|source| {
+                    FixtureError::Read {
+                        path: dir.join("synthetic").display().to_string(),
+                        source,
+                    }
+                })?;
+                format!("synthetic/{name}.json")
+            }
+            None => mp.file.clone(),
+        };
+        write(&file, &json)?;
+        let script = file.trim_end_matches(".json").to_string() + ".md";
         write(&script, &script_of(patient, mp))?;
-        written.extend([mp.file.clone(), script]);
+        written.extend([file, script]);
     }
     write("manifest.toml", manifest_text)?;
     written.push("manifest.toml".into());
@@ -471,6 +721,11 @@ fn script_of(patient: &Patient, mp: &ManifestPatient) -> String {
             item_ids(r).join(",")
         )
     };
+    let by_item: std::collections::HashMap<&str, &Value> = patient
+        .resources
+        .iter()
+        .flat_map(|r| item_ids(r).into_iter().map(move |i| (i, r)))
+        .collect();
     for query in GP_QUERIES {
         out.push_str(&format!(
             "\n## {} (`{}`)\n\nMust be visible:\n",
@@ -478,11 +733,7 @@ fn script_of(patient: &Patient, mp: &ManifestPatient) -> String {
             query.path.split('?').next().unwrap_or("")
         ));
         for item in mp.expected.get(query.name).into_iter().flatten() {
-            if let Some(r) = patient
-                .resources
-                .iter()
-                .find(|r| item_ids(r).contains(&item.as_str()))
-            {
+            if let Some(r) = by_item.get(item.as_str()) {
                 out.push_str(&format!("- {}\n", describe(r)));
             }
         }
@@ -494,11 +745,7 @@ fn script_of(patient: &Patient, mp: &ManifestPatient) -> String {
         if !hidden.is_empty() {
             out.push_str("\nMust NOT be visible in the PGO:\n");
             for x in hidden {
-                if let Some(r) = patient
-                    .resources
-                    .iter()
-                    .find(|r| item_ids(r).contains(&x.item.as_str()))
-                {
+                if let Some(r) = by_item.get(x.item.as_str()) {
                     out.push_str(&format!("- {} — because {}\n", describe(r), x.reason));
                 }
             }
@@ -571,7 +818,23 @@ mod tests {
         let (path, text) = EMBEDDED_MANIFEST;
         let manifest = Manifest::parse(path, text).unwrap();
         manifest.validate(path, &store).unwrap();
-        assert_eq!(manifest.patients.len(), 2);
+        assert_eq!(manifest.patients.len(), 3, "two written, one generated");
+        let large = manifest.patient("999910012").expect("the large record");
+        assert_eq!(large.expected["results"].len(), 10_000);
+        assert_eq!(large.excluded.len(), 25);
+        let record = store.get("999910012").unwrap();
+        let window = lab_window_start(OffsetDateTime::now_utc().date());
+        let inside = record
+            .of_type("Observation")
+            .filter(|o| {
+                let day = &o["effectiveDateTime"].as_str().unwrap()[..10];
+                day >= window.to_string().as_str()
+            })
+            .count();
+        assert_eq!(
+            inside, 10_000,
+            "the generated results sit where the manifest says"
+        );
         let broken = text.replacen("dv-lab-old", "dv-lab-ancient", 1);
         let err = Manifest::parse(path, &broken)
             .unwrap()
@@ -587,6 +850,20 @@ mod tests {
         assert_eq!(render_date("@now+0d", t).unwrap(), "2023-11-14T22:13:20Z");
         assert_eq!(render_date("@todayX", t), None);
         assert_eq!(render_date("plain", t), None);
+    }
+
+    #[test]
+    fn a_synthetic_record_needs_a_test_bsn_and_a_bad_manifest_names_its_line() {
+        let (path, text) = EMBEDDED_MANIFEST;
+        let err = Manifest::parse(path, &text.replace("999910012", "123456782")).unwrap_err();
+        assert!(err.to_string().contains("not a test BSN"), "{err}");
+        let err = Manifest::parse(path, &text.replace("observations = ", "observatons = "))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line ") && err.contains("observatons"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub enum DvaTarget {
         quirks: Quirks,
         #[serde(default)]
         lifetimes: LifetimeSettings,
+        /// Search results with more matches than this come in pages linked by `next`. [U] the
+        /// IG names no page size; 100 is a common server default.
+        #[serde(default = "page_size")]
+        page_size: usize,
     },
     /// A real DVA (a vendor's test environment), reached on the hosts the row's ZAL names. The
     /// mock TVS listens on fixed addresses so the DVA can be registered with it; the DVA must
@@ -189,6 +193,10 @@ pub struct LifetimeSettings {
     /// Simulated DVAs only: the access token lifetime (`expires_in`).
     #[serde(default = "access_token_s")]
     pub access_token_s: u64,
+}
+
+fn page_size() -> usize {
+    100
 }
 
 fn code_s() -> u64 {

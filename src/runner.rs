@@ -165,6 +165,7 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         entity_index,
         quirks,
         lifetimes,
+        page_size,
     } = &row.row.target
     else {
         return None;
@@ -197,6 +198,7 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         online_access_start: (time::OffsetDateTime::now_utc() - time::Duration::days(365)).date(),
         ocl: row.ocl.clone(),
         patients: prepared.patients.clone(),
+        page_size: (*page_size).max(1),
     })
 }
 
@@ -603,7 +605,14 @@ async fn run_step(
                 .transpose(),
             gp_query(&f.query),
         ) {
-            (Ok(at), Some(q)) => StepResult::Http(pgo.fhir(q, f, at.as_deref()).await),
+            (Ok(at), Some(q)) => {
+                // For paging through a large record: a PGO refreshes an expired token and goes on.
+                let refresh = f
+                    .token_from
+                    .as_deref()
+                    .and_then(|t| token_from(t, "refresh_token").ok());
+                StepResult::Http(pgo.fhir(q, f, at.as_deref(), refresh).await)
+            }
             (Err(reason), _) => StepResult::NotRun { reason },
             (_, None) => StepResult::NotRun {
                 reason: format!("unknown query {:?}", &f.query),
@@ -679,6 +688,7 @@ pub fn build_report(
             };
             cells.push(CellReport {
                 timing,
+                dataset: crate::report::dataset_summary(&scenarios),
                 privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),
                 row: row.row.id.clone(),
                 column: column.id.clone(),

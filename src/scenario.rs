@@ -266,9 +266,28 @@ pub enum CheckSpec {
     /// Every reference in the step's resources resolves within the scenario's FHIR results;
     /// references to types service 49 cannot return (Condition) are reported, not failed.
     ReferencesResolve { step: String },
-    /// Every coding of every CodeableConcept in the step's resources has a system and a code
-    /// (bare Coding elements such as Encounter.class are not looked at yet).
+    /// Every coding in the step's resources has a system and a code: those of CodeableConcepts
+    /// and the bare Codings (Encounter.class, meta.security, meta.tag).
     CodingsComplete { step: String },
+    /// Every resource validates against koppeltest's JSON Schema of its `meta.profile`
+    /// (`schemas/fhir/`).
+    ProfileValid { step: String },
+    /// No BSN anywhere in the Bundle: no BSN identifier with a value (the Patient's is masked),
+    /// the logged-in person's BSN in no field, and no link naming a BSN.
+    NoBsnInBundle { step: String },
+    /// A large result comes in pages linked by `next`: no page holds more than `max_entries`
+    /// matches, the pages together hold `Bundle.total` matches, none twice, and every `next`
+    /// link stays on the resource endpoint.
+    Paged {
+        step: String,
+        /// [U] the IG names no limit; 1000 matches in one Bundle is taken as unpaged.
+        #[serde(default = "default_max_page_entries")]
+        max_entries: usize,
+    },
+}
+
+fn default_max_page_entries() -> usize {
+    1000
 }
 
 impl CheckSpec {
@@ -289,6 +308,9 @@ impl CheckSpec {
             CheckSpec::DatasetComplete { .. } => "dataset-complete",
             CheckSpec::ReferencesResolve { .. } => "references-resolve",
             CheckSpec::CodingsComplete { .. } => "codings-complete",
+            CheckSpec::ProfileValid { .. } => "profile-valid",
+            CheckSpec::NoBsnInBundle { .. } => "no-bsn-in-bundle",
+            CheckSpec::Paged { .. } => "paged",
         }
     }
 
@@ -308,7 +330,10 @@ impl CheckSpec {
             | CheckSpec::WithinBudget { step, .. }
             | CheckSpec::DatasetComplete { step }
             | CheckSpec::ReferencesResolve { step }
-            | CheckSpec::CodingsComplete { step } => step,
+            | CheckSpec::CodingsComplete { step }
+            | CheckSpec::ProfileValid { step }
+            | CheckSpec::NoBsnInBundle { step }
+            | CheckSpec::Paged { step, .. } => step,
         }
     }
 
@@ -327,7 +352,10 @@ impl CheckSpec {
             | CheckSpec::NoBsnInLinks { .. }
             | CheckSpec::DatasetComplete { .. }
             | CheckSpec::ReferencesResolve { .. }
-            | CheckSpec::CodingsComplete { .. } => &["fhir"],
+            | CheckSpec::CodingsComplete { .. }
+            | CheckSpec::ProfileValid { .. }
+            | CheckSpec::NoBsnInBundle { .. }
+            | CheckSpec::Paged { .. } => &["fhir"],
             CheckSpec::WithinBudget { .. } => &["token", "refresh", "fhir"],
         }
     }
@@ -641,6 +669,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "scenarios/dataset-bakker.toml",
         include_str!("../scenarios/dataset-bakker.toml"),
+    ),
+    (
+        "scenarios/dataset-large-record.toml",
+        include_str!("../scenarios/dataset-large-record.toml"),
     ),
     (
         "scenarios/dataset-de-vries.toml",

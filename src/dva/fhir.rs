@@ -105,13 +105,49 @@ pub async fn search(
             "no record for this token",
         );
     };
-    let rules = Disclosure::of(&dva.cfg, time::OffsetDateTime::now_utc().date());
-    let (matches, includes) = select(patient, &resource_type, &params, &rules);
-    let base = format!("https://{}/fhir", dva.cfg.back_host);
-    let mut self_link = match query.as_deref().filter(|q| !q.is_empty()) {
-        Some(q) => format!("{base}/{resource_type}?{q}"),
-        None => format!("{base}/{resource_type}"),
+    let today = time::OffsetDateTime::now_utc().date();
+    let rules = Disclosure::of(&dva.cfg, today);
+    let query_without_page: Vec<String> = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("_page="))
+        .map(str::to_string)
+        .collect();
+    let key = format!(
+        "{}\n{today}\n{resource_type}\n{}",
+        grant.bsn,
+        query_without_page.join("&")
+    );
+    let cached = Dva::lock(&dva.searches).get(&key).cloned();
+    let matches = match cached {
+        Some(m) => m,
+        None => {
+            let m = Arc::new(matching(patient, &resource_type, &params, &rules));
+            Dva::lock(&dva.searches).insert(key, m.clone());
+            m
+        }
     };
+    let base = format!("https://{}/fhir", dva.cfg.back_host);
+    let page = Paging::of(&params, dva.cfg.page_size, quirks.has(Quirk::NoPaging));
+    let on_page: Vec<&Value> = page
+        .slice(&matches)
+        .iter()
+        .map(|i| &patient.resources[*i])
+        .collect();
+    let includes = included(patient, &resource_type, &on_page, &params, &rules);
+    let link_to = |page: Option<usize>| {
+        let mut parts = query_without_page.clone();
+        if let Some(n) = page {
+            parts.push(format!("_page={n}"));
+        }
+        if parts.is_empty() {
+            format!("{base}/{resource_type}")
+        } else {
+            format!("{base}/{resource_type}?{}", parts.join("&"))
+        }
+    };
+    let mut self_link = link_to((page.number > 1).then_some(page.number));
     if quirks.has(Quirk::BsnInSelfLink) {
         let sep = if self_link.contains('?') { '&' } else { '?' };
         self_link.push_str(&format!(
@@ -120,35 +156,97 @@ pub async fn search(
             grant.bsn
         ));
     }
+    let mut links = vec![json!({ "relation": "self", "url": self_link })];
+    if page.has_next(matches.len()) {
+        links.push(json!({ "relation": "next", "url": link_to(Some(page.number + 1)) }));
+    }
     let strip_profile = dva.cfg.quirks.has(Quirk::MetaProfileMissing);
     let entry = |r: &Value, mode: &str| {
-        let mut r = r.clone();
-        if strip_profile {
-            if let Some(meta) = r.get_mut("meta").and_then(Value::as_object_mut) {
-                meta.remove("profile");
+        // Most resources are served as stored: serialised in place, not copied.
+        let shaped;
+        let r = if rules.reshapes(r) || strip_profile {
+            let mut copy = rules.shape(r);
+            if strip_profile {
+                if let Some(meta) = copy.get_mut("meta").and_then(Value::as_object_mut) {
+                    meta.remove("profile");
+                }
             }
-        }
-        let full_url = format!(
-            "{base}/{}/{}",
-            r["resourceType"].as_str().unwrap_or(""),
-            r["id"].as_str().unwrap_or("")
-        );
-        json!({ "fullUrl": full_url, "resource": r, "search": { "mode": mode } })
+            shaped = copy;
+            &shaped
+        } else {
+            r
+        };
+        format!(
+            r#"{{"fullUrl":{},"resource":{r},"search":{{"mode":"{mode}"}}}}"#,
+            Value::String(format!(
+                "{base}/{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            ))
+        )
     };
-    let mut entries: Vec<Value> = matches.iter().map(|r| entry(r, "match")).collect();
-    entries.extend(includes.iter().map(|r| entry(r, "include")));
-    let bundle = json!({
-        "resourceType": "Bundle",
-        "id": crate::ids::uuid_v4(),
-        "type": "searchset",
-        "total": matches.len(),
-        "link": [{ "relation": "self", "url": self_link }],
-        "entry": entries,
-    });
-    let mut r = (StatusCode::OK, bundle.to_string()).into_response();
+    let entries: Vec<String> = on_page
+        .iter()
+        .map(|r| entry(r, "match"))
+        .chain(includes.iter().map(|r| entry(r, "include")))
+        .collect();
+    // Written in FHIR's element order rather than serde_json's alphabetical one, so that the
+    // links come before the entries: a logged page cut short still shows where it leads.
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","id":"{}","type":"searchset","total":{},"link":{},"entry":{}}}"#,
+        crate::ids::uuid_v4(),
+        matches.len(),
+        Value::Array(links),
+        format_args!("[{}]", entries.join(","))
+    );
+    let mut r = (StatusCode::OK, bundle).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r
+}
+
+/// Which slice of a search result one request answers: page `number` (1-based, `_page`) of
+/// `size` matches (the server's page size, or a smaller `_count`).
+struct Paging {
+    number: usize,
+    size: usize,
+}
+
+impl Paging {
+    fn of(params: &[(String, String)], server_size: usize, no_paging: bool) -> Paging {
+        if no_paging {
+            return Paging {
+                number: 1,
+                size: usize::MAX,
+            };
+        }
+        let number = param(params, "_page")
+            .and_then(|p| p.parse().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1);
+        let size = param(params, "_count")
+            .and_then(|c| c.parse().ok())
+            .filter(|c| *c >= 1)
+            .map_or(server_size, |c: usize| c.min(server_size));
+        Paging { number, size }
+    }
+
+    fn slice<'a, T>(&self, all: &'a [T]) -> &'a [T] {
+        let start = (self.number - 1).saturating_mul(self.size).min(all.len());
+        let end = start.saturating_add(self.size).min(all.len());
+        &all[start..end]
+    }
+
+    fn has_next(&self, total: usize) -> bool {
+        self.number.saturating_mul(self.size) < total
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn codings(v: &Value) -> Vec<&Value> {
@@ -257,6 +355,10 @@ struct Disclosure {
     include_general_practitioner: bool,
     break_references: bool,
     strip_coding_systems: bool,
+    /// The Patient's BSN identifier is served with its value masked (data-absent-reason).
+    mask_bsn: bool,
+    dutch_dates: bool,
+    drop_status: bool,
 }
 
 /// The `meta.security` codes (system below) that mark items the patient must not see. [U] a real
@@ -282,6 +384,9 @@ impl Disclosure {
             include_general_practitioner: !q.has(Quirk::GeneralPractitionerNotIncluded),
             break_references: q.has(Quirk::BrokenReferences),
             strip_coding_systems: q.has(Quirk::CodingsWithoutSystem),
+            mask_bsn: !q.has(Quirk::BsnInPatient),
+            dutch_dates: q.has(Quirk::DutchDates),
+            drop_status: q.has(Quirk::StatusMissing),
         }
     }
 
@@ -318,15 +423,51 @@ impl Disclosure {
         }
     }
 
+    /// Whether [`Self::shape`] would change `r`.
+    fn reshapes(&self, r: &Value) -> bool {
+        self.break_references
+            || self.dutch_dates
+            || self.drop_status
+            || self.strip_coding_systems
+            || (self.mask_bsn && r["resourceType"] == "Patient")
+            || (self.strip_so_lines && r["resourceType"] == "Composition")
+    }
+
     /// The resource as the patient may see it: a journal entry without S and O lines.
     fn shape(&self, r: &Value) -> Value {
         let mut r = r.clone();
         if self.break_references {
-            for field in ["encounter", "medicationReference"] {
-                if let Some(reference) = r.get_mut(field).and_then(|f| f.get_mut("reference")) {
-                    *reference =
-                        Value::String(format!("{}-verdwenen", reference.as_str().unwrap_or("")));
+            let mut targets: Vec<&mut Value> = Vec::new();
+            let Value::Object(map) = &mut r else {
+                return r;
+            };
+            for (field, value) in map.iter_mut() {
+                match field.as_str() {
+                    "encounter" | "medicationReference" => targets.push(value),
+                    "extension" => targets.extend(
+                        value
+                            .as_array_mut()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|e| e.get_mut("valueReference")),
+                    ),
+                    _ => {}
                 }
+            }
+            for reference in targets.into_iter().filter_map(|t| t.get_mut("reference")) {
+                *reference =
+                    Value::String(format!("{}-verdwenen", reference.as_str().unwrap_or("")));
+            }
+        }
+        if self.mask_bsn && r["resourceType"] == "Patient" {
+            mask_bsn(&mut r);
+        }
+        if self.dutch_dates {
+            dutch_dates(&mut r);
+        }
+        if self.drop_status {
+            if let Some(map) = r.as_object_mut() {
+                map.remove("status");
             }
         }
 
@@ -343,9 +484,64 @@ impl Disclosure {
     }
 }
 
+/// Replaces the value of BSN identifiers with the data-absent-reason `masked`, as the
+/// qualification's Patient fixture does: the patient is known from the token, never by BSN.
+fn mask_bsn(patient: &mut Value) {
+    for id in patient["identifier"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["system"] == crate::fixtures::BSN_SYSTEM)
+    {
+        if let Some(id) = id.as_object_mut() {
+            id.remove("value");
+            id.insert(
+                "_value".into(),
+                json!({ "extension": [{
+                    "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                    "valueCode": "masked"
+                }] }),
+            );
+        }
+    }
+}
+
+/// `2026-11-23…` → `23-11-2026` in the date fields of service 49's resources.
+fn dutch_dates(r: &mut Value) {
+    let rewrite = |v: &mut Value| {
+        if let Some(d) = v.as_str().and_then(|d| d.get(..10)).and_then(parse_date) {
+            *v = Value::String(format!(
+                "{:02}-{:02}-{}",
+                d.day(),
+                d.month() as u8,
+                d.year()
+            ));
+        }
+    };
+    for field in [
+        "effectiveDateTime",
+        "authoredOn",
+        "date",
+        "assertedDate",
+        "onsetDateTime",
+        "birthDate",
+    ] {
+        if let Some(v) = r.get_mut(field) {
+            rewrite(v);
+        }
+    }
+    if let Some(period) = r.get_mut("period").and_then(Value::as_object_mut) {
+        period.values_mut().for_each(rewrite);
+    }
+}
+
 fn strip_systems(v: &mut Value) {
     match v {
         Value::Object(map) => {
+            // Encounter.class is a bare Coding.
+            if let Some(Value::Object(class)) = map.get_mut("class") {
+                class.remove("system");
+            }
             if let Some(Value::Array(codings)) = map.get_mut("coding") {
                 codings
                     .iter_mut()
@@ -374,40 +570,76 @@ fn parse_date(s: &str) -> Option<time::Date> {
     time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
 
-fn select(
+/// The positions in the record of the resources of `resource_type` a search matches and the
+/// patient may see, in record order.
+fn matching(
     patient: &Patient,
     resource_type: &str,
     params: &[(String, String)],
     rules: &Disclosure,
-) -> (Vec<Value>, Vec<Value>) {
+) -> Vec<usize> {
     let filters: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| !k.starts_with('_') && (rules.honour_period_of_use || k != "periodofuse"))
         .cloned()
         .collect();
-    let matches: Vec<&Value> = patient
-        .of_type(resource_type)
-        .filter(|r| matches_params(r, &filters) && rules.shares(r))
-        .collect();
+    patient
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r["resourceType"] == resource_type && matches_params(r, &filters) && rules.shares(r)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What one page of `matches` brings along: the `_include`d targets, and for episodes the
+/// Flags (attention values) that point at them, which the IG lets a server add.
+fn included<'a>(
+    patient: &'a Patient,
+    resource_type: &str,
+    matches: &[&'a Value],
+    params: &[(String, String)],
+    rules: &Disclosure,
+) -> Vec<&'a Value> {
     let mut includes: Vec<&Value> = Vec::new();
+    let mut add = |target: &'a Value| {
+        if rules.shares(target) && !includes.iter().any(|i| std::ptr::eq(*i, target)) {
+            includes.push(target);
+        }
+    };
     for (_, include) in params.iter().filter(|(k, _)| k == "_include") {
         if include == "Patient:general-practitioner" && !rules.include_general_practitioner {
             continue;
         }
-        for r in &matches {
+        for r in matches {
             for reference in include_refs(r, include) {
-                if let Some(target) = patient.resolve(reference).filter(|t| rules.shares(t)) {
-                    if !includes.iter().any(|i| std::ptr::eq(*i, target)) {
-                        includes.push(target);
-                    }
+                if let Some(target) = patient.resolve(reference) {
+                    add(target);
                 }
             }
         }
     }
-    (
-        matches.into_iter().map(|r| rules.shape(r)).collect(),
-        includes.into_iter().map(|r| rules.shape(r)).collect(),
-    )
+    if resource_type == "EpisodeOfCare" {
+        for flag in patient.of_type("Flag") {
+            let episode = flag_episode(flag).and_then(|r| r.strip_prefix("EpisodeOfCare/"));
+            if episode.is_some() && matches.iter().any(|m| m["id"].as_str() == episode) {
+                add(flag);
+            }
+        }
+    }
+    includes
+}
+
+/// The episode a Flag (zib-Alert) points at through its Flag-EpisodeOfCare extension.
+pub fn flag_episode(flag: &Value) -> Option<&str> {
+    flag["extension"].as_array()?.iter().find(|e| {
+        e["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/Flag-EpisodeOfCare"))
+    })?["valueReference"]["reference"]
+        .as_str()
 }
 
 #[cfg(test)]
@@ -434,6 +666,22 @@ mod tests {
             today,
             today - time::Duration::days(365),
         )
+    }
+
+    /// The whole result of a search (one page), shaped as served.
+    fn select(
+        p: &Patient,
+        resource_type: &str,
+        params: &[(String, String)],
+        rules: &Disclosure,
+    ) -> (Vec<Value>, Vec<Value>) {
+        let m: Vec<&Value> = matching(p, resource_type, params, rules)
+            .into_iter()
+            .map(|i| &p.resources[i])
+            .collect();
+        let i = included(p, resource_type, &m, params, rules);
+        let shape = |rs: Vec<&Value>| rs.into_iter().map(|r| rules.shape(r)).collect();
+        (shape(m), shape(i))
     }
 
     fn ids(rs: &[Value]) -> Vec<&str> {

@@ -77,6 +77,8 @@ pub struct DvaConfig {
     pub online_access_start: time::Date,
     pub ocl: Arc<Ocl>,
     pub patients: Arc<PatientStore>,
+    /// Searches with more matches than this answer in pages linked by `next`.
+    pub page_size: usize,
 }
 
 impl DvaConfig {
@@ -157,6 +159,9 @@ pub struct Dva {
     codes: Mutex<HashMap<String, CodeGrant>>,
     access: Mutex<HashMap<String, TokenGrant>>,
     refresh: Mutex<HashMap<String, TokenGrant>>,
+    /// Search results by person, type and query (without `_page`), as positions in the
+    /// record: each page of a large result is cut from the same list.
+    searches: Mutex<HashMap<String, Arc<Vec<usize>>>>,
 }
 
 impl Dva {
@@ -218,6 +223,7 @@ pub fn start(
         codes: Mutex::default(),
         access: Mutex::default(),
         refresh: Mutex::default(),
+        searches: Mutex::default(),
     });
     let refusal_log = log.clone();
     let on_refused: tls::RefusalHook = Arc::new(move |why| {

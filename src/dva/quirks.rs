@@ -120,6 +120,15 @@ pub enum Quirk {
     BrokenReferences,
     /// Codings come without their `system` (Nictiz qualification: system and code).
     CodingsWithoutSystem,
+    /// A large result comes in one Bundle, however big: no paging, no `next` link (brief §9).
+    NoPaging,
+    /// The Patient resource carries the BSN instead of masking it (Nictiz qualification: no
+    /// BSN anywhere in the Bundle).
+    BsnInPatient,
+    /// Dates are written the Dutch way (`23-11-2026`), not as FHIR dates (profile validation).
+    DutchDates,
+    /// Required elements (`status`) are left out (profile validation).
+    StatusMissing,
 }
 
 impl Quirk {
@@ -170,6 +179,10 @@ impl Quirk {
         Quirk::GeneralPractitionerNotIncluded,
         Quirk::BrokenReferences,
         Quirk::CodingsWithoutSystem,
+        Quirk::NoPaging,
+        Quirk::BsnInPatient,
+        Quirk::DutchDates,
+        Quirk::StatusMissing,
     ];
 
     /// The kebab-case name used in matrix files.
@@ -242,6 +255,10 @@ impl Quirk {
             Quirk::GeneralPractitionerNotIncluded => "the general practitioner is not included",
             Quirk::BrokenReferences => "references point at resources that do not exist",
             Quirk::CodingsWithoutSystem => "codings lack their system",
+            Quirk::NoPaging => "a large result comes in one Bundle, without paging",
+            Quirk::BsnInPatient => "the Patient resource carries the BSN unmasked",
+            Quirk::DutchDates => "dates are written dd-mm-yyyy instead of as FHIR dates",
+            Quirk::StatusMissing => "resources lack their required status",
         }
     }
 }

@@ -28,6 +28,16 @@ pub use browser::Selectors;
 
 /// Responses larger than this are refused (a hostile DVA cannot exhaust memory).
 const MAX_BODY: usize = 16 << 20;
+
+/// A search is followed through at most this many pages.
+pub const MAX_PAGES: usize = 1000;
+
+/// While paging, an expired access token is refreshed at most this many times.
+const MAX_REFRESHES: usize = 5;
+
+/// Pages after the first are logged with this much of their body (the checks see all of it):
+/// a 10,000-resource record would otherwise fill the reports with megabytes of evidence.
+const LOGGED_PAGE_BODY: usize = 2 * 1024;
 /// A front channel that needs more hops than this is broken.
 const MAX_HOPS: usize = 25;
 
@@ -165,6 +175,15 @@ pub struct HttpResult {
     pub seq: Option<usize>,
     pub outcome: HttpOutcome,
     pub elapsed_ms: u64,
+    /// FHIR searches: the further pages fetched through `next` links, in order (each with no
+    /// pages of its own). The first page is this result itself.
+    pub pages: Vec<HttpResult>,
+    /// Why following `next` links stopped early (a foreign host, a loop, too many pages).
+    pub paging_stopped: Option<String>,
+    /// What else happened while paging (the access token expired and was refreshed).
+    pub paging_notes: Vec<String>,
+    /// The body parsed as JSON, once: several checks read the same large searchset.
+    pub(crate) parsed: std::sync::OnceLock<Option<Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,10 +200,17 @@ pub enum HttpOutcome {
 
 impl HttpResult {
     pub fn json(&self) -> Option<Value> {
-        match &self.outcome {
-            HttpOutcome::Response { body, .. } => serde_json::from_str(body).ok(),
-            HttpOutcome::Transport { .. } => None,
-        }
+        self.json_ref().cloned()
+    }
+
+    /// The body as JSON, parsed on first use.
+    pub fn json_ref(&self) -> Option<&Value> {
+        self.parsed
+            .get_or_init(|| match &self.outcome {
+                HttpOutcome::Response { body, .. } => serde_json::from_str(body).ok(),
+                HttpOutcome::Transport { .. } => None,
+            })
+            .as_ref()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -202,7 +228,31 @@ impl HttpResult {
             seq: None,
             outcome: HttpOutcome::Transport { reason },
             elapsed_ms: 0,
+            pages: Vec::new(),
+            paging_stopped: None,
+            paging_notes: Vec::new(),
+            parsed: std::sync::OnceLock::new(),
         }
+    }
+
+    /// This result and its further pages.
+    pub fn all_pages(&self) -> impl Iterator<Item = &HttpResult> {
+        std::iter::once(self).chain(&self.pages)
+    }
+
+    /// The exchange sequence numbers of every page.
+    pub fn seqs(&self) -> Vec<usize> {
+        self.all_pages().filter_map(|p| p.seq).collect()
+    }
+
+    /// The `next` link of a searchset page.
+    pub fn next_link(&self) -> Option<String> {
+        self.json_ref()?["link"]
+            .as_array()?
+            .iter()
+            .find(|l| l["relation"] == "next")?["url"]
+            .as_str()
+            .map(str::to_string)
     }
 }
 
@@ -308,8 +358,21 @@ impl Pgo {
         from: Party,
         req: reqwest::Request,
     ) -> HttpResult {
+        self.send_logged(client, from, req, crate::exchange::MAX_LOGGED_BODY)
+            .await
+    }
+
+    /// [`Self::send`], logging at most `logged_body_limit` bytes of each body.
+    async fn send_logged(
+        &self,
+        client: &reqwest::Client,
+        from: Party,
+        req: reqwest::Request,
+        logged_body_limit: usize,
+    ) -> HttpResult {
         let to = self.party_of(req.url());
         let mut x = RawExchange::request(from, to, req.method().as_str(), req.url().as_str());
+        x.logged_body_limit = logged_body_limit;
         x.request_headers = header_pairs(req.headers());
         x.request_body = req
             .body()
@@ -351,6 +414,10 @@ impl Pgo {
             seq: Some(seq),
             outcome,
             elapsed_ms,
+            pages: Vec::new(),
+            paging_stopped: None,
+            paging_notes: Vec::new(),
+            parsed: std::sync::OnceLock::new(),
         }
     }
 
@@ -678,6 +745,7 @@ impl Pgo {
         query: &GpQuery,
         step: &FhirStep,
         access_token: Option<&str>,
+        refresh_token: Option<String>,
     ) -> HttpResult {
         if let Err(e) = self.whitelist.check(&self.endpoints.resource) {
             return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
@@ -707,10 +775,108 @@ impl Pgo {
             }
         }
         .build();
-        match req {
+        let mut first = match req {
             Ok(req) => self.send(&self.back, Party::Pgo, req).await,
-            Err(e) => HttpResult::broken(format!("could not build the FHIR request: {e}")),
+            Err(e) => return HttpResult::broken(format!("could not build the FHIR request: {e}")),
+        };
+        if let (Some(token), true) = (access_token, step.bearer == Bearer::FromStep) {
+            self.follow_pages(&mut first, token.to_string(), refresh_token)
+                .await;
         }
+        first
+    }
+
+    /// Fetches the further pages of a searchset through its `next` links, as a PGO must to get
+    /// the whole record. Only links on the resource endpoint's own host are followed; a link
+    /// seen before or more than [`MAX_PAGES`] pages stop it, with the reason kept. When the
+    /// access token expires on the way (HTTP 401), the PGO refreshes it, as a real one would,
+    /// up to [`MAX_REFRESHES`] times, and asks for the page again.
+    async fn follow_pages(
+        &self,
+        first: &mut HttpResult,
+        mut token: String,
+        mut refresh: Option<String>,
+    ) {
+        let resource_host = reqwest::Url::parse(&self.endpoints.resource)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string));
+        let mut seen = std::collections::BTreeSet::new();
+        let mut refreshes = 0;
+        let mut next = first.next_link();
+        while let Some(link) = next.take() {
+            let stop = |why: String| Some(format!("stopped following next links: {why}"));
+            let url = match reqwest::Url::parse(&link) {
+                Ok(u) => u,
+                Err(e) => {
+                    first.paging_stopped = stop(format!("unparsable next link: {e}"));
+                    break;
+                }
+            };
+            if url.host_str().map(str::to_string) != resource_host || url.scheme() != "https" {
+                first.paging_stopped = stop(format!(
+                    "the next link leaves the resource endpoint ({})",
+                    url.host_str().unwrap_or("no host")
+                ));
+                break;
+            }
+            if !seen.insert(link.clone()) {
+                first.paging_stopped = stop("a next link repeats an earlier page".into());
+                break;
+            }
+            if first.pages.len() + 1 >= MAX_PAGES {
+                first.paging_stopped = stop(format!("more than {MAX_PAGES} pages"));
+                break;
+            }
+            let req = self
+                .back
+                .get(url)
+                .headers(self.medmij_headers())
+                .header(reqwest::header::ACCEPT, &self.profile.accept)
+                .bearer_auth(&token)
+                .build();
+            let page = match req {
+                Ok(req) => {
+                    self.send_logged(&self.back, Party::Pgo, req, LOGGED_PAGE_BODY)
+                        .await
+                }
+                Err(e) => {
+                    first.paging_stopped = stop(format!("could not build the request: {e}"));
+                    break;
+                }
+            };
+            let expired = matches!(page.outcome, HttpOutcome::Response { status: 401, .. });
+            if expired && refreshes < MAX_REFRESHES {
+                if let Some(renewed) = self.renew(refresh.as_deref()).await {
+                    refreshes += 1;
+                    first.paging_notes.push(format!(
+                        "the access token expired after {} page(s); the PGO refreshed it and asked again",
+                        first.pages.len() + 1
+                    ));
+                    (token, refresh) = renewed;
+                    seen.remove(&link);
+                    next = Some(link);
+                    continue;
+                }
+            }
+            next = page.next_link();
+            first.pages.push(page);
+        }
+    }
+
+    /// A new access and refresh token for `refresh_token`, if the DVA grants one.
+    async fn renew(&self, refresh_token: Option<&str>) -> Option<(String, Option<String>)> {
+        let form: Vec<(String, String)> = vec![
+            ("grant_type".into(), "refresh_token".into()),
+            ("refresh_token".into(), refresh_token?.to_string()),
+            ("client_id".into(), self.profile.hostname.clone()),
+        ];
+        let answer = self.post_token(&self.back, &form).await.json()?;
+        let access = answer["access_token"].as_str()?.to_string();
+        let refresh = answer["refresh_token"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| refresh_token.map(str::to_string));
+        Some((access, refresh))
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::checks::CheckResult;
+use crate::checks::{CheckResult, LeakedItem};
 use crate::exchange::Exchange;
 use crate::outcome::Outcome;
 
@@ -143,7 +143,107 @@ pub struct CellReport {
     pub timing: Timing,
     /// Scenarios in this cell with a privacy failure.
     pub privacy_failures: usize,
+    /// The GP record by guideline category: complete, missing items, leaked items.
+    pub dataset: Vec<CategoryReport>,
     pub scenarios: Vec<ScenarioReport>,
+}
+
+/// One guideline category of the GP record in one cell, over every test patient.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CategoryReport {
+    pub category: String,
+    /// The gegevensdienst-49 query that carries it; none for what the service cannot carry.
+    pub query: Option<String>,
+    pub status: CategoryStatus,
+    /// Items the manifests expect, over all test patients the cell's scenarios logged in.
+    pub expected: usize,
+    pub missing_count: usize,
+    /// The first missing items by fixture identifier.
+    pub missing: Vec<String>,
+    pub leaked: Vec<LeakedItem>,
+    /// The recorded responses the status rests on.
+    pub evidence: Vec<CategoryEvidence>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CategoryStatus {
+    /// Every expected item came, nothing excluded did.
+    Complete,
+    /// Expected items did not come.
+    Missing,
+    /// Something that must not be shared was: a privacy failure.
+    Leaked,
+    /// No response to judge.
+    Error,
+    /// No scenario of this cell judged the category.
+    NotTested,
+    /// gegevensdienst 49 cannot carry it (reported, never as missing).
+    NotExchangeable,
+}
+
+/// Where a category's status comes from: a scenario (by id and its 1-based place in the cell,
+/// which the HTML report uses for links) and the exchanges of its response.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CategoryEvidence {
+    pub scenario: String,
+    pub scenario_index: usize,
+    pub exchanges: Vec<usize>,
+}
+
+/// The category summary of a cell from its scenarios' `dataset-complete` findings.
+pub fn dataset_summary(scenarios: &[ScenarioReport]) -> Vec<CategoryReport> {
+    crate::fixtures::CATEGORIES
+        .iter()
+        .map(|cat| {
+            let mut report = CategoryReport {
+                category: cat.name.to_string(),
+                query: cat.query.map(str::to_string),
+                status: CategoryStatus::NotExchangeable,
+                expected: 0,
+                missing_count: 0,
+                missing: Vec::new(),
+                leaked: Vec::new(),
+                evidence: Vec::new(),
+                note: cat.note.to_string(),
+            };
+            let Some(query) = cat.query else {
+                return report;
+            };
+            let mut outcomes = Vec::new();
+            for (index, sc) in scenarios.iter().enumerate() {
+                for c in &sc.checks {
+                    let Some(f) = c.dataset.as_ref().filter(|f| f.query == query) else {
+                        continue;
+                    };
+                    outcomes.push((c.outcome, !f.leaked.is_empty()));
+                    report.expected += f.expected;
+                    report.missing_count += f.missing_count;
+                    let room = crate::checks::LISTED_ITEMS.saturating_sub(report.missing.len());
+                    report.missing.extend(f.missing.iter().take(room).cloned());
+                    report.leaked.extend(f.leaked.iter().cloned());
+                    report.evidence.push(CategoryEvidence {
+                        scenario: sc.id.clone(),
+                        scenario_index: index + 1,
+                        exchanges: c.evidence.clone(),
+                    });
+                }
+            }
+            report.status = if outcomes.iter().any(|(_, leaked)| *leaked) {
+                CategoryStatus::Leaked
+            } else if outcomes.iter().any(|(o, _)| *o == Outcome::Fail) {
+                CategoryStatus::Missing
+            } else if outcomes.iter().any(|(o, _)| *o == Outcome::Error) {
+                CategoryStatus::Error
+            } else if outcomes.iter().any(|(o, _)| *o == Outcome::Pass) {
+                CategoryStatus::Complete
+            } else {
+                CategoryStatus::NotTested
+            };
+            report
+        })
+        .collect()
 }
 
 /// Slowest token-endpoint and resource-endpoint answers of a cell (whole step time).

@@ -64,6 +64,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         s.scenarios, s.cells, s.pass, s.fail, s.expected_failure, s.unexpected_pass, s.error, s.skip + s.omit
     ));
     out.push_str("PASS* = passed except for declared known deviations; STALE = a declared deviation did not occur\n");
+    out.push_str(&record_lines(report));
     if s.privacy_failures > 0 {
         out.push_str(&format!(
             "\n!!! PRIVACY: {} scenario(s) shared what the patient must not see (see PRIVACY below) !!!\n",
@@ -121,5 +122,92 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         "\nReports: {report_dir}/report.json, junit.xml, matrix.html (exit code {})\n",
         s.exit_code
     ));
+    out
+}
+
+/// The GP record by category: one line when every judged category is complete everywhere,
+/// otherwise a line per cell naming what is missing and what leaked.
+fn record_lines(report: &RunReport) -> String {
+    use crate::report::CategoryStatus;
+    let judged = report.cells.iter().flat_map(|c| &c.dataset).any(|d| {
+        d.status != CategoryStatus::NotTested && d.status != CategoryStatus::NotExchangeable
+    });
+    if !judged {
+        return String::new();
+    }
+    let not_exchangeable: Vec<&str> = report
+        .cells
+        .first()
+        .into_iter()
+        .flat_map(|c| &c.dataset)
+        .filter(|d| d.status == CategoryStatus::NotExchangeable)
+        .map(|d| d.category.as_str())
+        .collect();
+    let mut lines = Vec::new();
+    for cell in &report.cells {
+        let mut parts = Vec::new();
+        for d in &cell.dataset {
+            let items = |items: Vec<&str>, count: usize| {
+                let more = count.saturating_sub(items.len());
+                let mut text = items.join(", ");
+                if more > 0 {
+                    text.push_str(&format!(" and {more} more"));
+                }
+                text
+            };
+            match d.status {
+                CategoryStatus::Leaked => parts.push(format!(
+                    "LEAKED in {}: {}",
+                    d.category,
+                    items(
+                        d.leaked.iter().map(|l| l.item.as_str()).collect(),
+                        d.leaked.len()
+                    )
+                )),
+                CategoryStatus::Missing => parts.push(format!(
+                    "missing in {}: {}",
+                    d.category,
+                    items(
+                        d.missing.iter().map(String::as_str).collect(),
+                        d.missing_count
+                    )
+                )),
+                CategoryStatus::Error => parts.push(format!("no evidence for {}", d.category)),
+                _ => {}
+            }
+            if d.status == CategoryStatus::Leaked && d.missing_count > 0 {
+                parts.push(format!(
+                    "missing in {}: {}",
+                    d.category,
+                    items(
+                        d.missing.iter().map(String::as_str).collect(),
+                        d.missing_count
+                    )
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            lines.push(format!(
+                "  GP record {} × {}: {}\n",
+                cell.row,
+                cell.column,
+                parts.join("; ")
+            ));
+        }
+    }
+    let mut out = if lines.is_empty() {
+        "GP record: every tested category complete in every cell, nothing shared that must not be"
+            .to_string()
+    } else {
+        "GP record: incomplete or leaking in some cells (below)".to_string()
+    };
+    if !not_exchangeable.is_empty() {
+        out.push_str(&format!(
+            "; {} not exchangeable in gegevensdienst 49",
+            not_exchangeable.join(" and ").to_lowercase()
+        ));
+    }
+    out.push('\n');
+    out.extend(lines);
     out
 }

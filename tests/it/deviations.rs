@@ -335,8 +335,10 @@ async fn a_leak_is_a_privacy_failure_and_a_gap_is_not() {
         .iter()
         .find(|c| c.step == "allergies")
         .unwrap();
-    assert!(
-        allergies.message.contains("missing: dv-ai-inactive"),
+    let finding = allergies.dataset.as_ref().expect("a dataset finding");
+    assert_eq!(
+        (finding.missing.as_slice(), finding.leaked.len()),
+        (&["dv-ai-inactive".to_string()][..], 0),
         "{}",
         allergies.message
     );

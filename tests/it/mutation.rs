@@ -2,7 +2,8 @@
 //! simulated DVA and fails against at least one named quirk; every quirk makes at least one
 //! check fail. A check nothing can kill, or a quirk nothing notices, fails the build.
 //!
-//! It also holds each quirk to exactly the scenarios `requirements/quirks.toml` says it breaks.
+//! It also holds each quirk to exactly the scenarios `requirements/quirks.toml` says it breaks,
+//! and to exactly the kinds of check it makes fail there.
 //! After a deliberate change, regenerate that file with `KOPPELTEST_ACCEPT=1 cargo test
 //! mutation` (never under CI) and review the diff.
 
@@ -50,15 +51,21 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
         }
     }
     let mut unnoticed = Vec::new();
-    let mut breaks: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut breaks: BTreeMap<String, Broken> = BTreeMap::new();
     for (name, finished) in batches {
+        let failed = finished
+            .iter()
+            .filter(|f| f.report.outcome == Outcome::Fail);
         breaks.insert(
             name.clone(),
-            finished
-                .iter()
-                .filter(|f| f.report.outcome == Outcome::Fail)
-                .map(|f| f.report.id.clone())
-                .collect(),
+            Broken {
+                scenarios: failed.clone().map(|f| f.report.id.clone()).collect(),
+                checks: failed
+                    .flat_map(|f| &f.report.checks)
+                    .filter(|c| c.outcome == Outcome::Fail)
+                    .map(|c| c.kind.clone())
+                    .collect(),
+            },
         );
         let mut noticed = false;
         for f in &finished {
@@ -92,39 +99,58 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
     assert_exact_breaks(&breaks);
 }
 
+/// What one quirk broke: scenarios, and the kinds of check that failed in them.
+#[derive(Debug, PartialEq, Eq, Default, serde::Deserialize)]
+struct Broken {
+    #[serde(rename = "breaks")]
+    scenarios: BTreeSet<String>,
+    checks: BTreeSet<String>,
+}
+
 /// Compares what each quirk broke with `requirements/quirks.toml`.
-fn assert_exact_breaks(breaks: &BTreeMap<String, BTreeSet<String>>) {
+fn assert_exact_breaks(breaks: &BTreeMap<String, Broken>) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("requirements/quirks.toml");
     let mut rendered = String::from(
-        "# Which scenarios each simulated-DVA quirk breaks (the 2.2 PGO profile), checked exactly by\n\
-         # tests/it/mutation.rs. Regenerate with `KOPPELTEST_ACCEPT=1 cargo test mutation` and review.\n",
+        "# Which scenarios each simulated-DVA quirk breaks (the 2.2 PGO profile), and which kinds of\n\
+         # check fail there, checked exactly by tests/it/mutation.rs. Regenerate with\n\
+         # `KOPPELTEST_ACCEPT=1 cargo test mutation` and review.\n",
     );
-    for (quirk, scenarios) in breaks {
-        let list: Vec<String> = scenarios.iter().map(|s| format!("\"{s}\"")).collect();
-        rendered.push_str(&format!("\n[{quirk}]\nbreaks = [{}]\n", list.join(", ")));
+    let list = |items: &BTreeSet<String>| {
+        items
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (quirk, broken) in breaks {
+        rendered.push_str(&format!(
+            "\n[{quirk}]\nbreaks = [{}]\nchecks = [{}]\n",
+            list(&broken.scenarios),
+            list(&broken.checks)
+        ));
     }
     if std::env::var_os("KOPPELTEST_ACCEPT").is_some() && std::env::var_os("CI").is_none() {
         std::fs::write(&path, &rendered).unwrap();
         return;
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    let expected: BTreeMap<String, BTreeMap<String, Vec<String>>> =
+    let expected: BTreeMap<String, Broken> =
         toml::from_str(&committed).expect("quirks.toml parses");
     let mut differences = Vec::new();
+    let none = Broken::default();
     for (quirk, got) in breaks {
-        let want: BTreeSet<String> = expected
-            .get(quirk)
-            .and_then(|t| t.get("breaks"))
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        if &want != got {
-            let missing: Vec<_> = want.difference(got).collect();
-            let extra: Vec<_> = got.difference(&want).collect();
-            differences.push(format!(
-                "{quirk}: no longer breaks {missing:?}; newly breaks {extra:?}"
-            ));
+        let want = expected.get(quirk).unwrap_or(&none);
+        for (what, want, got) in [
+            ("scenarios", &want.scenarios, &got.scenarios),
+            ("checks", &want.checks, &got.checks),
+        ] {
+            if want != got {
+                let missing: Vec<_> = want.difference(got).collect();
+                let extra: Vec<_> = got.difference(want).collect();
+                differences.push(format!(
+                    "{quirk}: {what} no longer broken {missing:?}; newly broken {extra:?}"
+                ));
+            }
         }
     }
     assert!(
