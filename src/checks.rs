@@ -934,10 +934,10 @@ fn dataset_complete(
         .iter()
         .filter(|r| r["resourceType"] == "Composition")
     {
-        let so = r["section"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        // S/O lines as sections, or as journal entries carried inside the Composition.
+        let so = ["section", "contained"]
+            .iter()
+            .flat_map(|field| r[*field].as_array().into_iter().flatten())
             .filter(|s| {
                 matches!(
                     crate::dva::fhir::journal_line_type(s),
@@ -952,7 +952,9 @@ fn dataset_complete(
                 .to_string();
             leaked.push(LeakedItem {
                 item: id,
-                reason: format!("{so} S/O journal line(s): only E and P lines may be shared"),
+                reason: format!(
+                    "{so} S/O journal line(s) or entries: only E and P lines may be shared"
+                ),
             });
         }
     }
@@ -1682,6 +1684,119 @@ mod tests {
             Outcome::Fail,
             "a coded result without codings"
         );
+    }
+
+    #[test]
+    fn paging_bsn_and_contained_branches() {
+        let page = |total: u64, ids: &[&str], next: bool| {
+            let entries: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    format!(
+                        r#"{{"resource":{{"resourceType":"Observation","id":"{id}"}},"search":{{"mode":"match"}}}}"#
+                    )
+                })
+                .collect();
+            let link = if next {
+                r#",{"relation":"next","url":"https://dva/fhir/Observation?_page=2"}"#
+            } else {
+                ""
+            };
+            http(
+                200,
+                &[],
+                &format!(
+                    r#"{{"resourceType":"Bundle","type":"searchset","total":{total},"link":[{{"relation":"self","url":"https://dva/fhir/Observation"}}{link}],"entry":[{}]}}"#,
+                    entries.join(",")
+                ),
+            )
+        };
+        let two_pages = |second: HttpResult| {
+            let mut first = page(3, &["a", "b"], true);
+            first.pages.push(second);
+            first
+        };
+        assert_eq!(
+            paged(&two_pages(page(3, &["c"], false)), 2).outcome,
+            Outcome::Pass
+        );
+        let too_big = paged(&two_pages(page(3, &["c"], false)), 1);
+        assert!(
+            too_big.message.contains("more than 1"),
+            "{}",
+            too_big.message
+        );
+        let short = paged(&two_pages(page(3, &[], false)), 2);
+        assert!(short.message.contains("total says 3"), "{}", short.message);
+        let twice = paged(&two_pages(page(3, &["a"], false)), 2);
+        assert!(twice.message.contains("two pages"), "{}", twice.message);
+        let mut stopped = two_pages(page(3, &["c"], false));
+        stopped.paging_stopped = Some("stopped following next links: a loop".into());
+        assert_eq!(paged(&stopped, 2).outcome, Outcome::Fail);
+        let refused = two_pages(http(401, &[], "{}"));
+        let verdict = searchset_verdict(&refused);
+        assert!(
+            verdict.message.starts_with("page 2: HTTP 401"),
+            "{}",
+            verdict.message
+        );
+        assert_eq!(
+            bundle_resources(&two_pages(page(3, &["c"], false))).len(),
+            3
+        );
+
+        let patient = |identifier: &str| {
+            http(
+                200,
+                &[],
+                &format!(
+                    r#"{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":{{"resourceType":"Patient","id":"p","identifier":[{identifier}]}}}}]}}"#
+                ),
+            )
+        };
+        let masked = r#"{"system":"http://fhir.nl/fhir/NamingSystem/bsn","_value":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/data-absent-reason","valueCode":"masked"}]}}"#;
+        assert_eq!(
+            no_bsn_in_bundle(&patient(masked), "999911533").outcome,
+            Outcome::Pass
+        );
+        let bare = r#"{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"999911533"}"#;
+        assert_eq!(
+            no_bsn_in_bundle(&patient(bare), "999911533").outcome,
+            Outcome::Fail
+        );
+        let elsewhere = r#"{"system":"urn:oid:2.16.840.1.113883.2.4.6.3","value":"999911533"}"#;
+        assert_eq!(
+            no_bsn_in_bundle(&patient(elsewhere), "999911533").outcome,
+            Outcome::Fail
+        );
+
+        let comp = |contained: &str| {
+            http(
+                200,
+                &[],
+                &format!(
+                    r##"{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":{{"resourceType":"Composition","id":"c","section":[{{"entry":[{{"reference":"#je"}}]}}],"contained":[{contained}]}}}}]}}"##
+                ),
+            )
+        };
+        let results = BTreeMap::new();
+        let entry = r#"{"resourceType":"Observation","id":"je","code":{"coding":[{"system":"http://fhir.nl/fhir/NamingSystem/journaalregeltypen","code":"E"}]}}"#;
+        assert_eq!(
+            references_resolve(&comp(entry), &results).outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            references_resolve(&comp(""), &results).outcome,
+            Outcome::Fail
+        );
+    }
+
+    /// The first failing verdict of the checks that read a search over all its pages.
+    fn searchset_verdict(h: &HttpResult) -> Verdict {
+        match searchset(h) {
+            Ok(_) => v(Outcome::Pass, "", vec![]),
+            Err(verdict) => verdict,
+        }
     }
 
     #[test]

@@ -347,6 +347,7 @@ struct Disclosure {
     /// E/P lines (Compositions) from before this date are not shared.
     journal_since: Option<time::Date>,
     strip_so_lines: bool,
+    strip_so_entries: bool,
     hide_work_notes: bool,
     hide_third_party: bool,
     honour_period_of_use: bool,
@@ -376,6 +377,7 @@ impl Disclosure {
                 .then(|| crate::fixtures::lab_window_start(today)),
             journal_since: (!q.has(Quirk::EpBeforeStartLeaked)).then_some(online_access_start),
             strip_so_lines: !q.has(Quirk::SoLinesLeaked),
+            strip_so_entries: !q.has(Quirk::SoEntriesLeaked),
             hide_work_notes: !q.has(Quirk::WorkNotesLeaked),
             hide_third_party: !q.has(Quirk::ThirdPartyLeaked),
             honour_period_of_use: !q.has(Quirk::EndedMedicationCurrent),
@@ -451,6 +453,14 @@ impl Disclosure {
                             .flatten()
                             .filter_map(|e| e.get_mut("valueReference")),
                     ),
+                    "section" => targets.extend(
+                        value
+                            .as_array_mut()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| s.get_mut("entry").and_then(Value::as_array_mut))
+                            .flatten(),
+                    ),
                     _ => {}
                 }
             }
@@ -474,6 +484,12 @@ impl Disclosure {
         if self.strip_so_lines && r["resourceType"] == "Composition" {
             if let Some(sections) = r.get_mut("section").and_then(Value::as_array_mut) {
                 sections.retain(|s| !matches!(journal_line_type(s), Some("S") | Some("O")));
+            }
+            // The S and O journal entries go with their lines.
+            if self.strip_so_entries {
+                if let Some(contained) = r.get_mut("contained").and_then(Value::as_array_mut) {
+                    contained.retain(|c| !matches!(journal_line_type(c), Some("S") | Some("O")));
+                }
             }
         }
         // Last: the S/O rule above recognises journal lines by their coding system.
@@ -557,7 +573,7 @@ fn strip_systems(v: &mut Value) {
     }
 }
 
-/// The journaalregeltype (S, O, E, P) of a Composition section.
+/// The journaalregeltype (S, O, E, P) of a Composition section or a journal entry.
 pub fn journal_line_type(section: &Value) -> Option<&str> {
     section["code"]["coding"]
         .as_array()?
@@ -715,7 +731,7 @@ mod tests {
             "code=https://referentiemodel.nhg.org/tabellen/nhg-tabel-45-diagnostische-bepalingen|";
         assert_eq!(
             ids(&select(p, "Observation", &q(labs), &conformant).0),
-            vec!["dv-lab-recent"]
+            vec!["dv-lab-recent", "dv-diag-recent"]
         );
         let (journal, _) = select(
             p,
@@ -735,6 +751,17 @@ mod tests {
             .filter_map(journal_line_type)
             .collect();
         assert_eq!(lines, vec!["E", "P"], "S and O lines are stripped");
+        let entries: Vec<&str> = journal[0]["contained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(journal_line_type)
+            .collect();
+        assert_eq!(
+            entries,
+            vec!["E", "P"],
+            "and their journal entries with them"
+        );
 
         let leaky = rules(&[
             Quirk::NoLabWindow,
@@ -743,7 +770,7 @@ mod tests {
             Quirk::WorkNotesLeaked,
             Quirk::EpBeforeStartLeaked,
         ]);
-        assert_eq!(select(p, "Observation", &q(labs), &leaky).0.len(), 3);
+        assert_eq!(select(p, "Observation", &q(labs), &leaky).0.len(), 4);
         assert_eq!(
             select(
                 p,

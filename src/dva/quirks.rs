@@ -100,6 +100,9 @@ pub enum Quirk {
     TokenExpiryUnchecked,
     /// S and O journal lines are served in Compositions (brief §9; Nictiz qualification).
     SoLinesLeaked,
+    /// The S and O sections are removed, but their journal entries stay in the Composition's
+    /// `contained` resources (brief §9: the S/O content still reaches the PGO).
+    SoEntriesLeaked,
     /// Personal work notes of the GP are served (brief §9).
     WorkNotesLeaked,
     /// Information about or from a third party is served (brief §9).
@@ -169,6 +172,7 @@ impl Quirk {
         Quirk::CodeExpiryUnchecked,
         Quirk::TokenExpiryUnchecked,
         Quirk::SoLinesLeaked,
+        Quirk::SoEntriesLeaked,
         Quirk::WorkNotesLeaked,
         Quirk::ThirdPartyLeaked,
         Quirk::NoLabWindow,
@@ -245,6 +249,9 @@ impl Quirk {
             Quirk::CodeExpiryUnchecked => "expired codes are still exchanged",
             Quirk::TokenExpiryUnchecked => "expired access tokens are still served",
             Quirk::SoLinesLeaked => "S and O journal lines are served",
+            Quirk::SoEntriesLeaked => {
+                "S and O sections are removed but their journal entries are served"
+            }
             Quirk::WorkNotesLeaked => "the GP's personal work notes are served",
             Quirk::ThirdPartyLeaked => "third-party information is served",
             Quirk::NoLabWindow => "lab results older than 14 months are served",

@@ -407,6 +407,12 @@ async fn exported_fixtures_load_back_and_yield_the_same_verdicts() {
             .unwrap()
             .contains("Must NOT be visible")
     );
+    // The generated record is exported for vendors, beside the folder that loads back.
+    let large: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("synthetic/large-record.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(large["entry"].as_array().unwrap().len(), 2 + 10_000 + 25);
 
     let reloaded = std::sync::Arc::new(PatientStore::load_dir(&dir).unwrap());
     let reloaded_manifest = Manifest::parse(
