@@ -103,6 +103,21 @@ pub struct DatasetFinding {
 /// How many missing items a finding and a message list by name.
 pub const LISTED_ITEMS: usize = 20;
 
+/// `shown` joined by `separator`, then "and N more" for the rest of `total`.
+pub fn some_of<'a>(
+    shown: impl IntoIterator<Item = &'a str>,
+    total: usize,
+    separator: &str,
+) -> String {
+    let shown: Vec<&str> = shown.into_iter().collect();
+    let more = total.saturating_sub(shown.len());
+    let mut text = shown.join(separator);
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
+
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct LeakedItem {
     /// The fixture item, or the resource that carried a leaked part (S/O lines).
@@ -967,14 +982,8 @@ fn dataset_complete(
         .filter(|i| !got.contains(i.as_str()))
         .map(String::as_str)
         .collect();
-    let listed = |items: &[&str]| {
-        let more = items.len().saturating_sub(LISTED_ITEMS);
-        let mut text = items[..items.len().min(LISTED_ITEMS)].join(", ");
-        if more > 0 {
-            text.push_str(&format!(" and {more} more"));
-        }
-        text
-    };
+    let listed =
+        |items: &[&str]| some_of(items.iter().copied().take(LISTED_ITEMS), items.len(), ", ");
     let mut verdict = match (leaked.is_empty(), missing.is_empty()) {
         (true, true) => v(
             Outcome::Pass,
@@ -1057,20 +1066,17 @@ fn profile_valid(h: &HttpResult) -> Verdict {
             ev,
         )
     } else {
-        let shown: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
-        let more = problems.len().saturating_sub(shown.len());
-        let tail = if more > 0 {
-            format!(" (and {more} more)")
-        } else {
-            String::new()
-        };
         v(
             Outcome::Fail,
             format!(
-                "{} of {} resources do not validate: {}{tail}",
+                "{} of {} resources do not validate: {}",
                 problems.len(),
                 problems.len() + valid,
-                shown.join(" | ")
+                some_of(
+                    problems.iter().take(5).map(String::as_str),
+                    problems.len(),
+                    " | "
+                )
             ),
             ev,
         )

@@ -211,9 +211,22 @@ fn tvs_hosts() -> (String, String) {
 
 /// Servers for one scenario; dropping them stops everything.
 struct Servers {
-    _dva: dva::DvaServers,
-    _tvs: tvs::TvsServers,
+    dva: dva::DvaServers,
+    tvs: tvs::TvsServers,
     hosts: HostMap,
+}
+
+impl Servers {
+    /// Stops all four listeners, letting what their connections still record reach the log.
+    async fn shutdown(self) {
+        let grace = Duration::from_millis(500);
+        tokio::join!(
+            self.dva.front.shutdown(grace),
+            self.dva.back.shutdown(grace),
+            self.tvs.front.shutdown(grace),
+            self.tvs.back.shutdown(grace),
+        );
+    }
 }
 
 /// Starts the shared mock TVS of an external row (once) on its configured addresses.
@@ -370,11 +383,7 @@ async fn start_servers(
         .map_err(|e| e.to_string())?;
     let dva = dva::start(cfg, pki, idp, l_dva_front, l_dva_back, &hosts, log.clone())
         .map_err(|e| e.to_string())?;
-    Ok(Servers {
-        _dva: dva,
-        _tvs: tvs,
-        hosts,
-    })
+    Ok(Servers { dva, tvs, hosts })
 }
 
 fn pgo_for(
@@ -416,7 +425,7 @@ pub async fn run_scenario(
     let mut results: BTreeMap<String, StepResult> = BTreeMap::new();
     let mut steps = Vec::new();
     match environment(prepared, row_ix, column, &log).await {
-        Ok((_servers, pgo)) => {
+        Ok((servers, pgo)) => {
             let mut skip_rest: Option<String> = None;
             for step in &scenario.steps {
                 log.set_step(Some(step.id()));
@@ -457,6 +466,11 @@ pub async fn run_scenario(
                 results.insert(step.id().to_string(), result);
             }
             log.set_step(None);
+            // The PGO's connections close with it; then the servers finish recording.
+            drop(pgo);
+            if let Some(servers) = servers {
+                servers.shutdown().await;
+            }
         }
         Err(reason) => {
             for step in &scenario.steps {

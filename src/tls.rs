@@ -218,6 +218,16 @@ pub type RefusalHook = Arc<dyn Fn(String) + Send + Sync>;
 pub struct Server {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Server {
+    /// Stops accepting and waits up to `grace` for the open connections to end, so that what
+    /// they were about to record (a refused handshake, say) is in the log before it is read.
+    pub async fn shutdown(mut self, grace: std::time::Duration) {
+        self.stop.notify_one();
+        let _ = tokio::time::timeout(grace, &mut self.task).await;
+    }
 }
 
 impl Drop for Server {
@@ -247,12 +257,21 @@ pub fn serve(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
     let task = tokio::spawn(async move {
         // Connections live in this set, so aborting the accept loop drops them all.
         let mut connections = tokio::task::JoinSet::new();
         loop {
             while connections.try_join_next().is_some() {}
-            let Ok((stream, _peer)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = stopped.notified() => {
+                    while connections.join_next().await.is_some() {}
+                    return;
+                }
+            };
+            let Ok((stream, _peer)) = accepted else {
                 continue;
             };
             // Small request/response exchanges stall on Nagle + delayed ACK otherwise.
@@ -294,5 +313,5 @@ pub fn serve(
             });
         }
     });
-    Server { addr, task }
+    Server { addr, task, stop }
 }

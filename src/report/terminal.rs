@@ -147,14 +147,7 @@ fn record_lines(report: &RunReport) -> String {
     for cell in &report.cells {
         let mut parts = Vec::new();
         for d in &cell.dataset {
-            let items = |items: Vec<&str>, count: usize| {
-                let more = count.saturating_sub(items.len());
-                let mut text = items.join(", ");
-                if more > 0 {
-                    text.push_str(&format!(" and {more} more"));
-                }
-                text
-            };
+            let items = |items: Vec<&str>, count: usize| crate::checks::some_of(items, count, ", ");
             match d.status {
                 CategoryStatus::Leaked => parts.push(format!(
                     "LEAKED in {}: {}",
