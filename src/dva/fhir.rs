@@ -18,6 +18,9 @@ use crate::fixtures::Patient;
 
 const FHIR_JSON: &str = "application/fhir+json; fhirVersion=3.0";
 
+/// Search results kept for paging, at most.
+const SEARCH_CACHE: usize = 256;
+
 fn outcome(status: StatusCode, code: &str, text: &str) -> Response {
     let body = json!({
         "resourceType": "OperationOutcome",
@@ -124,7 +127,12 @@ pub async fn search(
         Some(m) => m,
         None => {
             let m = Arc::new(matching(patient, &resource_type, &params, &rules));
-            Dva::lock(&dva.searches).insert(key, m.clone());
+            let mut searches = Dva::lock(&dva.searches);
+            // A long-running DVA (`serve dva`) sees ever new queries: keep the cache small.
+            if searches.len() >= SEARCH_CACHE {
+                searches.clear();
+            }
+            searches.insert(key, m.clone());
             m
         }
     };
