@@ -11,10 +11,11 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::exchange::{Exchange, Party};
 use crate::fixtures::gp_query;
 use crate::outcome::Outcome;
-use crate::pgo::{AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult};
-use crate::scenario::{CheckSpec, Scenario, Step};
+use crate::scenario::{CheckSpec, Scenario, Stage, Step};
+use crate::steps::{AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult};
 
 /// Error codes RFC 6749 defines for the authorization (§4.1.2.1) and token (§5.2) endpoints.
 pub const RFC6749_ERRORS: &[&str] = &[
@@ -125,15 +126,30 @@ pub struct LeakedItem {
     pub reason: String,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabWindowPolicy {
+    /// The DVA leaves them out whatever the PGO asks (default).
+    #[default]
+    DvaExcludes,
+    /// Only a PGO that sends `date=ge…` may rely on their absence.
+    PgoFilters,
+}
+
 /// What a check may know besides the step results.
 pub struct Context<'a> {
     pub budgets: &'a Budgets,
     pub manifest: &'a crate::fixtures::Manifest,
     /// The BSN the mock TVS logged in.
     pub bsn: &'a str,
-    pub lab_window: crate::matrix::LabWindowPolicy,
+    pub lab_window: LabWindowPolicy,
     /// Whether this cell's PGO profile sends a date filter with the lab-results query.
     pub lab_date_filter: bool,
+    /// The scenario's recorded exchanges (redacted): where a negative check finds proof that
+    /// its stimulus reached the party under test, and at which stage it was refused.
+    pub exchanges: &'a [Exchange],
+    /// The gegevensdiensten this cell's PGO asked for: what a token must grant.
+    pub gegevensdiensten: &'a [String],
 }
 
 /// The requirements each kind of check verifies.
@@ -142,7 +158,8 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "code-issued" => &["rfc6749#4.1.2", "medmij:verzamelen.authorization"],
         "state-echoed" => &["rfc6749#4.1.2", "rfc6749#10.12"],
         "error-redirect" => &["rfc6749#4.1.2.1", "medmij:duiding-van-fouten"],
-        "login-refused" => &["eid-saml-4.4#7.6", "eid-saml-4.4#9"],
+        // Each SAML scenario names the one rule its fault breaks.
+        "login-refused" => &[],
         "token-issued" => &["rfc6749#4.1.3", "rfc6749#5.1", "medmij:token.response"],
         "token-refused" => &["rfc6749#5.2"],
         "fhir-searchset" => &["fhir-stu3#search", "nictiz:qualification.gp-49"],
@@ -206,9 +223,13 @@ pub fn evaluate(
         Some(StepResult::Authorize(a)) => match spec {
             CheckSpec::CodeIssued { .. } => code_issued(a),
             CheckSpec::StateEchoed { .. } => state_echoed(a),
-            CheckSpec::ErrorRedirect { error, .. } => error_redirect(a, error),
-            CheckSpec::LoginRefused { .. } => login_refused(a),
-            CheckSpec::ErrorPage { .. } => error_page(a),
+            CheckSpec::ErrorRedirect { error, stage, .. } => {
+                error_redirect(a, error, *stage, &trace(ctx.exchanges, &step))
+            }
+            CheckSpec::LoginRefused { .. } => login_refused(a, &trace(ctx.exchanges, &step)),
+            CheckSpec::ErrorPage { .. } => {
+                error_page(a, &trace(ctx.exchanges, &step), ctx.exchanges)
+            }
             _ => v(
                 Outcome::Error,
                 "this check cannot judge an authorize step",
@@ -216,10 +237,15 @@ pub fn evaluate(
             ),
         },
         Some(StepResult::Http(h)) => match spec {
-            CheckSpec::TokenIssued { .. } => token_issued(h, budgets.max_expires_in_s),
-            CheckSpec::ResourceRefused { status, error, .. } => {
-                resource_refused(h, *status, error.as_deref())
+            CheckSpec::TokenIssued { .. } => {
+                token_issued(h, budgets.max_expires_in_s, ctx.gegevensdiensten)
             }
+            CheckSpec::ResourceRefused {
+                status,
+                error,
+                issue,
+                ..
+            } => resource_refused(h, *status, error.as_deref(), issue),
             CheckSpec::NoBsnInLinks { .. } => no_bsn_in_links(h),
             CheckSpec::WithinBudget { budget, .. } => within_budget(
                 h,
@@ -241,9 +267,8 @@ pub fn evaluate(
                 });
                 match (query, ctx.manifest.patient(ctx.bsn)) {
                     (Some(q), Some(p)) => {
-                        let enforce_window = ctx.lab_window
-                            == crate::matrix::LabWindowPolicy::DvaExcludes
-                            || ctx.lab_date_filter;
+                        let enforce_window =
+                            ctx.lab_window == LabWindowPolicy::DvaExcludes || ctx.lab_date_filter;
                         let mut verdict = dataset_complete(h, q, p, enforce_window);
                         // No Bundle came: nothing expected arrived (the outcome says whether
                         // that is the DVA's failure or missing evidence).
@@ -275,7 +300,7 @@ pub fn evaluate(
                 error,
                 tls_refusal_counts,
                 ..
-            } => token_refused(h, error.as_deref(), *tls_refusal_counts),
+            } => token_refused(h, error, *tls_refusal_counts),
             CheckSpec::FhirSearchset { .. } => {
                 let types = scenario.steps.iter().find_map(|s| match s {
                     Step::Fhir(f) if f.id == step => gp_query(&f.query).map(|q| q.types),
@@ -297,15 +322,23 @@ pub fn evaluate(
             ),
         },
     };
-    let mut reqs: Vec<String> = requirements(spec.kind())
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    for r in &scenario.requirements {
-        if !reqs.contains(r) {
-            reqs.push(r.clone());
+    // A refusal passes only with its cause proven: the same request without the fault was
+    // accepted. Without that, the refusal proves nothing (a DVA may refuse everything).
+    let verdict = match spec.control() {
+        Some(control) if verdict.outcome == Outcome::Pass => {
+            match control_accepted(control, results) {
+                Ok(mut evidence) => {
+                    let mut verdict = verdict;
+                    evidence.extend(verdict.evidence);
+                    verdict.evidence = evidence;
+                    verdict
+                }
+                Err(control_verdict) => control_verdict,
+            }
         }
-    }
+        _ => verdict,
+    };
+    let reqs = credited(spec, scenario);
     CheckResult {
         kind: spec.kind().to_string(),
         step,
@@ -341,6 +374,178 @@ fn unreachable_verdict() -> Verdict {
     v(Outcome::Error, "internal: unexpected outcome", vec![])
 }
 
+/// The requirements a check credits: its own list where the scenario gives one, else its
+/// kind's and the scenario's.
+pub fn credited(spec: &CheckSpec, scenario: &Scenario) -> Vec<String> {
+    if let CheckSpec::ResourceRefused { requirements, .. } = spec {
+        if !requirements.is_empty() {
+            return requirements.clone();
+        }
+    }
+    let mut reqs: Vec<String> = requirements(spec.kind())
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for r in &scenario.requirements {
+        if !reqs.contains(r) {
+            reqs.push(r.clone());
+        }
+    }
+    reqs
+}
+
+/// Whether the control step, the request without the fault, was accepted: `Ok` with its
+/// evidence, or the `error` (`skip` where the control could not be exercised) verdict that
+/// replaces an unproven pass.
+fn control_accepted(
+    control: &str,
+    results: &BTreeMap<String, StepResult>,
+) -> Result<Vec<usize>, Verdict> {
+    let unproven = |why: String, evidence: Vec<usize>| {
+        v(
+            Outcome::Error,
+            format!(
+                "could not prove the cause: the control step {control:?}, the same request without the fault, {why}; a refusal of everything earns no pass"
+            ),
+            evidence,
+        )
+    };
+    match results.get(control) {
+        None => Err(unproven("did not run".into(), vec![])),
+        Some(StepResult::Skipped { reason }) => Err(v(
+            Outcome::Skip,
+            format!("the control step {control:?} was skipped: {reason}"),
+            vec![],
+        )),
+        Some(StepResult::NotRun { reason }) => {
+            Err(unproven(format!("could not run ({reason})"), vec![]))
+        }
+        Some(StepResult::Waited { .. }) => Err(unproven("is a wait".into(), vec![])),
+        Some(StepResult::Authorize(a)) => match &a.outcome {
+            AuthorizeOutcome::RedirectedBack { seq, .. }
+                if a.param("code").is_some_and(|c| !c.is_empty()) =>
+            {
+                Ok(vec![*seq])
+            }
+            AuthorizeOutcome::RedirectedBack { seq, .. } => Err(unproven(
+                format!("was answered with {} instead of a code", describe_error(a)),
+                vec![*seq],
+            )),
+            AuthorizeOutcome::Page { status, seq, .. } => Err(unproven(
+                format!("stopped on a page (HTTP {status}) instead of getting a code"),
+                vec![*seq],
+            )),
+            AuthorizeOutcome::Broken { reason, .. } => Err(unproven(
+                format!("broke off ({reason})"),
+                a.evidence.clone(),
+            )),
+        },
+        Some(StepResult::Http(h)) => {
+            let ev = h.seqs();
+            match &h.outcome {
+                HttpOutcome::Transport { reason } => {
+                    Err(unproven(format!("got no response ({reason})"), ev))
+                }
+                HttpOutcome::Response { status: 200, .. } => {
+                    let json = h.json_ref();
+                    let token = json.is_some_and(|j| j["access_token"].is_string());
+                    let bundle = json.is_some_and(|j| j["resourceType"] == "Bundle");
+                    if token || bundle {
+                        Ok(ev)
+                    } else {
+                        Err(unproven(
+                            "was answered with HTTP 200 but neither a token nor a Bundle".into(),
+                            ev,
+                        ))
+                    }
+                }
+                HttpOutcome::Response { status, .. } => {
+                    Err(unproven(format!("was refused with HTTP {status}"), ev))
+                }
+            }
+        }
+    }
+}
+
+/// What the recorded exchanges of one authorize step show about how far it got: the judge
+/// reads these from the log, not from the parties' own accounts.
+#[derive(Debug, Default)]
+struct Trace {
+    /// The first request the browser sent to the mock TVS.
+    reached_tvs: Option<usize>,
+    /// The mock TVS's record of answering the DVA's ArtifactResolve (the DVA fetched what the
+    /// login produced, faulty or not).
+    artifact_resolved: Option<usize>,
+    /// The first form the browser posted to the DVA after the artifact was resolved (the
+    /// consent answer).
+    consent_posted: Option<usize>,
+}
+
+fn trace(exchanges: &[Exchange], step: &str) -> Trace {
+    let mut t = Trace::default();
+    for x in exchanges.iter().filter(|x| x.step.as_deref() == Some(step)) {
+        match (x.from, x.to, x.method.as_str()) {
+            (Party::Browser, Party::Tvs, _) if t.reached_tvs.is_none() => {
+                t.reached_tvs = Some(x.seq)
+            }
+            (Party::Dva, Party::Tvs, "POST")
+                if x.status == Some(200) && t.artifact_resolved.is_none() =>
+            {
+                t.artifact_resolved = Some(x.seq)
+            }
+            (Party::Browser, Party::Dva, "POST")
+                if t.artifact_resolved.is_some() && t.consent_posted.is_none() =>
+            {
+                t.consent_posted = Some(x.seq)
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+/// Whether the step's exchanges show it reached `stage` before the refusal at `refused`:
+/// `Err` with the reason when the stimulus never got there.
+/// Whether the step's exchanges show its stimulus reached `stage` before the refusal at
+/// `refused`: the evidence, or `fail` (refused at a later stage than the rule says) or `error`
+/// (the stimulus never got there, so the refusal proves nothing) with the reason.
+fn reached(t: &Trace, stage: Stage, refused: usize) -> Result<Vec<usize>, (Outcome, String)> {
+    let before = |seq: Option<usize>| seq.filter(|s| *s < refused);
+    let unresolved = || {
+        (
+            Outcome::Error,
+            "could not exercise the login: the DVA never resolved the artifact at the mock TVS before it answered"
+                .to_string(),
+        )
+    };
+    match stage {
+        Stage::Request => match before(t.reached_tvs) {
+            None => Ok(vec![]),
+            Some(s) => Err((
+                Outcome::Fail,
+                format!(
+                    "the DVA sent the browser to the TVS (exchange {s}) instead of refusing the authorization request itself"
+                ),
+            )),
+        },
+        Stage::Login => before(t.artifact_resolved)
+            .map(|s| vec![s])
+            .ok_or_else(unresolved),
+        // The refusal answers the consent post itself.
+        Stage::Consent => match (
+            before(t.artifact_resolved),
+            t.consent_posted.filter(|s| *s <= refused),
+        ) {
+            (Some(a), Some(c)) => Ok(vec![a, c]),
+            (None, _) => Err(unresolved()),
+            (Some(_), None) => Err((
+                Outcome::Error,
+                "could not exercise the consent screen: no answer was posted to the DVA".into(),
+            )),
+        },
+    }
+}
+
 fn back_seq(a: &AuthorizeResult) -> Vec<usize> {
     match &a.outcome {
         AuthorizeOutcome::RedirectedBack { seq, .. } => vec![*seq],
@@ -360,27 +565,33 @@ fn code_issued(a: &AuthorizeResult) -> Verdict {
     if !matches!(a.outcome, AuthorizeOutcome::RedirectedBack { .. }) {
         return not_back(a, "redirecting back with a code");
     }
-    if a.param("code").is_some_and(|c| !c.is_empty()) {
-        v(
-            Outcome::Pass,
-            "redirected back to the redirect URI with a code",
-            back_seq(a),
-        )
-    } else if a.param("error").is_some() {
-        v(
-            Outcome::Fail,
+    if a.param("code").is_none_or(str::is_empty) {
+        let message = if a.param("error").is_some() {
             format!(
                 "redirected back with {} instead of a code",
                 describe_error(a)
-            ),
+            )
+        } else {
+            "redirected back with neither code nor error".to_string()
+        };
+        return v(Outcome::Fail, message, back_seq(a));
+    }
+    match (a.sent_state.as_deref(), a.param("state")) {
+        (Some(sent), Some(got)) if sent == got => v(
+            Outcome::Pass,
+            "redirected back to the redirect URI with a code and exactly the state sent",
             back_seq(a),
-        )
-    } else {
-        v(
+        ),
+        (Some(sent), got) => v(
             Outcome::Fail,
-            "redirected back with neither code nor error",
+            format!("a code came back, but the state did not: sent {sent:?}, received {got:?}"),
             back_seq(a),
-        )
+        ),
+        (None, _) => v(
+            Outcome::Pass,
+            "redirected back to the redirect URI with a code (the PGO sent no state)",
+            back_seq(a),
+        ),
     }
 }
 
@@ -408,6 +619,17 @@ fn state_echoed(a: &AuthorizeResult) -> Verdict {
             other => other,
         };
     }
+    // The rule is about the authorization response: an error redirect shows nothing of it.
+    if a.param("code").is_none_or(str::is_empty) {
+        return v(
+            Outcome::Error,
+            format!(
+                "no authorization response to judge: redirected back with {} instead of a code",
+                describe_error(a)
+            ),
+            back_seq(a),
+        );
+    }
     match a.param("state") {
         Some(s) if s == sent => v(Outcome::Pass, "state returned unchanged", back_seq(a)),
         Some(s) => v(
@@ -423,7 +645,7 @@ fn state_echoed(a: &AuthorizeResult) -> Verdict {
     }
 }
 
-fn error_redirect(a: &AuthorizeResult, expected: &str) -> Verdict {
+fn error_redirect(a: &AuthorizeResult, expected: &str, stage: Stage, t: &Trace) -> Verdict {
     if !matches!(a.outcome, AuthorizeOutcome::RedirectedBack { .. }) {
         return not_back(a, &format!("redirecting back with error={expected}"));
     }
@@ -434,103 +656,165 @@ fn error_redirect(a: &AuthorizeResult, expected: &str) -> Verdict {
             back_seq(a),
         );
     }
+    if let Some(problem) = oauth_error_problem(a, expected) {
+        return v(Outcome::Fail, problem, back_seq(a));
+    }
+    let refused = back_seq(a)[0];
+    match reached(t, stage, refused) {
+        Ok(mut evidence) => {
+            evidence.push(refused);
+            v(
+                Outcome::Pass,
+                format!(
+                    "refused at {} with {} and the state",
+                    stage.label(),
+                    describe_error(a)
+                ),
+                evidence,
+            )
+        }
+        Err((outcome, why)) => v(outcome, why, a.evidence.clone()),
+    }
+}
+
+/// What is wrong with an error redirect that should carry exactly `expected`, its
+/// description and the state; `None` when nothing is.
+fn oauth_error_problem(a: &AuthorizeResult, expected: &str) -> Option<String> {
     let Some(error) = a.param("error") else {
-        return v(
-            Outcome::Fail,
-            "redirected back without an error parameter",
-            back_seq(a),
-        );
+        return Some("redirected back without an error parameter".into());
     };
     if !RFC6749_ERRORS.contains(&error) {
-        return v(
-            Outcome::Fail,
-            format!("error={error} is not an RFC 6749 error code (expected {expected})"),
-            back_seq(a),
-        );
+        return Some(format!(
+            "error={error} is not an RFC 6749 error code (expected {expected})"
+        ));
     }
     if error != expected {
-        return v(
-            Outcome::Fail,
-            format!("expected error={expected}, got {}", describe_error(a)),
-            back_seq(a),
-        );
+        return Some(format!(
+            "expected error={expected}, got {}",
+            describe_error(a)
+        ));
     }
     // Since 2.0.0 MedMij wants the error explained ("duiding van fouten").
     if a.param("error_description")
         .is_none_or(|d| d.trim().is_empty())
     {
-        return v(
-            Outcome::Fail,
-            format!("error={error} without an error_description"),
-            back_seq(a),
-        );
+        return Some(format!("error={error} without an error_description"));
     }
     match (a.sent_state.as_deref(), a.param("state")) {
-        (Some(sent), Some(got)) if sent != got => v(
-            Outcome::Fail,
-            format!("error returned, but state changed from {sent:?} to {got:?}"),
-            back_seq(a),
-        ),
-        (Some(_), None) => v(
-            Outcome::Fail,
-            "error returned without the state",
-            back_seq(a),
-        ),
-        _ => v(
-            Outcome::Pass,
-            format!("redirected back with {} and the state", describe_error(a)),
-            back_seq(a),
-        ),
+        (Some(sent), Some(got)) if sent != got => Some(format!(
+            "error returned, but state changed from {sent:?} to {got:?}"
+        )),
+        (Some(_), None) => Some("error returned without the state".into()),
+        _ => None,
     }
 }
 
-/// For checks that want no code: a page passes, a code fails, and an error redirect passes only
-/// where `error_redirect_ok` (a refused login may redirect; an untrusted request may not).
-fn no_code(a: &AuthorizeResult, what: &str, error_redirect_ok: bool) -> Verdict {
+/// A login refusal: after the DVA resolved the faulty artifact, `access_denied` to the PGO.
+fn login_refused(a: &AuthorizeResult, t: &Trace) -> Verdict {
     match &a.outcome {
         AuthorizeOutcome::Broken { reason, .. } => v(
             Outcome::Error,
             format!("the front channel broke off: {reason}"),
             a.evidence.clone(),
         ),
-        AuthorizeOutcome::Page { status, title, seq } => v(
-            Outcome::Pass,
-            format!(
-                "{what} refused: stopped on a page (HTTP {status}, {:?}), no redirect",
-                title.as_deref().unwrap_or("untitled")
+        AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
+            Outcome::Fail,
+            "the faulty login was accepted: an authorization code reached the PGO",
+            a.evidence.clone(),
+        ),
+        AuthorizeOutcome::Page { status, title, seq } => match t.artifact_resolved {
+            Some(resolved) => v(
+                Outcome::Fail,
+                format!(
+                    "the login was refused into a dead end: the browser stopped on a page (HTTP {status}, {:?}) instead of returning to the PGO with access_denied",
+                    title.as_deref().unwrap_or("untitled")
+                ),
+                vec![resolved, *seq],
             ),
-            vec![*seq],
+            None => v(
+                Outcome::Error,
+                format!(
+                    "could not exercise the login: the browser stopped on a page (HTTP {status}) and the DVA never resolved an artifact at the mock TVS"
+                ),
+                a.evidence.clone(),
+            ),
+        },
+        AuthorizeOutcome::RedirectedBack { .. } => {
+            error_redirect(a, "access_denied", Stage::Login, t)
+        }
+    }
+}
+
+/// An error page of the DVA's own, at the authorization request: no redirect and no login.
+fn error_page(a: &AuthorizeResult, t: &Trace, exchanges: &[Exchange]) -> Verdict {
+    match &a.outcome {
+        AuthorizeOutcome::Broken { reason, .. } => v(
+            Outcome::Error,
+            format!("the front channel broke off: {reason}"),
+            a.evidence.clone(),
         ),
         AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
             Outcome::Fail,
-            format!("{what} was accepted: an authorization code reached the PGO"),
+            "the untrusted request was accepted: an authorization code reached the PGO",
             a.evidence.clone(),
-        ),
-        AuthorizeOutcome::RedirectedBack { .. } if error_redirect_ok => v(
-            Outcome::Pass,
-            format!("{what} refused: redirected back with {}", describe_error(a)),
-            back_seq(a),
         ),
         AuthorizeOutcome::RedirectedBack { .. } => v(
             Outcome::Fail,
             format!(
-                "{what}: redirected to an unverified redirect URI with {} instead of an error page",
+                "the untrusted request was redirected to an unverified redirect URI with {} instead of an error page",
                 describe_error(a)
             ),
             back_seq(a),
         ),
+        AuthorizeOutcome::Page { status, title, seq } => {
+            let title = title.as_deref().unwrap_or("untitled");
+            if let Some(tvs) = t.reached_tvs {
+                return v(
+                    Outcome::Fail,
+                    format!(
+                        "the DVA started a login for the untrusted request (the browser reached the TVS, exchange {tvs}) and stopped on {title:?}, instead of an error page at the request"
+                    ),
+                    a.evidence.clone(),
+                );
+            }
+            let served_by = exchanges.iter().find(|x| x.seq == *seq).map(|x| x.to);
+            if served_by != Some(Party::Dva) {
+                return v(
+                    Outcome::Error,
+                    format!(
+                        "the page the browser stopped on ({title:?}) was not served by the DVA"
+                    ),
+                    vec![*seq],
+                );
+            }
+            // [U] MedMij names no status; an error page that answers 200 cannot be told from a
+            // landing page the browser failed to drive, so an error status is required.
+            if *status < 400 {
+                return v(
+                    Outcome::Fail,
+                    format!(
+                        "the browser stopped on an HTTP {status} page ({title:?}): an error page must answer with an error status (4xx or 5xx)"
+                    ),
+                    vec![*seq],
+                );
+            }
+            v(
+                Outcome::Pass,
+                format!(
+                    "refused at the authorization request: the DVA's error page (HTTP {status}, {title:?}), no redirect"
+                ),
+                vec![*seq],
+            )
+        }
     }
 }
 
-fn login_refused(a: &AuthorizeResult) -> Verdict {
-    no_code(a, "the login", true)
-}
-
-fn error_page(a: &AuthorizeResult) -> Verdict {
-    no_code(a, "the untrusted request", false)
-}
-
-fn resource_refused(h: &HttpResult, expected_status: u16, expected_error: Option<&str>) -> Verdict {
+fn resource_refused(
+    h: &HttpResult,
+    expected_status: u16,
+    expected_error: Option<&str>,
+    expected_issue: &str,
+) -> Verdict {
     let ev: Vec<usize> = h.seq.into_iter().collect();
     let (status, _) = match response(h) {
         Ok(x) => x,
@@ -544,10 +828,21 @@ fn resource_refused(h: &HttpResult, expected_status: u16, expected_error: Option
         );
     }
     let mut problems = Vec::new();
-    if h.json()
-        .is_none_or(|j| j["resourceType"] != "OperationOutcome")
-    {
-        problems.push("no OperationOutcome in the body".to_string());
+    match h.json_ref() {
+        Some(j) if j["resourceType"] == "OperationOutcome" => {
+            let codes: Vec<&str> = j["issue"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["code"].as_str())
+                .collect();
+            if !codes.contains(&expected_issue) {
+                problems.push(format!(
+                    "the OperationOutcome's issue.code is {codes:?}, expected {expected_issue:?}"
+                ));
+            }
+        }
+        _ => problems.push("no OperationOutcome in the body".to_string()),
     }
     if matches!(status, 401 | 403) {
         match h.header("www-authenticate") {
@@ -575,7 +870,7 @@ fn resource_refused(h: &HttpResult, expected_status: u16, expected_error: Option
     if problems.is_empty() {
         v(
             Outcome::Pass,
-            format!("refused with HTTP {status} as required"),
+            format!("refused with HTTP {status} and issue.code {expected_issue} as required"),
             ev,
         )
     } else {
@@ -621,6 +916,18 @@ fn refresh_rotated(h: &HttpResult, previous: Option<&StepResult>) -> Verdict {
         ),
         Some(_) => v(Outcome::Pass, "a new refresh token was issued", ev),
     }
+}
+
+/// The journaalregeltype (S, O, E or P) a Composition section or a journal entry is coded
+/// with: the judge's own reading of the rule, not the simulated DVA's (a test shows the two
+/// agree on every fixture).
+pub fn journal_line_type(line: &Value) -> Option<&str> {
+    const JOURNAALREGELTYPEN: &str = "http://fhir.nl/fhir/NamingSystem/journaalregeltypen";
+    let codings = line.pointer("/code/coding")?.as_array()?;
+    codings
+        .iter()
+        .filter(|c| c.get("system").and_then(Value::as_str) == Some(JOURNAALREGELTYPEN))
+        .find_map(|c| c.get("code").and_then(Value::as_str))
 }
 
 /// The BSN naming system, or a 9-digit number passing the 11-check, in a link.
@@ -953,12 +1260,7 @@ fn dataset_complete(
         let so = ["section", "contained"]
             .iter()
             .flat_map(|field| r[*field].as_array().into_iter().flatten())
-            .filter(|s| {
-                matches!(
-                    crate::dva::fhir::journal_line_type(s),
-                    Some("S") | Some("O")
-                )
-            })
+            .filter(|s| matches!(journal_line_type(s), Some("S") | Some("O")))
             .count();
         if so > 0 {
             let id = crate::fixtures::item_ids(r)
@@ -1278,7 +1580,15 @@ fn response(h: &HttpResult) -> Result<(u16, &str), Verdict> {
     }
 }
 
-fn token_issued(h: &HttpResult, max_expires_in: u64) -> Verdict {
+/// Whether a token response's `scope` grants gegevensdienst `service`: as its id (`49`) or
+/// as `naam~id` [U: the 2.x response format is not normative; granted ids are what DVAs send].
+fn grants(scope: &str, service: &str) -> bool {
+    scope
+        .split(' ')
+        .any(|t| t == service || t.rsplit_once('~').is_some_and(|(_, id)| id == service))
+}
+
+fn token_issued(h: &HttpResult, max_expires_in: u64, services: &[String]) -> Verdict {
     let ev: Vec<usize> = h.seq.into_iter().collect();
     let (status, _) = match response(h) {
         Ok(x) => x,
@@ -1316,6 +1626,22 @@ fn token_issued(h: &HttpResult, max_expires_in: u64) -> Verdict {
     if json["refresh_token"].as_str().is_none_or(str::is_empty) {
         problems.push("no refresh_token".to_string());
     }
+    match json["scope"].as_str() {
+        None => problems.push("no scope: the granted gegevensdiensten are not stated".into()),
+        Some(scope) => {
+            let missing: Vec<&str> = services
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !grants(scope, s))
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "scope {scope:?} does not grant gegevensdienst {}",
+                    missing.join(", ")
+                ));
+            }
+        }
+    }
     if !h
         .header("cache-control")
         .is_some_and(|c| c.to_ascii_lowercase().contains("no-store"))
@@ -1346,7 +1672,7 @@ fn is_tls_refusal(reason: &str) -> bool {
     r.contains("alert") || r.contains("certificate")
 }
 
-fn token_refused(h: &HttpResult, expected: Option<&str>, tls_counts: bool) -> Verdict {
+fn token_refused(h: &HttpResult, expected: &str, tls_counts: bool) -> Verdict {
     let ev: Vec<usize> = h.seq.into_iter().collect();
     let status = match &h.outcome {
         HttpOutcome::Transport { reason } if tls_counts && is_tls_refusal(reason) => {
@@ -1369,10 +1695,18 @@ fn token_refused(h: &HttpResult, expected: Option<&str>, tls_counts: bool) -> Ve
             ev,
         );
     }
-    if !(400..500).contains(&status) {
+    // RFC 6749 §5.2: 400, except that a failed client authentication may answer 401.
+    let allowed: &[u16] = if expected == "invalid_client" {
+        &[400, 401]
+    } else {
+        &[400]
+    };
+    if !allowed.contains(&status) {
         return v(
             Outcome::Fail,
-            format!("HTTP {status} is not an OAuth refusal (expected 400 or 401)"),
+            format!(
+                "HTTP {status} is not the refusal RFC 6749 §5.2 prescribes for {expected} (HTTP {allowed:?})"
+            ),
             ev,
         );
     }
@@ -1390,18 +1724,18 @@ fn token_refused(h: &HttpResult, expected: Option<&str>, tls_counts: bool) -> Ve
             ev,
         );
     }
-    match expected {
-        Some(e) if e != error => v(
+    if error != expected {
+        return v(
             Outcome::Fail,
-            format!("refused with error={error}, expected {e}"),
+            format!("refused with error={error}, expected {expected}"),
             ev,
-        ),
-        _ => v(
-            Outcome::Pass,
-            format!("refused: HTTP {status}, error={error}"),
-            ev,
-        ),
+        );
     }
+    v(
+        Outcome::Pass,
+        format!("refused at the token endpoint: HTTP {status}, error={error}"),
+        ev,
+    )
 }
 
 fn fhir_searchset(h: &HttpResult, types: &[&str]) -> Verdict {
@@ -1559,6 +1893,48 @@ mod tests {
             Outcome::Skip
         );
         assert_eq!(state_echoed(&page()).outcome, Outcome::Error);
+        // An error redirect is no authorization response, however well it echoes the state.
+        assert_eq!(
+            state_echoed(&back(
+                &[("error", "access_denied"), ("state", "s")],
+                Some("s")
+            ))
+            .outcome,
+            Outcome::Error
+        );
+    }
+
+    /// A trace in which the browser never left the DVA (a refusal at the request).
+    fn at_request() -> Trace {
+        Trace::default()
+    }
+
+    /// A trace in which the DVA resolved the login's artifact (exchange 2), before anything the
+    /// helpers above return at exchange 3; the consent answer at 2 as well.
+    fn after_login() -> Trace {
+        Trace {
+            reached_tvs: Some(1),
+            artifact_resolved: Some(2),
+            consent_posted: Some(2),
+        }
+    }
+
+    fn dva_page(seq: usize, to: Party) -> Vec<Exchange> {
+        vec![Exchange {
+            seq,
+            step: Some("authorize".into()),
+            from: Party::Browser,
+            to,
+            method: "GET".into(),
+            url: "https://dva/oauth/authorize".into(),
+            request_headers: vec![],
+            request_body: None,
+            status: Some(400),
+            response_headers: vec![],
+            response_body: None,
+            transport_error: None,
+            elapsed_ms: Some(1),
+        }]
     }
 
     #[test]
@@ -1571,31 +1947,27 @@ mod tests {
             ],
             Some("s"),
         );
+        let judge =
+            |a: &AuthorizeResult| error_redirect(a, "invalid_scope", Stage::Request, &at_request());
         let unexplained = back(&[("error", "invalid_scope"), ("state", "s")], Some("s"));
-        assert_eq!(
-            error_redirect(&unexplained, "invalid_scope").outcome,
-            Outcome::Fail
-        );
-        assert_eq!(error_redirect(&ok, "invalid_scope").outcome, Outcome::Pass);
+        assert_eq!(judge(&unexplained).outcome, Outcome::Fail);
+        assert_eq!(judge(&ok).outcome, Outcome::Pass);
         let numeric = back(&[("error", "400"), ("state", "s")], Some("s"));
-        let verdict = error_redirect(&numeric, "invalid_scope");
+        let verdict = judge(&numeric);
         assert_eq!(verdict.outcome, Outcome::Fail);
         assert!(verdict.message.contains("not an RFC 6749"));
         assert_eq!(
-            error_redirect(
-                &back(&[("error", "invalid_request"), ("state", "s")], Some("s")),
-                "invalid_scope"
-            )
+            judge(&back(
+                &[("error", "invalid_request"), ("state", "s")],
+                Some("s")
+            ))
             .outcome,
             Outcome::Fail
         );
-        let stateless = error_redirect(
-            &back(
-                &[("error", "invalid_scope"), ("error_description", "x")],
-                Some("s"),
-            ),
-            "invalid_scope",
-        );
+        let stateless = judge(&back(
+            &[("error", "invalid_scope"), ("error_description", "x")],
+            Some("s"),
+        ));
         assert_eq!(stateless.outcome, Outcome::Fail);
         assert!(
             stateless.message.contains("without the state"),
@@ -1603,33 +1975,125 @@ mod tests {
             stateless.message
         );
         assert_eq!(
-            error_redirect(&back(&[("code", "c")], Some("s")), "invalid_scope").outcome,
+            judge(&back(&[("code", "c")], Some("s"))).outcome,
             Outcome::Fail
         );
+        assert_eq!(judge(&page()).outcome, Outcome::Fail);
+        // Refused, but only after a login: the wrong stage for a request error.
+        let late = error_redirect(&ok, "invalid_scope", Stage::Request, &after_login());
+        assert_eq!(late.outcome, Outcome::Fail, "{}", late.message);
+        assert!(late.message.contains("TVS"), "{}", late.message);
+    }
+
+    /// The stimulus of a login- or consent-stage refusal never reached the DVA: `error`, never
+    /// `pass`, however well-formed the refusal.
+    #[test]
+    fn error_redirect_without_its_stimulus_is_an_error() {
+        let denied = back(
+            &[
+                ("error", "access_denied"),
+                ("error_description", "geannuleerd"),
+                ("state", "s"),
+            ],
+            Some("s"),
+        );
+        for stage in [Stage::Login, Stage::Consent] {
+            let verdict = error_redirect(&denied, "access_denied", stage, &at_request());
+            assert_eq!(
+                verdict.outcome,
+                Outcome::Error,
+                "{stage:?}: {}",
+                verdict.message
+            );
+            assert!(verdict.message.contains("could not exercise"));
+            assert_eq!(
+                error_redirect(&denied, "access_denied", stage, &after_login()).outcome,
+                Outcome::Pass
+            );
+        }
+        let no_answer = Trace {
+            consent_posted: None,
+            ..after_login()
+        };
         assert_eq!(
-            error_redirect(&page(), "invalid_scope").outcome,
-            Outcome::Fail
+            error_redirect(&denied, "access_denied", Stage::Consent, &no_answer).outcome,
+            Outcome::Error
         );
     }
 
     #[test]
     fn login_refused_branches() {
+        let denied = back(
+            &[
+                ("error", "access_denied"),
+                ("error_description", "inloggen mislukt"),
+                ("state", "s"),
+            ],
+            Some("s"),
+        );
         assert_eq!(
-            login_refused(&back(&[("code", "c")], None)).outcome,
+            login_refused(&back(&[("code", "c")], None), &after_login()).outcome,
             Outcome::Fail
         );
         assert_eq!(
-            login_refused(&back(&[("error", "access_denied")], None)).outcome,
+            login_refused(&denied, &after_login()).outcome,
             Outcome::Pass
         );
-        assert_eq!(login_refused(&page()).outcome, Outcome::Pass);
-        assert_eq!(login_refused(&broken()).outcome, Outcome::Error);
+        // A dead end after the login is no OAuth error to the PGO.
+        assert_eq!(
+            login_refused(&page(), &after_login()).outcome,
+            Outcome::Fail
+        );
+        let other = back(
+            &[
+                ("error", "invalid_request"),
+                ("error_description", "x"),
+                ("state", "s"),
+            ],
+            Some("s"),
+        );
+        assert_eq!(login_refused(&other, &after_login()).outcome, Outcome::Fail);
+        assert_eq!(
+            login_refused(&broken(), &after_login()).outcome,
+            Outcome::Error
+        );
+    }
+
+    /// The faulty artifact was never resolved (the DVA has no login step, or the browser
+    /// stopped before it): no pass, whatever the browser saw.
+    #[test]
+    fn login_refused_without_its_stimulus_is_an_error() {
+        let denied = back(
+            &[
+                ("error", "access_denied"),
+                ("error_description", "x"),
+                ("state", "s"),
+            ],
+            Some("s"),
+        );
+        for a in [denied, page()] {
+            let verdict = login_refused(&a, &at_request());
+            assert_eq!(verdict.outcome, Outcome::Error, "{}", verdict.message);
+        }
+        let only_tvs = Trace {
+            reached_tvs: Some(1),
+            ..Trace::default()
+        };
+        assert_eq!(login_refused(&page(), &only_tvs).outcome, Outcome::Error);
     }
 
     #[test]
     fn error_page_branches() {
-        assert_eq!(error_page(&page()).outcome, Outcome::Pass);
-        let redirected = error_page(&back(&[("error", "invalid_request")], None));
+        let served = dva_page(1, Party::Dva);
+        assert_eq!(
+            error_page(&page(), &at_request(), &served).outcome,
+            Outcome::Pass
+        );
+        let redirected = error_page(
+            &back(&[("error", "invalid_request")], None),
+            &at_request(),
+            &served,
+        );
         assert_eq!(redirected.outcome, Outcome::Fail);
         assert!(
             redirected.message.contains("unverified redirect URI"),
@@ -1637,10 +2101,84 @@ mod tests {
             redirected.message
         );
         assert_eq!(
-            error_page(&back(&[("code", "c")], None)).outcome,
+            error_page(&back(&[("code", "c")], None), &at_request(), &served).outcome,
             Outcome::Fail
         );
-        assert_eq!(error_page(&broken()).outcome, Outcome::Error);
+        assert_eq!(
+            error_page(&broken(), &at_request(), &served).outcome,
+            Outcome::Error
+        );
+        // A page after a login started is no error page at the request.
+        assert_eq!(
+            error_page(&page(), &after_login(), &served).outcome,
+            Outcome::Fail
+        );
+        // An HTTP 200 page cannot be told from an undriven landing page.
+        let mut ok_page = page();
+        ok_page.outcome = AuthorizeOutcome::Page {
+            status: 200,
+            title: None,
+            seq: 1,
+        };
+        assert_eq!(
+            error_page(&ok_page, &at_request(), &served).outcome,
+            Outcome::Fail
+        );
+    }
+
+    /// The page the browser stopped on was not the DVA's (say the TVS's, or no recorded
+    /// exchange at all): the untrusted request was never shown to be refused by the DVA.
+    #[test]
+    fn error_page_without_its_stimulus_is_an_error() {
+        for exchanges in [dva_page(1, Party::Tvs), vec![]] {
+            let verdict = error_page(&page(), &at_request(), &exchanges);
+            assert_eq!(verdict.outcome, Outcome::Error, "{}", verdict.message);
+        }
+    }
+
+    /// Every negative check passes only with its control accepted; a refused, missing or
+    /// broken control turns a well-formed refusal into `error` (a skipped one into `skip`).
+    #[test]
+    fn a_refusal_without_an_accepted_control_is_an_error() {
+        let code = StepResult::Authorize(back(&[("code", "c"), ("state", "s")], Some("s")));
+        let token = StepResult::Http(http(200, &[], r#"{"access_token":"a"}"#));
+        let bundle = StepResult::Http(http(200, &[], r#"{"resourceType":"Bundle"}"#));
+        assert!(control_accepted("c", &BTreeMap::from([("c".into(), code)])).is_ok());
+        assert!(control_accepted("c", &BTreeMap::from([("c".into(), token)])).is_ok());
+        assert!(control_accepted("c", &BTreeMap::from([("c".into(), bundle)])).is_ok());
+        for refused in [
+            StepResult::Authorize(back(&[("error", "401"), ("state", "s")], Some("s"))),
+            StepResult::Authorize(page()),
+            StepResult::Authorize(broken()),
+            StepResult::Http(http(400, &[], r#"{"error":"invalid_grant"}"#)),
+            StepResult::Http(http(401, &[], r#"{"resourceType":"OperationOutcome"}"#)),
+            StepResult::Http(http(200, &[], "{}")),
+            StepResult::Http(transport("connection refused")),
+            StepResult::NotRun {
+                reason: "no code".into(),
+            },
+        ] {
+            let results = BTreeMap::from([("c".to_string(), refused)]);
+            let verdict = control_accepted("c", &results).unwrap_err();
+            assert_eq!(verdict.outcome, Outcome::Error, "{}", verdict.message);
+            assert!(verdict.message.contains("could not prove the cause"));
+        }
+        let skipped = BTreeMap::from([(
+            "c".to_string(),
+            StepResult::Skipped {
+                reason: "no second PGO".into(),
+            },
+        )]);
+        assert_eq!(
+            control_accepted("c", &skipped).unwrap_err().outcome,
+            Outcome::Skip
+        );
+        assert_eq!(
+            control_accepted("missing", &BTreeMap::new())
+                .unwrap_err()
+                .outcome,
+            Outcome::Error
+        );
     }
 
     #[test]
@@ -1807,68 +2345,168 @@ mod tests {
 
     #[test]
     fn token_issued_branches() {
+        let svc = vec!["49".to_string()];
         let good = r#"{"access_token":"a","token_type":"Bearer","expires_in":900,"refresh_token":"r","scope":"49"}"#;
+        for (scope, outcome) in [
+            (r#","scope":"48 49""#, Outcome::Pass),
+            (r#","scope":"praktijk~49""#, Outcome::Pass),
+            (r#","scope":"48""#, Outcome::Fail),
+            (r#","scope":"praktijk~149""#, Outcome::Fail),
+            ("", Outcome::Fail),
+        ] {
+            let body = good.replace(r#","scope":"49""#, scope);
+            let verdict = token_issued(
+                &http(200, &[("cache-control", "no-store")], &body),
+                900,
+                &svc,
+            );
+            assert_eq!(verdict.outcome, outcome, "{scope}: {}", verdict.message);
+        }
         assert_eq!(
-            token_issued(&http(200, &[("cache-control", "no-store")], good), 900).outcome,
+            token_issued(
+                &http(200, &[("cache-control", "no-store")], good),
+                900,
+                &svc
+            )
+            .outcome,
             Outcome::Pass
         );
-        let no_store = token_issued(&http(200, &[], good), 900);
+        let no_store = token_issued(&http(200, &[], good), 900, &svc);
         assert_eq!(no_store.outcome, Outcome::Fail);
         assert!(no_store.message.contains("no-store"));
         let long = good.replace("900", "3600");
         assert_eq!(
-            token_issued(&http(200, &[("cache-control", "no-store")], &long), 900).outcome,
+            token_issued(
+                &http(200, &[("cache-control", "no-store")], &long),
+                900,
+                &svc
+            )
+            .outcome,
             Outcome::Fail
         );
         assert_eq!(
-            token_issued(&http(400, &[], r#"{"error":"invalid_grant"}"#), 900).outcome,
+            token_issued(&http(400, &[], r#"{"error":"invalid_grant"}"#), 900, &svc).outcome,
             Outcome::Fail
         );
         assert_eq!(
-            token_issued(&transport("connection refused"), 900).outcome,
+            token_issued(&transport("connection refused"), 900, &svc).outcome,
             Outcome::Error
         );
     }
 
     #[test]
     fn token_refused_branches() {
+        let judge = |status, body: &str, expected| {
+            token_refused(&http(status, &[], body), expected, false).outcome
+        };
         assert_eq!(
-            token_refused(
-                &http(400, &[], r#"{"error":"invalid_grant"}"#),
-                Some("invalid_grant"),
-                false
-            )
-            .outcome,
+            judge(400, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
             Outcome::Pass
         );
         assert_eq!(
-            token_refused(
-                &http(400, &[], r#"{"error":"invalid_request"}"#),
-                Some("invalid_grant"),
-                false
-            )
-            .outcome,
+            judge(400, r#"{"error":"invalid_request"}"#, "invalid_grant"),
             Outcome::Fail
         );
         assert_eq!(
-            token_refused(&http(400, &[], r#"{"error":"400"}"#), None, false).outcome,
+            judge(400, r#"{"error":"400"}"#, "invalid_grant"),
             Outcome::Fail
         );
         assert_eq!(
-            token_refused(&http(200, &[], r#"{"access_token":"a"}"#), None, false).outcome,
+            judge(200, r#"{"access_token":"a"}"#, "invalid_grant"),
+            Outcome::Fail
+        );
+        assert_eq!(judge(500, "oops", "invalid_grant"), Outcome::Fail);
+        // Exact status: 401 only for invalid_client (RFC 6749 §5.2).
+        assert_eq!(
+            judge(401, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
             Outcome::Fail
         );
         assert_eq!(
-            token_refused(&http(500, &[], "oops"), None, false).outcome,
+            judge(403, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
             Outcome::Fail
+        );
+        assert_eq!(
+            judge(401, r#"{"error":"invalid_client"}"#, "invalid_client"),
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(400, r#"{"error":"invalid_client"}"#, "invalid_client"),
+            Outcome::Pass
         );
         let alert = transport("error sending request: received fatal alert: CertificateRequired");
-        assert_eq!(token_refused(&alert, None, true).outcome, Outcome::Pass);
-        assert_eq!(token_refused(&alert, None, false).outcome, Outcome::Error);
         assert_eq!(
-            token_refused(&transport("connection refused"), None, true).outcome,
+            token_refused(&alert, "invalid_client", true).outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            token_refused(&alert, "invalid_client", false).outcome,
             Outcome::Error
         );
+        assert_eq!(
+            token_refused(&transport("connection refused"), "invalid_client", true).outcome,
+            Outcome::Error
+        );
+    }
+
+    /// A token request that never got an answer from the token endpoint proves nothing.
+    #[test]
+    fn token_refused_without_its_stimulus_is_an_error() {
+        for reason in ["connection refused", "operation timed out", "dns error"] {
+            let verdict = token_refused(&transport(reason), "invalid_grant", true);
+            assert_eq!(verdict.outcome, Outcome::Error, "{reason}");
+        }
+    }
+
+    #[test]
+    fn resource_refused_branches() {
+        let challenge = [("www-authenticate", "Bearer error=\"invalid_token\"")];
+        let outcome = |code: &str| {
+            format!(
+                r#"{{"resourceType":"OperationOutcome","issue":[{{"severity":"error","code":"{code}"}}]}}"#
+            )
+        };
+        let judge = |status, headers: &[(&str, &str)], body: &str, issue| {
+            resource_refused(
+                &http(status, headers, body),
+                401,
+                Some("invalid_token"),
+                issue,
+            )
+        };
+        assert_eq!(
+            judge(401, &challenge, &outcome("security"), "security").outcome,
+            Outcome::Pass
+        );
+        let wrong_issue = judge(401, &challenge, &outcome("processing"), "security");
+        assert_eq!(wrong_issue.outcome, Outcome::Fail);
+        assert!(
+            wrong_issue.message.contains("issue.code"),
+            "{}",
+            wrong_issue.message
+        );
+        assert_eq!(
+            judge(401, &[], &outcome("security"), "security").outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            judge(401, &challenge, "{}", "security").outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            judge(403, &challenge, &outcome("security"), "security").outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            judge(200, &[], r#"{"resourceType":"Bundle"}"#, "security").outcome,
+            Outcome::Fail
+        );
+    }
+
+    /// A resource request that never got an answer proves nothing.
+    #[test]
+    fn resource_refused_without_its_stimulus_is_an_error() {
+        let verdict = resource_refused(&transport("connection reset"), 401, None, "security");
+        assert_eq!(verdict.outcome, Outcome::Error);
     }
 
     #[test]

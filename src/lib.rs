@@ -24,5 +24,6 @@ pub mod requirements;
 pub mod runner;
 pub mod saml;
 pub mod scenario;
+pub mod steps;
 pub mod tls;
 pub mod tvs;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::checks::LabWindowPolicy;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -97,16 +98,6 @@ impl Default for TvsSettings {
             loa: default_loa(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum LabWindowPolicy {
-    /// The DVA leaves them out whatever the PGO asks (default).
-    #[default]
-    DvaExcludes,
-    /// Only a PGO that sends `date=ge…` may rely on their absence.
-    PgoFilters,
 }
 
 fn max_wait_s() -> u64 {

@@ -1,10 +1,13 @@
 //! The requirements catalogue (`requirements/catalogue.toml`) and its coverage.
 //!
 //! The catalogue is data: id, level, source, text, the brief's defect numbers, and for an entry
-//! nothing tests, the reason. Which scenarios test an entry is computed from the scenarios
-//! themselves (their `requirements` plus the requirements of their checks' kinds), so the two
-//! cannot drift apart silently: [`Coverage::problems`] names every id a scenario uses that the
-//! catalogue lacks, and every entry that is neither tested nor explained.
+//! nothing tests, the reason. An entry counts as tested only when it is *killed*: a check of a
+//! scenario credits it (computed from the scenarios: their `requirements` plus their checks'
+//! kinds), and a quirk of the simulated DVA that violates it ([`crate::dva::Quirk::violates`])
+//! makes such a check fail, which the mutation test proves for every claim. A check that no
+//! quirk can break credits nothing in a report ([`is_killed`]). [`Coverage::problems`] names
+//! every id a scenario or a quirk uses that the catalogue lacks, and every entry that is
+//! neither tested nor explained.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,23 +47,36 @@ impl Catalogue {
     }
 }
 
-/// The requirement ids one scenario verifies.
+/// The requirement ids one scenario's checks credit.
 pub fn verified_by(scenario: &Scenario) -> BTreeSet<String> {
-    let mut ids: BTreeSet<String> = scenario.requirements.iter().cloned().collect();
-    for check in &scenario.checks {
-        ids.extend(
-            crate::checks::requirements(check.kind())
-                .iter()
-                .map(|s| s.to_string()),
-        );
-    }
-    ids
+    scenario
+        .checks
+        .iter()
+        .flat_map(|c| crate::checks::credited(c, scenario))
+        .collect()
+}
+
+/// The quirks of the simulated DVA that violate `id`: each claim is proven by the mutation
+/// test (a check crediting `id` fails against the quirk), so these are its killers.
+pub fn killers(id: &str) -> Vec<String> {
+    crate::dva::Quirk::ALL
+        .iter()
+        .filter(|q| q.violates().contains(&id))
+        .map(|q| q.name())
+        .collect()
+}
+
+/// Whether a check may credit `id` in a report: some quirk is proven to break it.
+pub fn is_killed(id: &str) -> bool {
+    crate::dva::Quirk::ALL
+        .iter()
+        .any(|q| q.violates().contains(&id))
 }
 
 /// The catalogue against a set of scenarios.
 pub struct Coverage<'a> {
     pub catalogue: &'a Catalogue,
-    /// Requirement id → scenario ids that verify it.
+    /// Requirement id → scenario ids whose checks credit it.
     pub tested_by: BTreeMap<String, Vec<String>>,
     /// (id, scenario) pairs where a scenario names an id the catalogue lacks.
     pub unknown: Vec<(String, String)>,
@@ -90,22 +106,50 @@ impl<'a> Coverage<'a> {
         }
     }
 
-    /// Everything that makes the catalogue and the scenarios disagree.
+    /// Tested: a scenario's check credits the requirement, and a quirk that violates it is
+    /// killed by such a check (the mutation test proves every claimed violation).
+    pub fn is_tested(&self, id: &str) -> bool {
+        self.tested_by.contains_key(id) && is_killed(id)
+    }
+
+    /// Everything that makes the catalogue, the quirks and the scenarios disagree.
     pub fn problems(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .unknown
             .iter()
             .map(|(id, s)| format!("scenario {s} names {id}, which is not in the catalogue"))
             .collect();
+        let known: BTreeSet<&str> = self
+            .catalogue
+            .requirements
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        for q in crate::dva::Quirk::ALL {
+            for id in q.violates() {
+                if !known.contains(id) {
+                    out.push(format!(
+                        "quirk {} claims to violate {id}, which is not in the catalogue",
+                        q.name()
+                    ));
+                }
+            }
+        }
         let mut ids = BTreeSet::new();
         for r in &self.catalogue.requirements {
             if !ids.insert(&r.id) {
                 out.push(format!("{} is in the catalogue twice", r.id));
             }
-            let tested = self.tested_by.contains_key(&r.id);
-            match (tested, &r.untested) {
+            if is_killed(&r.id) && !self.tested_by.contains_key(&r.id) {
+                out.push(format!(
+                    "{} is violated by quirk(s) {}, but no check credits it",
+                    r.id,
+                    killers(&r.id).join(", ")
+                ));
+            }
+            match (self.is_tested(&r.id), &r.untested) {
                 (false, None) => out.push(format!(
-                    "{} is neither tested nor explained (`untested`)",
+                    "{} has no killing quirk and does not say why it is untested (`untested`)",
                     r.id
                 )),
                 (true, Some(_)) => {
@@ -120,24 +164,31 @@ impl<'a> Coverage<'a> {
     /// The table `koppeltest requirements` prints.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let tested = self
+        let tested: Vec<&Requirement> = self
             .catalogue
             .requirements
             .iter()
-            .filter(|r| self.tested_by.contains_key(&r.id))
-            .count();
+            .filter(|r| self.is_tested(&r.id))
+            .collect();
         for r in &self.catalogue.requirements {
-            let status = match self.tested_by.get(&r.id) {
-                Some(s) => {
-                    let mut s = s.clone();
-                    s.sort();
-                    s.dedup();
-                    format!("tested by {}", s.join(", "))
-                }
-                None => format!(
-                    "not tested: {}",
+            let status = if self.is_tested(&r.id) {
+                let mut s = self.tested_by[&r.id].clone();
+                s.sort();
+                s.dedup();
+                format!(
+                    "tested by {}; killed by quirk {}",
+                    s.join(", "),
+                    killers(&r.id).join(", ")
+                )
+            } else {
+                let credited = match self.tested_by.get(&r.id) {
+                    Some(s) => format!(" (credited by {}, but no quirk breaks it)", s.join(", ")),
+                    None => String::new(),
+                };
+                format!(
+                    "not tested{credited}: {}",
                     r.untested.as_deref().unwrap_or("no reason given")
-                ),
+                )
             };
             out.push_str(&format!(
                 "{:<40} {:<6} {}\n    {}\n",
@@ -145,19 +196,32 @@ impl<'a> Coverage<'a> {
             ));
         }
         out.push_str(&format!(
-            "\n{tested} of {} requirements tested by scenarios; the rest say why not.\n",
+            "\n{} of {} requirements tested: a scenario's check credits each, and a quirk that breaks it makes that check fail. The rest say why not.\n",
+            tested.len(),
             self.catalogue.requirements.len()
         ));
-        let covered: BTreeSet<u8> = self
-            .catalogue
-            .requirements
+        let guarded: BTreeSet<u8> = tested
             .iter()
             .flat_map(|r| r.defects.iter().copied())
             .collect();
-        let listed: Vec<String> = covered.iter().map(|d| d.to_string()).collect();
+        let partly: BTreeSet<u8> = self
+            .catalogue
+            .requirements
+            .iter()
+            .filter(|r| !self.is_tested(&r.id))
+            .flat_map(|r| r.defects.iter().copied())
+            .filter(|d| guarded.contains(d))
+            .collect();
+        let list = |set: &BTreeSet<u8>| {
+            set.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         out.push_str(&format!(
-            "Defects of brief section 10 guarded: {}\n",
-            listed.join(", ")
+            "Defects of brief section 10 with a tested requirement: {} (only in part: {})\n",
+            list(&guarded),
+            list(&partly)
         ));
         out
     }
@@ -214,7 +278,7 @@ mod tests {
         assert!(
             problems
                 .iter()
-                .any(|p| p.contains("x.untested is neither tested nor explained")),
+                .any(|p| p.contains("x.untested has no killing quirk")),
             "{problems:?}"
         );
     }

@@ -234,7 +234,7 @@ async fn shared_tvs(
     prepared: &Prepared,
     row_ix: usize,
     ext: &ExternalResolved,
-) -> Result<(), String> {
+) -> Result<Arc<tvs::TvsServers>, String> {
     let result = prepared.shared_tvs[row_ix]
         .get_or_init(|| async {
             let front = crate::tls::bind(&ext.tvs.front_listen)
@@ -254,12 +254,13 @@ async fn shared_tvs(
                 client_roots: ext.back_roots.clone(),
             };
             // The TVS's own notes have no scenario to belong to; they go to the process log.
+            // Artifact resolutions go to the scenario whose login issued them (its witness tag).
             tvs::start(cfg, &prepared.pki, front, back, ExchangeLog::discarding())
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         })
         .await;
-    result.as_ref().map(|_| ()).map_err(Clone::clone)
+    result.clone()
 }
 
 /// The loopback address a browser uses for a listening address (`0.0.0.0` → `127.0.0.1`).
@@ -271,13 +272,14 @@ fn reachable(listen: &str) -> Option<std::net::SocketAddr> {
     Some(addr)
 }
 
-/// Servers (for a simulated row) and the mock PGO for one scenario.
+/// Servers (for a simulated row) or the shared mock TVS's witness registration (for an
+/// external row), and the mock PGO for one scenario.
 async fn environment(
     prepared: &Prepared,
     row_ix: usize,
     column: &PgoProfile,
     log: &ExchangeLog,
-) -> Result<(Option<Servers>, Pgo), String> {
+) -> Result<(Option<Servers>, Option<tvs::WitnessTag>, Pgo), String> {
     let row = &prepared.rows[row_ix];
     match &row.external {
         None => {
@@ -303,10 +305,13 @@ async fn environment(
                 log,
                 others,
             )?;
-            Ok((Some(servers), pgo))
+            Ok((Some(servers), None, pgo))
         }
         Some(ext) => {
-            shared_tvs(prepared, row_ix, ext).await?;
+            let witness = shared_tvs(prepared, row_ix, ext)
+                .await?
+                .witnesses
+                .register(log.clone());
             let tvs_host = tvs::host_only(&ext.tvs.front_host).to_string();
             let mut hosts = ext.hosts.clone();
             if let Some(addr) = reachable(&ext.tvs.front_listen) {
@@ -333,10 +338,9 @@ async fn environment(
                 .filter_map(|c| Some((c.hostname.clone(), ext.identities.get(&c.id)?.clone())))
                 .collect();
             let others: IdentityLookup = Arc::new(move |host: &str| by_host.get(host).cloned());
-            Ok((
-                None,
-                pgo_for(row, column, trust, hosts, tvs_host, log, others)?,
-            ))
+            let mut pgo = pgo_for(row, column, trust, hosts, tvs_host, log, others)?;
+            pgo.set_witness(witness.tag.clone());
+            Ok((None, Some(witness), pgo))
         }
     }
 }
@@ -425,7 +429,7 @@ pub async fn run_scenario(
     let mut results: BTreeMap<String, StepResult> = BTreeMap::new();
     let mut steps = Vec::new();
     match environment(prepared, row_ix, column, &log).await {
-        Ok((servers, pgo)) => {
+        Ok((servers, witness, pgo)) => {
             let mut skip_rest: Option<String> = None;
             for step in &scenario.steps {
                 log.set_step(Some(step.id()));
@@ -471,6 +475,7 @@ pub async fn run_scenario(
             if let Some(servers) = servers {
                 servers.shutdown().await;
             }
+            drop(witness);
         }
         Err(reason) => {
             for step in &scenario.steps {
@@ -483,6 +488,7 @@ pub async fn run_scenario(
             }
         }
     }
+    let exchanges = log.entries();
     let checks: Vec<CheckResult> = scenario
         .checks
         .iter()
@@ -497,9 +503,14 @@ pub async fn run_scenario(
                     .unwrap_or(&prepared.matrix.tvs.bsn),
                 lab_window: prepared.matrix.lab_window,
                 lab_date_filter: column.lab_date_filter,
+                exchanges: &exchanges,
+                gegevensdiensten: &column.gegevensdiensten,
             };
             let mut r = checks::evaluate(c, scenario, &results, &ctx);
             r.message = log.redact(&r.message);
+            // A report credits only what some quirk is proven to break.
+            r.requirements
+                .retain(|id| crate::requirements::is_killed(id));
             r
         })
         .collect();
@@ -528,7 +539,7 @@ pub async fn run_scenario(
         failed_requirements,
         checks,
         steps,
-        exchanges: log.entries(),
+        exchanges,
     };
     (report, log.secret_values())
 }
@@ -583,7 +594,10 @@ async fn run_step(
         }
     };
     match step {
-        Step::Authorize(a) => StepResult::Authorize(pgo.authorize(a, &scenario.tvs).await),
+        Step::Authorize(a) => StepResult::Authorize(
+            pgo.authorize(a, a.tvs.as_ref().unwrap_or(&scenario.tvs))
+                .await,
+        ),
         Step::Token(t) => match results.get(&t.code_from) {
             Some(StepResult::Authorize(_))
                 if t.as_client.as_deref().is_some_and(|h| !pgo.can_act_as(h)) =>

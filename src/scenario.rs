@@ -132,6 +132,9 @@ pub struct AuthorizeStep {
     /// What the person answers on the consent screen.
     #[serde(default)]
     pub consent: ConsentChoice,
+    /// How the mock TVS logs the person in during this step, instead of the scenario's
+    /// `[tvs]`: a negative step carries the fault, its control step logs in cleanly.
+    pub tvs: Option<TvsLogin>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -228,31 +231,54 @@ pub enum CheckSpec {
     CodeIssued { step: String },
     /// The redirect back carried exactly the state the PGO sent.
     StateEchoed { step: String },
-    /// The authorize step was redirected back with this RFC 6749 error (and the state).
-    ErrorRedirect { step: String, error: String },
-    /// The login was refused: no code reached the PGO.
-    LoginRefused { step: String },
+    /// The authorize step was redirected back with this RFC 6749 error (and the state), at
+    /// `stage`. Passes only if `control` (the same request without the fault) got a code.
+    ErrorRedirect {
+        step: String,
+        error: String,
+        /// Where the refusal must happen.
+        #[serde(default)]
+        stage: Stage,
+        /// The authorize step without the fault, which must have been answered with a code.
+        control: String,
+    },
+    /// The login was refused after the DVA resolved the faulty artifact at the mock TVS, with
+    /// `access_denied` to the PGO. Passes only if `control` (a clean login) got a code.
+    LoginRefused { step: String, control: String },
     /// The token endpoint issued a conformant token response.
     TokenIssued { step: String },
-    /// The token endpoint refused (an OAuth error, or a refused TLS handshake where
-    /// `tls_refusal_counts`), issuing no token.
+    /// The token endpoint refused with exactly this RFC 6749 error (HTTP 400, or 401 for
+    /// `invalid_client`), or in the TLS handshake where `tls_refusal_counts`; no token. Passes
+    /// only if `control` (the same request without the fault) was answered with a token.
     TokenRefused {
         step: String,
-        /// The RFC 6749 error expected, if any particular one.
-        error: Option<String>,
+        /// The RFC 6749 error expected.
+        error: String,
         #[serde(default)]
         tls_refusal_counts: bool,
+        /// The token or refresh step without the fault, which must have been given a token.
+        control: String,
     },
     /// A searchset Bundle of the query's resource types, each with `meta.profile`.
     FhirSearchset { step: String },
-    /// The authorize step ended on an error page: no redirect to the redirect URI at all.
-    ErrorPage { step: String },
-    /// The resource endpoint refused with this HTTP status, an OperationOutcome and, for 401
-    /// and 403, `WWW-Authenticate: Bearer error="<error>"`.
+    /// The authorize step ended on an error page of the DVA's, before any login: no redirect to
+    /// the redirect URI at all. Passes only if `control` (a trusted request) got a code.
+    ErrorPage { step: String, control: String },
+    /// The resource endpoint refused with this HTTP status, an OperationOutcome whose issue
+    /// has code `issue` and, for 401 and 403, `WWW-Authenticate: Bearer error="<error>"`.
+    /// Passes only if `control` (the same search with a valid request) returned a Bundle.
     ResourceRefused {
         step: String,
         status: u16,
         error: Option<String>,
+        /// The OperationOutcome's `issue.code` (`security`, `forbidden`, `not-supported`).
+        issue: String,
+        /// The fhir step without the fault, which must have been answered with a Bundle.
+        control: String,
+        /// When given, the requirements this check credits instead of its kind's and the
+        /// scenario's (e.g. only the SHOULD that the check's stimulus tests).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        requirements: Vec<String>,
     },
     /// The refresh step returned a new refresh token, different from the one `previous` had.
     RefreshRotated { step: String, previous: String },
@@ -284,6 +310,29 @@ pub enum CheckSpec {
         #[serde(default = "default_max_page_entries")]
         max_entries: usize,
     },
+}
+
+/// Where in the flow a refusal must happen: what the recorded exchanges must show before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// At the authorization request: before the browser is ever sent to the TVS.
+    #[default]
+    Request,
+    /// After the login: the DVA resolved the artifact at the mock TVS, then refused.
+    Login,
+    /// At the consent screen: after the login, the person's answer was posted, then refused.
+    Consent,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Request => "the authorization request",
+            Stage::Login => "the login",
+            Stage::Consent => "the consent screen",
+        }
+    }
 }
 
 fn default_max_page_entries() -> usize {
@@ -319,11 +368,11 @@ impl CheckSpec {
             CheckSpec::CodeIssued { step }
             | CheckSpec::StateEchoed { step }
             | CheckSpec::ErrorRedirect { step, .. }
-            | CheckSpec::LoginRefused { step }
+            | CheckSpec::LoginRefused { step, .. }
             | CheckSpec::TokenIssued { step }
             | CheckSpec::TokenRefused { step, .. }
             | CheckSpec::FhirSearchset { step }
-            | CheckSpec::ErrorPage { step }
+            | CheckSpec::ErrorPage { step, .. }
             | CheckSpec::ResourceRefused { step, .. }
             | CheckSpec::RefreshRotated { step, .. }
             | CheckSpec::NoBsnInLinks { step }
@@ -334,6 +383,19 @@ impl CheckSpec {
             | CheckSpec::ProfileValid { step }
             | CheckSpec::NoBsnInBundle { step }
             | CheckSpec::Paged { step, .. } => step,
+        }
+    }
+
+    /// The control step of a negative check: the same request without the fault, whose
+    /// acceptance proves that the refusal has the fault as its cause.
+    pub fn control(&self) -> Option<&str> {
+        match self {
+            CheckSpec::ErrorRedirect { control, .. }
+            | CheckSpec::LoginRefused { control, .. }
+            | CheckSpec::TokenRefused { control, .. }
+            | CheckSpec::ErrorPage { control, .. }
+            | CheckSpec::ResourceRefused { control, .. } => Some(control),
+            _ => None,
         }
     }
 
@@ -570,6 +632,33 @@ fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> 
                 )));
             }
             None => return Err(at(format!("no step with id {step:?}"))),
+        }
+        if let Some(control) = check.control() {
+            let line = line_in_block(text, "check", i, "control");
+            match actions.get(control) {
+                _ if control == step => {
+                    return Err(err(
+                        line,
+                        "control",
+                        "the control must be another step than the one judged".into(),
+                    ));
+                }
+                Some(action) if check.judges().contains(action) => {}
+                Some(action) => {
+                    return Err(err(
+                        line,
+                        "control",
+                        format!(
+                            "a {} check needs a {} step as its control; {control:?} is a {action} step",
+                            check.kind(),
+                            check.judges().join(" or ")
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(err(line, "control", format!("no step with id {control:?}")));
+                }
+            }
         }
         if let CheckSpec::RefreshRotated { previous, .. } = check {
             if !matches!(

@@ -9,6 +9,12 @@
 //! - `POST /ars` (back channel, mutual TLS): ArtifactResolve in, signed ArtifactResponse out,
 //!   with one signed Assertion carrying the BSN as an `EncryptedID` for the DV.
 //!
+//! The mock TVS is a witness: it records every artifact resolution it answers (request,
+//! status, response) in the exchange log of the scenario whose login issued the artifact, so
+//! the checks can prove from the log that a DVA, simulated or real, actually fetched the
+//! (faulty) login before it refused. A shared TVS (external rows) finds that log through the
+//! login form's `witness` field, which the runner registers in [`Witnesses`].
+//!
 //! Faults are data: each is one variant of [`TvsFault`] applied in one place.
 
 use std::collections::HashMap;
@@ -139,12 +145,51 @@ struct Issued {
     fault: Option<TvsFault>,
     created: Instant,
     used: bool,
+    /// Where the resolution of this artifact is recorded.
+    log: ExchangeLog,
+}
+
+/// Exchange logs by witness tag: a shared mock TVS records each login's artifact resolution
+/// in the log of the scenario that registered the tag its browser submits.
+#[derive(Debug, Clone, Default)]
+pub struct Witnesses {
+    logs: Arc<Mutex<HashMap<String, ExchangeLog>>>,
+}
+
+impl Witnesses {
+    /// Registers `log` under a fresh tag; the guard removes it again when dropped.
+    pub fn register(&self, log: ExchangeLog) -> WitnessTag {
+        let tag = crate::ids::random_hex(12);
+        lock(&self.logs).insert(tag.clone(), log);
+        WitnessTag {
+            tag,
+            witnesses: self.clone(),
+        }
+    }
+
+    fn get(&self, tag: &str) -> Option<ExchangeLog> {
+        lock(&self.logs).get(tag).cloned()
+    }
+}
+
+/// A registered witness tag; unregisters on drop.
+#[derive(Debug)]
+pub struct WitnessTag {
+    pub tag: String,
+    witnesses: Witnesses,
+}
+
+impl Drop for WitnessTag {
+    fn drop(&mut self) {
+        lock(&self.witnesses.logs).remove(&self.tag);
+    }
 }
 
 struct Tvs {
     cfg: TvsConfig,
     key: Arc<SamlKey>,
     log: ExchangeLog,
+    witnesses: Witnesses,
     metadata_xml: String,
     pending: Mutex<HashMap<String, Pending>>,
     artifacts: Mutex<HashMap<String, Issued>>,
@@ -174,6 +219,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct TvsServers {
     pub front: Server,
     pub back: Server,
+    /// Scenario logs by the tag their browser submits with the login.
+    pub witnesses: Witnesses,
 }
 
 pub fn start(
@@ -191,11 +238,13 @@ pub fn start(
         &*pki.leaf(Channel::Back, host_only(&cfg.back_host))?,
         ClientAuth::Required(cfg.client_roots.clone()),
     )?;
+    let witnesses = Witnesses::default();
     let tvs = Arc::new(Tvs {
         key: pki.saml_key("tvs-signing")?,
         metadata_xml: cfg.metadata(pki)?,
         cfg,
         log,
+        witnesses: witnesses.clone(),
         pending: Mutex::default(),
         artifacts: Mutex::default(),
     });
@@ -210,6 +259,7 @@ pub fn start(
     Ok(TvsServers {
         front: tls::serve(front, front_tls, front_router, None),
         back: tls::serve(back, back_tls, back_router, None),
+        witnesses,
     })
 }
 
@@ -300,7 +350,7 @@ async fn sso(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
         &format!(
             "<form id=\"kt-tvs-login\" method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"request\" value=\"{handle}\">\
              <label>BSN <input name=\"bsn\" value=\"{bsn}\"></label><label>Niveau <select name=\"loa\">{loa_options}</select></label>\
-             <input type=\"hidden\" name=\"fault\" value=\"\">\
+             <input type=\"hidden\" name=\"fault\" value=\"\"><input type=\"hidden\" name=\"witness\" value=\"\">\
              <button type=\"submit\" name=\"action\" value=\"login\">Inloggen</button>\
              <button type=\"submit\" name=\"action\" value=\"cancel\">Annuleren</button></form>",
             bsn = escape(&tvs.cfg.bsn),
@@ -378,6 +428,10 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
         fault.apply(&mut spec);
     }
     let artifact = saml::new_artifact(TVS_ENTITY_ID);
+    let log = f
+        .get("witness")
+        .and_then(|tag| tvs.witnesses.get(tag))
+        .unwrap_or_else(|| tvs.log.clone());
     lock(&tvs.artifacts).insert(
         artifact.clone(),
         Issued {
@@ -385,6 +439,7 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
             fault,
             created: Instant::now(),
             used: false,
+            log,
         },
     );
     let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -399,28 +454,46 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
     r
 }
 
-fn soap_fault(text: &str) -> Response {
+fn soap_fault(text: &str) -> (StatusCode, String) {
     let body = format!(
         "<soapenv:Envelope xmlns:soapenv=\"{ns}\"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode>\
          <faultstring>{t}</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>",
         ns = saml::NS_SOAP,
         t = escape(text)
     );
+    (StatusCode::INTERNAL_SERVER_ERROR, body)
+}
+
+async fn artifact_resolution(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
+    let xml = String::from_utf8_lossy(&body).into_owned();
+    let (log, response) = resolve(&tvs, &xml);
+    // The witness record: what the DVA asked and what it was given, faults included.
+    let mut x = RawExchange::request(Party::Dva, Party::Tvs, "POST", &tvs.cfg.ars_url());
+    x.started = None;
+    x.request_headers
+        .push(("content-type".into(), "text/xml; charset=utf-8".into()));
+    x.request_body = Some(xml);
+    x.status = Some(response.0.as_u16());
+    x.response_headers
+        .push(("content-type".into(), "text/xml; charset=utf-8".into()));
+    x.response_body = Some(response.1.clone());
+    log.record(x);
     (
-        StatusCode::INTERNAL_SERVER_ERROR,
+        response.0,
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        body,
+        response.1,
     )
         .into_response()
 }
 
-async fn artifact_resolution(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
-    let xml = String::from_utf8_lossy(&body);
-    let resolve = match saml::parse_artifact_resolve(&xml, |e| tvs.sp(e)) {
+/// Answers one ArtifactResolve: the status and SOAP body, and the log of the login that issued
+/// the artifact (the TVS's own log for an unknown one).
+fn resolve(tvs: &Tvs, xml: &str) -> (ExchangeLog, (StatusCode, String)) {
+    let resolve = match saml::parse_artifact_resolve(xml, |e| tvs.sp(e)) {
         Ok(r) => r,
         Err(e) => {
             tvs.note(format!("ArtifactResolve refused: {e}"));
-            return soap_fault(&e.to_string());
+            return (tvs.log.clone(), soap_fault(&e.to_string()));
         }
     };
     let issued = {
@@ -433,21 +506,33 @@ async fn artifact_resolution(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Respon
             {
                 // Single use: spent on first resolution.
                 a.used = true;
-                Some((a.spec.clone(), a.fault))
+                Some((a.spec.clone(), a.fault, a.log.clone()))
             }
-            _ => None,
+            Some(a) => {
+                let log = a.log.clone();
+                drop(artifacts);
+                tvs.note("ArtifactResolve for a used or expired artifact, or by another DV");
+                return (
+                    log,
+                    soap_fault("artifact unknown, already resolved or expired"),
+                );
+            }
+            None => None,
         }
     };
-    let Some((mut spec, fault)) = issued else {
-        tvs.note("ArtifactResolve for an unknown, used or expired artifact");
-        return soap_fault("artifact unknown, already resolved or expired");
+    let Some((mut spec, fault, log)) = issued else {
+        tvs.note("ArtifactResolve for an unknown artifact");
+        return (
+            tvs.log.clone(),
+            soap_fault("artifact unknown, already resolved or expired"),
+        );
     };
     spec.artifact_resolve_id = resolve.id;
     match saml::artifact_response(&spec, &tvs.key, |a| match fault {
         Some(f) => f.tamper(a, &spec),
         None => a,
     }) {
-        Ok(xml) => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response(),
-        Err(e) => soap_fault(&e.to_string()),
+        Ok(xml) => (log, (StatusCode::OK, xml)),
+        Err(e) => (log, soap_fault(&e.to_string())),
     }
 }

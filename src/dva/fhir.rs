@@ -670,6 +670,34 @@ pub fn flag_episode(flag: &Value) -> Option<&str> {
 mod tests {
     use super::*;
 
+    /// The judge classifies journal lines with its own rule (`checks::journal_line_type`); the
+    /// two must agree on every section and journal entry of every fixture.
+    #[test]
+    fn the_judge_and_the_dva_classify_every_journal_line_alike() {
+        let store = crate::fixtures::PatientStore::embedded().unwrap();
+        let mut lines = 0;
+        for patient in store.bsns().filter_map(|b| store.get(b)) {
+            for r in patient
+                .resources
+                .iter()
+                .filter(|r| r["resourceType"] == "Composition")
+            {
+                for line in ["section", "contained"]
+                    .iter()
+                    .flat_map(|f| r[*f].as_array().into_iter().flatten())
+                {
+                    lines += 1;
+                    assert_eq!(
+                        journal_line_type(line),
+                        crate::checks::journal_line_type(line),
+                        "{line}"
+                    );
+                }
+            }
+        }
+        assert!(lines >= 10, "only {lines} journal lines in the fixtures");
+    }
+
     #[test]
     fn accept_header_rules() {
         assert!(accepts_stu3_json(None));

@@ -16,11 +16,13 @@ use tokio::time::Instant;
 
 use super::quirks::{Quirk, SLOW_ANSWER, error_code};
 use super::{AuthSession, CodeGrant, Dva, TokenGrant};
-use crate::exchange::{Party, RawExchange};
 use crate::saml::{self, AssertionPolicy, AuthnRequest, LoginFailure, escape};
 use crate::tls::PeerCertificates;
 
 const SESSION_COOKIE: &str = "kt_dva_session";
+
+/// Whom [`Quirk::AcceptEverything`] serves when it has no person: the default test person.
+const ANYONE: &str = "999911533";
 
 pub(super) fn parse_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
@@ -88,10 +90,10 @@ fn error_redirect(
 ) -> Response {
     dva.note(format!("authorization refused: {code}: {description}"));
     let error = error_code(&dva.cfg.quirks, code);
-    let mut pairs = vec![
-        ("error", error.as_str()),
-        ("error_description", description),
-    ];
+    let mut pairs = vec![("error", error.as_str())];
+    if !dva.cfg.quirks.has(Quirk::ErrorDescriptionMissing) {
+        pairs.push(("error_description", description));
+    }
     if let Some(s) = state {
         pairs.push(("state", s));
     }
@@ -162,6 +164,22 @@ fn valid_redirect(redirect_uri: &str, client_id: &str) -> Result<(), String> {
 pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -> Response {
     let q = parse_pairs(query.as_deref());
     let quirks = &dva.cfg.quirks;
+    if quirks.has(Quirk::RefuseEverything) {
+        let mut r = match param(&q, "redirect_uri").filter(|u| url::Url::parse(u).is_ok()) {
+            Some(uri) => {
+                let mut pairs = vec![("error", "refused"), ("error_description", "geweigerd")];
+                if let Some(s) = param(&q, "state") {
+                    pairs.push(("state", s));
+                }
+                found(&with_query(uri, &pairs))
+            }
+            None => error_page(&dva, "every request is refused"),
+        };
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
+    let lenient = quirks.has(Quirk::AcceptEverything);
     // An untrusted client_id or redirect_uri gets an error page, never a redirect.
     let untrusted = |why: &str| -> Response {
         let target = param(&q, "redirect_uri").filter(|u| url::Url::parse(u).is_ok());
@@ -170,7 +188,8 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
             None => error_page(&dva, why),
         }
     };
-    let Some(client_id) = param(&q, "client_id").filter(|c| !c.is_empty()) else {
+    let client_id = param(&q, "client_id").filter(|c| !c.is_empty());
+    let Some(client_id) = client_id.or(lenient.then_some("onbekend")) else {
         return untrusted("client_id is missing");
     };
     let organisation = match dva.cfg.ocl.find(client_id) {
@@ -188,6 +207,7 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
     }
     let state = param(&q, "state");
     match param(&q, "response_type") {
+        _ if lenient => {}
         None => {
             return error_redirect(
                 &dva,
@@ -208,7 +228,7 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
             );
         }
     }
-    if state.is_none_or(str::is_empty) {
+    if state.is_none_or(str::is_empty) && !quirks.has(Quirk::StateNotRequired) {
         return error_redirect(
             &dva,
             redirect_uri,
@@ -358,6 +378,13 @@ pub async fn assertion_consumer(
     };
     let login = match resolve_artifact(&dva, artifact, &authn_id).await {
         Ok(login) => login,
+        Err(LoginFailure::Cancelled) if dva.cfg.quirks.has(Quirk::CancelDeadEnd) => {
+            return page(
+                StatusCode::OK,
+                "Inloggen geannuleerd",
+                "<p id=\"kt-error\">U heeft het inloggen geannuleerd.</p>",
+            );
+        }
         Err(LoginFailure::Cancelled) => {
             return error_redirect(
                 &dva,
@@ -379,7 +406,9 @@ pub async fn assertion_consumer(
         }
     };
     // Beschikbaarheidstoets: only continue for a person this practice holds data for.
-    if dva.cfg.patients.get(&login.bsn).is_none() {
+    if dva.cfg.patients.get(&login.bsn).is_none()
+        && !dva.cfg.quirks.has(Quirk::AvailabilityUnchecked)
+    {
         return error_redirect(
             &dva,
             &sess.redirect_uri,
@@ -421,10 +450,8 @@ async fn resolve_artifact(
     let (resolve_id, envelope) =
         saml::artifact_resolve(&dva.cfg.entity_id, &ars, artifact, &dva.signing)
             .map_err(|e| refused(e.to_string()))?;
-    let mut x = RawExchange::request(Party::Dva, Party::Tvs, "POST", &ars);
-    x.request_headers
-        .push(("content-type".into(), "text/xml; charset=utf-8".into()));
-    x.request_body = Some(envelope.clone());
+    // The mock TVS records this exchange as the witness of the login; the DVA, the party
+    // under test, keeps no account of its own that a check could lean on.
     let sent = dva
         .soap
         .post(&ars)
@@ -439,20 +466,16 @@ async fn resolve_artifact(
     let resp = match sent {
         Ok(r) => r,
         Err(e) => {
-            x.transport_error = Some(crate::tls::error_chain(&e));
-            dva.log.record(x);
-            return Err(refused(
-                "artifact resolution failed to reach the TVS".into(),
-            ));
+            return Err(refused(format!(
+                "artifact resolution failed to reach the TVS: {}",
+                crate::tls::error_chain(&e)
+            )));
         }
     };
-    x.status = Some(resp.status().as_u16());
     let body = crate::tls::read_limited(resp, 1 << 20)
         .await
         .map_err(&refused)?;
     let body = String::from_utf8_lossy(&body).into_owned();
-    x.response_body = Some(body.clone());
-    dva.log.record(x);
     let quirks = &dva.cfg.quirks;
     let policy = AssertionPolicy {
         idp_signing_certs: &dva.tvs.signing_certs,
@@ -466,9 +489,16 @@ async fn resolve_artifact(
         check_signatures: !quirks.has(Quirk::SamlSignatureUnchecked),
         check_audience: !quirks.has(Quirk::SamlAudienceUnchecked),
         check_loa: !quirks.has(Quirk::LoaUnchecked),
-        check_subject_confirmation: true,
+        check_subject_confirmation: !quirks.has(Quirk::AcceptEverything),
     };
-    saml::consume_artifact_response(&body, &policy)
+    match saml::consume_artifact_response(&body, &policy) {
+        // Every login is accepted, even a cancelled or unreadable one: as the default person.
+        Err(_) if quirks.has(Quirk::AcceptEverything) => Ok(saml::Login {
+            bsn: ANYONE.to_string(),
+            loa: dva.cfg.min_loa,
+        }),
+        other => other,
+    }
 }
 
 /// POST /oauth/consent
@@ -487,7 +517,7 @@ pub async fn consent(State(dva): State<Arc<Dva>>, headers: HeaderMap, body: Byte
     };
     // The session ends here, whatever the decision.
     Dva::lock(&dva.sessions).remove(&sid);
-    if param(&form, "decision") != Some("approve") {
+    if param(&form, "decision") != Some("approve") && !dva.cfg.quirks.has(Quirk::ConsentIgnored) {
         return error_redirect(
             &dva,
             &sess.redirect_uri,
@@ -577,6 +607,12 @@ fn issue_tokens(
         "refresh_token": refresh,
         "scope": scope,
     });
+    let mut body = body;
+    if dva.cfg.quirks.has(Quirk::TokenScopeMissing) {
+        if let Some(o) = body.as_object_mut() {
+            o.remove("scope");
+        }
+    }
     let mut r = (StatusCode::OK, axum::Json(body)).into_response();
     if !dva.cfg.quirks.has(Quirk::TokenResponseCacheable) {
         r.headers_mut()
@@ -598,6 +634,14 @@ pub async fn token(
     let quirks = &dva.cfg.quirks;
     if quirks.has(Quirk::SlowTokenEndpoint) {
         tokio::time::sleep(SLOW_ANSWER).await;
+    }
+    if quirks.has(Quirk::RefuseEverything) {
+        return token_error(
+            &dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "elk verzoek wordt geweigerd",
+        );
     }
     let legacy = quirks.has(Quirk::LegacyTokenRequestAccepted);
     let form_type = headers
@@ -684,6 +728,18 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
     };
     let grant = {
         let mut codes = Dva::lock(&dva.codes);
+        let lenient = quirks.has(Quirk::AcceptEverything).then(|| CodeGrant {
+            client_id: client_id.to_string(),
+            redirect_uri: param(form, "redirect_uri").unwrap_or_default().to_string(),
+            bsn: ANYONE.to_string(),
+            services: dva.cfg.services.clone(),
+            issued: Instant::now(),
+            used: false,
+            issued_tokens: Vec::new(),
+        });
+        if let Some(any) = lenient.filter(|_| !codes.contains_key(code)) {
+            codes.insert(code.to_string(), any);
+        }
         let Some(grant) = codes.get_mut(code) else {
             return token_error(
                 dva,
@@ -805,19 +861,36 @@ fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Respo
     issue_tokens(dva, grant, keep).0
 }
 
+/// What [`Quirk::AcceptEverything`] grants a request without a valid token.
+fn anyone(dva: &Dva) -> TokenGrant {
+    TokenGrant {
+        client_id: String::new(),
+        bsn: ANYONE.to_string(),
+        services: dva.cfg.services.clone(),
+        expires: Instant::now() + dva.cfg.lifetimes.access_token,
+    }
+}
+
 /// Looks up a bearer token for the resource endpoint.
 pub(super) fn bearer(dva: &Dva, headers: &HeaderMap) -> Result<TokenGrant, &'static str> {
+    if dva.cfg.quirks.has(Quirk::RefuseEverything) {
+        return Err("every request is refused");
+    }
     let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no bearer token")?;
+        .and_then(|v| v.to_str().ok());
+    let value = match value {
+        None if dva.cfg.quirks.has(Quirk::AcceptEverything) => return Ok(anyone(dva)),
+        other => other.ok_or("no bearer token")?,
+    };
     let token = value
         .strip_prefix("Bearer ")
         .ok_or("authorization is not a bearer token")?;
-    let grant = Dva::lock(&dva.access)
-        .get(token.trim())
-        .cloned()
-        .ok_or("unknown token")?;
+    let grant = Dva::lock(&dva.access).get(token.trim()).cloned();
+    let grant = match grant {
+        None if dva.cfg.quirks.has(Quirk::AcceptEverything) => anyone(dva),
+        other => other.ok_or("unknown token")?,
+    };
     if grant.expires < Instant::now() && !dva.cfg.quirks.has(Quirk::TokenExpiryUnchecked) {
         return Err("token expired");
     }

@@ -132,7 +132,58 @@ pub enum Quirk {
     DutchDates,
     /// Required elements (`status`) are left out (profile validation).
     StatusMissing,
+    /// The token response leaves out `scope`, so the PGO cannot see what was granted
+    /// (RFC 6749 §5.1; MedMij token response).
+    TokenScopeMissing,
+    /// A cancelled login ends on a DVA page instead of returning to the PGO with access_denied
+    /// (brief §8, §10.18: "cancel turned into a dead end").
+    CancelDeadEnd,
+    /// A refused consent is ignored: the code is issued anyway (brief §2 step 5).
+    ConsentIgnored,
+    /// The beschikbaarheidstoets is skipped: a person without a record gets a code (brief §2).
+    AvailabilityUnchecked,
+    /// Error redirects carry no error_description (MedMij "duiding van fouten", brief §3).
+    ErrorDescriptionMissing,
+    /// An authorization request without state is accepted (brief §3 [U]).
+    StateNotRequired,
+    /// An anti-DVA, for an invariant rather than a defect: every authorization request is
+    /// redirected with a non-RFC error (an error page where there is no usable redirect_uri),
+    /// every token request is refused with `invalid_grant`, every resource request with a
+    /// well-formed 401. Such a DVA must earn no pass anywhere.
+    RefuseEverything,
+    /// An anti-DVA: no validation at all. Any client_id, redirect_uri, scope, response_type,
+    /// code, token or grant type is accepted, no client certificate is required, every login
+    /// (faulty, cancelled, or for a person without a record) and every consent answer leads to
+    /// a code. Such a DVA must pass no negative scenario.
+    AcceptEverything,
 }
+
+/// What [`Quirk::AcceptEverything`] implies: every quirk that drops a check.
+const ACCEPTING: &[Quirk] = &[
+    Quirk::CodeReplayAccepted,
+    Quirk::ClientCertNotRequired,
+    Quirk::SamlSignatureUnchecked,
+    Quirk::SamlAudienceUnchecked,
+    Quirk::LoaUnchecked,
+    Quirk::ClientIdUnchecked,
+    Quirk::RedirectUriUnchecked,
+    Quirk::ScopeUnchecked,
+    Quirk::MedmijHeadersNotRequired,
+    Quirk::RedirectUriNotCompared,
+    Quirk::LegacyTokenRequestAccepted,
+    Quirk::CodeNotBoundToClient,
+    Quirk::ReplayKeepsTokens,
+    Quirk::RefreshNotRotated,
+    Quirk::WrongGrantTypeAccepted,
+    Quirk::ScopeNotEnforcedAtResource,
+    Quirk::AcceptHeaderIgnored,
+    Quirk::ClientCertNameUnchecked,
+    Quirk::CodeExpiryUnchecked,
+    Quirk::TokenExpiryUnchecked,
+    Quirk::ConsentIgnored,
+    Quirk::AvailabilityUnchecked,
+    Quirk::StateNotRequired,
+];
 
 impl Quirk {
     pub const ALL: &'static [Quirk] = &[
@@ -187,7 +238,97 @@ impl Quirk {
         Quirk::BsnInPatient,
         Quirk::DutchDates,
         Quirk::StatusMissing,
+        Quirk::TokenScopeMissing,
+        Quirk::CancelDeadEnd,
+        Quirk::ConsentIgnored,
+        Quirk::AvailabilityUnchecked,
+        Quirk::ErrorDescriptionMissing,
+        Quirk::StateNotRequired,
     ];
+
+    /// The two anti-DVAs: not defects to be caught by one check, but invariants over all of
+    /// them (tests/it/invariants.rs). The mutation test leaves them out.
+    pub const ANTI: &'static [Quirk] = &[Quirk::RefuseEverything, Quirk::AcceptEverything];
+
+    /// The catalogue requirements this quirk violates. The mutation test proves each claim: a
+    /// check crediting the requirement fails against the quirk ("kills" it). A requirement
+    /// counts as tested only when some quirk claims it.
+    pub fn violates(self) -> &'static [&'static str] {
+        use Quirk::*;
+        match self {
+            CodeReplayAccepted => &["core.tknint.203", "core.tknint.204"],
+            StateNotEchoed | StateFixed => &[
+                "rfc6749#4.1.2",
+                "rfc6749#10.12",
+                "medmij:defect.state-not-echoed",
+            ],
+            ClientCertNotRequired => &["rfc8705#2", "medmij:tls.back-channel-mutual"],
+            NumericErrorCodes => &["rfc6749#4.1.2.1", "rfc6749#5.2"],
+            MetaProfileMissing => &["nictiz:qualification.gp-49"],
+            SamlSignatureUnchecked => &["eid-saml-4.4#9"],
+            SamlAudienceUnchecked => &["eid-saml-4.4#7.6"],
+            LoaUnchecked => &["eid-saml-4.4#7.6.3.5"],
+            ClientIdUnchecked => &["medmij:authorization.client-id-on-ocl"],
+            RedirectUriUnchecked => &["medmij:authorization.redirect-uri"],
+            RedirectsWhereItMustNot => &["medmij:technische-storing"],
+            ScopeUnchecked => &["medmij:scope.unknown-refused"],
+            MedmijHeadersNotRequired => &["core.authint.208"],
+            RedirectUriNotCompared => &["core.tknint.205"],
+            RedirectUriDecodedTwice => &[
+                "core.tknint.205",
+                "medmij:defect.double-encoded-redirect-uri",
+            ],
+            LegacyTokenRequestAccepted => &[
+                "medmij:token.client-id-required",
+                "medmij:defect.legacy-token-request",
+            ],
+            CodeNotBoundToClient => &["rfc6749#4.1.3"],
+            ReplayKeepsTokens => &["rfc6749#4.1.2.revoke"],
+            RefreshNotRotated => &["medmij:refresh-rotation", "rfc6749#6"],
+            WrongGrantTypeAccepted => &["medmij:defect.refresh-code"],
+            ScopeNotEnforcedAtResource => &["rfc6750#3.1"],
+            AcceptHeaderIgnored => &["medmij:resource.accept"],
+            PatientParamRequired => &["medmij:resource.patient-from-token"],
+            BsnInSelfLink => &["medmij:resource.no-bsn"],
+            NoBearerChallenge => &["rfc6750#3"],
+            SlowTokenEndpoint => &["core.tknint.206", "medmij:response-time"],
+            SlowResourceEndpoint => &["core.rscint.202", "medmij:response-time"],
+            ScopeNaamIdOnly => &[
+                "medmij:scope.release-1.0",
+                "medmij:scope.release-2.2",
+                "medmij:verzamelen.authorization",
+            ],
+            ScopeProviderNameOnly => &["medmij:scope.release-1.0", "medmij:scope.release-1.x"],
+            ClientCertNameUnchecked => &["rfc8705#2"],
+            TokenResponseCacheable => &["rfc6749#5.1"],
+            FhirBaseDoubled => &["medmij:resource.fhir-base"],
+            CodeExpiryUnchecked => &["medmij:token.code-expiry"],
+            TokenExpiryUnchecked => &["medmij:resource.expired-token"],
+            SoLinesLeaked
+            | SoEntriesLeaked
+            | WorkNotesLeaked
+            | ThirdPartyLeaked
+            | NoLabWindow
+            | EpBeforeStartLeaked
+            | EndedMedicationCurrent => &["nhg:online-inzage.exclusions"],
+            InactiveAllergyDropped | FinishedEpisodesDropped | GeneralPractitionerNotIncluded => {
+                &["nhg:online-inzage.dataset"]
+            }
+            BrokenReferences => &["medmij:gp49.references"],
+            CodingsWithoutSystem => &["nictiz:qualification.codings"],
+            NoPaging => &["medmij:gp49.paging", "fhir-stu3#paging"],
+            BsnInPatient => &["nictiz:qualification.no-bsn"],
+            DutchDates | StatusMissing => &["nictiz:qualification.profiles"],
+            TokenScopeMissing => &["medmij:token.response"],
+            CancelDeadEnd => &["eid-saml-4.4#7.8"],
+            ConsentIgnored => &["medmij:toestemmingsverklaring"],
+            AvailabilityUnchecked => &["medmij:beschikbaarheidstoets"],
+            ErrorDescriptionMissing => &["medmij:duiding-van-fouten"],
+            StateNotRequired => &["medmij:authorization.state-required"],
+            // The anti-DVAs break everything; they prove invariants, not single rules.
+            RefuseEverything | AcceptEverything => &[],
+        }
+    }
 
     /// The kebab-case name used in matrix files.
     pub fn name(self) -> String {
@@ -266,6 +407,16 @@ impl Quirk {
             Quirk::BsnInPatient => "the Patient resource carries the BSN unmasked",
             Quirk::DutchDates => "dates are written dd-mm-yyyy instead of as FHIR dates",
             Quirk::StatusMissing => "resources lack their required status",
+            Quirk::TokenScopeMissing => "the token response does not state the granted scope",
+            Quirk::CancelDeadEnd => "a cancelled login ends on a page, not with access_denied",
+            Quirk::ConsentIgnored => "a refused consent still yields a code",
+            Quirk::AvailabilityUnchecked => "a person without a record gets a code",
+            Quirk::ErrorDescriptionMissing => "error redirects carry no error_description",
+            Quirk::StateNotRequired => "authorization requests without state are accepted",
+            Quirk::RefuseEverything => "every request is refused (an invariant: no pass)",
+            Quirk::AcceptEverything => {
+                "nothing is validated (an invariant: no negative scenario passes)"
+            }
         }
     }
 }
@@ -284,8 +435,10 @@ impl Quirks {
         Quirks(quirks.iter().copied().collect())
     }
 
+    /// Whether the DVA deviates as `q` says; [`Quirk::AcceptEverything`] implies every quirk
+    /// that drops a check.
     pub fn has(&self, q: Quirk) -> bool {
-        self.0.contains(&q)
+        self.0.contains(&q) || (ACCEPTING.contains(&q) && self.0.contains(&Quirk::AcceptEverything))
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -166,14 +166,32 @@ fn a_run_against_an_external_dva_process_passes_every_scenario() {
     );
     let report = report(&dir);
     assert_eq!(report["matrix"]["rows"][0]["target"], "external");
-    // Every scenario passes except two that cannot be exercised here and are skipped, with the
-    // reason, without failing the run: token.other-client needs a second PGO identity, and
-    // token.expired-code would wait out the vendor's default 60 s code lifetime.
+    // Every scenario passes except three that cannot be exercised here and are skipped, with
+    // the reason, without failing the run: token.other-client and token.certificate-mismatch
+    // need a second PGO identity, and token.expired-code would wait out the vendor's default
+    // 60 s code lifetime. The login-stage checks pass too: the shared mock TVS recorded, in each
+    // scenario's own log, the external DVA resolving that scenario's artifacts.
     assert_eq!(
         report["summary"]["pass"],
-        koppeltest::scenario::EMBEDDED.len() - 2
+        koppeltest::scenario::EMBEDDED.len() - 3
     );
-    assert_eq!(report["summary"]["skip"], 2);
+    assert_eq!(report["summary"]["skip"], 3);
+    let resolved_by_the_dva = report["cells"][0]["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"].as_str().is_some_and(|id| id.starts_with("saml.")))
+        .all(|s| {
+            s["exchanges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["from"] == "dva" && x["to"] == "tvs" && x["status"] == 200)
+        });
+    assert!(
+        resolved_by_the_dva,
+        "the shared TVS recorded no artifact resolution"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -2,10 +2,12 @@
 //! back channel, signed and encrypted SAML) between the mock PGO, the mock TVS and simulated
 //! DVAs, through the same runner `koppeltest run` uses.
 
+mod boundaries;
 mod cli;
 mod deviations;
 mod external;
 mod helpers;
+mod invariants;
 mod mutation;
 mod privacy;
 mod xmlsec;

@@ -3,7 +3,10 @@
 //! check fail. A check nothing can kill, or a quirk nothing notices, fails the build.
 //!
 //! It also holds each quirk to exactly the scenarios `requirements/quirks.toml` says it breaks,
-//! and to exactly the kinds of check it makes fail there.
+//! and to exactly the kinds of check it makes fail there, and proves every requirement a quirk
+//! claims to violate ([`Quirk::violates`]) is killed: a check crediting it fails against the
+//! quirk. That is what `koppeltest requirements` counts as tested. The two anti-DVAs
+//! (`refuse-everything`, `accept-everything`) are invariants of their own (invariants.rs).
 //! After a deliberate change, regenerate that file with `KOPPELTEST_ACCEPT=1 cargo test
 //! mutation` (never under CI) and review the diff.
 
@@ -36,7 +39,12 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
     }
     // Quirks run eight at a time, so the expiry scenarios' waits overlap.
     let mut batches = Vec::new();
-    for group in Quirk::ALL.chunks(8) {
+    let quirks: Vec<Quirk> = Quirk::ALL
+        .iter()
+        .copied()
+        .filter(|q| !Quirk::ANTI.contains(q))
+        .collect();
+    for group in quirks.chunks(8) {
         let mut set = tokio::task::JoinSet::new();
         for quirk in group {
             let name = quirk.name();
@@ -51,6 +59,7 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
         }
     }
     let mut unnoticed = Vec::new();
+    let mut unkilled = Vec::new();
     let mut breaks: BTreeMap<String, Broken> = BTreeMap::new();
     for (name, finished) in batches {
         let failed = finished
@@ -67,6 +76,20 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
                     .collect(),
             },
         );
+        let killed: BTreeSet<&str> = finished
+            .iter()
+            .flat_map(|f| &f.report.checks)
+            .filter(|c| c.outcome == Outcome::Fail)
+            .flat_map(|c| c.requirements.iter().map(String::as_str))
+            .collect();
+        let quirk = quirks.iter().find(|q| q.name() == name).expect("quirk");
+        for claimed in quirk.violates() {
+            if !killed.contains(claimed) {
+                unkilled.push(format!(
+                    "{name} claims to violate {claimed}, but no check crediting it failed (failed checks credit {killed:?})"
+                ));
+            }
+        }
         let mut noticed = false;
         for f in &finished {
             for (i, c) in f.report.checks.iter().enumerate() {
@@ -95,6 +118,7 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
         unnoticed.is_empty(),
         "quirks no check notices: {unnoticed:?}"
     );
+    assert!(unkilled.is_empty(), "{}", unkilled.join("\n"));
 
     assert_exact_breaks(&breaks);
 }

@@ -1,0 +1,88 @@
+//! The two anti-DVAs, as invariants over every check of every embedded scenario:
+//!
+//! - **a DVA that refuses everything earns no pass**: every refusal it gives is well-formed
+//!   where it can be (`invalid_grant`, a 401 with a Bearer challenge and an OperationOutcome),
+//!   so only the proof of cause (a control step accepted, the stimulus seen to arrive) keeps
+//!   its refusals from passing the negative checks;
+//! - **a DVA that accepts everything passes no negative scenario**: whatever the fault, it
+//!   goes through, so every negative check must see it.
+//!
+//! Both run on both PGO releases whose scope dialects differ (1.x and 2.2).
+
+use koppeltest::outcome::Outcome;
+use koppeltest::scenario;
+
+use crate::helpers::{matrix_toml, prepare, run};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dva_that_refuses_everything_earns_no_pass() {
+    let scenarios = scenario::embedded().unwrap();
+    for release in ["1.x", "2.2"] {
+        let finished = run(prepare(
+            &matrix_toml(&["refuse-everything"], &[], release),
+            scenarios.clone(),
+        ))
+        .await;
+        assert_eq!(finished.len(), scenarios.len());
+        let passed: Vec<String> = finished
+            .iter()
+            .flat_map(|f| {
+                f.report
+                    .checks
+                    .iter()
+                    .filter(|c| c.outcome == Outcome::Pass)
+                    .map(move |c| format!("{} {} ({}): {}", f.report.id, c.kind, c.step, c.message))
+            })
+            .collect();
+        assert!(
+            passed.is_empty(),
+            "{release}: checks that passed against a DVA refusing everything:\n{}",
+            passed.join("\n")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dva_that_accepts_everything_passes_no_negative_scenario() {
+    let scenarios = scenario::embedded().unwrap();
+    let negative: Vec<&str> = scenarios
+        .iter()
+        .filter(|s| s.checks.iter().any(|c| c.control().is_some()))
+        .map(|s| s.id.as_str())
+        .collect();
+    assert!(
+        negative.len() >= 30,
+        "only {} negative scenarios",
+        negative.len()
+    );
+    for release in ["1.x", "2.2"] {
+        let finished = run(prepare(
+            &matrix_toml(&["accept-everything"], &[], release),
+            scenarios.clone(),
+        ))
+        .await;
+        let mut passed = Vec::new();
+        for f in finished
+            .iter()
+            .filter(|f| negative.contains(&f.report.id.as_str()))
+        {
+            let scenario = scenarios.iter().find(|s| s.id == f.report.id).unwrap();
+            if f.report.outcome == Outcome::Pass {
+                passed.push(format!("{} passed as a whole", f.report.id));
+            }
+            for (spec, check) in scenario.checks.iter().zip(&f.report.checks) {
+                if spec.control().is_some() && check.outcome != Outcome::Fail {
+                    passed.push(format!(
+                        "{} {} ({}) is {:?}, not fail: {}",
+                        f.report.id, check.kind, check.step, check.outcome, check.message
+                    ));
+                }
+            }
+        }
+        assert!(
+            passed.is_empty(),
+            "{release}: negative checks a DVA accepting everything did not fail:\n{}",
+            passed.join("\n")
+        );
+    }
+}
