@@ -423,22 +423,39 @@ fn xml_texts(text: &str, local: &str) -> Vec<String> {
     found
 }
 
+/// Replaces every private-key PEM block (`PRIVATE KEY`, `RSA PRIVATE KEY`, `EC PRIVATE KEY`,
+/// `ENCRYPTED PRIVATE KEY`, any label with `PRIVATE KEY` in it) with `[private-key]`, wherever it
+/// stands: after a certificate, after another key, inside a JSON string with `\n` escapes.
+/// Other blocks (certificates, parameters) are evidence and stay. A key whose END line is
+/// missing (a cut body, a broken header) is redacted to the end of the text: nothing after its
+/// BEGIN line can be told apart from key material.
 fn redact_private_keys(text: &str) -> String {
-    let mut out = text.to_string();
-    while let Some(start) = out.find("-----BEGIN") {
-        let Some(label_end) = out[start + 10..].find("-----") else {
-            break;
-        };
-        let label = &out[start + 10..start + 10 + label_end];
+    const BEGIN: &str = "-----BEGIN";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(BEGIN) {
+        let after = &rest[at + BEGIN.len()..];
+        // The label ends at its closing dashes, or (in a broken header) at the end of the line,
+        // raw or JSON-escaped.
+        let line_end = ["\n", "\r", "\\n", "\\r"]
+            .iter()
+            .filter_map(|eol| after.find(eol))
+            .min()
+            .unwrap_or(after.len());
+        let label = &after[..after[..line_end].find("-----").unwrap_or(line_end)];
         if !label.contains("PRIVATE KEY") {
-            break;
+            out.push_str(&rest[..at + BEGIN.len()]);
+            rest = after;
+            continue;
         }
+        out.push_str(&rest[..at]);
+        out.push_str("[private-key]");
         let end_marker = format!("-----END{label}-----");
-        let end = out[start..]
+        rest = after
             .find(&end_marker)
-            .map_or(out.len(), |e| start + e + end_marker.len());
-        out.replace_range(start..end, "[private-key]");
+            .map_or("", |e| &after[e + end_marker.len()..]);
     }
+    out.push_str(rest);
     out
 }
 
@@ -561,5 +578,111 @@ mod tests {
         let cut = redact_and_cut(&mut Secrets::default(), body, 120);
         assert!(!cut.contains("aaaa"), "{cut}");
         assert!(cut.contains("truncated"), "{cut}");
+    }
+
+    /// A PEM block with a recognisable body, so a test can tell whether any of it survived.
+    fn pem(label: &str, body: &str) -> String {
+        format!("-----BEGIN {label}-----\nMIIB{body}\nQUJD{body}==\n-----END {label}-----\n")
+    }
+
+    #[test]
+    fn a_private_key_after_a_certificate_is_redacted_and_the_certificate_kept() {
+        let cert = pem("CERTIFICATE", "CertBody");
+        let text = format!("chain:\n{cert}key:\n{}done", pem("PRIVATE KEY", "KeyBody"));
+        assert_eq!(
+            redact_private_keys(&text),
+            format!("chain:\n{cert}key:\n[private-key]\ndone")
+        );
+        // The same through the log, in a recorded body.
+        let log = ExchangeLog::new();
+        let mut x = RawExchange::request(Party::Dva, Party::Tvs, "POST", "https://tvs/ars");
+        x.request_body = Some(text);
+        let seq = log.record(x);
+        let body = log.entries()[seq].request_body.clone().unwrap();
+        assert!(
+            !body.contains("KeyBody") && body.contains("CertBody"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn every_key_of_several_in_a_row_is_redacted() {
+        let labels = [
+            "RSA PRIVATE KEY",
+            "EC PRIVATE KEY",
+            "ENCRYPTED PRIVATE KEY",
+            "PRIVATE KEY",
+        ];
+        let text: String = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| pem(l, &format!("Key{i}Body")))
+            .collect();
+        let text = format!("{text}{}", pem("CERTIFICATE", "CertBody"));
+        let out = redact_private_keys(&text);
+        assert_eq!(out.matches("[private-key]").count(), 4, "{out}");
+        assert!(
+            !out.contains("PRIVATE KEY") && !out.contains("Body\n-----END P"),
+            "{out}"
+        );
+        for i in 0..labels.len() {
+            assert!(
+                !out.contains(&format!("Key{i}Body")),
+                "key {i} leaked: {out}"
+            );
+        }
+        assert!(out.ends_with(&pem("CERTIFICATE", "CertBody")), "{out}");
+    }
+
+    #[test]
+    fn a_private_key_in_a_json_string_is_redacted() {
+        let json = serde_json::json!({
+            "certificate": pem("CERTIFICATE", "CertBody"),
+            "key": pem("PRIVATE KEY", "KeyBody"),
+            "ec": pem("EC PRIVATE KEY", "EcBody"),
+        })
+        .to_string();
+        assert!(json.contains("-----BEGIN PRIVATE KEY-----\\nMIIBKeyBody\\n"));
+        let out = ExchangeLog::new().redact(&json);
+        assert!(!out.contains("KeyBody") && !out.contains("EcBody"), "{out}");
+        // Still JSON, with the certificate untouched.
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["key"], "[private-key]\n");
+        assert_eq!(v["ec"], "[private-key]\n");
+        assert_eq!(v["certificate"], pem("CERTIFICATE", "CertBody"));
+    }
+
+    #[test]
+    fn an_unterminated_private_key_is_redacted_to_the_end() {
+        let cut = "x -----BEGIN PRIVATE KEY-----\nMIIBKeyBody\nQUJDKey";
+        assert_eq!(redact_private_keys(cut), "x [private-key]");
+        // A missing END line swallows what follows, certificates included: safe, not pretty.
+        let text = format!(
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIBKeyBody\n{}",
+            pem("CERTIFICATE", "CertBody")
+        );
+        assert_eq!(redact_private_keys(&text), "[private-key]");
+        // A broken header (no closing dashes) is still a key header.
+        assert_eq!(
+            redact_private_keys("a\n-----BEGIN PRIVATE KEY\nMIIBKeyBody\n"),
+            "a\n[private-key]"
+        );
+        // Headers cut short, or at the very end, neither panic nor hide anything else.
+        for text in [
+            "-----BEGIN",
+            "é-----BEGIN PRIV",
+            "-----BEGIN CERTIFICATE",
+            "-----BEGIN é",
+        ] {
+            assert_eq!(redact_private_keys(text), text);
+        }
+        // A key that the body cut goes through: its END line is gone, none of it survives.
+        let key = pem("PRIVATE KEY", &"KeyBody".repeat(2000));
+        let body = format!("{}{key}", " ".repeat(100));
+        let out = redact_and_cut(&mut Secrets::default(), body, 120);
+        assert!(
+            !out.contains("KeyBody") && out.contains("[private-key]"),
+            "{out}"
+        );
     }
 }

@@ -384,6 +384,15 @@ impl Matrix {
         let known = crate::scenario::ids(scenarios);
         let mut prepared = Vec::new();
         for row in &self.rows {
+            let selectors = &row.selectors;
+            for (field, form) in [
+                ("selectors.landing.form", &selectors.landing.form),
+                ("selectors.consent.form", &selectors.consent.form),
+                ("selectors.tvs_login.form", &selectors.tvs_login.form),
+            ] {
+                crate::pgo::browser::check_selector(form)
+                    .map_err(|e| invalid(&format!("\"{form}\""), field, e.to_string()))?;
+            }
             for d in &row.known_deviations {
                 if !known.contains(d.scenario.as_str()) {
                     return Err(invalid(
@@ -579,6 +588,18 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("not on the ZAL")
+        );
+        // A form selector that is not CSS is refused at load time, not met as "no form" later.
+        let bad = EMBEDDED_DEFAULT.1.replacen(
+            "target = { kind = \"simulated\", entity_index = 9001",
+            "selectors.consent = { form = \"form:hover\", submit = \"decision=approve\" }\n\
+             target = { kind = \"simulated\", entity_index = 9001",
+            1,
+        );
+        let e = prepare(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("selectors.consent.form") && e.contains("form:hover"),
+            "{e}"
         );
     }
 }
