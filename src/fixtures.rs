@@ -33,6 +33,10 @@ pub const BSN_SYSTEM: &str = "http://fhir.nl/fhir/NamingSystem/bsn";
 /// that a HIS that assigns its own resource ids can still be judged.
 pub const ITEM_SYSTEM: &str = "https://koppeltest.test/fhir/NamingSystem/fixture-item";
 
+/// The extension that carries the fixture-item identifier (`valueIdentifier`) of a resource that
+/// has no `identifier` element in STU3: Medication (zib-Product) gained one only in R4.
+pub const ITEM_EXTENSION: &str = "https://koppeltest.test/fhir/StructureDefinition/fixture-item";
+
 /// The embedded manifest (beside the patients; `--fixtures DIR` reads `DIR/manifest.toml`).
 pub const EMBEDDED_MANIFEST: (&str, &str) = (
     "fixtures/patients/manifest.toml",
@@ -199,17 +203,25 @@ pub struct Excluded {
     pub rule: Option<String>,
 }
 
-/// The fixture-item identifiers of a resource (STU3 has both list and single identifiers).
+/// The fixture-item identifiers of a resource: its identifiers in [`ITEM_SYSTEM`] (STU3 has both
+/// list and single identifiers), and for a type without `identifier` (Medication) the one in its
+/// [`ITEM_EXTENSION`].
 pub fn item_ids(resource: &Value) -> Vec<&str> {
     fn one(i: &Value) -> Option<&str> {
         (i["system"] == ITEM_SYSTEM)
             .then(|| i["value"].as_str())
             .flatten()
     }
+    let in_extension = resource["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["url"] == ITEM_EXTENSION)
+        .filter_map(|e| one(&e["valueIdentifier"]));
     match &resource["identifier"] {
-        Value::Array(ids) => ids.iter().filter_map(one).collect(),
-        id @ Value::Object(_) => one(id).into_iter().collect(),
-        _ => Vec::new(),
+        Value::Array(ids) => ids.iter().filter_map(one).chain(in_extension).collect(),
+        id @ Value::Object(_) => one(id).into_iter().chain(in_extension).collect(),
+        _ => in_extension.collect(),
     }
 }
 
@@ -841,6 +853,31 @@ mod tests {
             .validate(path, &store)
             .unwrap_err();
         assert!(err.to_string().contains("dv-lab-ancient"), "{err}");
+    }
+
+    #[test]
+    fn a_medication_carries_its_fixture_item_in_an_extension_as_stu3_has_no_identifier() {
+        let store = PatientStore::embedded().unwrap();
+        let p = store.get("999911533").unwrap();
+        let medications: Vec<&Value> = p.of_type("Medication").collect();
+        assert!(!medications.is_empty());
+        for m in &medications {
+            assert!(m.get("identifier").is_none(), "{}", m["id"]);
+            assert_eq!(item_ids(m), vec![m["id"].as_str().unwrap()]);
+        }
+        // Lists, a single identifier (Composition) and the extension all count; other systems
+        // and other extensions do not.
+        let composition = p.resolve("Composition/dv-comp-recent").unwrap();
+        assert_eq!(item_ids(composition), vec!["dv-comp-recent"]);
+        let mixed = serde_json::json!({
+            "identifier": [{ "system": BSN_SYSTEM, "value": "999911533" }],
+            "extension": [
+                { "url": "https://example.test/other", "valueIdentifier": { "system": ITEM_SYSTEM, "value": "no" } },
+                { "url": ITEM_EXTENSION, "valueIdentifier": { "system": "https://example.test/ids", "value": "no" } },
+                { "url": ITEM_EXTENSION, "valueIdentifier": { "system": ITEM_SYSTEM, "value": "yes" } }
+            ]
+        });
+        assert_eq!(item_ids(&mixed), vec!["yes"]);
     }
 
     #[test]
