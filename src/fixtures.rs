@@ -712,17 +712,42 @@ fn script_of(patient: &Patient, mp: &ManifestPatient) -> String {
                 })
             })
             .unwrap_or_default();
-        let when = [
-            "effectiveDateTime",
-            "date",
-            "authoredOn",
-            "assertedDate",
-            "onsetDateTime",
-        ]
-        .iter()
-        .find_map(|f| r[*f].as_str())
-        .or_else(|| r["period"]["start"].as_str())
-        .unwrap_or("");
+        // A medication agreement: what matters for entering it is its period of use (an open
+        // end is a case of its own) and who prescribed it.
+        let period_of_use = r["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| {
+                e["url"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with("zib-Medication-PeriodOfUse"))
+            })
+            .map(|e| {
+                let start = e["valuePeriod"]["start"].as_str().unwrap_or("?");
+                match e["valuePeriod"]["end"].as_str() {
+                    Some(end) => format!("in use from {start} until {end}"),
+                    None => format!("in use from {start}, no end date"),
+                }
+            });
+        let prescriber = r["requester"]["agent"]["display"]
+            .as_str()
+            .map(|by| format!(", prescribed by {by}"))
+            .unwrap_or_default();
+        let when = period_of_use.map(|p| p + &prescriber).unwrap_or_else(|| {
+            [
+                "effectiveDateTime",
+                "date",
+                "authoredOn",
+                "assertedDate",
+                "onsetDateTime",
+            ]
+            .iter()
+            .find_map(|f| r[*f].as_str())
+            .or_else(|| r["period"]["start"].as_str())
+            .unwrap_or("")
+            .to_string()
+        });
         let status = r["clinicalStatus"]
             .as_str()
             .or_else(|| r["status"].as_str())
@@ -878,6 +903,31 @@ mod tests {
             ]
         });
         assert_eq!(item_ids(&mixed), vec!["yes"]);
+    }
+
+    #[test]
+    fn the_script_gives_the_period_of_use_and_the_prescriber_of_each_agreement() {
+        let store = PatientStore::embedded().unwrap();
+        let (path, text) = EMBEDDED_MANIFEST;
+        let manifest = Manifest::parse(path, text).unwrap();
+        let script = script_of(
+            store.get("999911533").unwrap(),
+            manifest.patient("999911533").unwrap(),
+        );
+        let line = |item: &str| {
+            script
+                .lines()
+                .find(|l| l.starts_with(&format!("- MedicationRequest {item} ")))
+                .unwrap_or_else(|| panic!("{item} is not in the script"))
+                .to_string()
+        };
+        assert!(line("dv-mr-open-ended").contains(", no end date"));
+        assert!(
+            line("dv-mr-gp").contains("until")
+                && line("dv-mr-gp").contains("prescribed by A. de Waard")
+        );
+        assert!(!line("dv-mr-current").contains("prescribed by"));
+        assert!(script.contains("- Medication dv-med-gp — OMEPRAZOL"));
     }
 
     #[test]
