@@ -33,6 +33,10 @@ pub const BSN_SYSTEM: &str = "http://fhir.nl/fhir/NamingSystem/bsn";
 /// that a HIS that assigns its own resource ids can still be judged.
 pub const ITEM_SYSTEM: &str = "https://koppeltest.test/fhir/NamingSystem/fixture-item";
 
+/// The extension that carries the fixture-item identifier (`valueIdentifier`) of a resource that
+/// has no `identifier` element in STU3: Medication (zib-Product) gained one only in R4.
+pub const ITEM_EXTENSION: &str = "https://koppeltest.test/fhir/StructureDefinition/fixture-item";
+
 /// The embedded manifest (beside the patients; `--fixtures DIR` reads `DIR/manifest.toml`).
 pub const EMBEDDED_MANIFEST: (&str, &str) = (
     "fixtures/patients/manifest.toml",
@@ -199,17 +203,25 @@ pub struct Excluded {
     pub rule: Option<String>,
 }
 
-/// The fixture-item identifiers of a resource (STU3 has both list and single identifiers).
+/// The fixture-item identifiers of a resource: its identifiers in [`ITEM_SYSTEM`] (STU3 has both
+/// list and single identifiers), and for a type without `identifier` (Medication) the one in its
+/// [`ITEM_EXTENSION`].
 pub fn item_ids(resource: &Value) -> Vec<&str> {
     fn one(i: &Value) -> Option<&str> {
         (i["system"] == ITEM_SYSTEM)
             .then(|| i["value"].as_str())
             .flatten()
     }
+    let in_extension = resource["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["url"] == ITEM_EXTENSION)
+        .filter_map(|e| one(&e["valueIdentifier"]));
     match &resource["identifier"] {
-        Value::Array(ids) => ids.iter().filter_map(one).collect(),
-        id @ Value::Object(_) => one(id).into_iter().collect(),
-        _ => Vec::new(),
+        Value::Array(ids) => ids.iter().filter_map(one).chain(in_extension).collect(),
+        id @ Value::Object(_) => one(id).into_iter().chain(in_extension).collect(),
+        _ => in_extension.collect(),
     }
 }
 
@@ -700,17 +712,42 @@ fn script_of(patient: &Patient, mp: &ManifestPatient) -> String {
                 })
             })
             .unwrap_or_default();
-        let when = [
-            "effectiveDateTime",
-            "date",
-            "authoredOn",
-            "assertedDate",
-            "onsetDateTime",
-        ]
-        .iter()
-        .find_map(|f| r[*f].as_str())
-        .or_else(|| r["period"]["start"].as_str())
-        .unwrap_or("");
+        // A medication agreement: what matters for entering it is its period of use (an open
+        // end is a case of its own) and who prescribed it.
+        let period_of_use = r["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| {
+                e["url"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with("zib-Medication-PeriodOfUse"))
+            })
+            .map(|e| {
+                let start = e["valuePeriod"]["start"].as_str().unwrap_or("?");
+                match e["valuePeriod"]["end"].as_str() {
+                    Some(end) => format!("in use from {start} until {end}"),
+                    None => format!("in use from {start}, no end date"),
+                }
+            });
+        let prescriber = r["requester"]["agent"]["display"]
+            .as_str()
+            .map(|by| format!(", prescribed by {by}"))
+            .unwrap_or_default();
+        let when = period_of_use.map(|p| p + &prescriber).unwrap_or_else(|| {
+            [
+                "effectiveDateTime",
+                "date",
+                "authoredOn",
+                "assertedDate",
+                "onsetDateTime",
+            ]
+            .iter()
+            .find_map(|f| r[*f].as_str())
+            .or_else(|| r["period"]["start"].as_str())
+            .unwrap_or("")
+            .to_string()
+        });
         let status = r["clinicalStatus"]
             .as_str()
             .or_else(|| r["status"].as_str())
@@ -841,6 +878,56 @@ mod tests {
             .validate(path, &store)
             .unwrap_err();
         assert!(err.to_string().contains("dv-lab-ancient"), "{err}");
+    }
+
+    #[test]
+    fn a_medication_carries_its_fixture_item_in_an_extension_as_stu3_has_no_identifier() {
+        let store = PatientStore::embedded().unwrap();
+        let p = store.get("999911533").unwrap();
+        let medications: Vec<&Value> = p.of_type("Medication").collect();
+        assert!(!medications.is_empty());
+        for m in &medications {
+            assert!(m.get("identifier").is_none(), "{}", m["id"]);
+            assert_eq!(item_ids(m), vec![m["id"].as_str().unwrap()]);
+        }
+        // Lists, a single identifier (Composition) and the extension all count; other systems
+        // and other extensions do not.
+        let composition = p.resolve("Composition/dv-comp-recent").unwrap();
+        assert_eq!(item_ids(composition), vec!["dv-comp-recent"]);
+        let mixed = serde_json::json!({
+            "identifier": [{ "system": BSN_SYSTEM, "value": "999911533" }],
+            "extension": [
+                { "url": "https://example.test/other", "valueIdentifier": { "system": ITEM_SYSTEM, "value": "no" } },
+                { "url": ITEM_EXTENSION, "valueIdentifier": { "system": "https://example.test/ids", "value": "no" } },
+                { "url": ITEM_EXTENSION, "valueIdentifier": { "system": ITEM_SYSTEM, "value": "yes" } }
+            ]
+        });
+        assert_eq!(item_ids(&mixed), vec!["yes"]);
+    }
+
+    #[test]
+    fn the_script_gives_the_period_of_use_and_the_prescriber_of_each_agreement() {
+        let store = PatientStore::embedded().unwrap();
+        let (path, text) = EMBEDDED_MANIFEST;
+        let manifest = Manifest::parse(path, text).unwrap();
+        let script = script_of(
+            store.get("999911533").unwrap(),
+            manifest.patient("999911533").unwrap(),
+        );
+        let line = |item: &str| {
+            script
+                .lines()
+                .find(|l| l.starts_with(&format!("- MedicationRequest {item} ")))
+                .unwrap_or_else(|| panic!("{item} is not in the script"))
+                .to_string()
+        };
+        assert!(line("dv-mr-open-ended").contains(", no end date"));
+        assert!(
+            line("dv-mr-gp").contains("until")
+                && line("dv-mr-gp").contains("prescribed by A. de Waard")
+        );
+        assert!(!line("dv-mr-current").contains("prescribed by"));
+        assert!(script.contains("- Medication dv-med-gp — OMEPRAZOL"));
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! gegevensdienst 49 uses, compiled once and applied by a resource's `meta.profile`.
 //!
 //! The schemas state what the profile definitions require (elements, fixed codes and systems,
-//! value types); they are no substitute for the FHIR validator, and say so in their text.
+//! value types), and every type they define is closed: it lists each element FHIR STU3 (3.0.2)
+//! defines for it (`_name` siblings of primitives included) and refuses any other, so an R4-only
+//! element such as `Medication.identifier` fails as it would in the FHIR validator. They are no
+//! substitute for that validator, and say so in their text; `contained` resources are not
+//! checked against a profile.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -181,6 +185,133 @@ mod tests {
             }
         }
         assert!(seen > 30);
+    }
+
+    /// A fixture resource that claims `profile`, from the embedded patients.
+    fn fixture_of(store: &crate::fixtures::PatientStore, profile: &str) -> Option<Value> {
+        store
+            .bsns()
+            .flat_map(|bsn| &store.get(bsn).unwrap().resources)
+            .find(|r| r["meta"]["profile"][0] == profile)
+            .cloned()
+    }
+
+    /// Whether `resource` is refused with a problem that names `unknown` at `path`.
+    fn refused(profiles: &Profiles, resource: &Value, path: &str, unknown: &str) -> bool {
+        match profiles.validate(resource) {
+            Validation::Invalid(problems) => problems
+                .iter()
+                .any(|p| p.starts_with(&format!("{path}:")) && p.contains(unknown)),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn every_type_a_schema_defines_is_closed() {
+        for (name, text) in EMBEDDED_SCHEMAS {
+            let schema: Value = serde_json::from_str(text).unwrap();
+            if schema.get("x-profile").is_some() {
+                assert_eq!(schema["additionalProperties"], false, "{name}");
+            }
+            for (def, body) in schema["$defs"].as_object().into_iter().flatten() {
+                if body["type"] == "object" {
+                    assert_eq!(body["additionalProperties"], false, "{name}: {def}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_element_stu3_does_not_define_is_refused_in_every_profile() {
+        let profiles = Profiles::compile().unwrap();
+        let store = crate::fixtures::PatientStore::embedded().unwrap();
+        for url in profiles.urls() {
+            let mut r = fixture_of(&store, url).unwrap_or_else(|| panic!("no fixture for {url}"));
+            assert_eq!(profiles.validate(&r), Validation::Valid, "{url}");
+            r["koppeltestUnknown"] = true.into();
+            assert!(refused(&profiles, &r, "/", "koppeltestUnknown"), "{url}");
+        }
+        // The case: Medication.identifier exists only from R4 on.
+        let mut medication = fixture_of(
+            &store,
+            "http://nictiz.nl/fhir/StructureDefinition/zib-Product",
+        )
+        .unwrap();
+        medication["identifier"] = serde_json::json!([{ "system": "urn:x", "value": "1" }]);
+        assert!(refused(&profiles, &medication, "/", "identifier"));
+    }
+
+    #[test]
+    fn an_unknown_element_in_a_data_type_is_refused() {
+        let profiles = Profiles::compile().unwrap();
+        let store = crate::fixtures::PatientStore::embedded().unwrap();
+        let p = store.get("999911533").unwrap();
+        let lab = p.resolve("Observation/dv-lab-recent").unwrap();
+        let patient = p.resolve("Patient/dv-pat").unwrap();
+        let cases: [(&Value, &str, Value); 6] = [
+            (
+                lab,
+                "/code/coding/0",
+                serde_json::json!({ "codeSystem": "x" }),
+            ),
+            (lab, "/meta", serde_json::json!({ "profiles": ["x"] })),
+            (lab, "/valueQuantity", serde_json::json!({ "units": "x" })),
+            (lab, "/subject", serde_json::json!({ "type": "Patient" })),
+            (
+                patient,
+                "/identifier/0",
+                serde_json::json!({ "label": "x" }),
+            ),
+            (patient, "/name/0", serde_json::json!({ "initials": "x" })),
+        ];
+        for (resource, path, unknown) in cases {
+            let mut r = resource.clone();
+            let (key, value) = unknown.as_object().unwrap().iter().next().unwrap();
+            r.pointer_mut(path).unwrap()[key] = value.clone();
+            assert!(refused(&profiles, &r, path, key), "{path}.{key}");
+        }
+        // A primitive's `_name` carries only an id and extensions.
+        let mut r = patient.clone();
+        r["_birthDate"] = serde_json::json!({ "value": "1961" });
+        assert!(refused(&profiles, &r, "/_birthDate", "value"));
+    }
+
+    #[test]
+    fn an_unknown_element_in_a_backbone_element_is_refused() {
+        let profiles = Profiles::compile().unwrap();
+        let store = crate::fixtures::PatientStore::embedded().unwrap();
+        let p = store.get("999911533").unwrap();
+        for (reference, path) in [
+            ("Composition/dv-comp-recent", "/section/0"),
+            ("EpisodeOfCare/dv-eoc-active", "/diagnosis/0"),
+        ] {
+            let mut r = p.resolve(reference).unwrap().clone();
+            r.pointer_mut(path).unwrap()["koppeltestUnknown"] = true.into();
+            assert!(
+                refused(&profiles, &r, path, "koppeltestUnknown"),
+                "{reference}{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn stu3_elements_the_fixtures_do_not_use_are_accepted() {
+        // Closing the schemas must not fail a DVA that sends more of STU3 than the fixtures do.
+        let profiles = Profiles::compile().unwrap();
+        let store = crate::fixtures::PatientStore::embedded().unwrap();
+        let p = store.get("999911533").unwrap();
+        let mut patient = p.resolve("Patient/dv-pat").unwrap().clone();
+        patient["text"] = serde_json::json!({ "status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">P</div>" });
+        patient["telecom"] =
+            serde_json::json!([{ "system": "phone", "value": "0612345678", "use": "mobile" }]);
+        patient["address"] = serde_json::json!([{ "line": ["Teststraat 1"], "city": "Utrecht", "postalCode": "3511AA" }]);
+        patient["_birthDate"] =
+            serde_json::json!({ "extension": [{ "url": "urn:x", "valueCode": "x" }] });
+        patient["name"][0]["given"] = serde_json::json!(["Pieter", null]);
+        patient["name"][0]["_given"] = serde_json::json!([null, { "extension": [{ "url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-qualifier", "valueCode": "IN" }] }]);
+        patient["contact"] = serde_json::json!([{ "relationship": [{ "text": "partner" }], "name": { "family": "Test" } }]);
+        patient["deceasedBoolean"] = false.into();
+        assert_eq!(profiles.validate(&patient), Validation::Valid);
     }
 
     #[test]

@@ -760,8 +760,17 @@ mod tests {
         let (m, i) = select(p, "MedicationRequest", &q(&meds), &conformant);
         assert_eq!(
             (ids(&m), ids(&i)),
-            (vec!["dv-mr-current"], vec!["dv-med"]),
-            "ended agreements are not current"
+            (
+                vec!["dv-mr-current", "dv-mr-open-ended", "dv-mr-gp"],
+                vec!["dv-med", "dv-med-open-ended", "dv-med-gp"]
+            ),
+            "ended agreements are not current; an open-ended one is, and so is the GP's own"
+        );
+        let open_ended = p.resolve("MedicationRequest/dv-mr-open-ended").unwrap();
+        assert_eq!(
+            period_of_use_end(open_ended),
+            None,
+            "the fixture has no end date"
         );
         let labs =
             "code=https://referentiemodel.nhg.org/tabellen/nhg-tabel-45-diagnostische-bepalingen|";
