@@ -73,6 +73,26 @@ pub fn is_killed(id: &str) -> bool {
         .any(|q| q.violates().contains(&id))
 }
 
+/// Whether `ids` is non-empty and every one is a SHOULD (or MAY) in the embedded catalogue: a
+/// check failing only such rules is a warning, not a failure.
+pub fn only_should(ids: &[String]) -> bool {
+    static LEVELS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    let levels = LEVELS.get_or_init(|| {
+        Catalogue::embedded()
+            .map(|c| {
+                c.requirements
+                    .into_iter()
+                    .map(|r| (r.id, r.level))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    !ids.is_empty()
+        && ids
+            .iter()
+            .all(|id| levels.get(id).is_some_and(|l| l != "MUST"))
+}
+
 /// The catalogue against a set of scenarios.
 pub struct Coverage<'a> {
     pub catalogue: &'a Catalogue,
@@ -237,6 +257,19 @@ mod tests {
         let scenarios = crate::scenario::embedded().unwrap();
         let coverage = Coverage::of(&catalogue, &scenarios);
         assert_eq!(coverage.problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn only_a_failure_of_shoulds_alone_is_a_warning() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(only_should(&ids(&["rfc6749#4.1.2.revoke"])));
+        assert!(!only_should(&ids(&[
+            "rfc6749#4.1.2.revoke",
+            "core.tknint.204"
+        ])));
+        assert!(!only_should(&ids(&["core.tknint.204"])));
+        assert!(!only_should(&[]));
+        assert!(!only_should(&ids(&["not-in-the-catalogue"])));
     }
 
     #[test]

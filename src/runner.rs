@@ -511,6 +511,14 @@ pub async fn run_scenario(
             // A report credits only what some quirk is proven to break.
             r.requirements
                 .retain(|id| crate::requirements::is_killed(id));
+            // Severity from the rule text: a failure of SHOULDs only is a warning. A privacy
+            // failure stays the most severe class whatever its rule says.
+            if r.outcome == Outcome::Fail
+                && !r.privacy
+                && crate::requirements::only_should(&r.requirements)
+            {
+                r.outcome = Outcome::Warn;
+            }
             r
         })
         .collect();
@@ -523,7 +531,7 @@ pub async fn run_scenario(
         .map(|d| d.reason.clone());
     let mut failed_requirements: Vec<String> = checks
         .iter()
-        .filter(|c| c.outcome == Outcome::Fail)
+        .filter(|c| matches!(c.outcome, Outcome::Fail | Outcome::Warn))
         .flat_map(|c| c.requirements.iter().cloned())
         .collect();
     failed_requirements.sort();

@@ -103,6 +103,10 @@ pub fn render(report: &RunReport) -> String {
                 Verdict::Skip | Verdict::Omit => {
                     out.push_str(&format!("<skipped message=\"{}\"/>", sc.verdict.label()))
                 }
+                // A failed SHOULD passes the suite; the detail stays visible.
+                Verdict::Warn => {
+                    out.push_str(&format!("<system-out>WARN (SHOULD): {detail}</system-out>"))
+                }
                 Verdict::Pass => {}
             }
             out.push_str("</testcase>\n");

@@ -34,6 +34,8 @@ pub enum Verdict {
     /// Declared as a known deviation but did not fail: the declaration is stale.
     UnexpectedPass,
     Fail,
+    /// Failed a SHOULD only: reported, does not fail the run.
+    Warn,
     Error,
     Skip,
     Omit,
@@ -42,7 +44,8 @@ pub enum Verdict {
 impl Verdict {
     pub fn of(outcome: Outcome, deviation_declared: bool) -> Verdict {
         match (outcome, deviation_declared) {
-            (Outcome::Fail, true) => Verdict::ExpectedFailure,
+            (Outcome::Fail | Outcome::Warn, true) => Verdict::ExpectedFailure,
+            (Outcome::Warn, false) => Verdict::Warn,
             (Outcome::Fail, false) => Verdict::Fail,
             (Outcome::Pass, true) => Verdict::UnexpectedPass,
             (Outcome::Pass, false) => Verdict::Pass,
@@ -56,6 +59,7 @@ impl Verdict {
         match self {
             Verdict::Fail | Verdict::UnexpectedPass => 6,
             Verdict::Error => 5,
+            Verdict::Warn => 4,
             Verdict::ExpectedFailure => 4,
             Verdict::Pass => 3,
             Verdict::Skip => 2,
@@ -74,6 +78,7 @@ impl Verdict {
             Verdict::ExpectedFailure => "expected failure",
             Verdict::UnexpectedPass => "unexpected pass",
             Verdict::Fail => "fail",
+            Verdict::Warn => "warn",
             Verdict::Error => "error",
             Verdict::Skip => "skip",
             Verdict::Omit => "omit",
@@ -289,6 +294,8 @@ pub struct Summary {
     pub expected_failure: usize,
     pub unexpected_pass: usize,
     pub fail: usize,
+    /// Scenarios that failed only SHOULD rules (not counted in `fail`; exit code unchanged).
+    pub warn: usize,
     pub error: usize,
     pub skip: usize,
     pub omit: usize,
@@ -313,6 +320,7 @@ impl Summary {
                 Verdict::ExpectedFailure => s.expected_failure += 1,
                 Verdict::UnexpectedPass => s.unexpected_pass += 1,
                 Verdict::Fail => s.fail += 1,
+                Verdict::Warn => s.warn += 1,
                 Verdict::Error => s.error += 1,
                 Verdict::Skip => s.skip += 1,
                 Verdict::Omit => s.omit += 1,

@@ -8,6 +8,7 @@ fn symbol(v: Verdict) -> &'static str {
         Verdict::ExpectedFailure => "PASS*",
         Verdict::UnexpectedPass => "STALE",
         Verdict::Fail => "FAIL",
+        Verdict::Warn => "WARN",
         Verdict::Error => "ERROR",
         Verdict::Skip => "SKIP",
         Verdict::Omit => "OMIT",
@@ -60,10 +61,10 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
     }
     let s = &report.summary;
     out.push_str(&format!(
-        "\n{} scenarios in {} cells: {} passed, {} failed, {} expected failures, {} unexpected passes, {} errors, {} skipped\n",
-        s.scenarios, s.cells, s.pass, s.fail, s.expected_failure, s.unexpected_pass, s.error, s.skip + s.omit
+        "\n{} scenarios in {} cells: {} passed, {} failed, {} warnings, {} expected failures, {} unexpected passes, {} errors, {} skipped\n",
+        s.scenarios, s.cells, s.pass, s.fail, s.warn, s.expected_failure, s.unexpected_pass, s.error, s.skip + s.omit
     ));
-    out.push_str("PASS* = passed except for declared known deviations; STALE = a declared deviation did not occur\n");
+    out.push_str("PASS* = passed except for declared known deviations; STALE = a declared deviation did not occur; WARN = failed a SHOULD only\n");
     out.push_str(&record_lines(report));
     if s.privacy_failures > 0 {
         out.push_str(&format!(
@@ -88,11 +89,9 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         }
     }
     for cell in &report.cells {
-        for sc in cell
-            .scenarios
-            .iter()
-            .filter(|x| x.verdict.is_failure() || x.verdict == Verdict::Error)
-        {
+        for sc in cell.scenarios.iter().filter(|x| {
+            x.verdict.is_failure() || matches!(x.verdict, Verdict::Error | Verdict::Warn)
+        }) {
             out.push_str(&format!(
                 "  {} {} × {}: {} — {}\n",
                 symbol(sc.verdict),

@@ -71,7 +71,9 @@ async fn a_dva_that_accepts_everything_passes_no_negative_scenario() {
                 passed.push(format!("{} passed as a whole", f.report.id));
             }
             for (spec, check) in scenario.checks.iter().zip(&f.report.checks) {
-                if spec.control().is_some() && check.outcome != Outcome::Fail {
+                if spec.control().is_some()
+                    && !matches!(check.outcome, Outcome::Fail | Outcome::Warn)
+                {
                     passed.push(format!(
                         "{} {} ({}) is {:?}, not fail: {}",
                         f.report.id, check.kind, check.step, check.outcome, check.message
@@ -85,4 +87,32 @@ async fn a_dva_that_accepts_everything_passes_no_negative_scenario() {
             passed.join("\n")
         );
     }
+}
+
+/// Severity from the rule text: a DVA that keeps the tokens of a replayed code breaks only the
+/// SHOULD of RFC 6749 §4.1.2, so `token.replay-revokes` warns and the run does not fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_should_warns_and_fails_nothing() {
+    let scenarios: Vec<_> = scenario::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id == "token.replay-revokes")
+        .collect();
+    let prepared = prepare(
+        &matrix_toml(&["replay-keeps-tokens"], &[], "2.2"),
+        scenarios,
+    );
+    let finished = run(prepared.clone()).await;
+    let report = &finished[0].report;
+    assert_eq!(report.outcome, Outcome::Warn, "{:#?}", report.checks);
+    let warned: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Warn)
+        .collect();
+    assert_eq!(warned.len(), 1);
+    assert_eq!(warned[0].requirements, ["rfc6749#4.1.2.revoke"]);
+    let summary = koppeltest::runner::build_report(&prepared, "t", "t", &finished, false).summary;
+    assert_eq!((summary.warn, summary.fail), (1, 0));
+    assert_eq!(summary.exit_code, koppeltest::exit::OK);
 }
