@@ -1,0 +1,485 @@
+//! Checks: pure functions from a scenario's step results and its recorded exchanges to an
+//! [`Outcome`] with a message and evidence (exchange sequence numbers). No I/O, so every branch
+//! has a fast unit test (`tests.rs`); the integration tests prove each check fails against a
+//! named quirk or fault over the wire.
+//!
+//! One module per family: `authorize` (code, state, error redirects, refused logins, error
+//! pages), `token`, `resource`, `record` (the GP record against the manifest) and `searchset`.
+//! This module holds what they share: [`evaluate`], the proof of cause for negative checks
+//! (their control step, [`CheckSpec::control`]) and the vocabulary of verdicts.
+//!
+//! **Boundary:** the judge imports nothing from the parties it judges (`dva`, `tvs`, `pgo`) or
+//! from the `runner`; `tests/it/boundaries.rs` fails when such an import appears.
+//!
+//! Every check kind names the requirements it verifies ([`requirements`]); a scenario can add
+//! its own (`requirements = [...]`).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::exchange::{Exchange, Party};
+use crate::fixtures::gp_query;
+use crate::outcome::Outcome;
+use crate::scenario::{CheckSpec, Scenario, Stage, Step};
+
+mod authorize;
+mod record;
+mod resource;
+mod searchset;
+mod token;
+
+use self::authorize::*;
+pub use self::record::journal_line_type;
+use self::record::*;
+use self::resource::*;
+use self::searchset::*;
+use self::token::*;
+use crate::steps::{AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult};
+
+/// Error codes RFC 6749 defines for the authorization (§4.1.2.1) and token (§5.2) endpoints.
+pub const RFC6749_ERRORS: &[&str] = &[
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "invalid_client",
+    "invalid_grant",
+    "unsupported_grant_type",
+];
+
+/// MedMij's response-time budgets, configurable per matrix (tests shorten them).
+#[derive(Debug, Clone, Copy, serde::Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    /// core.tknint.206: the token endpoint answers within 10 s.
+    #[serde(default = "token_budget")]
+    pub token_ms: u64,
+    /// core.rscint.202: the resource endpoint answers within 60 s.
+    #[serde(default = "resource_budget")]
+    pub resource_ms: u64,
+    /// The largest acceptable `expires_in` of an access token (900 s everywhere in practice).
+    #[serde(default = "max_expires_in")]
+    pub max_expires_in_s: u64,
+}
+
+fn max_expires_in() -> u64 {
+    900
+}
+
+fn token_budget() -> u64 {
+    10_000
+}
+
+fn resource_budget() -> u64 {
+    60_000
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            token_ms: token_budget(),
+            resource_ms: resource_budget(),
+            max_expires_in_s: max_expires_in(),
+        }
+    }
+}
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CheckResult {
+    pub kind: String,
+    pub step: String,
+    pub outcome: Outcome,
+    pub message: String,
+    pub requirements: Vec<String>,
+    /// Exchange sequence numbers that show what the verdict rests on.
+    pub evidence: Vec<usize>,
+    /// The failure is a privacy failure: something the patient must not see was shared. The
+    /// most severe class; every report makes it stand out.
+    pub privacy: bool,
+    /// `dataset-complete` only: what was missing and what leaked, item by item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetFinding>,
+}
+
+/// The set comparison behind a `dataset-complete` verdict, for the report's category summary.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DatasetFinding {
+    /// The gegevensdienst-49 query (`medication`, `results`, …).
+    pub query: String,
+    /// How many items the manifest expects from it.
+    pub expected: usize,
+    /// How many of those were not returned.
+    pub missing_count: usize,
+    /// The first [`LISTED_ITEMS`] missing items (fixture-item identifiers).
+    pub missing: Vec<String>,
+    /// Everything shared that must not be.
+    pub leaked: Vec<LeakedItem>,
+}
+
+/// How many missing items a finding and a message list by name.
+pub const LISTED_ITEMS: usize = 20;
+
+/// `shown` joined by `separator`, then "and N more" for the rest of `total`.
+pub fn some_of<'a>(
+    shown: impl IntoIterator<Item = &'a str>,
+    total: usize,
+    separator: &str,
+) -> String {
+    let shown: Vec<&str> = shown.into_iter().collect();
+    let more = total.saturating_sub(shown.len());
+    let mut text = shown.join(separator);
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LeakedItem {
+    /// The fixture item, or the resource that carried a leaked part (S/O lines).
+    pub item: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabWindowPolicy {
+    /// The DVA leaves them out whatever the PGO asks (default).
+    #[default]
+    DvaExcludes,
+    /// Only a PGO that sends `date=ge…` may rely on their absence.
+    PgoFilters,
+}
+
+/// What a check may know besides the step results.
+pub struct Context<'a> {
+    pub budgets: &'a Budgets,
+    pub manifest: &'a crate::fixtures::Manifest,
+    /// The BSN the mock TVS logged in.
+    pub bsn: &'a str,
+    pub lab_window: LabWindowPolicy,
+    /// Whether this cell's PGO profile sends a date filter with the lab-results query.
+    pub lab_date_filter: bool,
+    /// The scenario's recorded exchanges (redacted): where a negative check finds proof that
+    /// its stimulus reached the party under test, and at which stage it was refused.
+    pub exchanges: &'a [Exchange],
+    /// The gegevensdiensten this cell's PGO asked for: what a token must grant.
+    pub gegevensdiensten: &'a [String],
+}
+
+/// The requirements each kind of check verifies.
+pub fn requirements(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "code-issued" => &["rfc6749#4.1.2", "medmij:verzamelen.authorization"],
+        "state-echoed" => &["rfc6749#4.1.2", "rfc6749#10.12"],
+        "error-redirect" => &["rfc6749#4.1.2.1", "medmij:duiding-van-fouten"],
+        // Each SAML scenario names the one rule its fault breaks.
+        "login-refused" => &[],
+        "token-issued" => &["rfc6749#4.1.3", "rfc6749#5.1", "medmij:token.response"],
+        "token-refused" => &["rfc6749#5.2"],
+        "fhir-searchset" => &["fhir-stu3#search", "nictiz:qualification.gp-49"],
+        "error-page" => &["rfc6749#4.1.2.1", "medmij:technische-storing"],
+        "resource-refused" => &["rfc6750#3", "rfc6750#3.1"],
+        "refresh-rotated" => &["rfc6749#6", "medmij:refresh-rotation"],
+        "no-bsn-in-links" => &["medmij:resource.no-bsn"],
+        "within-budget" => &["medmij:response-time"],
+        "dataset-complete" => &["nhg:online-inzage.dataset", "nhg:online-inzage.exclusions"],
+        "references-resolve" => &["medmij:gp49.references"],
+        "codings-complete" => &["nictiz:qualification.codings"],
+        "profile-valid" => &["nictiz:qualification.profiles"],
+        "no-bsn-in-bundle" => &["medmij:resource.no-bsn", "nictiz:qualification.no-bsn"],
+        "paged" => &["fhir-stu3#paging", "medmij:gp49.paging"],
+        _ => &[],
+    }
+}
+
+struct Verdict {
+    outcome: Outcome,
+    message: String,
+    evidence: Vec<usize>,
+    privacy: bool,
+    dataset: Option<DatasetFinding>,
+}
+
+fn v(outcome: Outcome, message: impl Into<String>, evidence: Vec<usize>) -> Verdict {
+    Verdict {
+        outcome,
+        message: message.into(),
+        evidence,
+        privacy: false,
+        dataset: None,
+    }
+}
+
+/// Judges `spec` over the `results` of `scenario`'s steps.
+pub fn evaluate(
+    spec: &CheckSpec,
+    scenario: &Scenario,
+    results: &BTreeMap<String, StepResult>,
+    ctx: &Context<'_>,
+) -> CheckResult {
+    let budgets = ctx.budgets;
+    let step = spec.step().to_string();
+    let verdict = match results.get(&step) {
+        None => v(Outcome::Error, format!("step {step:?} did not run"), vec![]),
+        Some(StepResult::Waited { .. }) => {
+            v(Outcome::Error, "a wait step has nothing to judge", vec![])
+        }
+        Some(StepResult::Skipped { reason }) => v(
+            Outcome::Skip,
+            format!("step {step:?} skipped: {reason}"),
+            vec![],
+        ),
+        Some(StepResult::NotRun { reason }) => v(
+            Outcome::Error,
+            format!("step {step:?} could not run: {reason}"),
+            vec![],
+        ),
+        Some(StepResult::Authorize(a)) => match spec {
+            CheckSpec::CodeIssued { .. } => code_issued(a),
+            CheckSpec::StateEchoed { .. } => state_echoed(a),
+            CheckSpec::ErrorRedirect { error, stage, .. } => {
+                error_redirect(a, error, *stage, &trace(ctx.exchanges, &step))
+            }
+            CheckSpec::LoginRefused { .. } => login_refused(a, &trace(ctx.exchanges, &step)),
+            CheckSpec::ErrorPage { .. } => {
+                error_page(a, &trace(ctx.exchanges, &step), ctx.exchanges)
+            }
+            _ => v(
+                Outcome::Error,
+                "this check cannot judge an authorize step",
+                vec![],
+            ),
+        },
+        Some(StepResult::Http(h)) => match spec {
+            CheckSpec::TokenIssued { .. } => {
+                token_issued(h, budgets.max_expires_in_s, ctx.gegevensdiensten)
+            }
+            CheckSpec::ResourceRefused {
+                status,
+                error,
+                issue,
+                ..
+            } => resource_refused(h, *status, error.as_deref(), issue),
+            CheckSpec::NoBsnInLinks { .. } => no_bsn_in_links(h),
+            CheckSpec::WithinBudget { budget, .. } => within_budget(
+                h,
+                match budget {
+                    crate::scenario::BudgetKind::Token => budgets.token_ms,
+                    crate::scenario::BudgetKind::Resource => budgets.resource_ms,
+                },
+            ),
+            CheckSpec::RefreshRotated { previous, .. } => refresh_rotated(h, results.get(previous)),
+            CheckSpec::ReferencesResolve { .. } => references_resolve(h, results),
+            CheckSpec::CodingsComplete { .. } => codings_complete(h),
+            CheckSpec::ProfileValid { .. } => profile_valid(h),
+            CheckSpec::NoBsnInBundle { .. } => no_bsn_in_bundle(h, ctx.bsn),
+            CheckSpec::Paged { max_entries, .. } => paged(h, *max_entries),
+            CheckSpec::DatasetComplete { .. } => {
+                let query = scenario.steps.iter().find_map(|s| match s {
+                    Step::Fhir(f) if f.id == step => Some(f.query.as_str()),
+                    _ => None,
+                });
+                match (query, ctx.manifest.patient(ctx.bsn)) {
+                    (Some(q), Some(p)) => {
+                        let enforce_window =
+                            ctx.lab_window == LabWindowPolicy::DvaExcludes || ctx.lab_date_filter;
+                        let mut verdict = dataset_complete(h, q, p, enforce_window);
+                        // No Bundle came: nothing expected arrived (the outcome says whether
+                        // that is the DVA's failure or missing evidence).
+                        verdict.dataset.get_or_insert_with(|| {
+                            let expected = p.expected.get(q).cloned().unwrap_or_default();
+                            DatasetFinding {
+                                query: q.to_string(),
+                                expected: expected.len(),
+                                missing_count: expected.len(),
+                                missing: expected.into_iter().take(LISTED_ITEMS).collect(),
+                                leaked: Vec::new(),
+                            }
+                        });
+                        verdict
+                    }
+                    (None, _) => v(
+                        Outcome::Error,
+                        "the step is not a gegevensdienst-49 query",
+                        vec![],
+                    ),
+                    (_, None) => v(
+                        Outcome::Error,
+                        "the fixture manifest has no entry for the logged-in test person",
+                        vec![],
+                    ),
+                }
+            }
+            CheckSpec::TokenRefused {
+                error,
+                tls_refusal_counts,
+                ..
+            } => token_refused(h, error, *tls_refusal_counts),
+            CheckSpec::FhirSearchset { .. } => {
+                let types = scenario.steps.iter().find_map(|s| match s {
+                    Step::Fhir(f) if f.id == step => gp_query(&f.query).map(|q| q.types),
+                    _ => None,
+                });
+                match types {
+                    Some(types) => fhir_searchset(h, types),
+                    None => v(
+                        Outcome::Error,
+                        "the step is not a known gegevensdienst-49 query",
+                        vec![],
+                    ),
+                }
+            }
+            _ => v(
+                Outcome::Error,
+                "this check cannot judge an HTTP step",
+                vec![],
+            ),
+        },
+    };
+    // A refusal passes only with its cause proven: the same request without the fault was
+    // accepted. Without that, the refusal proves nothing (a DVA may refuse everything).
+    let verdict = match spec.control() {
+        Some(control) if verdict.outcome == Outcome::Pass => {
+            match control_accepted(control, results) {
+                Ok(mut evidence) => {
+                    let mut verdict = verdict;
+                    evidence.extend(verdict.evidence);
+                    verdict.evidence = evidence;
+                    verdict
+                }
+                Err(control_verdict) => control_verdict,
+            }
+        }
+        _ => verdict,
+    };
+    let reqs = credited(spec, scenario);
+    CheckResult {
+        kind: spec.kind().to_string(),
+        step,
+        outcome: verdict.outcome,
+        message: verdict.message,
+        requirements: reqs,
+        evidence: verdict.evidence,
+        privacy: verdict.privacy && verdict.outcome == Outcome::Fail,
+        dataset: verdict.dataset,
+    }
+}
+
+fn unreachable_verdict() -> Verdict {
+    v(Outcome::Error, "internal: unexpected outcome", vec![])
+}
+
+/// The requirements a check credits: its own list where the scenario gives one, else its
+/// kind's and the scenario's.
+pub fn credited(spec: &CheckSpec, scenario: &Scenario) -> Vec<String> {
+    if let CheckSpec::ResourceRefused { requirements, .. } = spec {
+        if !requirements.is_empty() {
+            return requirements.clone();
+        }
+    }
+    let mut reqs: Vec<String> = requirements(spec.kind())
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for r in &scenario.requirements {
+        if !reqs.contains(r) {
+            reqs.push(r.clone());
+        }
+    }
+    reqs
+}
+
+/// Whether the control step, the request without the fault, was accepted: `Ok` with its
+/// evidence, or the `error` (`skip` where the control could not be exercised) verdict that
+/// replaces an unproven pass.
+fn control_accepted(
+    control: &str,
+    results: &BTreeMap<String, StepResult>,
+) -> Result<Vec<usize>, Verdict> {
+    let unproven = |why: String, evidence: Vec<usize>| {
+        v(
+            Outcome::Error,
+            format!(
+                "could not prove the cause: the control step {control:?}, the same request without the fault, {why}; a refusal of everything earns no pass"
+            ),
+            evidence,
+        )
+    };
+    match results.get(control) {
+        None => Err(unproven("did not run".into(), vec![])),
+        Some(StepResult::Skipped { reason }) => Err(v(
+            Outcome::Skip,
+            format!("the control step {control:?} was skipped: {reason}"),
+            vec![],
+        )),
+        Some(StepResult::NotRun { reason }) => {
+            Err(unproven(format!("could not run ({reason})"), vec![]))
+        }
+        Some(StepResult::Waited { .. }) => Err(unproven("is a wait".into(), vec![])),
+        Some(StepResult::Authorize(a)) => match &a.outcome {
+            AuthorizeOutcome::RedirectedBack { seq, .. }
+                if a.param("code").is_some_and(|c| !c.is_empty()) =>
+            {
+                Ok(vec![*seq])
+            }
+            AuthorizeOutcome::RedirectedBack { seq, .. } => Err(unproven(
+                format!("was answered with {} instead of a code", describe_error(a)),
+                vec![*seq],
+            )),
+            AuthorizeOutcome::Page { status, seq, .. } => Err(unproven(
+                format!("stopped on a page (HTTP {status}) instead of getting a code"),
+                vec![*seq],
+            )),
+            AuthorizeOutcome::Broken { reason, .. } => Err(unproven(
+                format!("broke off ({reason})"),
+                a.evidence.clone(),
+            )),
+        },
+        Some(StepResult::Http(h)) => {
+            let ev = h.seqs();
+            match &h.outcome {
+                HttpOutcome::Transport { reason } => {
+                    Err(unproven(format!("got no response ({reason})"), ev))
+                }
+                HttpOutcome::Response { status: 200, .. } => {
+                    let json = h.json_ref();
+                    let token = json.is_some_and(|j| j["access_token"].is_string());
+                    let bundle = json.is_some_and(|j| j["resourceType"] == "Bundle");
+                    if token || bundle {
+                        Ok(ev)
+                    } else {
+                        Err(unproven(
+                            "was answered with HTTP 200 but neither a token nor a Bundle".into(),
+                            ev,
+                        ))
+                    }
+                }
+                HttpOutcome::Response { status, .. } => {
+                    Err(unproven(format!("was refused with HTTP {status}"), ev))
+                }
+            }
+        }
+    }
+}
+
+fn response(h: &HttpResult) -> Result<(u16, &str), Verdict> {
+    match &h.outcome {
+        HttpOutcome::Response { status, body, .. } => Ok((*status, body.as_str())),
+        HttpOutcome::Transport { reason } => Err(v(
+            Outcome::Error,
+            format!("no response: {reason}"),
+            h.seq.into_iter().collect(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
