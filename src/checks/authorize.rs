@@ -272,19 +272,31 @@ pub(super) fn oauth_error_problem(a: &AuthorizeResult, expected: &str) -> Option
     }
 }
 
-/// A login refusal: after the DVA resolved the faulty artifact, `access_denied` to the PGO.
-pub(super) fn login_refused(a: &AuthorizeResult, t: &Trace) -> Verdict {
+/// What every check that wants no code says first: a broken front channel proves nothing, and a
+/// code means `what` was accepted.
+fn broken_or_accepted(a: &AuthorizeResult, what: &str) -> Option<Verdict> {
     match &a.outcome {
-        AuthorizeOutcome::Broken { reason, .. } => v(
+        AuthorizeOutcome::Broken { reason, .. } => Some(v(
             Outcome::Error,
             format!("the front channel broke off: {reason}"),
             a.evidence.clone(),
-        ),
-        AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
+        )),
+        AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => Some(v(
             Outcome::Fail,
-            "the faulty login was accepted: an authorization code reached the PGO",
+            format!("{what} was accepted: an authorization code reached the PGO"),
             a.evidence.clone(),
-        ),
+        )),
+        _ => None,
+    }
+}
+
+/// A login refusal: after the DVA resolved the faulty artifact, `access_denied` to the PGO.
+pub(super) fn login_refused(a: &AuthorizeResult, t: &Trace) -> Verdict {
+    if let Some(verdict) = broken_or_accepted(a, "the faulty login") {
+        return verdict;
+    }
+    match &a.outcome {
+        AuthorizeOutcome::Broken { .. } => unreachable_verdict(),
         AuthorizeOutcome::Page { status, title, seq } => match t.artifact_resolved {
             Some(resolved) => v(
                 Outcome::Fail,
@@ -310,17 +322,11 @@ pub(super) fn login_refused(a: &AuthorizeResult, t: &Trace) -> Verdict {
 
 /// An error page of the DVA's own, at the authorization request: no redirect and no login.
 pub(super) fn error_page(a: &AuthorizeResult, t: &Trace, exchanges: &[Exchange]) -> Verdict {
+    if let Some(verdict) = broken_or_accepted(a, "the untrusted request") {
+        return verdict;
+    }
     match &a.outcome {
-        AuthorizeOutcome::Broken { reason, .. } => v(
-            Outcome::Error,
-            format!("the front channel broke off: {reason}"),
-            a.evidence.clone(),
-        ),
-        AuthorizeOutcome::RedirectedBack { .. } if a.param("code").is_some() => v(
-            Outcome::Fail,
-            "the untrusted request was accepted: an authorization code reached the PGO",
-            a.evidence.clone(),
-        ),
+        AuthorizeOutcome::Broken { .. } => unreachable_verdict(),
         AuthorizeOutcome::RedirectedBack { .. } => v(
             Outcome::Fail,
             format!(
