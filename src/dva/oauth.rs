@@ -179,7 +179,6 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return r;
     }
-    let lenient = quirks.has(Quirk::AcceptEverything);
     // An untrusted client_id or redirect_uri gets an error page, never a redirect.
     let untrusted = |why: &str| -> Response {
         let target = param(&q, "redirect_uri").filter(|u| url::Url::parse(u).is_ok());
@@ -189,7 +188,8 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
         }
     };
     let client_id = param(&q, "client_id").filter(|c| !c.is_empty());
-    let Some(client_id) = client_id.or(lenient.then_some("onbekend")) else {
+    let Some(client_id) = client_id.or(quirks.has(Quirk::ClientIdUnchecked).then_some("onbekend"))
+    else {
         return untrusted("client_id is missing");
     };
     let organisation = match dva.cfg.ocl.find(client_id) {
@@ -207,7 +207,7 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
     }
     let state = param(&q, "state");
     match param(&q, "response_type") {
-        _ if lenient => {}
+        _ if quirks.has(Quirk::ResponseTypeUnchecked) => {}
         None => {
             return error_redirect(
                 &dva,
@@ -635,7 +635,7 @@ pub async fn token(
     if quirks.has(Quirk::SlowTokenEndpoint) {
         tokio::time::sleep(SLOW_ANSWER).await;
     }
-    if quirks.has(Quirk::RefuseEverything) {
+    if quirks.has(Quirk::RefuseTokens) {
         return token_error(
             &dva,
             StatusCode::BAD_REQUEST,
@@ -861,7 +861,7 @@ fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Respo
     issue_tokens(dva, grant, keep).0
 }
 
-/// What [`Quirk::AcceptEverything`] grants a request without a valid token.
+/// What [`Quirk::BearerUnchecked`] grants a request without a valid token.
 fn anyone(dva: &Dva) -> TokenGrant {
     TokenGrant {
         client_id: String::new(),
@@ -873,14 +873,14 @@ fn anyone(dva: &Dva) -> TokenGrant {
 
 /// Looks up a bearer token for the resource endpoint.
 pub(super) fn bearer(dva: &Dva, headers: &HeaderMap) -> Result<TokenGrant, &'static str> {
-    if dva.cfg.quirks.has(Quirk::RefuseEverything) {
+    if dva.cfg.quirks.has(Quirk::RefuseResources) {
         return Err("every request is refused");
     }
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let value = match value {
-        None if dva.cfg.quirks.has(Quirk::AcceptEverything) => return Ok(anyone(dva)),
+        None if dva.cfg.quirks.has(Quirk::BearerUnchecked) => return Ok(anyone(dva)),
         other => other.ok_or("no bearer token")?,
     };
     let token = value
@@ -888,7 +888,7 @@ pub(super) fn bearer(dva: &Dva, headers: &HeaderMap) -> Result<TokenGrant, &'sta
         .ok_or("authorization is not a bearer token")?;
     let grant = Dva::lock(&dva.access).get(token.trim()).cloned();
     let grant = match grant {
-        None if dva.cfg.quirks.has(Quirk::AcceptEverything) => anyone(dva),
+        None if dva.cfg.quirks.has(Quirk::BearerUnchecked) => anyone(dva),
         other => other.ok_or("unknown token")?,
     };
     if grant.expires < Instant::now() && !dva.cfg.quirks.has(Quirk::TokenExpiryUnchecked) {

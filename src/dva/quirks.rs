@@ -34,7 +34,8 @@ pub enum Quirk {
     SamlAudienceUnchecked,
     /// A level of assurance below substantieel is accepted (brief §8, §10.18).
     LoaUnchecked,
-    /// An unknown client_id is accepted at the authorization endpoint (brief §10.4; §3).
+    /// An unknown or missing client_id is accepted at the authorization endpoint (brief §10.4;
+    /// §3).
     ClientIdUnchecked,
     /// A redirect_uri on another host, over http, or with a query or fragment is accepted
     /// (brief §10.4).
@@ -146,17 +147,34 @@ pub enum Quirk {
     ErrorDescriptionMissing,
     /// An authorization request without state is accepted (brief §3 [U]).
     StateNotRequired,
+    /// A missing or unsupported response_type is accepted as `code` (RFC 6749 §4.1.2.1).
+    ResponseTypeUnchecked,
+    /// A resource request without a token, or with one the DVA never issued, is served
+    /// (brief §10.14; RFC 6750 §3).
+    BearerUnchecked,
     /// An anti-DVA, for an invariant rather than a defect: every authorization request is
     /// redirected with a non-RFC error (an error page where there is no usable redirect_uri),
     /// every token request is refused with `invalid_grant`, every resource request with a
     /// well-formed 401. Such a DVA must earn no pass anywhere.
     RefuseEverything,
+    /// An anti-DVA: authorization works, but every token request is refused with a well-formed
+    /// `invalid_grant`. No check of a token, refresh or resource step may pass.
+    RefuseTokens,
+    /// An anti-DVA: authorization and tokens work, but every resource request is refused with a
+    /// well-formed 401. No check of a resource step may pass.
+    RefuseResources,
     /// An anti-DVA: no validation at all. Any client_id, redirect_uri, scope, response_type,
     /// code, token or grant type is accepted, no client certificate is required, every login
     /// (faulty, cancelled, or for a person without a record) and every consent answer leads to
-    /// a code. Such a DVA must pass no negative scenario.
+    /// a code. Such a DVA must pass no negative scenario. It implies every quirk that drops a
+    /// check; beyond those it has two behaviours of its own, which no scenario exercises alone:
+    /// every login, even one it cannot read, is the default test person's, and a code it never
+    /// issued is exchanged.
     AcceptEverything,
 }
+
+/// What [`Quirk::RefuseEverything`] implies besides refusing every authorization request.
+const REFUSING: &[Quirk] = &[Quirk::RefuseTokens, Quirk::RefuseResources];
 
 /// What [`Quirk::AcceptEverything`] implies: every quirk that drops a check.
 const ACCEPTING: &[Quirk] = &[
@@ -183,6 +201,8 @@ const ACCEPTING: &[Quirk] = &[
     Quirk::ConsentIgnored,
     Quirk::AvailabilityUnchecked,
     Quirk::StateNotRequired,
+    Quirk::ResponseTypeUnchecked,
+    Quirk::BearerUnchecked,
 ];
 
 impl Quirk {
@@ -244,11 +264,22 @@ impl Quirk {
         Quirk::AvailabilityUnchecked,
         Quirk::ErrorDescriptionMissing,
         Quirk::StateNotRequired,
+        Quirk::ResponseTypeUnchecked,
+        Quirk::BearerUnchecked,
+        Quirk::RefuseEverything,
+        Quirk::RefuseTokens,
+        Quirk::RefuseResources,
+        Quirk::AcceptEverything,
     ];
 
-    /// The two anti-DVAs: not defects to be caught by one check, but invariants over all of
+    /// The anti-DVAs: not defects to be caught by one check, but invariants over all of
     /// them (tests/it/invariants.rs). The mutation test leaves them out.
-    pub const ANTI: &'static [Quirk] = &[Quirk::RefuseEverything, Quirk::AcceptEverything];
+    pub const ANTI: &'static [Quirk] = &[
+        Quirk::RefuseEverything,
+        Quirk::RefuseTokens,
+        Quirk::RefuseResources,
+        Quirk::AcceptEverything,
+    ];
 
     /// The catalogue requirements this quirk violates. The mutation test proves each claim: a
     /// check crediting the requirement fails against the quirk ("kills" it). A requirement
@@ -316,7 +347,7 @@ impl Quirk {
             }
             BrokenReferences => &["medmij:gp49.references"],
             CodingsWithoutSystem => &["nictiz:qualification.codings"],
-            NoPaging => &["medmij:gp49.paging", "fhir-stu3#paging"],
+            NoPaging => &["medmij:gp49.paging"],
             BsnInPatient => &["nictiz:qualification.no-bsn"],
             DutchDates | StatusMissing => &["nictiz:qualification.profiles"],
             TokenScopeMissing => &["medmij:token.response"],
@@ -325,8 +356,10 @@ impl Quirk {
             AvailabilityUnchecked => &["medmij:beschikbaarheidstoets"],
             ErrorDescriptionMissing => &["medmij:duiding-van-fouten"],
             StateNotRequired => &["medmij:authorization.state-required"],
+            ResponseTypeUnchecked => &["rfc6749#4.1.2.1"],
+            BearerUnchecked => &["rfc6750#3", "rfc6750#3.1"],
             // The anti-DVAs break everything; they prove invariants, not single rules.
-            RefuseEverything | AcceptEverything => &[],
+            RefuseEverything | RefuseTokens | RefuseResources | AcceptEverything => &[],
         }
     }
 
@@ -350,7 +383,7 @@ impl Quirk {
             Quirk::SamlSignatureUnchecked => "SAML signatures are not verified",
             Quirk::SamlAudienceUnchecked => "the Assertion's Audience is not checked",
             Quirk::LoaUnchecked => "a level of assurance below substantieel is accepted",
-            Quirk::ClientIdUnchecked => "an unknown client_id is accepted",
+            Quirk::ClientIdUnchecked => "an unknown or missing client_id is accepted",
             Quirk::RedirectUriUnchecked => {
                 "a foreign, http, query- or fragment-carrying redirect_uri is accepted"
             }
@@ -413,7 +446,11 @@ impl Quirk {
             Quirk::AvailabilityUnchecked => "a person without a record gets a code",
             Quirk::ErrorDescriptionMissing => "error redirects carry no error_description",
             Quirk::StateNotRequired => "authorization requests without state are accepted",
+            Quirk::ResponseTypeUnchecked => "a missing or unsupported response_type is accepted",
+            Quirk::BearerUnchecked => "requests without a valid token are served",
             Quirk::RefuseEverything => "every request is refused (an invariant: no pass)",
+            Quirk::RefuseTokens => "every token request is refused (an invariant)",
+            Quirk::RefuseResources => "every resource request is refused (an invariant)",
             Quirk::AcceptEverything => {
                 "nothing is validated (an invariant: no negative scenario passes)"
             }
@@ -438,7 +475,9 @@ impl Quirks {
     /// Whether the DVA deviates as `q` says; [`Quirk::AcceptEverything`] implies every quirk
     /// that drops a check.
     pub fn has(&self, q: Quirk) -> bool {
-        self.0.contains(&q) || (ACCEPTING.contains(&q) && self.0.contains(&Quirk::AcceptEverything))
+        self.0.contains(&q)
+            || (ACCEPTING.contains(&q) && self.0.contains(&Quirk::AcceptEverything))
+            || (REFUSING.contains(&q) && self.0.contains(&Quirk::RefuseEverything))
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -461,4 +500,34 @@ pub fn error_code(quirks: &Quirks, code: &'static str) -> String {
         _ => "400",
     }
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Quirk::ALL` lists every variant: the mutation test, the coverage and the anti-DVA
+    /// invariants iterate it, so a quirk left out would escape all three.
+    #[test]
+    fn all_lists_every_quirk() {
+        let schema = serde_json::to_value(schemars::schema_for!(Quirk)).unwrap();
+        let variants = schema["enum"]
+            .as_array()
+            .or_else(|| schema["oneOf"].as_array())
+            .expect("the schema lists the variants");
+        let mut declared: Vec<String> = variants
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .or_else(|| v["const"].as_str())
+                    .or_else(|| v["enum"][0].as_str())
+                    .expect("a variant name")
+                    .to_string()
+            })
+            .collect();
+        let mut listed: Vec<String> = Quirk::ALL.iter().map(|q| q.name()).collect();
+        declared.sort();
+        listed.sort();
+        assert_eq!(declared, listed);
+    }
 }
