@@ -30,9 +30,9 @@ pub(super) struct Trace {
     /// The mock TVS's record of answering the DVA's ArtifactResolve (the DVA fetched what the
     /// login produced, faulty or not).
     pub(super) artifact_resolved: Option<usize>,
-    /// The first form the browser posted to the DVA after the artifact was resolved (the
-    /// consent answer).
-    pub(super) consent_posted: Option<usize>,
+    /// The forms the browser posted to the DVA after the artifact was resolved: a consent
+    /// refusal must be the answer to one of them.
+    pub(super) posted_after_login: Vec<usize>,
 }
 
 pub(super) fn trace(exchanges: &[Exchange], step: &str) -> Trace {
@@ -47,10 +47,8 @@ pub(super) fn trace(exchanges: &[Exchange], step: &str) -> Trace {
             {
                 t.artifact_resolved = Some(x.seq)
             }
-            (Party::Browser, Party::Dva, "POST")
-                if t.artifact_resolved.is_some() && t.consent_posted.is_none() =>
-            {
-                t.consent_posted = Some(x.seq)
+            (Party::Browser, Party::Dva, "POST") if t.artifact_resolved.is_some() => {
+                t.posted_after_login.push(x.seq)
             }
             _ => {}
         }
@@ -58,8 +56,6 @@ pub(super) fn trace(exchanges: &[Exchange], step: &str) -> Trace {
     t
 }
 
-/// Whether the step's exchanges show it reached `stage` before the refusal at `refused`:
-/// `Err` with the reason when the stimulus never got there.
 /// Whether the step's exchanges show its stimulus reached `stage` before the refusal at
 /// `refused`: the evidence, or `fail` (refused at a later stage than the rule says) or `error`
 /// (the stimulus never got there, so the refusal proves nothing) with the reason.
@@ -92,13 +88,14 @@ pub(super) fn reached(
         // The refusal answers the consent post itself.
         Stage::Consent => match (
             before(t.artifact_resolved),
-            t.consent_posted.filter(|s| *s <= refused),
+            // The refusal must answer a form posted after the login (the consent answer).
+            t.posted_after_login.contains(&refused).then_some(refused),
         ) {
             (Some(a), Some(c)) => Ok(vec![a, c]),
             (None, _) => Err(unresolved()),
             (Some(_), None) => Err((
                 Outcome::Error,
-                "could not exercise the consent screen: no answer was posted to the DVA".into(),
+                "could not exercise the consent screen: the refusal did not answer a form posted after the login".into(),
             )),
         },
     }

@@ -71,7 +71,8 @@ pub(super) fn references_resolve(
     results: &BTreeMap<String, StepResult>,
 ) -> Verdict {
     let ev = h.seqs();
-    if let Err(verdict) = response(h) {
+    // A refusal has no references: only a searchset shows that they resolve.
+    if let Err(verdict) = searchset(h) {
         return verdict;
     }
     // Everything the scenario's FHIR steps returned, as `Type/id`.
@@ -415,6 +416,10 @@ pub(super) fn bsn_identifiers<'a>(v: &'a Value, path: &mut Vec<&'a str>, found: 
 
 pub(super) fn no_bsn_in_bundle(h: &HttpResult, bsn: &str) -> Verdict {
     let ev = h.seqs();
+    // A refusal carries no BSN: only a searchset shows that the record does not.
+    if let Err(verdict) = searchset(h) {
+        return verdict;
+    }
     let mut found = Vec::new();
     for (n, page) in h.all_pages().enumerate() {
         let body = match response(page) {

@@ -101,6 +101,10 @@ pub(super) fn links_of(bundle: &Value) -> Vec<&str> {
 
 pub(super) fn no_bsn_in_links(h: &HttpResult) -> Verdict {
     let ev = h.seqs();
+    // A refusal has no links: only a searchset shows that none names a BSN.
+    if let Err(verdict) = searchset(h) {
+        return verdict;
+    }
     let mut offending = 0;
     for page in h.all_pages() {
         if let Err(verdict) = response(page) {
@@ -129,8 +133,19 @@ pub(super) fn no_bsn_in_links(h: &HttpResult) -> Verdict {
 pub(super) fn within_budget(h: &HttpResult, budget_ms: u64) -> Verdict {
     let ev = h.seqs();
     for page in h.all_pages() {
-        if let Err(verdict) = response(page) {
-            return verdict;
+        let (status, _) = match response(page) {
+            Ok(x) => x,
+            Err(verdict) => return verdict,
+        };
+        // A quick refusal says nothing about how long the real answer takes.
+        if !(200..300).contains(&status) {
+            return v(
+                Outcome::Error,
+                format!(
+                    "HTTP {status}: the request did not succeed, so its answer time proves nothing about the budget"
+                ),
+                ev,
+            );
         }
     }
     let slowest = h.all_pages().map(|p| p.elapsed_ms).max().unwrap_or(0);

@@ -121,12 +121,12 @@ fn at_request() -> Trace {
 }
 
 /// A trace in which the DVA resolved the login's artifact (exchange 2), before anything the
-/// helpers above return at exchange 3; the consent answer at 2 as well.
+/// helpers above return at exchange 3, which answers a form posted after the login.
 fn after_login() -> Trace {
     Trace {
         reached_tvs: Some(1),
         artifact_resolved: Some(2),
-        consent_posted: Some(2),
+        posted_after_login: vec![3],
     }
 }
 
@@ -223,7 +223,7 @@ fn error_redirect_without_its_stimulus_is_an_error() {
         );
     }
     let no_answer = Trace {
-        consent_posted: None,
+        posted_after_login: vec![],
         ..after_login()
     };
     assert_eq!(
@@ -776,4 +776,32 @@ fn fhir_searchset_branches() {
         fhir_searchset(&transport("timed out"), types).outcome,
         Outcome::Error
     );
+}
+
+/// A refusal has no links, no BSN, no references and answers fast: none of the checks that read
+/// a search's content or time may pass on one.
+#[test]
+fn positive_checks_do_not_pass_on_a_refusal() {
+    let refusal = http(
+        401,
+        &[("www-authenticate", "Bearer error=\"invalid_token\"")],
+        r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"security"}]}"#,
+    );
+    let results = BTreeMap::from([("s".to_string(), StepResult::Http(refusal.clone()))]);
+    for (name, verdict) in [
+        ("no-bsn-in-links", no_bsn_in_links(&refusal)),
+        ("no-bsn-in-bundle", no_bsn_in_bundle(&refusal, "999911533")),
+        ("references-resolve", references_resolve(&refusal, &results)),
+        ("within-budget", within_budget(&refusal, 10_000)),
+        ("codings-complete", codings_complete(&refusal)),
+        ("profile-valid", profile_valid(&refusal)),
+        ("paged", paged(&refusal, 1000)),
+    ] {
+        assert_ne!(
+            verdict.outcome,
+            Outcome::Pass,
+            "{name}: {}",
+            verdict.message
+        );
+    }
 }

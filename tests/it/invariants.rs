@@ -14,29 +14,65 @@ use koppeltest::scenario;
 
 use crate::helpers::{matrix_toml, prepare, run};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dva_that_refuses_everything_earns_no_pass() {
+/// Every check that passed against `quirk` on a step whose action is in `actions`.
+async fn passes_on(quirk: &str, actions: &[&str]) -> Vec<String> {
     let scenarios = scenario::embedded().unwrap();
+    let mut passed = Vec::new();
     for release in ["1.x", "2.2"] {
         let finished = run(prepare(
-            &matrix_toml(&["refuse-everything"], &[], release),
+            &matrix_toml(&[quirk], &[], release),
             scenarios.clone(),
         ))
         .await;
         assert_eq!(finished.len(), scenarios.len());
-        let passed: Vec<String> = finished
-            .iter()
-            .flat_map(|f| {
-                f.report
-                    .checks
+        for f in &finished {
+            let scenario = scenarios.iter().find(|s| s.id == f.report.id).unwrap();
+            for (spec, check) in scenario.checks.iter().zip(&f.report.checks) {
+                let action = scenario
+                    .steps
                     .iter()
-                    .filter(|c| c.outcome == Outcome::Pass)
-                    .map(move |c| format!("{} {} ({}): {}", f.report.id, c.kind, c.step, c.message))
-            })
-            .collect();
+                    .find(|s| s.id() == spec.step())
+                    .map(|s| s.action())
+                    .unwrap();
+                if actions.contains(&action) && check.outcome == Outcome::Pass {
+                    passed.push(format!(
+                        "{release} {} {} ({}): {}",
+                        f.report.id, check.kind, check.step, check.message
+                    ));
+                }
+            }
+        }
+    }
+    passed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dva_that_refuses_everything_earns_no_pass() {
+    let passed = passes_on(
+        "refuse-everything",
+        &["authorize", "token", "refresh", "fhir"],
+    )
+    .await;
+    assert!(
+        passed.is_empty(),
+        "checks that passed against a DVA refusing everything:\n{}",
+        passed.join("\n")
+    );
+}
+
+/// The same, one channel at a time: authorization works, so the token and resource steps run
+/// and meet refusals in perfect form (`invalid_grant`; 401 with a Bearer challenge and an
+/// OperationOutcome). No check of a refused channel may pass on them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dva_that_refuses_tokens_or_resources_earns_no_pass_there() {
+    for (quirk, actions) in [
+        ("refuse-tokens", &["token", "refresh", "fhir"][..]),
+        ("refuse-resources", &["fhir"][..]),
+    ] {
+        let passed = passes_on(quirk, actions).await;
         assert!(
             passed.is_empty(),
-            "{release}: checks that passed against a DVA refusing everything:\n{}",
+            "{quirk}: checks that passed on refused steps:\n{}",
             passed.join("\n")
         );
     }
