@@ -145,8 +145,9 @@ struct Issued {
     fault: Option<TvsFault>,
     created: Instant,
     used: bool,
-    /// Where the resolution of this artifact is recorded.
-    log: ExchangeLog,
+    /// The witness tag of the scenario whose login issued it; its log is looked up when the
+    /// artifact is resolved, so a finished scenario's log is not kept alive here.
+    witness: Option<String>,
 }
 
 /// Exchange logs by witness tag: a shared mock TVS records each login's artifact resolution
@@ -201,6 +202,13 @@ impl Tvs {
         tracing::info!(tvs = "mock", "{}", self.log.redact(&text));
         self.log
             .record(RawExchange::note(Party::Tvs, Party::Dva, text));
+    }
+
+    /// The log a login's artifact resolution goes to: its scenario's, while that scenario runs,
+    /// else the TVS's own.
+    fn witness_log(&self, tag: Option<&str>) -> ExchangeLog {
+        tag.and_then(|t| self.witnesses.get(t))
+            .unwrap_or_else(|| self.log.clone())
     }
 
     fn sp(&self, entity: &str) -> Option<&EntityMetadata> {
@@ -428,20 +436,20 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
         fault.apply(&mut spec);
     }
     let artifact = saml::new_artifact(TVS_ENTITY_ID);
-    let log = f
-        .get("witness")
-        .and_then(|tag| tvs.witnesses.get(tag))
-        .unwrap_or_else(|| tvs.log.clone());
-    lock(&tvs.artifacts).insert(
+    let mut artifacts = lock(&tvs.artifacts);
+    // A long-running TVS forgets artifacts past their lifetime: they can no longer resolve.
+    artifacts.retain(|_, a| a.created.elapsed() <= tvs.cfg.artifact_lifetime);
+    artifacts.insert(
         artifact.clone(),
         Issued {
             spec,
             fault,
             created: Instant::now(),
             used: false,
-            log,
+            witness: f.get("witness").filter(|t| !t.is_empty()).cloned(),
         },
     );
+    drop(artifacts);
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("SAMLart", &artifact);
     if !pending.relay_state.is_empty() {
@@ -506,10 +514,14 @@ fn resolve(tvs: &Tvs, xml: &str) -> (ExchangeLog, (StatusCode, String)) {
             {
                 // Single use: spent on first resolution.
                 a.used = true;
-                Some((a.spec.clone(), a.fault, a.log.clone()))
+                Some((
+                    a.spec.clone(),
+                    a.fault,
+                    tvs.witness_log(a.witness.as_deref()),
+                ))
             }
             Some(a) => {
-                let log = a.log.clone();
+                let log = tvs.witness_log(a.witness.as_deref());
                 drop(artifacts);
                 tvs.note("ArtifactResolve for a used or expired artifact, or by another DV");
                 return (

@@ -38,6 +38,9 @@ const MAX_REFRESHES: usize = 5;
 /// Pages after the first are logged with this much of their body (the checks see all of it):
 /// a 10,000-resource record would otherwise fill the reports with megabytes of evidence.
 const LOGGED_PAGE_BODY: usize = 2 * 1024;
+/// How long the browser and the back channel wait for an answer.
+const BROWSER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A front channel that needs more hops than this is broken.
 const MAX_HOPS: usize = 25;
 
@@ -129,7 +132,8 @@ pub struct Pgo {
     whitelist: Arc<Whitelist>,
     selectors: Selectors,
     tvs_host: Option<String>,
-    browser: reqwest::Client,
+    /// The browser's TLS set-up; each authorization gets a fresh browser ([`Self::fresh_browser`]).
+    browser_tls: rustls::ClientConfig,
     back: reqwest::Client,
     back_anonymous: reqwest::Client,
     log: ExchangeLog,
@@ -164,14 +168,10 @@ pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<Arc<Leaf>> + Send + Sync>;
 impl Pgo {
     pub fn new(setup: PgoSetup) -> Result<Pgo, TlsError> {
         let options = |cookies| tls::ClientOptions {
-            timeout: std::time::Duration::from_secs(30),
+            timeout: BROWSER_TIMEOUT,
             cookies,
         };
-        let browser = tls::http_client(
-            tls::client_config(&setup.trust.front_roots, None)?,
-            &setup.hosts,
-            options(Some(Arc::new(reqwest::cookie::Jar::default()))),
-        )?;
+        let browser_tls = tls::client_config(&setup.trust.front_roots, None)?;
         let back = tls::http_client(
             tls::client_config(&setup.trust.back_roots, Some(&setup.trust.identity))?,
             &setup.hosts,
@@ -189,7 +189,7 @@ impl Pgo {
             whitelist: setup.whitelist,
             selectors: setup.selectors,
             tvs_host: setup.tvs_host,
-            browser,
+            browser_tls,
             back,
             back_anonymous,
             log: setup.log,
@@ -296,6 +296,19 @@ impl Pgo {
         h
     }
 
+    /// A browser with an empty cookie jar: every authorization is a session of its own, so a
+    /// DVA cannot tell a scenario's control step from its faulty one by session state.
+    fn fresh_browser(&self) -> Result<reqwest::Client, TlsError> {
+        tls::http_client(
+            self.browser_tls.clone(),
+            &self.hosts,
+            tls::ClientOptions {
+                timeout: BROWSER_TIMEOUT,
+                cookies: Some(Arc::new(reqwest::cookie::Jar::default())),
+            },
+        )
+    }
+
     /// Drives the front channel from the authorization request until the browser is sent back
     /// to the redirect URI or stops.
     pub async fn authorize(&self, step: &AuthorizeStep, login: &TvsLogin) -> AuthorizeResult {
@@ -351,11 +364,22 @@ impl Pgo {
                 );
             }
         };
+        let browser = match self.fresh_browser() {
+            Ok(b) => b,
+            Err(e) => {
+                return broken(
+                    format!("could not set up the browser: {e}"),
+                    None,
+                    evidence,
+                    sent_state,
+                );
+            }
+        };
         let mut form: Option<Vec<(String, String)>> = None;
         for _ in 0..MAX_HOPS {
             let req = match &form {
-                Some(fields) => self.browser.post(url.clone()).form(fields),
-                None => self.browser.get(url.clone()),
+                Some(fields) => browser.post(url.clone()).form(fields),
+                None => browser.get(url.clone()),
             }
             .header(reqwest::header::ACCEPT, "text/html,application/xhtml+xml");
             let req = match req.build() {
@@ -369,7 +393,7 @@ impl Pgo {
                     );
                 }
             };
-            let result = self.send(&self.browser, Party::Browser, req).await;
+            let result = self.send(&browser, Party::Browser, req).await;
             let seq = result.seq.unwrap_or_default();
             evidence.push(seq);
             let (status, body) = match &result.outcome {
