@@ -508,17 +508,18 @@ pub async fn run_scenario(
             };
             let mut r = checks::evaluate(c, scenario, &results, &ctx);
             r.message = log.redact(&r.message);
-            // A report credits only what some quirk is proven to break.
-            r.requirements
-                .retain(|id| crate::requirements::is_killed(id));
-            // Severity from the rule text: a failure of SHOULDs only is a warning. A privacy
-            // failure stays the most severe class whatever its rule says.
+            // Severity from the rule text, over every rule the check credits: a failure of
+            // SHOULDs only is a warning. A privacy failure stays the most severe class whatever
+            // its rule says.
             if r.outcome == Outcome::Fail
                 && !r.privacy
                 && crate::requirements::only_should(&r.requirements)
             {
                 r.outcome = Outcome::Warn;
             }
+            // A report credits only what some quirk is proven to break.
+            r.requirements
+                .retain(|id| crate::requirements::is_killed(id));
             r
         })
         .collect();

@@ -57,10 +57,11 @@ impl Verdict {
 
     fn rank(self) -> u8 {
         match self {
-            Verdict::Fail | Verdict::UnexpectedPass => 6,
-            Verdict::Error => 5,
+            Verdict::Fail | Verdict::UnexpectedPass => 7,
+            Verdict::Error => 6,
+            // A declared MUST failure outranks a SHOULD failure.
+            Verdict::ExpectedFailure => 5,
             Verdict::Warn => 4,
-            Verdict::ExpectedFailure => 4,
             Verdict::Pass => 3,
             Verdict::Skip => 2,
             Verdict::Omit => 1,
