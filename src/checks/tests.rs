@@ -606,43 +606,61 @@ fn token_issued_branches() {
 
 #[test]
 fn token_refused_branches() {
-    let judge = |status, body: &str, expected| {
-        token_refused(&http(status, &[], body), expected, false).outcome
-    };
-    assert_eq!(
-        judge(400, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
-        Outcome::Pass
-    );
-    assert_eq!(
-        judge(400, r#"{"error":"invalid_request"}"#, "invalid_grant"),
-        Outcome::Fail
-    );
-    assert_eq!(
-        judge(400, r#"{"error":"400"}"#, "invalid_grant"),
-        Outcome::Fail
-    );
-    assert_eq!(
-        judge(200, r#"{"access_token":"a"}"#, "invalid_grant"),
-        Outcome::Fail
-    );
-    assert_eq!(judge(500, "oops", "invalid_grant"), Outcome::Fail);
-    // Exact status: 401 only for invalid_client (RFC 6749 §5.2).
-    assert_eq!(
-        judge(401, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
-        Outcome::Fail
-    );
-    assert_eq!(
-        judge(403, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
-        Outcome::Fail
-    );
-    assert_eq!(
-        judge(401, r#"{"error":"invalid_client"}"#, "invalid_client"),
-        Outcome::Pass
-    );
-    assert_eq!(
-        judge(400, r#"{"error":"invalid_client"}"#, "invalid_client"),
-        Outcome::Pass
-    );
+    // (status, body, expected error, outcome); the status is exact: 401 only for
+    // invalid_client (RFC 6749 §5.2).
+    for (status, body, expected, outcome) in [
+        (
+            400,
+            r#"{"error":"invalid_grant"}"#,
+            "invalid_grant",
+            Outcome::Pass,
+        ),
+        (
+            400,
+            r#"{"error":"invalid_request"}"#,
+            "invalid_grant",
+            Outcome::Fail,
+        ),
+        (400, r#"{"error":"400"}"#, "invalid_grant", Outcome::Fail),
+        (
+            200,
+            r#"{"access_token":"a"}"#,
+            "invalid_grant",
+            Outcome::Fail,
+        ),
+        (500, "oops", "invalid_grant", Outcome::Fail),
+        (
+            401,
+            r#"{"error":"invalid_grant"}"#,
+            "invalid_grant",
+            Outcome::Fail,
+        ),
+        (
+            403,
+            r#"{"error":"invalid_grant"}"#,
+            "invalid_grant",
+            Outcome::Fail,
+        ),
+        (
+            401,
+            r#"{"error":"invalid_client"}"#,
+            "invalid_client",
+            Outcome::Pass,
+        ),
+        (
+            400,
+            r#"{"error":"invalid_client"}"#,
+            "invalid_client",
+            Outcome::Pass,
+        ),
+    ] {
+        let verdict = token_refused(&http(status, &[], body), expected, false);
+        assert_eq!(
+            verdict.outcome, outcome,
+            "{status} {body}: {}",
+            verdict.message
+        );
+    }
     let alert = transport("error sending request: received fatal alert: CertificateRequired");
     assert_eq!(
         token_refused(&alert, "invalid_client", true).outcome,
