@@ -75,10 +75,39 @@ pub struct Matrix {
     /// The longest a `wait` step may wait; longer waits are skipped with the reason.
     #[serde(default = "max_wait_s")]
     pub max_wait_s: u64,
+    /// How TLS and certificates are judged.
+    #[serde(default)]
+    pub tls: TlsSettings,
     #[serde(rename = "his")]
     pub rows: Vec<HisRow>,
     #[serde(rename = "pgo")]
     pub columns: Vec<PgoProfile>,
+}
+
+/// The matrix's `[tls]` table.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The NCSC TLS guidelines edition that fails a run: "2021" (v2.1, the one MedMij cites;
+    /// default) or "2025" (2025-05). The other edition's verdict is reported alongside.
+    #[serde(default)]
+    pub edition: crate::checks::Edition,
+    /// Warn when any certificate in an endpoint's chain expires in fewer days than this.
+    #[serde(default = "expiry_warning_days")]
+    pub expiry_warning_days: u32,
+}
+
+fn expiry_warning_days() -> u32 {
+    60
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            edition: crate::checks::Edition::default(),
+            expiry_warning_days: expiry_warning_days(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -8,6 +8,16 @@
 //! - **SAML**: RSA-2048 key pairs with self-signed certificates, as they appear in SAML metadata
 //!   (signing for the TVS and each DVA, encryption for each DVA).
 //!
+//! Shapes, not only names: PKIoverheid issues RSA only, so every key here is RSA (CAs 4096,
+//! leaves 3072: "sufficient" under both NCSC editions), signed with SHA-256. Back-channel leaves
+//! carry the private-services server policy [`PRIVATE_SERVICES_POLICY`], a 20-digit OIN in the
+//! subject's serialNumber, KU digitalSignature + keyEncipherment and EKU serverAuth + clientAuth;
+//! front-channel leaves carry the CA/Browser Forum OV policy [`OV_POLICY`] and EKU serverAuth.
+//!
+//! [`Broken`] variants (expired, not yet valid, another host, wildcard, self-signed, unknown CA,
+//! no clientAuth, issued by the other channel's CA, about to expire) are generated on demand for
+//! the quirks of the simulated DVA and the client-certificate scenarios.
+//!
 //! Leaves are issued on demand for any host under [`TEST_DOMAIN`], so a matrix can name new
 //! hosts without regenerating the hierarchy. `koppeltest pki init --out DIR` writes the CAs,
 //! the leaves of the embedded default matrix and a README; `--pki DIR` loads them back.
@@ -19,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RsaKeySize, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -29,11 +39,42 @@ use time::{Duration, OffsetDateTime};
 /// own clients resolve these names to loopback; nothing else can.
 pub const TEST_DOMAIN: &str = "koppeltest.test";
 
+/// PKIoverheid certificate policy of private-services server certificates (Private Services CA
+/// – G1), as back-channel leaves carry it. [U] taken from public PKIoverheid test material; confirm
+/// against the Programme of Requirements before relying on the exact arc.
+pub const PRIVATE_SERVICES_POLICY: &[u64] = &[2, 16, 528, 1, 1003, 1, 2, 8, 6];
+
+/// CA/Browser Forum organisation-validated (OV) policy, as a public front-channel leaf carries it.
+pub const OV_POLICY: &[u64] = &[2, 23, 140, 1, 2, 2];
+
 /// Which trust domain a leaf belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     Front,
     Back,
+}
+
+/// A deliberately broken certificate for a host, generated, never real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Broken {
+    /// Expired yesterday.
+    Expired,
+    /// Valid from tomorrow.
+    NotYetValid,
+    /// A valid chain for another host name (`other.<host>`).
+    OtherHost,
+    /// `*.<parent domain>` instead of the host name.
+    Wildcard,
+    /// Self-signed, no chain.
+    SelfSigned,
+    /// Issued by a CA that is in no trust store.
+    UnknownCa,
+    /// Back channel without clientAuth in its EKU.
+    NoClientAuth,
+    /// Issued by the other channel's CA (a public OV certificate on the back channel).
+    OtherChannelCa,
+    /// Valid, but expiring in this many days.
+    ExpiresIn(u32),
 }
 
 /// A certificate with its private key, ready for rustls.
@@ -116,6 +157,9 @@ pub struct Pki {
     front: Ca,
     dir: Option<PathBuf>,
     leaves: Mutex<HashMap<(Channel, String), Arc<Leaf>>>,
+    broken: Mutex<HashMap<(Channel, String, Broken), Arc<Leaf>>>,
+    /// A CA in no trust store, made on first use.
+    unknown_ca: Mutex<Option<Arc<Ca>>>,
     saml: Mutex<HashMap<String, Arc<SamlKey>>>,
 }
 
@@ -141,6 +185,65 @@ fn validity(params: &mut CertificateParams, days: i64) {
     params.not_after = now + Duration::days(days);
 }
 
+/// A test OIN (20 digits, `00000009…`) derived from the host name, for the subject's
+/// serialNumber as PKIoverheid puts it there.
+pub fn test_oin(host: &str) -> String {
+    let hash = host.bytes().fold(1_469_598_103_934_665_603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
+    });
+    format!("00000009{:012}", hash % 1_000_000_000_000)
+}
+
+/// DER of a certificatePolicies extension naming `oids` (RFC 5280 §4.2.1.4), no qualifiers.
+fn certificate_policies(oids: &[&[u64]]) -> CustomExtension {
+    let infos: Vec<u8> = oids
+        .iter()
+        .flat_map(|oid| der(0x30, &der_oid(oid)))
+        .collect();
+    CustomExtension::from_oid_content(&[2, 5, 29, 32], der(0x30, &infos))
+}
+
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn der_oid(oid: &[u64]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let (first, rest) = match oid {
+        [a, b, rest @ ..] => (a * 40 + b, rest),
+        _ => (0, oid),
+    };
+    for arc in std::iter::once(first).chain(rest.iter().copied()) {
+        let mut chunk = vec![(arc & 0x7f) as u8];
+        let mut v = arc >> 7;
+        while v > 0 {
+            chunk.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        chunk.reverse();
+        body.extend(chunk);
+    }
+    der(0x06, &body)
+}
+
+fn rsa_key(size: RsaKeySize, what: &str) -> Result<KeyPair, PkiError> {
+    KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size).map_err(gen_err(what))
+}
+
 fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
     move |source| PkiError::Generate {
         what: what.to_string(),
@@ -150,7 +253,7 @@ fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 
 impl Ca {
     fn new_root(cn: &str) -> Result<Ca, PkiError> {
-        let key = KeyPair::generate().map_err(gen_err(cn))?;
+        let key = rsa_key(RsaKeySize::_4096, cn)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -161,7 +264,7 @@ impl Ca {
     }
 
     fn new_intermediate(cn: &str, parent: &Ca) -> Result<Ca, PkiError> {
-        let key = KeyPair::generate().map_err(gen_err(cn))?;
+        let key = rsa_key(RsaKeySize::_4096, cn)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -241,10 +344,21 @@ const FRONT: &str = "front-ca";
 impl Pki {
     /// A fresh hierarchy in memory.
     pub fn generate() -> Result<Pki, PkiError> {
-        let back_root = Ca::new_root("koppeltest TEST Private Root CA - G1")?;
-        let back_services =
-            Ca::new_intermediate("koppeltest TEST Private Services CA - G1", &back_root)?;
-        let front = Ca::new_root("koppeltest TEST Public OV CA")?;
+        // RSA-4096 key generation takes about a second; the two chains are made side by side.
+        let (back, front) = std::thread::scope(|s| {
+            let front = s.spawn(|| Ca::new_root("koppeltest TEST Public OV CA"));
+            let back = Ca::new_root("koppeltest TEST Private Root CA - G1").and_then(|root| {
+                let services =
+                    Ca::new_intermediate("koppeltest TEST Private Services CA - G1", &root)?;
+                Ok((root, services))
+            });
+            (back, front.join())
+        });
+        let (back_root, back_services) = back?;
+        let front = front.map_err(|_| PkiError::Generate {
+            what: "front CA".into(),
+            source: rcgen::Error::KeyGenerationUnavailable,
+        })??;
         Ok(Pki::from_cas(back_root, back_services, front, None))
     }
 
@@ -269,6 +383,8 @@ impl Pki {
             front,
             dir,
             leaves: Mutex::default(),
+            broken: Mutex::default(),
+            unknown_ca: Mutex::default(),
             saml: Mutex::default(),
         }
     }
@@ -335,7 +451,21 @@ impl Pki {
     }
 
     fn issue(&self, channel: Channel, host: &str) -> Result<Leaf, PkiError> {
-        let key = KeyPair::generate().map_err(gen_err(host))?;
+        let params = self.leaf_params(channel, host, 365)?;
+        let (issuer, intermediate) = match channel {
+            Channel::Back => (&self.back_services, Some(&self.back_services)),
+            Channel::Front => (&self.front, None),
+        };
+        sign_leaf(params, host, issuer, intermediate)
+    }
+
+    /// What a conformant leaf for `host` on `channel` looks like, valid for `days`.
+    fn leaf_params(
+        &self,
+        channel: Channel,
+        host: &str,
+        days: i64,
+    ) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(host);
         params.subject_alt_names = vec![SanType::DnsName(host.try_into().map_err(gen_err(host))?)];
@@ -344,35 +474,122 @@ impl Pki {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, 365);
-        let (issuer, intermediates): (&Ca, Vec<&Ca>) = match channel {
+        validity(&mut params, days);
+        match channel {
             Channel::Back => {
+                params
+                    .distinguished_name
+                    .push(DnType::CustomDnType(vec![2, 5, 4, 5]), test_oin(host));
                 params.extended_key_usages = vec![
                     ExtendedKeyUsagePurpose::ServerAuth,
                     ExtendedKeyUsagePurpose::ClientAuth,
                 ];
-                (&self.back_services, vec![&self.back_services])
+                params.custom_extensions = vec![certificate_policies(&[PRIVATE_SERVICES_POLICY])];
             }
             Channel::Front => {
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                (&self.front, vec![])
+                params.custom_extensions = vec![certificate_policies(&[OV_POLICY])];
             }
-        };
-        let cert = params
-            .signed_by(&key, &issuer.issuer)
-            .map_err(gen_err(host))?;
-        let mut chain = vec![cert.der().clone()];
-        let mut chain_pem = cert.pem();
-        for ca in intermediates {
-            chain.push(ca.cert_der.clone());
-            chain_pem.push_str(&ca.cert_pem);
         }
-        Ok(Leaf {
-            chain,
-            key_pkcs8: key.serialize_der(),
-            chain_pem,
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params)
+    }
+
+    /// A broken certificate for `host` on `channel`, made on first use (see [`Broken`]).
+    pub fn broken(
+        &self,
+        channel: Channel,
+        host: &str,
+        broken: Broken,
+    ) -> Result<Arc<Leaf>, PkiError> {
+        let mut cache = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (channel, host.to_string(), broken);
+        if let Some(leaf) = cache.get(&key) {
+            return Ok(leaf.clone());
+        }
+        let leaf = Arc::new(self.issue_broken(channel, host, broken)?);
+        cache.insert(key, leaf.clone());
+        Ok(leaf)
+    }
+
+    fn issue_broken(&self, channel: Channel, host: &str, broken: Broken) -> Result<Leaf, PkiError> {
+        let mut params = self.leaf_params(channel, host, 365)?;
+        let own = match channel {
+            Channel::Back => (&self.back_services, Some(&self.back_services)),
+            Channel::Front => (&self.front, None),
+        };
+        let now = OffsetDateTime::now_utc();
+        match broken {
+            Broken::Expired => {
+                params.not_before = now - Duration::days(366);
+                params.not_after = now - Duration::days(1);
+            }
+            Broken::NotYetValid => {
+                params.not_before = now + Duration::days(1);
+                params.not_after = now + Duration::days(366);
+            }
+            Broken::ExpiresIn(days) => {
+                params.not_after = now + Duration::days(i64::from(days));
+            }
+            Broken::OtherHost => {
+                let other = format!("other.{host}");
+                params.distinguished_name = dn(&other);
+                params.subject_alt_names = vec![SanType::DnsName(
+                    other.as_str().try_into().map_err(gen_err(host))?,
+                )];
+            }
+            Broken::Wildcard => {
+                let parent = host.split_once('.').map_or(host, |(_, p)| p);
+                let wildcard = format!("*.{parent}");
+                params.distinguished_name = dn(&wildcard);
+                params.subject_alt_names = vec![SanType::DnsName(
+                    wildcard.as_str().try_into().map_err(gen_err(host))?,
+                )];
+            }
+            Broken::NoClientAuth => {
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            }
+            Broken::SelfSigned => {
+                let key = rsa_key(RsaKeySize::_3072, host)?;
+                let cert = params.self_signed(&key).map_err(gen_err(host))?;
+                return Ok(Leaf {
+                    chain: vec![cert.der().clone()],
+                    key_pkcs8: key.serialize_der(),
+                    chain_pem: cert.pem(),
+                    key_pem: key.serialize_pem(),
+                });
+            }
+            Broken::UnknownCa => {
+                let ca = self.unknown_ca()?;
+                return sign_leaf(params, host, &ca, Some(&ca));
+            }
+            Broken::OtherChannelCa => {
+                return match channel {
+                    Channel::Back => sign_leaf(params, host, &self.front, None),
+                    Channel::Front => {
+                        sign_leaf(params, host, &self.back_services, Some(&self.back_services))
+                    }
+                };
+            }
+        }
+        sign_leaf(params, host, own.0, own.1)
+    }
+
+    fn unknown_ca(&self) -> Result<Arc<Ca>, PkiError> {
+        let mut slot = self.unknown_ca.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ca) = slot.as_ref() {
+            return Ok(ca.clone());
+        }
+        let name = "koppeltest TEST Unknown CA (in no trust store)";
+        let key = rsa_key(RsaKeySize::_3072, name)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params, 3650);
+        let cert = params.self_signed(&key).map_err(gen_err(name))?;
+        let ca = Arc::new(Ca::from_parts(cert.der().clone(), cert.pem(), key));
+        *slot = Some(ca.clone());
+        Ok(ca)
     }
 
     /// The SAML key pair called `name` (e.g. `tvs-signing`, `dva-conform-encryption`).
@@ -453,6 +670,31 @@ impl Pki {
         }
         write(&dir.join("README.md"), &readme(dir))
     }
+}
+
+/// Signs a leaf with a fresh RSA-3072 key; the chain is the leaf plus `intermediate`.
+fn sign_leaf(
+    params: CertificateParams,
+    host: &str,
+    issuer: &Ca,
+    intermediate: Option<&Ca>,
+) -> Result<Leaf, PkiError> {
+    let key = rsa_key(RsaKeySize::_3072, host)?;
+    let cert = params
+        .signed_by(&key, &issuer.issuer)
+        .map_err(gen_err(host))?;
+    let mut chain = vec![cert.der().clone()];
+    let mut chain_pem = cert.pem();
+    if let Some(ca) = intermediate {
+        chain.push(ca.cert_der.clone());
+        chain_pem.push_str(&ca.cert_pem);
+    }
+    Ok(Leaf {
+        chain,
+        key_pkcs8: key.serialize_der(),
+        chain_pem,
+        key_pem: key.serialize_pem(),
+    })
 }
 
 fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {

@@ -18,14 +18,16 @@ use crate::fixtures::{PatientStore, gp_query};
 use crate::matrix::{DvaTarget, ExternalResolved, Matrix, PreparedRow};
 use crate::outcome::{Outcome, roll_up};
 use crate::pgo::{
-    AuthorizeOutcome, HttpOutcome, IdentityLookup, Pgo, PgoProfile, PgoSetup, PgoTrust, StepResult,
+    AuthorizeOutcome, BadIdentityLookup, HttpOutcome, IdentityLookup, Pgo, PgoProfile, PgoSetup,
+    PgoTrust, StepResult,
 };
-use crate::pki::{Channel, Pki, TEST_DOMAIN};
+use crate::pki::{Broken, Channel, Pki, TEST_DOMAIN};
 use crate::report::{
     CellReport, ColumnInfo, MatrixInfo, RowInfo, RunReport, ScenarioReport, StepReport, Summary,
     Verdict, worst,
 };
 use crate::saml::parse_metadata;
+use crate::scenario::BadClientCertificate;
 use crate::scenario::{Scenario, Step};
 use crate::tls::HostMap;
 use crate::tvs::{self, TvsConfig};
@@ -296,6 +298,11 @@ async fn environment(
             let pki = prepared.pki.clone();
             let others: IdentityLookup =
                 Arc::new(move |host: &str| pki.leaf(Channel::Back, host).ok());
+            let pki = prepared.pki.clone();
+            let own = column.hostname.clone();
+            // The test PKI makes every faulty kind, from the CA the DVA trusts where it must.
+            let bad: BadIdentityLookup =
+                Arc::new(move |kind| pki.broken(Channel::Back, &own, broken_kind(kind)?).ok());
             let pgo = pgo_for(
                 row,
                 column,
@@ -303,7 +310,7 @@ async fn environment(
                 servers.hosts.clone(),
                 tvs_hosts().0,
                 log,
-                others,
+                (others, bad),
             )?;
             Ok((Some(servers), None, pgo))
         }
@@ -338,7 +345,17 @@ async fn environment(
                 .filter_map(|c| Some((c.hostname.clone(), ext.identities.get(&c.id)?.clone())))
                 .collect();
             let others: IdentityLookup = Arc::new(move |host: &str| by_host.get(host).cloned());
-            let mut pgo = pgo_for(row, column, trust, hosts, tvs_host, log, others)?;
+            // Only kinds whose fault does not depend on the row's CA: an expired certificate
+            // from the test PKI would be refused for its unknown CA, proving nothing.
+            let pki = prepared.pki.clone();
+            let own = column.hostname.clone();
+            let bad: BadIdentityLookup = Arc::new(move |kind| match kind {
+                BadClientCertificate::UnknownCa => {
+                    pki.broken(Channel::Back, &own, Broken::UnknownCa).ok()
+                }
+                _ => None,
+            });
+            let mut pgo = pgo_for(row, column, trust, hosts, tvs_host, log, (others, bad))?;
             pgo.set_witness(witness.tag.clone());
             Ok((None, Some(witness), pgo))
         }
@@ -397,7 +414,7 @@ fn pgo_for(
     hosts: HostMap,
     tvs_host: String,
     log: &ExchangeLog,
-    other_identities: IdentityLookup,
+    (other_identities, bad_identities): (IdentityLookup, BadIdentityLookup),
 ) -> Result<Pgo, String> {
     Pgo::new(PgoSetup {
         profile: column.clone(),
@@ -410,8 +427,38 @@ fn pgo_for(
         hosts,
         log: log.clone(),
         other_identities,
+        bad_identities,
     })
     .map_err(|e| e.to_string())
+}
+
+/// The test-PKI variant behind a faulty client certificate (`None`: no certificate at all).
+fn broken_kind(kind: BadClientCertificate) -> Option<Broken> {
+    match kind {
+        BadClientCertificate::None => None,
+        BadClientCertificate::UnknownCa => Some(Broken::UnknownCa),
+        BadClientCertificate::Expired => Some(Broken::Expired),
+        BadClientCertificate::NotYetValid => Some(Broken::NotYetValid),
+        BadClientCertificate::OtherHost => Some(Broken::OtherHost),
+        BadClientCertificate::NoClientAuth => Some(Broken::NoClientAuth),
+    }
+}
+
+/// How TLS is judged in `row`: the matrix's edition and threshold, the row's trust anchors.
+fn tls_policy(prepared: &Prepared, row: &PreparedRow) -> checks::TlsPolicy {
+    let (front_roots, back_roots) = match &row.external {
+        Some(ext) => (ext.front_roots.clone(), ext.back_roots.clone()),
+        None => (
+            prepared.pki.roots(Channel::Front),
+            prepared.pki.roots(Channel::Back),
+        ),
+    };
+    checks::TlsPolicy {
+        edition: prepared.matrix.tls.edition,
+        expiry_warning_days: prepared.matrix.tls.expiry_warning_days,
+        front_roots,
+        back_roots,
+    }
 }
 
 /// Runs one scenario in one cell and judges it.
@@ -489,6 +536,7 @@ pub async fn run_scenario(
         }
     }
     let exchanges = log.entries();
+    let tls = tls_policy(prepared, row);
     let checks: Vec<CheckResult> = scenario
         .checks
         .iter()
@@ -505,6 +553,7 @@ pub async fn run_scenario(
                 lab_date_filter: column.lab_date_filter,
                 exchanges: &exchanges,
                 gegevensdiensten: &column.gegevensdiensten,
+                tls: &tls,
             };
             let mut r = checks::evaluate(c, scenario, &results, &ctx);
             r.message = log.redact(&r.message);
@@ -548,9 +597,37 @@ pub async fn run_scenario(
         failed_requirements,
         checks,
         steps,
+        tls: tls_facts(&results, &tls),
         exchanges,
     };
     (report, log.secret_values())
+}
+
+/// What each TLS scan of the scenario found, for the cell's summary line.
+fn tls_facts(
+    results: &BTreeMap<String, StepResult>,
+    policy: &checks::TlsPolicy,
+) -> Vec<crate::report::TlsEndpoint> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    results
+        .values()
+        .filter_map(|r| match r {
+            StepResult::Tls(t) => Some(crate::report::TlsEndpoint {
+                endpoint: t.endpoint.clone(),
+                host: t.host.clone(),
+                versions: t
+                    .scan
+                    .versions
+                    .iter()
+                    .filter(|p| matches!(p.answer, crate::tls_scan::Answer::Accepted))
+                    .map(|p| p.version.to_string())
+                    .collect(),
+                worst_class: checks::worst_class(t, policy.edition),
+                earliest_expiry_days: checks::earliest_expiry_days(&t.chain, now),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Waits past a code's or an access token's lifetime, or skips when that is longer than the
@@ -607,6 +684,18 @@ async fn run_step(
             pgo.authorize(a, a.tvs.as_ref().unwrap_or(&scenario.tvs))
                 .await,
         ),
+        Step::Token(t) if !pgo.can_present(t.bad_certificate) => StepResult::Skipped {
+            reason: format!(
+                "{} cannot be made for this row",
+                t.bad_certificate.map_or("", |b| b.label())
+            ),
+        },
+        Step::Fhir(f) if !pgo.can_present(f.bad_certificate) => StepResult::Skipped {
+            reason: format!(
+                "{} cannot be made for this row",
+                f.bad_certificate.map_or("", |b| b.label())
+            ),
+        },
         Step::Token(t) => match results.get(&t.code_from) {
             Some(StepResult::Authorize(_))
                 if t.as_client.as_deref().is_some_and(|h| !pgo.can_act_as(h)) =>
@@ -634,6 +723,10 @@ async fn run_step(
         },
         Step::Wait(_) => StepResult::NotRun {
             reason: "internal: wait steps are run by the runner".into(),
+        },
+        Step::TlsScan(t) => match pgo.tls_scan(t.endpoint).await {
+            Ok(result) => StepResult::Tls(Box::new(result)),
+            Err(reason) => StepResult::NotRun { reason },
         },
         Step::Fhir(f) => match (
             f.token_from
@@ -663,6 +756,32 @@ fn summarize(result: &StepResult) -> String {
         StepResult::NotRun { reason } => format!("not run: {reason}"),
         StepResult::Skipped { reason } => format!("skipped: {reason}"),
         StepResult::Waited { seconds } => format!("waited {seconds} s"),
+        StepResult::Tls(t) => {
+            let versions: Vec<String> = t
+                .scan
+                .versions
+                .iter()
+                .filter(|p| matches!(p.answer, crate::tls_scan::Answer::Accepted))
+                .map(|p| p.version.to_string())
+                .collect();
+            let suites = t
+                .scan
+                .suites
+                .iter()
+                .filter(|p| matches!(p.answer, crate::tls_scan::Answer::Accepted))
+                .count();
+            format!(
+                "{} ({}): versions {}; {suites} suites; {} certificates",
+                t.endpoint,
+                t.host,
+                if versions.is_empty() {
+                    "none".to_string()
+                } else {
+                    versions.join(", ")
+                },
+                t.chain.len()
+            )
+        }
         StepResult::Authorize(a) => match &a.outcome {
             AuthorizeOutcome::RedirectedBack { params, .. } => {
                 let keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
@@ -724,6 +843,11 @@ pub fn build_report(
                 resource_budget_ms: matrix.budgets.resource_ms,
             };
             cells.push(CellReport {
+                tls: crate::report::TlsCell::of(
+                    &scenarios,
+                    matrix.tls.edition,
+                    matrix.tls.expiry_warning_days,
+                ),
                 timing,
                 dataset: crate::report::dataset_summary(&scenarios),
                 privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),

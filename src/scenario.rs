@@ -69,6 +69,75 @@ pub enum Step {
     Fhir(FhirStep),
     /// Wait until a code or an access token has expired.
     Wait(WaitStep),
+    /// Probe one endpoint's TLS at the wire (hand-built ClientHellos, judged on the ServerHello
+    /// or the alert, as testssl.sh does) and record the certificate chain it presents.
+    TlsScan(TlsScanStep),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsScanStep {
+    pub id: String,
+    /// Which of the row's endpoints to probe.
+    pub endpoint: Endpoint,
+}
+
+/// One of a DVA's three endpoints, as the ZAL names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Endpoint {
+    /// Front channel: public OV certificate, no client certificate.
+    Authorization,
+    /// Back channel: private-G1 certificate, mutual TLS.
+    Token,
+    /// Back channel: private-G1 certificate, mutual TLS.
+    Resource,
+}
+
+impl Endpoint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Authorization => "authorization",
+            Endpoint::Token => "token",
+            Endpoint::Resource => "resource",
+        }
+    }
+
+    /// Whether the endpoint is on the back channel.
+    pub fn is_back_channel(self) -> bool {
+        !matches!(self, Endpoint::Authorization)
+    }
+}
+
+/// A client certificate that a back-channel endpoint must refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadClientCertificate {
+    /// No certificate at all.
+    None,
+    /// The PGO's host name, issued by a CA in no trust store.
+    UnknownCa,
+    /// The PGO's host name, from the right CA, expired.
+    Expired,
+    /// The PGO's host name, from the right CA, valid only from tomorrow.
+    NotYetValid,
+    /// A valid chain from the right CA for another host name than client_id.
+    OtherHost,
+    /// The PGO's host name, from the right CA, without clientAuth in its EKU.
+    NoClientAuth,
+}
+
+impl BadClientCertificate {
+    pub fn label(self) -> &'static str {
+        match self {
+            BadClientCertificate::None => "no client certificate",
+            BadClientCertificate::UnknownCa => "a certificate from an unknown CA",
+            BadClientCertificate::Expired => "an expired certificate",
+            BadClientCertificate::NotYetValid => "a certificate not yet valid",
+            BadClientCertificate::OtherHost => "a certificate for another host than client_id",
+            BadClientCertificate::NoClientAuth => "a certificate without clientAuth",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -103,6 +172,7 @@ impl Step {
             Step::Refresh(s) => &s.id,
             Step::Fhir(s) => &s.id,
             Step::Wait(s) => &s.id,
+            Step::TlsScan(s) => &s.id,
         }
     }
 
@@ -113,6 +183,7 @@ impl Step {
             Step::Refresh(_) => "refresh",
             Step::Fhir(_) => "fhir",
             Step::Wait(_) => "wait",
+            Step::TlsScan(_) => "tls-scan",
         }
     }
 }
@@ -156,6 +227,8 @@ pub struct TokenStep {
     pub client_certificate: bool,
     /// Act as another PGO node: this client_id and that node's own certificate.
     pub as_client: Option<String>,
+    /// Present this faulty client certificate instead of the PGO's own.
+    pub bad_certificate: Option<BadClientCertificate>,
     /// Send the parameters in the query string with an empty body, as legacy libraries do.
     #[serde(default)]
     pub in_query: bool,
@@ -194,6 +267,8 @@ pub struct FhirStep {
     /// Extra query parameters (e.g. `patient = "x"`).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Present this faulty client certificate instead of the PGO's own.
+    pub bad_certificate: Option<BadClientCertificate>,
 }
 
 /// Which bearer token a FHIR request carries.
@@ -310,6 +385,24 @@ pub enum CheckSpec {
         #[serde(default = "default_max_page_entries")]
         max_entries: usize,
     },
+    /// Protocol versions from the hello-level probes: TLS 1.2 accepted, nothing below 1.2, the
+    /// highest common version chosen, downgrades refused.
+    TlsVersions { step: String },
+    /// TLS 1.3 accepted (MedMij: where reasonably possible; a warning otherwise).
+    Tls13Supported { step: String },
+    /// Every accepted suite and group, compression and renegotiation, classed under both NCSC
+    /// editions; the matrix's edition decides (phase out or insufficient fails).
+    TlsConfiguration { step: String },
+    /// The presented chain: trusted by the row's roots for this channel, host name, no
+    /// wildcard and OV policy (front), private-G1 shape and not publicly trusted (back), EKU,
+    /// KU, key and signature hash, validity.
+    CertificateShape { step: String },
+    /// Days until the earliest expiry in the chain, warned below the matrix's threshold.
+    CertificateExpiry { step: String },
+    /// A back-channel request with a faulty client certificate was refused: in the handshake,
+    /// after it (TLS 1.3), with invalid_client (token) or 401/403 (resource). Passes only if
+    /// `control` (the same request with the PGO's own certificate) was accepted.
+    ClientCertificateRefused { step: String, control: String },
 }
 
 /// Where in the flow a refusal must happen: what the recorded exchanges must show before it.
@@ -360,6 +453,12 @@ impl CheckSpec {
             CheckSpec::ProfileValid { .. } => "profile-valid",
             CheckSpec::NoBsnInBundle { .. } => "no-bsn-in-bundle",
             CheckSpec::Paged { .. } => "paged",
+            CheckSpec::TlsVersions { .. } => "tls-versions",
+            CheckSpec::Tls13Supported { .. } => "tls13-supported",
+            CheckSpec::TlsConfiguration { .. } => "tls-configuration",
+            CheckSpec::CertificateShape { .. } => "certificate-shape",
+            CheckSpec::CertificateExpiry { .. } => "certificate-expiry",
+            CheckSpec::ClientCertificateRefused { .. } => "client-certificate-refused",
         }
     }
 
@@ -382,7 +481,13 @@ impl CheckSpec {
             | CheckSpec::CodingsComplete { step }
             | CheckSpec::ProfileValid { step }
             | CheckSpec::NoBsnInBundle { step }
-            | CheckSpec::Paged { step, .. } => step,
+            | CheckSpec::Paged { step, .. }
+            | CheckSpec::TlsVersions { step }
+            | CheckSpec::Tls13Supported { step }
+            | CheckSpec::TlsConfiguration { step }
+            | CheckSpec::CertificateShape { step }
+            | CheckSpec::CertificateExpiry { step }
+            | CheckSpec::ClientCertificateRefused { step, .. } => step,
         }
     }
 
@@ -394,7 +499,8 @@ impl CheckSpec {
             | CheckSpec::LoginRefused { control, .. }
             | CheckSpec::TokenRefused { control, .. }
             | CheckSpec::ErrorPage { control, .. }
-            | CheckSpec::ResourceRefused { control, .. } => Some(control),
+            | CheckSpec::ResourceRefused { control, .. }
+            | CheckSpec::ClientCertificateRefused { control, .. } => Some(control),
             _ => None,
         }
     }
@@ -419,6 +525,12 @@ impl CheckSpec {
             | CheckSpec::NoBsnInBundle { .. }
             | CheckSpec::Paged { .. } => &["fhir"],
             CheckSpec::WithinBudget { .. } => &["token", "refresh", "fhir"],
+            CheckSpec::TlsVersions { .. }
+            | CheckSpec::Tls13Supported { .. }
+            | CheckSpec::TlsConfiguration { .. }
+            | CheckSpec::CertificateShape { .. }
+            | CheckSpec::CertificateExpiry { .. } => &["tls-scan"],
+            CheckSpec::ClientCertificateRefused { .. } => &["token", "fhir"],
         }
     }
 }
@@ -545,7 +657,7 @@ fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> 
             err(line_in_block(text, "step", i, field), field, message)
         };
         let refs: Vec<(&str, &str, &[&str])> = match step {
-            Step::Authorize(_) => vec![],
+            Step::Authorize(_) | Step::TlsScan(_) => vec![],
             Step::Token(t) => vec![(&t.code_from, "code_from", &["authorize"])],
             Step::Refresh(r) => vec![(&r.token_from, "token_from", &["token", "refresh"])],
             Step::Wait(w) => match (w.past, &w.token_from) {
@@ -850,6 +962,26 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "scenarios/token-response-time.toml",
         include_str!("../scenarios/token-response-time.toml"),
+    ),
+    (
+        "scenarios/tls-authorization-endpoint.toml",
+        include_str!("../scenarios/tls-authorization-endpoint.toml"),
+    ),
+    (
+        "scenarios/tls-client-certificate-resource.toml",
+        include_str!("../scenarios/tls-client-certificate-resource.toml"),
+    ),
+    (
+        "scenarios/tls-client-certificate-token.toml",
+        include_str!("../scenarios/tls-client-certificate-token.toml"),
+    ),
+    (
+        "scenarios/tls-resource-endpoint.toml",
+        include_str!("../scenarios/tls-resource-endpoint.toml"),
+    ),
+    (
+        "scenarios/tls-token-endpoint.toml",
+        include_str!("../scenarios/tls-token-endpoint.toml"),
     ),
     (
         "scenarios/tvs-loa-too-low.toml",

@@ -25,6 +25,23 @@ pub enum StepResult {
     Skipped {
         reason: String,
     },
+    /// A TLS scan of one endpoint.
+    Tls(Box<TlsResult>),
+}
+
+/// What the hello-level probes and one recording handshake found at one endpoint.
+#[derive(Debug, Clone)]
+pub struct TlsResult {
+    /// `authorization`, `token` or `resource`.
+    pub endpoint: String,
+    /// Whether the endpoint is on the back channel (private G1, mutual TLS).
+    pub back_channel: bool,
+    pub host: String,
+    pub scan: crate::tls_scan::TlsScan,
+    /// The certificate chain the server presented (DER, leaf first); empty when none came.
+    pub chain: Vec<Vec<u8>>,
+    /// Why no chain was recorded, if none was.
+    pub chain_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -11,8 +11,9 @@
 //! default suites, all of which are on NCSC's "good" list (ECDHE with AES-GCM or
 //! CHACHA20-POLY1305). There is one crypto provider, aws-lc-rs.
 //!
-//! Deliberately weak TLS (for negative tests of a DVA) is not here; it will live in a module
-//! named `dangerous`.
+//! Deliberately weak TLS for the simulated DVA's quirks: [`ClientAuth::AnyCa`] (a verifier that
+//! accepts any client certificate) and [`Versions::Tls13Only`] here, because rustls can do them;
+//! legacy protocol versions and suites in [`crate::legacy_tls`], through OpenSSL.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,6 +69,70 @@ pub enum ClientAuth {
     Required(Vec<CertificateDer<'static>>),
     /// Verified if offered, but the decision is left to the HTTP layer.
     Optional(Vec<CertificateDer<'static>>),
+    /// A quirk: any certificate is accepted, from any CA, expired or not yet valid; only the
+    /// handshake signature is checked, so the client still proves it holds the key.
+    AnyCa,
+}
+
+/// Protocol versions a server speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Versions {
+    /// TLS 1.3 and 1.2.
+    #[default]
+    Default,
+    /// A quirk: TLS 1.3 only.
+    Tls13Only,
+}
+
+/// The client-certificate verifier of [`ClientAuth::AnyCa`].
+#[derive(Debug)]
+struct AnyClientCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn root_store(roots: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
@@ -80,8 +145,20 @@ fn root_store(roots: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsErr
 
 /// A server configuration for `leaf`.
 pub fn server_config(leaf: &Leaf, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
-    let builder =
-        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    server_config_with(leaf, auth, Versions::Default)
+}
+
+/// A server configuration for `leaf` speaking `versions`.
+pub fn server_config_with(
+    leaf: &Leaf,
+    auth: ClientAuth,
+    versions: Versions,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider());
+    let builder = match versions {
+        Versions::Default => builder.with_safe_default_protocol_versions()?,
+        Versions::Tls13Only => builder.with_protocol_versions(&[&rustls::version::TLS13])?,
+    };
     let builder = match auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Required(roots) => builder.with_client_cert_verifier(
@@ -93,6 +170,7 @@ pub fn server_config(leaf: &Leaf, auth: ClientAuth) -> Result<Arc<ServerConfig>,
                 .allow_unauthenticated()
                 .build()?,
         ),
+        ClientAuth::AnyCa => builder.with_client_cert_verifier(Arc::new(AnyClientCert(provider()))),
     };
     let mut config = builder.with_single_cert(leaf.chain.clone(), leaf.key())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -314,4 +392,107 @@ pub fn serve(
         }
     });
     Server { addr, task, stop }
+}
+
+/// The server certificate verifier of [`presented_chain`]: it trusts everything and keeps what
+/// it was shown, so the judge can look at a chain however broken it is.
+#[derive(Debug)]
+struct RecordingVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    seen: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        *seen = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.to_vec())
+            .collect();
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The certificate chain (DER, leaf first) a server at `addr` presents for `host`, taken from
+/// one handshake whose outcome does not matter: a back-channel server that then asks for a
+/// client certificate has shown its chain already.
+pub async fn presented_chain(
+    addr: SocketAddr,
+    host: &str,
+    timeout: Duration,
+) -> Result<Vec<Vec<u8>>, String> {
+    let provider = provider();
+    let verifier = Arc::new(RecordingVerifier {
+        provider: provider.clone(),
+        seen: std::sync::Mutex::default(),
+    });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host} is not a server name: {e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        connector
+            .connect(name, tcp)
+            .await
+            .map(drop)
+            .map_err(|e| format!("handshake: {}", error_chain(&e)))
+    };
+    let outcome = tokio::time::timeout(timeout, handshake)
+        .await
+        .unwrap_or_else(|_| Err(format!("no handshake within {} ms", timeout.as_millis())));
+    let seen = std::mem::take(&mut *verifier.seen.lock().unwrap_or_else(|e| e.into_inner()));
+    match (seen.is_empty(), outcome) {
+        (false, _) => Ok(seen),
+        (true, Err(e)) => Err(e),
+        (true, Ok(())) => Err("the handshake completed without a certificate".into()),
+    }
 }

@@ -29,6 +29,7 @@ mod authorize;
 mod record;
 mod resource;
 mod searchset;
+mod tls;
 mod token;
 
 use self::authorize::*;
@@ -36,6 +37,7 @@ pub use self::record::journal_line_type;
 use self::record::*;
 use self::resource::*;
 use self::searchset::*;
+pub use self::tls::{Class, Edition, TlsPolicy, earliest_expiry_days, worst_class};
 use self::token::*;
 use crate::steps::{AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult};
 
@@ -172,6 +174,8 @@ pub struct Context<'a> {
     pub exchanges: &'a [Exchange],
     /// The gegevensdiensten this cell's PGO asked for: what a token must grant.
     pub gegevensdiensten: &'a [String],
+    /// The NCSC edition that decides, the expiry threshold and each channel's trust anchors.
+    pub tls: &'a TlsPolicy,
 }
 
 /// The requirements each kind of check verifies.
@@ -196,6 +200,17 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "profile-valid" => &["nictiz:qualification.profiles"],
         "no-bsn-in-bundle" => &["medmij:resource.no-bsn", "nictiz:qualification.no-bsn"],
         "paged" => &["fhir-stu3#paging", "medmij:gp49.paging"],
+        "tls-versions" => &[
+            "medmij:tls.version-1.2",
+            "medmij:tls.no-legacy-versions",
+            "medmij:tls.highest-version",
+        ],
+        "tls13-supported" => &["medmij:tls.version-1.3"],
+        "tls-configuration" => &["ncsc:tls.configuration"],
+        // Each scenario names its channel's rule (front or back certificate).
+        "certificate-shape" => &["ncsc:certificate.key-and-hash"],
+        "certificate-expiry" => &["medmij:tls.certificate-expiry"],
+        "client-certificate-refused" => &["medmij:tls.back-channel-mutual"],
         _ => &[],
     }
 }
@@ -242,6 +257,14 @@ pub fn evaluate(
             format!("step {step:?} could not run: {reason}"),
             vec![],
         ),
+        Some(StepResult::Tls(t)) => match spec {
+            CheckSpec::TlsVersions { .. } => tls::tls_versions(t, ctx.tls),
+            CheckSpec::Tls13Supported { .. } => tls::tls13_supported(t),
+            CheckSpec::TlsConfiguration { .. } => tls::tls_configuration(t, ctx.tls),
+            CheckSpec::CertificateShape { .. } => tls::certificate_shape(t, ctx.tls),
+            CheckSpec::CertificateExpiry { .. } => tls::certificate_expiry(t, ctx.tls),
+            _ => v(Outcome::Error, "this check cannot judge a TLS scan", vec![]),
+        },
         Some(StepResult::Authorize(a)) => match spec {
             CheckSpec::CodeIssued { .. } => code_issued(a),
             CheckSpec::StateEchoed { .. } => state_echoed(a),
@@ -323,6 +346,13 @@ pub fn evaluate(
                 tls_refusal_counts,
                 ..
             } => token_refused(h, error, *tls_refusal_counts),
+            CheckSpec::ClientCertificateRefused { .. } => {
+                let token = scenario
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Token(t) if t.id == step));
+                tls::client_certificate_refused(h, token)
+            }
             CheckSpec::FhirSearchset { .. } => {
                 let types = scenario.steps.iter().find_map(|s| match s {
                     Step::Fhir(f) if f.id == step => gp_query(&f.query).map(|q| q.types),
@@ -389,12 +419,48 @@ pub fn credited(spec: &CheckSpec, scenario: &Scenario) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+    reqs.extend(
+        step_requirements(spec, scenario)
+            .iter()
+            .map(|s| s.to_string()),
+    );
     for r in &scenario.requirements {
         if !reqs.contains(r) {
             reqs.push(r.clone());
         }
     }
     reqs
+}
+
+/// Requirements that depend on the judged step: which channel a certificate is on, which
+/// fault a client certificate carries.
+fn step_requirements(spec: &CheckSpec, scenario: &Scenario) -> &'static [&'static str] {
+    use crate::scenario::BadClientCertificate as Bad;
+    let step = scenario.steps.iter().find(|s| s.id() == spec.step());
+    match (spec, step) {
+        (CheckSpec::CertificateShape { .. }, Some(Step::TlsScan(t))) => {
+            if t.endpoint.is_back_channel() {
+                &["medmij:tls.back-certificate"]
+            } else {
+                &["medmij:tls.front-certificate"]
+            }
+        }
+        (CheckSpec::ClientCertificateRefused { .. }, Some(step)) => {
+            let bad = match step {
+                Step::Token(t) => t.bad_certificate,
+                Step::Fhir(f) => f.bad_certificate,
+                _ => None,
+            };
+            match bad {
+                Some(Bad::UnknownCa | Bad::Expired | Bad::NotYetValid | Bad::NoClientAuth) => {
+                    &["medmij:tls.client-certificate-trust"]
+                }
+                Some(Bad::OtherHost) => &["rfc8705#2"],
+                Some(Bad::None) | None => &[],
+            }
+        }
+        _ => &[],
+    }
 }
 
 /// Whether the control step, the request without the fault, was accepted: `Ok` with its
@@ -424,6 +490,7 @@ fn control_accepted(
             Err(unproven(format!("could not run ({reason})"), vec![]))
         }
         Some(StepResult::Waited { .. }) => Err(unproven("is a wait".into(), vec![])),
+        Some(StepResult::Tls(_)) => Err(unproven("is a TLS scan".into(), vec![])),
         Some(StepResult::Authorize(a)) => match &a.outcome {
             AuthorizeOutcome::RedirectedBack { seq, .. }
                 if a.param("code").is_some_and(|c| !c.is_empty()) =>

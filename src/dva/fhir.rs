@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +16,7 @@ use super::Dva;
 use super::oauth::{bearer, parse_pairs};
 use super::quirks::{Quirk, SLOW_ANSWER};
 use crate::fixtures::Patient;
+use crate::tls::PeerCertificates;
 
 const FHIR_JSON: &str = "application/fhir+json; fhirVersion=3.0";
 
@@ -51,6 +53,7 @@ fn accepts_stu3_json(accept: Option<&str>) -> bool {
 /// GET /fhir/{resource_type}
 pub async fn search(
     State(dva): State<Arc<Dva>>,
+    Extension(peer): Extension<PeerCertificates>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -58,6 +61,20 @@ pub async fn search(
     let quirks = &dva.cfg.quirks;
     if quirks.has(Quirk::SlowResourceEndpoint) {
         tokio::time::sleep(SLOW_ANSWER).await;
+    }
+    // Mutual TLS (brief §7): the TLS layer verified any certificate offered; whether one is
+    // required at all is decided here, so the token endpoint can answer invalid_client.
+    let names = peer.dns_names();
+    if names.is_empty()
+        && !quirks.has(Quirk::ClientCertNotRequired)
+        && !quirks.has(Quirk::ResourceWithoutClientCertificate)
+    {
+        dva.note("resource request refused: no client certificate");
+        return outcome(
+            StatusCode::UNAUTHORIZED,
+            "security",
+            "a client certificate is required",
+        );
     }
     let grant = match bearer(&dva, &headers) {
         Ok(g) => g,
@@ -73,6 +90,19 @@ pub async fn search(
             return r;
         }
     };
+    // RFC 8705 §3 [U]: the certificate must belong to the client the token was issued to.
+    if !names.is_empty()
+        && !grant.client_id.is_empty()
+        && !names.contains(&grant.client_id)
+        && !quirks.has(Quirk::ClientCertNameUnchecked)
+    {
+        dva.note("resource request refused: the client certificate is not the token's client's");
+        return outcome(
+            StatusCode::FORBIDDEN,
+            "security",
+            "the client certificate does not belong to the token's client",
+        );
+    }
     if !grant.services.iter().any(|s| s == "49") && !quirks.has(Quirk::ScopeNotEnforcedAtResource) {
         dva.note("resource request refused: the token does not cover gegevensdienst 49");
         let mut r = outcome(

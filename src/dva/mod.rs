@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::exchange::{ExchangeLog, Party, RawExchange};
 use crate::fixtures::PatientStore;
 use crate::lists::Ocl;
-use crate::pki::{Channel, Pki, PkiError, SamlKey};
+use crate::pki::{Broken, Channel, Pki, PkiError, SamlKey};
 use crate::saml::{EntityMetadata, Loa};
 use crate::tls::{self, ClientAuth, HostMap, Server, TlsError};
 pub use quirks::{Quirk, Quirks};
@@ -195,7 +195,25 @@ pub fn start(
     log: ExchangeLog,
 ) -> Result<DvaServers, DvaError> {
     let back_leaf = pki.leaf(Channel::Back, &cfg.back_host)?;
-    let front_leaf = pki.leaf(Channel::Front, &cfg.front_host)?;
+    let quirks = &cfg.quirks;
+    // The certificates the listeners present: conformant, unless a quirk says otherwise.
+    let back_served = if quirks.has(Quirk::PublicCertificateOnBackChannel) {
+        pki.broken(Channel::Back, &cfg.back_host, Broken::OtherChannelCa)?
+    } else if quirks.has(Quirk::CertificateExpiringSoon) {
+        pki.broken(Channel::Back, &cfg.back_host, Broken::ExpiresIn(20))?
+    } else {
+        back_leaf.clone()
+    };
+    let front_leaf = if quirks.has(Quirk::WildcardFrontCertificate) {
+        pki.broken(Channel::Front, &cfg.front_host, Broken::Wildcard)?
+    } else {
+        pki.leaf(Channel::Front, &cfg.front_host)?
+    };
+    let versions = if quirks.has(Quirk::Tls13Only) {
+        tls::Versions::Tls13Only
+    } else {
+        tls::Versions::Default
+    };
     let soap = tls::http_client(
         tls::client_config(&pki.roots(Channel::Back), Some(&back_leaf))?,
         hosts,
@@ -204,13 +222,15 @@ pub fn start(
             cookies: None,
         },
     )?;
-    let client_auth = if cfg.quirks.has(Quirk::ClientCertNotRequired) {
-        ClientAuth::Optional(pki.roots(Channel::Back))
+    // The certificate is verified in the handshake when offered; whether one is required is
+    // decided per endpoint (token: invalid_client; resource: 401).
+    let client_auth = if quirks.has(Quirk::ClientCertificateAnyCa) {
+        ClientAuth::AnyCa
     } else {
-        ClientAuth::Required(pki.roots(Channel::Back))
+        ClientAuth::Optional(pki.roots(Channel::Back))
     };
-    let back_tls = tls::server_config(&back_leaf, client_auth)?;
-    let front_tls = tls::server_config(&front_leaf, ClientAuth::None)?;
+    let back_tls = tls::server_config_with(&back_served, client_auth, versions)?;
+    let front_tls = tls::server_config_with(&front_leaf, ClientAuth::None, versions)?;
     let dva = Arc::new(Dva {
         signing: pki.saml_key(&cfg.signing_key_name())?,
         encryption: pki.saml_key(&cfg.encryption_key_name())?,

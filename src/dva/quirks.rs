@@ -152,6 +152,29 @@ pub enum Quirk {
     /// A resource request without a token, or with one the DVA never issued, is served
     /// (brief §10.14; RFC 6750 §3).
     BearerUnchecked,
+    /// The DVA speaks TLS 1.3 only on every listener: a client limited to TLS 1.2, which MedMij
+    /// makes mandatory, cannot connect (brief §7).
+    Tls13Only,
+    /// The back channel (token and resource endpoints) is served by OpenSSL accepting TLS 1.0
+    /// and 1.1 and no TLS 1.3 (brief §7: no TLS ≤ 1.1; NCSC).
+    LegacyTlsAccepted,
+    /// The back channel is served by OpenSSL offering a static-RSA CBC-SHA suite and 3DES
+    /// besides the good ones (brief §7; NCSC: phase out / insufficient).
+    WeakSuiteAccepted,
+    /// The front channel presents a wildcard certificate (brief §7: no wildcard).
+    WildcardFrontCertificate,
+    /// The back channel presents a public OV certificate instead of a private-G1-shaped one
+    /// (brief §7).
+    PublicCertificateOnBackChannel,
+    /// The resource endpoint serves requests without a client certificate; the token endpoint
+    /// still demands one (brief §7, §10.16).
+    ResourceWithoutClientCertificate,
+    /// The back channel accepts a client certificate from any CA, expired or not yet valid
+    /// (brief §7, §10.16).
+    ClientCertificateAnyCa,
+    /// The back-channel certificate expires in 20 days, below the coalition's warning
+    /// threshold (brief §7).
+    CertificateExpiringSoon,
     /// An anti-DVA, for an invariant rather than a defect: every authorization request is
     /// redirected with a non-RFC error (an error page where there is no usable redirect_uri),
     /// every token request is refused with `invalid_grant`, every resource request with a
@@ -203,6 +226,8 @@ const ACCEPTING: &[Quirk] = &[
     Quirk::StateNotRequired,
     Quirk::ResponseTypeUnchecked,
     Quirk::BearerUnchecked,
+    Quirk::ClientCertificateAnyCa,
+    Quirk::ResourceWithoutClientCertificate,
 ];
 
 impl Quirk {
@@ -266,6 +291,14 @@ impl Quirk {
         Quirk::StateNotRequired,
         Quirk::ResponseTypeUnchecked,
         Quirk::BearerUnchecked,
+        Quirk::Tls13Only,
+        Quirk::LegacyTlsAccepted,
+        Quirk::WeakSuiteAccepted,
+        Quirk::WildcardFrontCertificate,
+        Quirk::PublicCertificateOnBackChannel,
+        Quirk::ResourceWithoutClientCertificate,
+        Quirk::ClientCertificateAnyCa,
+        Quirk::CertificateExpiringSoon,
         Quirk::RefuseEverything,
         Quirk::RefuseTokens,
         Quirk::RefuseResources,
@@ -358,6 +391,18 @@ impl Quirk {
             StateNotRequired => &["medmij:authorization.state-required"],
             ResponseTypeUnchecked => &["rfc6749#4.1.2.1"],
             BearerUnchecked => &["rfc6750#3", "rfc6750#3.1"],
+            Tls13Only => &["medmij:tls.version-1.2"],
+            LegacyTlsAccepted => &[
+                "medmij:tls.no-legacy-versions",
+                "medmij:tls.version-1.3",
+                "ncsc:tls.configuration",
+            ],
+            WeakSuiteAccepted => &["ncsc:tls.configuration"],
+            WildcardFrontCertificate => &["medmij:tls.front-certificate"],
+            PublicCertificateOnBackChannel => &["medmij:tls.back-certificate"],
+            ResourceWithoutClientCertificate => &["medmij:tls.back-channel-mutual"],
+            ClientCertificateAnyCa => &["medmij:tls.client-certificate-trust"],
+            CertificateExpiringSoon => &["medmij:tls.certificate-expiry"],
             // The anti-DVAs break everything; they prove invariants, not single rules.
             RefuseEverything | RefuseTokens | RefuseResources | AcceptEverything => &[],
         }
@@ -448,6 +493,18 @@ impl Quirk {
             Quirk::StateNotRequired => "authorization requests without state are accepted",
             Quirk::ResponseTypeUnchecked => "a missing or unsupported response_type is accepted",
             Quirk::BearerUnchecked => "requests without a valid token are served",
+            Quirk::Tls13Only => "every listener speaks TLS 1.3 only",
+            Quirk::LegacyTlsAccepted => "the back channel accepts TLS 1.0 and 1.1 (OpenSSL)",
+            Quirk::WeakSuiteAccepted => "the back channel accepts static-RSA CBC-SHA and 3DES",
+            Quirk::WildcardFrontCertificate => "the front channel has a wildcard certificate",
+            Quirk::PublicCertificateOnBackChannel => "the back channel has a public OV certificate",
+            Quirk::ResourceWithoutClientCertificate => {
+                "the resource endpoint serves clients without a certificate"
+            }
+            Quirk::ClientCertificateAnyCa => {
+                "the back channel accepts client certificates from any CA, even expired"
+            }
+            Quirk::CertificateExpiringSoon => "the back-channel certificate expires in 20 days",
             Quirk::RefuseEverything => "every request is refused (an invariant: no pass)",
             Quirk::RefuseTokens => "every token request is refused (an invariant)",
             Quirk::RefuseResources => "every resource request is refused (an invariant)",

@@ -20,9 +20,12 @@ use crate::fixtures::GpQuery;
 use crate::lists::{Endpoints, Whitelist};
 use crate::pki::Leaf;
 use crate::scenario::{
-    AuthorizeStep, Bearer, ConsentChoice, FhirStep, RefreshStep, TokenStep, TvsLogin,
+    AuthorizeStep, BadClientCertificate, Bearer, ConsentChoice, Endpoint, FhirStep, RefreshStep,
+    TokenStep, TvsLogin,
 };
-pub use crate::steps::{AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult};
+pub use crate::steps::{
+    AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult, TlsResult,
+};
 use crate::tls::{self, HostMap, TlsError};
 pub use browser::Selectors;
 
@@ -142,6 +145,7 @@ pub struct Pgo {
     back_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     hosts: HostMap,
     other_identities: IdentityLookup,
+    bad_identities: BadIdentityLookup,
     /// The redirect URI the last authorization request actually sent (it may be overridden).
     sent_redirect_uri: std::sync::Mutex<String>,
     witness: Option<String>,
@@ -160,10 +164,16 @@ pub struct PgoSetup {
     pub log: ExchangeLog,
     /// Other PGO nodes' identities by hostname, for steps that act as another client.
     pub other_identities: IdentityLookup,
+    /// Faulty client certificates for this node, for client-certificate scenarios; `None` where
+    /// one cannot be made for the row (an expired certificate from a real CA, say).
+    pub bad_identities: BadIdentityLookup,
 }
 
 /// Finds a PGO node's back-channel identity by hostname.
 pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<Arc<Leaf>> + Send + Sync>;
+
+/// Finds a faulty client certificate of one kind (never asked for `None`).
+pub type BadIdentityLookup = Arc<dyn Fn(BadClientCertificate) -> Option<Arc<Leaf>> + Send + Sync>;
 
 impl Pgo {
     pub fn new(setup: PgoSetup) -> Result<Pgo, TlsError> {
@@ -198,6 +208,7 @@ impl Pgo {
             back_roots: setup.trust.back_roots.clone(),
             hosts: setup.hosts.clone(),
             other_identities: setup.other_identities,
+            bad_identities: setup.bad_identities,
             witness: None,
         })
     }
@@ -573,14 +584,106 @@ impl Pgo {
                 }
                 &other
             }
-            None if step.client_certificate => &self.back,
-            None => &self.back_anonymous,
+            None => match self.client_with(step.bad_certificate) {
+                Ok(Some(c)) => {
+                    other = c;
+                    &other
+                }
+                Ok(None) if step.client_certificate && step.bad_certificate.is_none() => &self.back,
+                Ok(None) => &self.back_anonymous,
+                Err(result) => return result,
+            },
         };
         apply_overrides(&mut form, &self.expand(&step.set), &step.omit);
         if step.in_query {
             return self.post_token_in_query(client, &form).await;
         }
         self.post_token(client, &form).await
+    }
+
+    /// Whether a step with `bad` can run here: a faulty certificate of that kind exists for
+    /// this row (the runner skips the step otherwise).
+    pub fn can_present(&self, bad: Option<BadClientCertificate>) -> bool {
+        match bad {
+            None | Some(BadClientCertificate::None) => true,
+            Some(kind) => (self.bad_identities)(kind).is_some(),
+        }
+    }
+
+    /// A client presenting the faulty certificate `bad`: `Ok(None)` for the node's own or no
+    /// certificate (the caller picks), `Err` with the step's result when none can be made.
+    fn client_with(
+        &self,
+        bad: Option<BadClientCertificate>,
+    ) -> Result<Option<reqwest::Client>, HttpResult> {
+        let Some(kind) = bad.filter(|k| *k != BadClientCertificate::None) else {
+            return Ok(None);
+        };
+        let Some(identity) = (self.bad_identities)(kind) else {
+            return Err(HttpResult::broken(format!(
+                "no {} can be made for this row",
+                kind.label()
+            )));
+        };
+        tls::client_config(&self.back_roots, Some(&identity))
+            .and_then(|c| tls::http_client(c, &self.hosts, tls::ClientOptions::default()))
+            .map(Some)
+            .map_err(|e| HttpResult::broken(e.to_string()))
+    }
+
+    /// Probes one endpoint's TLS at the wire and records the chain it presents.
+    pub async fn tls_scan(&self, endpoint: Endpoint) -> Result<TlsResult, String> {
+        let url = match endpoint {
+            Endpoint::Authorization => &self.endpoints.authorization,
+            Endpoint::Token => &self.endpoints.token,
+            Endpoint::Resource => &self.endpoints.resource,
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| format!("{url} has no host"))?
+            .to_string();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addr = match self.hosts.get(&host) {
+            Some(addr) => *addr,
+            None => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("resolve {host}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{host} resolves to no address"))?,
+        };
+        let target = crate::probe::ProbeTarget {
+            host: host.clone(),
+            addr,
+        };
+        let options = crate::probe::ProbeOptions::default();
+        let (scan, chain) = tokio::join!(
+            crate::probe::scan(&target, &options),
+            tls::presented_chain(addr, &host, options.timeout)
+        );
+        let (chain, chain_error) = match chain {
+            Ok(c) => (c, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        self.log.record(RawExchange::note(
+            Party::Pgo,
+            Party::Dva,
+            format!(
+                "TLS scan of the {} endpoint {host} ({addr}): {} probes in {} ms, {} certificates",
+                endpoint.label(),
+                scan.versions.len() + scan.suites.len() + scan.groups.len(),
+                scan.duration_ms,
+                chain.len()
+            ),
+        ));
+        Ok(TlsResult {
+            endpoint: endpoint.label().to_string(),
+            back_channel: endpoint.is_back_channel(),
+            host,
+            scan,
+            chain,
+            chain_error,
+        })
     }
 
     /// The legacy shape: parameters in the query string, an empty body.
@@ -649,8 +752,19 @@ impl Pgo {
         }
         let url = resource_url(&self.endpoints.resource, &relative);
         let accept = step.accept.as_deref().unwrap_or(&self.profile.accept);
-        let mut req = self
-            .back
+        let faulty;
+        let client = match self.client_with(step.bad_certificate) {
+            Ok(Some(c)) => {
+                faulty = c;
+                &faulty
+            }
+            Ok(None) if step.bad_certificate == Some(BadClientCertificate::None) => {
+                &self.back_anonymous
+            }
+            Ok(None) => &self.back,
+            Err(result) => return result,
+        };
+        let mut req = client
             .get(&url)
             .headers(self.medmij_headers())
             .header(reqwest::header::ACCEPT, accept);
@@ -667,7 +781,7 @@ impl Pgo {
         }
         .build();
         let mut first = match req {
-            Ok(req) => self.send(&self.back, Party::Pgo, req).await,
+            Ok(req) => self.send(client, Party::Pgo, req).await,
             Err(e) => return HttpResult::broken(format!("could not build the FHIR request: {e}")),
         };
         if let (Some(token), true) = (access_token, step.bearer == Bearer::FromStep) {

@@ -54,6 +54,23 @@ pub fn render(report: &RunReport) -> String {
             cell.scenarios.len(),
             cell.duration_ms as f64 / 1000.0
         ));
+        if let Some(tls) = &cell.tls {
+            out.push_str("    <properties>\n");
+            out.push_str(&format!(
+                "      <property name=\"tls\" value=\"{}\"/>\n",
+                esc(&tls.line)
+            ));
+            if let Some(days) = tls.earliest_expiry_days {
+                out.push_str(&format!(
+                    "      <property name=\"certificate-earliest-expiry-days\" value=\"{days}\"/>\n"
+                ));
+            }
+            out.push_str(&format!(
+                "      <property name=\"certificate-expiry-warning-days\" value=\"{}\"/>\n",
+                tls.expiry_warning_days
+            ));
+            out.push_str("    </properties>\n");
+        }
         for sc in &cell.scenarios {
             out.push_str(&format!(
                 "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"{:.3}\">",

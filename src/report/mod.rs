@@ -151,7 +151,108 @@ pub struct CellReport {
     pub privacy_failures: usize,
     /// The GP record by guideline category: complete, missing items, leaked items.
     pub dataset: Vec<CategoryReport>,
+    /// What the TLS scans of this cell found; none when no scenario scanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsCell>,
     pub scenarios: Vec<ScenarioReport>,
+}
+
+/// One endpoint's TLS, as a scan found it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TlsEndpoint {
+    pub endpoint: String,
+    pub host: String,
+    /// Protocol versions accepted (`TLSv1.2`, …).
+    pub versions: Vec<String>,
+    /// The worst NCSC class of what was accepted, under the deciding edition.
+    pub worst_class: Option<crate::checks::Class>,
+    /// Days until the earliest expiry in the presented chain (negative: expired).
+    pub earliest_expiry_days: Option<i64>,
+}
+
+/// A cell's TLS in one line, and the figures behind it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TlsCell {
+    /// "TLS: 1.2+1.3, good · certificates: earliest expiry in N days".
+    pub line: String,
+    /// The NCSC edition that decides.
+    pub edition: String,
+    pub versions: Vec<String>,
+    pub worst_class: Option<crate::checks::Class>,
+    pub earliest_expiry_days: Option<i64>,
+    pub expiry_warning_days: u32,
+    /// The earliest expiry is below the threshold.
+    pub expiry_warning: bool,
+    pub endpoints: Vec<TlsEndpoint>,
+}
+
+impl TlsCell {
+    /// The cell's summary over the scenarios' scans; `None` when nothing was scanned.
+    pub fn of(
+        scenarios: &[ScenarioReport],
+        edition: crate::checks::Edition,
+        expiry_warning_days: u32,
+    ) -> Option<TlsCell> {
+        let mut endpoints: Vec<TlsEndpoint> = Vec::new();
+        for e in scenarios.iter().flat_map(|s| &s.tls) {
+            if !endpoints
+                .iter()
+                .any(|x| x.endpoint == e.endpoint && x.host == e.host)
+            {
+                endpoints.push(e.clone());
+            }
+        }
+        if endpoints.is_empty() {
+            return None;
+        }
+        let mut versions: Vec<String> = endpoints
+            .iter()
+            .flat_map(|e| e.versions.iter().cloned())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        let worst_class = endpoints.iter().filter_map(|e| e.worst_class).max();
+        let earliest = endpoints
+            .iter()
+            .filter_map(|e| e.earliest_expiry_days)
+            .min();
+        let expiry_warning = earliest.is_some_and(|d| d < i64::from(expiry_warning_days));
+        let short: Vec<&str> = versions
+            .iter()
+            .map(|v| v.trim_start_matches("TLSv").trim_start_matches("SSLv"))
+            .collect();
+        let line = format!(
+            "TLS: {}, {} · certificates: {}",
+            if short.is_empty() {
+                "none".to_string()
+            } else {
+                short.join("+")
+            },
+            worst_class.map_or("not judged", crate::checks::Class::label),
+            match earliest {
+                Some(d) if d < 0 => format!("expired {} days ago", -d),
+                Some(d) => format!(
+                    "earliest expiry in {d} days{}",
+                    if expiry_warning {
+                        format!(" (below {expiry_warning_days})")
+                    } else {
+                        String::new()
+                    }
+                ),
+                None => "none recorded".to_string(),
+            }
+        );
+        Some(TlsCell {
+            line,
+            edition: edition.label().to_string(),
+            versions,
+            worst_class,
+            earliest_expiry_days: earliest,
+            expiry_warning_days,
+            expiry_warning,
+            endpoints,
+        })
+    }
 }
 
 /// One guideline category of the GP record in one cell, over every test patient.
@@ -276,6 +377,9 @@ pub struct ScenarioReport {
     pub failed_requirements: Vec<String>,
     pub checks: Vec<CheckResult>,
     pub steps: Vec<StepReport>,
+    /// The endpoints this scenario scanned, summarised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TlsEndpoint>,
     pub exchanges: Vec<Exchange>,
 }
 

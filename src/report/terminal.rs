@@ -59,6 +59,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         out.truncate(trimmed);
         out.push('\n');
     }
+    out.push_str(&tls_lines(report));
     let s = &report.summary;
     out.push_str(&format!(
         "\n{} scenarios in {} cells: {} passed, {} failed, {} warnings, {} expected failures, {} unexpected passes, {} errors, {} skipped\n",
@@ -201,5 +202,25 @@ fn record_lines(report: &RunReport) -> String {
     }
     out.push('\n');
     out.extend(lines);
+    out
+}
+
+/// A line per cell with a TLS scan: versions, worst NCSC class, days to the earliest expiry.
+fn tls_lines(report: &RunReport) -> String {
+    let mut out = String::new();
+    for cell in report.cells.iter() {
+        if let Some(tls) = &cell.tls {
+            if out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "{}{} × {}: {}\n",
+                if tls.expiry_warning { "! " } else { "  " },
+                cell.row,
+                cell.column,
+                tls.line
+            ));
+        }
+    }
     out
 }
