@@ -1,25 +1,16 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the tests need, then runs them.
+# The README's test command: installs what the build and the tests need, then runs them.
 #
-# - xmlsec1 (Debian): the independent XML-DSig/XML-Enc implementation koppeltest's SAML is
-#   checked against (tests/it/xmlsec.rs);
-# - python3-venv (Debian): ci/validate-stu3.sh installs an independent FHIR STU3 validator from
-#   PyPI into a virtual environment and checks every exported test patient with it.
+# ci/deps.sh installs the missing Debian packages: libssl-dev and pkg-config (build: the
+# legacy-TLS quirks link the system OpenSSL), xmlsec1 and sslscan (independent SAML and TLS
+# implementations the tests compare against) and python3-venv (ci/validate-stu3.sh).
 # Then `cargo test --locked` (extra arguments are passed on, e.g. a test filter) and, for a full
-# run, the STU3 cross-check. Root installs directly; otherwise sudo is used when needed.
+# run, the STU3 cross-check, which installs an independent FHIR STU3 validator from PyPI into a
+# virtual environment and checks every exported test patient with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-if ((${#missing[@]})); then
-    echo "--- installing ${missing[*]}"
-    sudo=()
-    [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
-fi
+bash ci/deps.sh
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo is not on PATH; koppeltest needs the Rust toolchain (1.85 or newer)" >&2
     exit 1

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod exit;
 pub mod fixtures;
 pub mod ids;
+pub mod legacy_tls;
 pub mod lists;
 pub mod matrix;
 pub mod outcome;

@@ -13,7 +13,8 @@
 //!
 //! Deliberately weak TLS for the simulated DVA's quirks: [`ClientAuth::AnyCa`] (a verifier that
 //! accepts any client certificate) and [`Versions::Tls13Only`] here, because rustls can do them;
-//! legacy protocol versions and suites in [`crate::legacy_tls`], through OpenSSL.
+//! legacy protocol versions and suites, which rustls cannot speak, through OpenSSL in
+//! `legacy_tls`, over the same accept loop ([`serve`] is one instance of it).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use axum::Router;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::CertificateDer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::pki::Leaf;
@@ -331,10 +332,57 @@ pub fn serve(
     router: Router,
     on_refused: Option<RefusalHook>,
 ) -> Server {
+    serve_with(
+        listener,
+        tokio_rustls::TlsAcceptor::from(tls),
+        router,
+        on_refused,
+    )
+}
+
+/// The server side of one TLS implementation, as the accept loop drives it: rustls for every
+/// party, OpenSSL (`legacy_tls`) for the quirks that must negotiate TLS rustls cannot speak.
+pub(crate) trait Handshake: Clone + Send + Sync + 'static {
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+
+    /// Runs the server handshake on `tcp`. On success, the stream and the certificate chain the
+    /// client presented (leaf first; empty without one); on failure, the reason as text, for the
+    /// refusal hook.
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> impl Future<Output = Result<(Self::Stream, Vec<CertificateDer<'static>>), String>> + Send;
+}
+
+impl Handshake for tokio_rustls::TlsAcceptor {
+    type Stream = tokio_rustls::server::TlsStream<TcpStream>;
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(Self::Stream, Vec<CertificateDer<'static>>), String> {
+        let stream = self.accept(tcp).await.map_err(|e| error_chain(&e))?;
+        let peer = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        Ok((stream, peer))
+    }
+}
+
+/// The accept loop behind [`serve`] and `legacy_tls::serve`, whichever TLS implementation runs
+/// the handshakes.
+pub(crate) fn serve_with<H: Handshake>(
+    listener: TcpListener,
+    acceptor: H,
+    router: Router,
+    on_refused: Option<RefusalHook>,
+) -> Server {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let task = tokio::spawn(async move {
@@ -358,12 +406,13 @@ pub fn serve(
             let router = router.clone();
             let on_refused = on_refused.clone();
             connections.spawn(async move {
-                let tls_stream =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
+                let (tls_stream, peer) =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.handshake(stream)).await
+                    {
+                        Ok(Ok(accepted)) => accepted,
+                        Ok(Err(reason)) => {
                             if let Some(hook) = on_refused {
-                                hook(format!("TLS handshake refused: {}", error_chain(&e)));
+                                hook(format!("TLS handshake refused: {reason}"));
                             }
                             return;
                         }
@@ -374,12 +423,6 @@ pub fn serve(
                             return;
                         }
                     };
-                let peer = tls_stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                    .unwrap_or_default();
                 let svc = router.layer(axum::Extension(PeerCertificates(Arc::new(peer))));
                 let svc = hyper_util::service::TowerToHyperService::new(svc);
                 let io = hyper_util::rt::TokioIo::new(tls_stream);

@@ -141,3 +141,26 @@ fn the_guard_finds_a_forbidden_import() {
     assert!(!imports_of("checks", &["Stage"]).is_empty());
     assert!(imports_of("checks", PARTIES).is_empty());
 }
+
+/// rustls is the one TLS stack. OpenSSL is there only for the simulated-DVA quirks that must
+/// negotiate legacy TLS, and only `legacy_tls` may name it; the guard must find it there.
+#[test]
+fn only_legacy_tls_names_openssl() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let modules: std::collections::BTreeSet<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let stem = path.file_stem()?.to_str()?.to_string();
+            (path.is_dir() || path.extension().is_some_and(|x| x == "rs")).then_some(stem)
+        })
+        .collect();
+    let found: Vec<String> = modules
+        .iter()
+        .filter(|m| *m != "legacy_tls")
+        .flat_map(|m| offending(m, &["openssl"]))
+        .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert!(!offending("legacy_tls", &["openssl"]).is_empty());
+}
