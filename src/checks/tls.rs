@@ -828,3 +828,428 @@ pub(super) fn client_certificate_refused(h: &HttpResult, token: bool) -> Verdict
         ev,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Broken, Channel, Pki};
+    use crate::tls_scan::{SuiteProbe, TlsScan, VersionProbe};
+
+    fn scan(versions: &[(TlsVersion, bool)], suites: &[&str]) -> TlsScan {
+        TlsScan {
+            host: "api.x.koppeltest.test".into(),
+            addr: "127.0.0.1:1".into(),
+            versions: versions
+                .iter()
+                .map(|(version, ok)| VersionProbe {
+                    version: *version,
+                    answer: if *ok {
+                        Answer::Accepted
+                    } else {
+                        Answer::Refused {
+                            alert: Some(70),
+                            reason: "protocol_version".into(),
+                        }
+                    },
+                })
+                .collect(),
+            suites: suites
+                .iter()
+                .map(|name| SuiteProbe {
+                    id: 0,
+                    name: name.to_string(),
+                    version: TlsVersion::Tls12,
+                    answer: Answer::Accepted,
+                })
+                .collect(),
+            groups: vec![],
+            compression_chosen: Some(false),
+            secure_renegotiation: Some(true),
+            extended_master_secret: Some(true),
+            negotiated_when_all_offered: versions
+                .iter()
+                .filter(|(_, ok)| *ok)
+                .map(|(v, _)| *v)
+                .max(),
+            downgrade_sentinel: None,
+            fallback_scsv_refused: None,
+            errors: vec![],
+            duration_ms: 1,
+        }
+    }
+
+    fn result(scan: TlsScan, chain: Vec<Vec<u8>>, back: bool) -> TlsResult {
+        TlsResult {
+            endpoint: if back { "token" } else { "authorization" }.into(),
+            back_channel: back,
+            host: scan.host.clone(),
+            scan,
+            chain,
+            chain_error: None,
+        }
+    }
+
+    const MODERN: &[(TlsVersion, bool)] = &[
+        (TlsVersion::Ssl3, false),
+        (TlsVersion::Tls10, false),
+        (TlsVersion::Tls11, false),
+        (TlsVersion::Tls12, true),
+        (TlsVersion::Tls13, true),
+    ];
+
+    #[test]
+    fn suites_are_classed_per_edition() {
+        let cases = [
+            (
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                Class::Good,
+                Class::Sufficient,
+            ),
+            (
+                "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+                Class::Sufficient,
+                Class::Insufficient,
+            ),
+            (
+                "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+                Class::Sufficient,
+                Class::PhaseOut,
+            ),
+            (
+                "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+                Class::Sufficient,
+                Class::PhaseOut,
+            ),
+            (
+                "TLS_RSA_WITH_AES_128_CBC_SHA",
+                Class::PhaseOut,
+                Class::Insufficient,
+            ),
+            (
+                "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+                Class::PhaseOut,
+                Class::Insufficient,
+            ),
+            (
+                "TLS_RSA_WITH_RC4_128_SHA",
+                Class::Insufficient,
+                Class::Insufficient,
+            ),
+            (
+                "TLS_RSA_WITH_NULL_SHA256",
+                Class::Insufficient,
+                Class::Insufficient,
+            ),
+            ("TLS_AES_256_GCM_SHA384", Class::Good, Class::Good),
+            ("TLS_AES_128_GCM_SHA256", Class::Good, Class::Sufficient),
+        ];
+        for (name, old, new) in cases {
+            assert_eq!(
+                suite_class(name, Edition::Ncsc2021),
+                old,
+                "{name} under 2021"
+            );
+            assert_eq!(
+                suite_class(name, Edition::Ncsc2025),
+                new,
+                "{name} under 2025"
+            );
+        }
+        assert_eq!(
+            group_class("ffdhe2048", Edition::Ncsc2025),
+            Class::Insufficient
+        );
+        assert_eq!(group_class("x25519", Edition::Ncsc2025), Class::Sufficient);
+    }
+
+    #[test]
+    fn versions_fail_without_tls12_or_with_legacy_or_a_lower_choice() {
+        let policy = TlsPolicy::default();
+        let ok = result(scan(MODERN, &[]), vec![], true);
+        assert_eq!(tls_versions(&ok, &policy).outcome, Outcome::Pass);
+        let only13 = result(
+            scan(
+                &[(TlsVersion::Tls12, false), (TlsVersion::Tls13, true)],
+                &[],
+            ),
+            vec![],
+            true,
+        );
+        assert_eq!(tls_versions(&only13, &policy).outcome, Outcome::Fail);
+        let legacy = result(
+            scan(&[(TlsVersion::Tls10, true), (TlsVersion::Tls12, true)], &[]),
+            vec![],
+            true,
+        );
+        let verdict = tls_versions(&legacy, &policy);
+        assert_eq!(verdict.outcome, Outcome::Fail);
+        assert!(verdict.message.contains("TLSv1.0"), "{}", verdict.message);
+        let mut lower = scan(MODERN, &[]);
+        lower.negotiated_when_all_offered = Some(TlsVersion::Tls12);
+        assert_eq!(
+            tls_versions(&result(lower, vec![], true), &policy).outcome,
+            Outcome::Fail
+        );
+        // Nothing answered: no evidence, no verdict.
+        let silent = result(scan(&[(TlsVersion::Tls12, false)], &[]), vec![], true);
+        assert_eq!(tls_versions(&silent, &policy).outcome, Outcome::Error);
+        assert_eq!(tls13_supported(&ok).outcome, Outcome::Pass);
+        assert_eq!(tls13_supported(&legacy).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn configuration_fails_on_what_the_deciding_edition_rejects() {
+        let cbc = result(
+            scan(
+                MODERN,
+                &[
+                    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+                ],
+            ),
+            vec![],
+            true,
+        );
+        let old = TlsPolicy::default();
+        let new = TlsPolicy {
+            edition: Edition::Ncsc2025,
+            ..TlsPolicy::default()
+        };
+        let verdict = tls_configuration(&cbc, &old);
+        assert_eq!(verdict.outcome, Outcome::Pass);
+        assert!(
+            verdict.message.contains("NCSC 2025-05 would object"),
+            "{}",
+            verdict.message
+        );
+        assert_eq!(tls_configuration(&cbc, &new).outcome, Outcome::Fail);
+        let static_rsa = result(
+            scan(MODERN, &["TLS_RSA_WITH_AES_128_CBC_SHA"]),
+            vec![],
+            true,
+        );
+        assert_eq!(tls_configuration(&static_rsa, &old).outcome, Outcome::Fail);
+        let mut compressed = scan(MODERN, &["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]);
+        compressed.compression_chosen = Some(true);
+        assert_eq!(
+            tls_configuration(&result(compressed, vec![], true), &old).outcome,
+            Outcome::Fail
+        );
+    }
+
+    fn chain(leaf: &crate::pki::Leaf) -> Vec<Vec<u8>> {
+        leaf.chain.iter().map(|c| c.to_vec()).collect()
+    }
+
+    #[test]
+    fn certificates_are_judged_by_channel_shape_and_lifetime() {
+        let pki = Pki::generate().unwrap();
+        let policy = TlsPolicy {
+            edition: Edition::Ncsc2021,
+            expiry_warning_days: 60,
+            front_roots: pki.roots(Channel::Front),
+            back_roots: pki.roots(Channel::Back),
+        };
+        let back_host = "api.x.koppeltest.test";
+        let front_host = "www.x.koppeltest.test";
+        let with_host = |host: &str, back: bool, c: Vec<Vec<u8>>| {
+            let mut s = scan(MODERN, &[]);
+            s.host = host.into();
+            result(s, c, back)
+        };
+        let back = with_host(
+            back_host,
+            true,
+            chain(&pki.leaf(Channel::Back, back_host).unwrap()),
+        );
+        let front = with_host(
+            front_host,
+            false,
+            chain(&pki.leaf(Channel::Front, front_host).unwrap()),
+        );
+        for ok in [&back, &front] {
+            let verdict = certificate_shape(ok, &policy);
+            assert_eq!(verdict.outcome, Outcome::Pass, "{}", verdict.message);
+            assert_eq!(certificate_expiry(ok, &policy).outcome, Outcome::Pass);
+        }
+        // RSA-3072 leaves are sufficient under both editions.
+        let strict = TlsPolicy {
+            edition: Edition::Ncsc2025,
+            ..policy.clone()
+        };
+        assert_eq!(certificate_shape(&back, &strict).outcome, Outcome::Pass);
+        let broken = |channel, host: &str, b| chain(&pki.broken(channel, host, b).unwrap());
+        let cases = [
+            (
+                with_host(
+                    front_host,
+                    false,
+                    broken(Channel::Front, front_host, Broken::Wildcard),
+                ),
+                "wildcard",
+            ),
+            (
+                with_host(
+                    back_host,
+                    true,
+                    broken(Channel::Back, back_host, Broken::OtherChannelCa),
+                ),
+                "publicly trusted",
+            ),
+            (
+                with_host(
+                    back_host,
+                    true,
+                    broken(Channel::Back, back_host, Broken::Expired),
+                ),
+                "expired",
+            ),
+            (
+                with_host(
+                    back_host,
+                    true,
+                    broken(Channel::Back, back_host, Broken::OtherHost),
+                ),
+                "does not verify",
+            ),
+            (
+                with_host(
+                    back_host,
+                    true,
+                    broken(Channel::Back, back_host, Broken::UnknownCa),
+                ),
+                "does not verify",
+            ),
+            (
+                with_host(
+                    back_host,
+                    true,
+                    broken(Channel::Back, back_host, Broken::NoClientAuth),
+                ),
+                "clientAuth",
+            ),
+            (
+                with_host(
+                    front_host,
+                    false,
+                    broken(Channel::Front, front_host, Broken::SelfSigned),
+                ),
+                "does not verify",
+            ),
+        ];
+        for (case, expect) in &cases {
+            let verdict = certificate_shape(case, &policy);
+            assert_eq!(
+                verdict.outcome,
+                Outcome::Fail,
+                "{expect}: {}",
+                verdict.message
+            );
+            assert!(
+                verdict.message.contains(expect),
+                "{expect}: {}",
+                verdict.message
+            );
+        }
+        let soon = with_host(
+            back_host,
+            true,
+            broken(Channel::Back, back_host, Broken::ExpiresIn(20)),
+        );
+        let verdict = certificate_expiry(&soon, &policy);
+        assert_eq!(verdict.outcome, Outcome::Fail);
+        assert!(
+            verdict.message.contains("in 19 days") || verdict.message.contains("in 20 days"),
+            "{}",
+            verdict.message
+        );
+        let none = with_host(back_host, true, vec![]);
+        assert_eq!(certificate_shape(&none, &policy).outcome, Outcome::Error);
+        assert_eq!(certificate_expiry(&none, &policy).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn key_and_hash_rules_under_both_editions() {
+        assert_eq!(weak_signature_hash("1.2.840.113549.1.1.5"), Some("SHA-1"));
+        assert_eq!(weak_signature_hash("1.2.840.113549.1.1.11"), None);
+        let key =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.koppeltest.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (_, parsed) = parse_x509_certificate(cert.der()).unwrap();
+        assert_eq!(
+            key_class(&parsed, Edition::Ncsc2021).unwrap().1,
+            Class::Sufficient
+        );
+        assert_eq!(
+            key_class(&parsed, Edition::Ncsc2025).unwrap().1,
+            Class::PhaseOut
+        );
+    }
+
+    fn http(outcome: HttpOutcome) -> HttpResult {
+        let mut h = HttpResult::broken(String::new());
+        h.outcome = outcome;
+        h.seq = Some(1);
+        h
+    }
+
+    fn status(code: u16, body: &str) -> HttpResult {
+        http(HttpOutcome::Response {
+            status: code,
+            headers: vec![],
+            body: body.into(),
+        })
+    }
+
+    #[test]
+    fn client_certificate_refusals_need_the_right_form() {
+        let transport = |reason: &str| {
+            http(HttpOutcome::Transport {
+                reason: reason.into(),
+            })
+        };
+        let alert = transport("error sending request: received fatal alert: UnknownCA");
+        assert_eq!(
+            client_certificate_refused(&alert, true).outcome,
+            Outcome::Pass
+        );
+        let refused = transport(
+            "error sending request: tcp connect error: Connection refused (os error 111)",
+        );
+        assert_eq!(
+            client_certificate_refused(&refused, true).outcome,
+            Outcome::Error
+        );
+        let cases = [
+            (
+                status(401, r#"{"error":"invalid_client"}"#),
+                true,
+                Outcome::Pass,
+            ),
+            (
+                status(400, r#"{"error":"invalid_grant"}"#),
+                true,
+                Outcome::Fail,
+            ),
+            (status(200, r#"{"access_token":"x"}"#), true, Outcome::Fail),
+            (status(403, "{}"), false, Outcome::Pass),
+            (status(404, "{}"), false, Outcome::Fail),
+            (
+                status(200, r#"{"resourceType":"Bundle"}"#),
+                false,
+                Outcome::Fail,
+            ),
+        ];
+        for (h, token, expected) in cases {
+            assert_eq!(
+                client_certificate_refused(&h, token).outcome,
+                expected,
+                "{h:?}"
+            );
+        }
+    }
+}

@@ -36,6 +36,8 @@ pub enum DvaError {
     Pki(#[from] PkiError),
     #[error("set up the simulated DVA's TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("set up the simulated DVA's legacy TLS (OpenSSL): {0}")]
+    Legacy(#[from] crate::legacy_tls::LegacyError),
 }
 
 /// How long things live at the simulated DVA. Configurable so tests need not wait.
@@ -224,12 +226,7 @@ pub fn start(
     )?;
     // The certificate is verified in the handshake when offered; whether one is required is
     // decided per endpoint (token: invalid_client; resource: 401).
-    let client_auth = if quirks.has(Quirk::ClientCertificateAnyCa) {
-        ClientAuth::AnyCa
-    } else {
-        ClientAuth::Optional(pki.roots(Channel::Back))
-    };
-    let back_tls = tls::server_config_with(&back_served, client_auth, versions)?;
+    let back_tls = tls::server_config_with(&back_served, client_auth_of(quirks, pki), versions)?;
     let front_tls = tls::server_config_with(&front_leaf, ClientAuth::None, versions)?;
     let dva = Arc::new(Dva {
         signing: pki.saml_key(&cfg.signing_key_name())?,
@@ -253,10 +250,54 @@ pub fn start(
             format!("back channel: {why}"),
         ));
     });
-    Ok(DvaServers {
-        front: tls::serve(front, front_tls, front_router(dva.clone()), None),
-        back: tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
-    })
+    let front = tls::serve(front, front_tls, front_router(dva.clone()), None);
+    let back = match legacy_profile(&dva.cfg.quirks) {
+        // The quirks that claim legacy TLS really speak it, through OpenSSL, on the back
+        // channel's own port.
+        Some(profile) => {
+            let acceptor = crate::legacy_tls::server(
+                &back_served,
+                client_auth_of(&dva.cfg.quirks, pki),
+                &profile,
+            )?;
+            crate::legacy_tls::serve(back, acceptor, back_router(dva), Some(on_refused))
+        }
+        None => tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
+    };
+    Ok(DvaServers { front, back })
+}
+
+/// The client-certificate verification of the back channel.
+fn client_auth_of(quirks: &Quirks, pki: &Pki) -> ClientAuth {
+    if quirks.has(Quirk::ClientCertificateAnyCa) {
+        ClientAuth::AnyCa
+    } else {
+        ClientAuth::Optional(pki.roots(Channel::Back))
+    }
+}
+
+/// What the OpenSSL listener of a legacy-TLS quirk negotiates (`None`: rustls serves).
+fn legacy_profile(quirks: &Quirks) -> Option<crate::legacy_tls::LegacyProfile> {
+    use crate::legacy_tls::{LegacyProfile, LegacyVersion};
+    const GOOD: &str =
+        "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305";
+    if quirks.has(Quirk::LegacyTlsAccepted) {
+        // An old stack: TLS 1.0 to 1.2, no 1.3, the CBC suites TLS 1.0 needs.
+        Some(LegacyProfile {
+            min_version: LegacyVersion::Tls10,
+            max_version: LegacyVersion::Tls12,
+            cipher_list: format!("{GOOD}:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:@SECLEVEL=0"),
+        })
+    } else if quirks.has(Quirk::WeakSuiteAccepted) {
+        // Modern versions, but static RSA with CBC-SHA and 3DES still on offer.
+        Some(LegacyProfile {
+            min_version: LegacyVersion::Tls12,
+            max_version: LegacyVersion::Tls13,
+            cipher_list: format!("{GOOD}:AES128-SHA:DES-CBC3-SHA:@SECLEVEL=0"),
+        })
+    } else {
+        None
+    }
 }
 
 fn front_router(dva: Arc<Dva>) -> Router {
