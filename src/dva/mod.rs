@@ -202,12 +202,14 @@ pub fn start(
     let back_served = if quirks.has(Quirk::PublicCertificateOnBackChannel) {
         pki.broken(Channel::Back, &cfg.back_host, Broken::OtherChannelCa)?
     } else if quirks.has(Quirk::CertificateExpiringSoon) {
-        pki.broken(Channel::Back, &cfg.back_host, Broken::ExpiresIn(20))?
+        pki.broken(Channel::Back, &cfg.back_host, Broken::ExpiresIn(EXPIRING_SOON_DAYS))?
     } else {
         back_leaf.clone()
     };
     let front_leaf = if quirks.has(Quirk::WildcardFrontCertificate) {
         pki.broken(Channel::Front, &cfg.front_host, Broken::Wildcard)?
+    } else if quirks.has(Quirk::CertificateExpiringSoon) {
+        pki.broken(Channel::Front, &cfg.front_host, Broken::ExpiresIn(EXPIRING_SOON_DAYS))?
     } else {
         pki.leaf(Channel::Front, &cfg.front_host)?
     };
@@ -250,22 +252,32 @@ pub fn start(
             format!("back channel: {why}"),
         ));
     });
-    let front = tls::serve(front, front_tls, front_router(dva.clone()), None);
-    let back = match legacy_profile(&dva.cfg.quirks) {
-        // The quirks that claim legacy TLS really speak it, through OpenSSL, on the back
-        // channel's own port.
+    // The quirks that claim legacy TLS really speak it, through OpenSSL, on each listener's
+    // own port.
+    let (front, back) = match legacy_profile(&dva.cfg.quirks) {
         Some(profile) => {
-            let acceptor = crate::legacy_tls::server(
+            let front_tls = crate::legacy_tls::server(&front_leaf, ClientAuth::None, &profile)?;
+            let back_tls = crate::legacy_tls::server(
                 &back_served,
                 client_auth_of(&dva.cfg.quirks, pki),
                 &profile,
             )?;
-            crate::legacy_tls::serve(back, acceptor, back_router(dva), Some(on_refused))
+            (
+                crate::legacy_tls::serve(front, front_tls, front_router(dva.clone()), None),
+                crate::legacy_tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
+            )
         }
-        None => tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
+        None => (
+            tls::serve(front, front_tls, front_router(dva.clone()), None),
+            tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
+        ),
     };
     Ok(DvaServers { front, back })
 }
+
+/// How soon the certificates of [`Quirk::CertificateExpiringSoon`] expire: below the default
+/// warning threshold of 60 days.
+const EXPIRING_SOON_DAYS: u32 = 20;
 
 /// The client-certificate verification of the back channel.
 fn client_auth_of(quirks: &Quirks, pki: &Pki) -> ClientAuth {

@@ -155,11 +155,11 @@ pub enum Quirk {
     /// The DVA speaks TLS 1.3 only on every listener: a client limited to TLS 1.2, which MedMij
     /// makes mandatory, cannot connect (brief §7).
     Tls13Only,
-    /// The back channel (token and resource endpoints) is served by OpenSSL accepting TLS 1.0
-    /// and 1.1 and no TLS 1.3 (brief §7: no TLS ≤ 1.1; NCSC).
+    /// Both channels are served by OpenSSL accepting TLS 1.0 and 1.1, with the CBC-SHA suites
+    /// they need, and no TLS 1.3: an old stack (brief §7: no TLS ≤ 1.1; NCSC).
     LegacyTlsAccepted,
-    /// The back channel is served by OpenSSL offering a static-RSA CBC-SHA suite and 3DES
-    /// besides the good ones (brief §7; NCSC: phase out / insufficient).
+    /// Both channels are served by OpenSSL offering a static-RSA CBC-SHA suite and 3DES besides
+    /// the good ones (brief §7; NCSC: phase out / insufficient).
     WeakSuiteAccepted,
     /// The front channel presents a wildcard certificate (brief §7: no wildcard).
     WildcardFrontCertificate,
@@ -172,8 +172,8 @@ pub enum Quirk {
     /// The back channel accepts a client certificate from any CA, expired or not yet valid
     /// (brief §7, §10.16).
     ClientCertificateAnyCa,
-    /// The back-channel certificate expires in 20 days, below the coalition's warning
-    /// threshold (brief §7).
+    /// Both channels' certificates expire in 20 days, below the coalition's warning threshold
+    /// (brief §7).
     CertificateExpiringSoon,
     /// An anti-DVA, for an invariant rather than a defect: every authorization request is
     /// redirected with a non-RFC error (an error page where there is no usable redirect_uri),
@@ -494,8 +494,8 @@ impl Quirk {
             Quirk::ResponseTypeUnchecked => "a missing or unsupported response_type is accepted",
             Quirk::BearerUnchecked => "requests without a valid token are served",
             Quirk::Tls13Only => "every listener speaks TLS 1.3 only",
-            Quirk::LegacyTlsAccepted => "the back channel accepts TLS 1.0 and 1.1 (OpenSSL)",
-            Quirk::WeakSuiteAccepted => "the back channel accepts static-RSA CBC-SHA and 3DES",
+            Quirk::LegacyTlsAccepted => "TLS 1.0 and 1.1 are accepted, TLS 1.3 is not (OpenSSL)",
+            Quirk::WeakSuiteAccepted => "static-RSA CBC-SHA and 3DES suites are accepted (OpenSSL)",
             Quirk::WildcardFrontCertificate => "the front channel has a wildcard certificate",
             Quirk::PublicCertificateOnBackChannel => "the back channel has a public OV certificate",
             Quirk::ResourceWithoutClientCertificate => {
@@ -504,7 +504,7 @@ impl Quirk {
             Quirk::ClientCertificateAnyCa => {
                 "the back channel accepts client certificates from any CA, even expired"
             }
-            Quirk::CertificateExpiringSoon => "the back-channel certificate expires in 20 days",
+            Quirk::CertificateExpiringSoon => "the certificates expire in 20 days",
             Quirk::RefuseEverything => "every request is refused (an invariant: no pass)",
             Quirk::RefuseTokens => "every token request is refused (an invariant)",
             Quirk::RefuseResources => "every resource request is refused (an invariant)",

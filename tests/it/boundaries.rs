@@ -93,7 +93,8 @@ fn imports_of(name: &str, forbidden: &[&str]) -> Vec<String> {
     found
 }
 
-const PARTIES: &[&str] = &["dva", "tvs", "pgo", "runner"];
+/// The parties, and the tools with which the harness acts (the prober, the legacy listener).
+const PARTIES: &[&str] = &["dva", "tvs", "pgo", "runner", "probe", "legacy_tls"];
 
 #[test]
 fn the_checks_import_nothing_from_the_parties_they_judge() {
@@ -104,10 +105,14 @@ fn the_checks_import_nothing_from_the_parties_they_judge() {
             "crate::tvs",
             "crate::pgo",
             "crate::runner",
+            "crate::probe",
+            "crate::legacy_tls",
             "koppeltest::dva",
             "koppeltest::tvs",
             "koppeltest::pgo",
             "koppeltest::runner",
+            "koppeltest::probe",
+            "koppeltest::legacy_tls",
         ],
     );
     found.extend(imports_of("checks", PARTIES));

@@ -10,4 +10,5 @@ mod helpers;
 mod invariants;
 mod mutation;
 mod privacy;
+mod tls;
 mod xmlsec;
