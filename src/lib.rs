@@ -26,4 +26,5 @@ pub mod saml;
 pub mod scenario;
 pub mod steps;
 pub mod tls;
+pub mod tls_scan;
 pub mod tvs;
