@@ -18,6 +18,7 @@ pub mod matrix;
 pub mod outcome;
 pub mod pgo;
 pub mod pki;
+pub mod probe;
 pub mod profiles;
 pub mod report;
 pub mod requirements;
