@@ -202,14 +202,22 @@ pub fn start(
     let back_served = if quirks.has(Quirk::PublicCertificateOnBackChannel) {
         pki.broken(Channel::Back, &cfg.back_host, Broken::OtherChannelCa)?
     } else if quirks.has(Quirk::CertificateExpiringSoon) {
-        pki.broken(Channel::Back, &cfg.back_host, Broken::ExpiresIn(EXPIRING_SOON_DAYS))?
+        pki.broken(
+            Channel::Back,
+            &cfg.back_host,
+            Broken::ExpiresIn(EXPIRING_SOON_DAYS),
+        )?
     } else {
         back_leaf.clone()
     };
     let front_leaf = if quirks.has(Quirk::WildcardFrontCertificate) {
         pki.broken(Channel::Front, &cfg.front_host, Broken::Wildcard)?
     } else if quirks.has(Quirk::CertificateExpiringSoon) {
-        pki.broken(Channel::Front, &cfg.front_host, Broken::ExpiresIn(EXPIRING_SOON_DAYS))?
+        pki.broken(
+            Channel::Front,
+            &cfg.front_host,
+            Broken::ExpiresIn(EXPIRING_SOON_DAYS),
+        )?
     } else {
         pki.leaf(Channel::Front, &cfg.front_host)?
     };
@@ -301,11 +309,12 @@ fn legacy_profile(quirks: &Quirks) -> Option<crate::legacy_tls::LegacyProfile> {
             cipher_list: format!("{GOOD}:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:@SECLEVEL=0"),
         })
     } else if quirks.has(Quirk::WeakSuiteAccepted) {
-        // Modern versions, but static RSA with CBC-SHA and 3DES still on offer.
+        // Modern versions, but static RSA with CBC-SHA still on offer. (3DES is not: the
+        // system's OpenSSL 3 does not negotiate it, so the quirk would claim what it cannot do.)
         Some(LegacyProfile {
             min_version: LegacyVersion::Tls12,
             max_version: LegacyVersion::Tls13,
-            cipher_list: format!("{GOOD}:AES128-SHA:DES-CBC3-SHA:@SECLEVEL=0"),
+            cipher_list: format!("{GOOD}:AES128-SHA:@SECLEVEL=0"),
         })
     } else {
         None

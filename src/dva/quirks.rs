@@ -158,8 +158,8 @@ pub enum Quirk {
     /// Both channels are served by OpenSSL accepting TLS 1.0 and 1.1, with the CBC-SHA suites
     /// they need, and no TLS 1.3: an old stack (brief §7: no TLS ≤ 1.1; NCSC).
     LegacyTlsAccepted,
-    /// Both channels are served by OpenSSL offering a static-RSA CBC-SHA suite and 3DES besides
-    /// the good ones (brief §7; NCSC: phase out / insufficient).
+    /// Both channels are served by OpenSSL offering a static-RSA CBC-SHA suite besides the good
+    /// ones (brief §7; NCSC 2021: phase out, 2025: insufficient).
     WeakSuiteAccepted,
     /// The front channel presents a wildcard certificate (brief §7: no wildcard).
     WildcardFrontCertificate,
@@ -495,7 +495,7 @@ impl Quirk {
             Quirk::BearerUnchecked => "requests without a valid token are served",
             Quirk::Tls13Only => "every listener speaks TLS 1.3 only",
             Quirk::LegacyTlsAccepted => "TLS 1.0 and 1.1 are accepted, TLS 1.3 is not (OpenSSL)",
-            Quirk::WeakSuiteAccepted => "static-RSA CBC-SHA and 3DES suites are accepted (OpenSSL)",
+            Quirk::WeakSuiteAccepted => "a static-RSA CBC-SHA suite is accepted (OpenSSL)",
             Quirk::WildcardFrontCertificate => "the front channel has a wildcard certificate",
             Quirk::PublicCertificateOnBackChannel => "the back channel has a public OV certificate",
             Quirk::ResourceWithoutClientCertificate => {
