@@ -88,6 +88,85 @@ pub enum LegacyError {
     Context(#[from] ErrorStack),
 }
 
+/// A certificate the test PKI's own generator (rcgen on aws-lc-rs) cannot make, because no
+/// modern library will: made here, with OpenSSL, for the judge's key and hash rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeakCertificate {
+    /// An RSA-1024 key (NCSC: insufficient), signed with SHA-256.
+    Rsa1024,
+    /// An RSA-3072 key, but signed with SHA-1 (NCSC: insufficient).
+    Sha1Signed,
+}
+
+/// A leaf for `host` of the `weak` kind, issued by the CA whose certificate and PKCS#8 key are
+/// given (DER), with the back channel's EKU (serverAuth, clientAuth). Returns the certificate's
+/// DER and the leaf's PKCS#8 private key, PEM.
+pub fn weak_certificate(
+    weak: WeakCertificate,
+    host: &str,
+    issuer_cert_der: &[u8],
+    issuer_key_pkcs8: &[u8],
+) -> Result<(Vec<u8>, String), ErrorStack> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{
+        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    };
+    use openssl::x509::{X509Builder, X509NameBuilder};
+
+    let issuer = X509::from_der(issuer_cert_der)?;
+    let issuer_key = PKey::private_key_from_pkcs8(issuer_key_pkcs8)?;
+    let (bits, digest) = match weak {
+        WeakCertificate::Rsa1024 => (1024, MessageDigest::sha256()),
+        WeakCertificate::Sha1Signed => (3072, MessageDigest::sha1()),
+    };
+    let key = PKey::from_rsa(Rsa::generate(bits)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("C", "NL")?;
+    name.append_entry_by_text("O", "koppeltest (TEST ONLY)")?;
+    name.append_entry_by_text("CN", host)?;
+    let name = name.build();
+    let mut cert = X509Builder::new()?;
+    cert.set_version(2)?;
+    let serial = BigNum::from_u32(rand_serial())?.to_asn1_integer()?;
+    cert.set_serial_number(&serial)?;
+    cert.set_subject_name(&name)?;
+    cert.set_issuer_name(issuer.subject_name())?;
+    cert.set_pubkey(&key)?;
+    cert.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
+    cert.set_not_after(Asn1Time::days_from_now(365)?.as_ref())?;
+    cert.append_extension(BasicConstraints::new().build()?)?;
+    cert.append_extension(
+        KeyUsage::new()
+            .digital_signature()
+            .key_encipherment()
+            .build()?,
+    )?;
+    cert.append_extension(
+        ExtendedKeyUsage::new()
+            .server_auth()
+            .client_auth()
+            .build()?,
+    )?;
+    let san = SubjectAlternativeName::new()
+        .dns(host)
+        .build(&cert.x509v3_context(Some(&issuer), None))?;
+    cert.append_extension(san)?;
+    cert.sign(&issuer_key, digest)?;
+    let key_pem = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
+    Ok((cert.build().to_der()?, key_pem))
+}
+
+/// A serial number that differs between certificates made in one run.
+fn rand_serial() -> u32 {
+    let mut bytes = [0u8; 4];
+    // A failing RNG leaves a fixed serial: harmless for a test certificate.
+    let _ = openssl::rand::rand_bytes(&mut bytes);
+    u32::from_be_bytes(bytes) >> 1
+}
+
 /// Protocols offered by ALPN, in OpenSSL's wire format; the same two as `tls::server_config`.
 const ALPN: &[u8] = b"\x02h2\x08http/1.1";
 
@@ -396,7 +475,7 @@ mod tests {
         let profile = profile(
             LegacyVersion::Tls10,
             LegacyVersion::Tls12,
-            "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0",
+            "ECDHE-RSA-AES128-SHA:@SECLEVEL=0",
         );
         let acceptor = server(
             &dva,
@@ -411,7 +490,7 @@ mod tests {
             router(),
             Some(hook),
         );
-        let ciphers = "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0";
+        let ciphers = "ECDHE-RSA-AES128-SHA:@SECLEVEL=0";
 
         let with = get_over(
             server.addr,
@@ -464,7 +543,7 @@ mod tests {
         let profile = profile(
             LegacyVersion::Tls12,
             LegacyVersion::Tls12,
-            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-RSA-AES128-GCM-SHA256",
         );
         let acceptor = server(
             &dva,
@@ -481,7 +560,7 @@ mod tests {
 
         let seen = get_over(
             server.addr,
-            &client(SslVersion::TLS1_2, "ECDHE-ECDSA-AES128-GCM-SHA256", None),
+            &client(SslVersion::TLS1_2, "ECDHE-RSA-AES128-GCM-SHA256", None),
             "/peer",
         )
         .await

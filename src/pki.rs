@@ -75,6 +75,10 @@ pub enum Broken {
     OtherChannelCa,
     /// Valid, but expiring in this many days.
     ExpiresIn(u32),
+    /// An RSA-1024 key (made with OpenSSL: see [`crate::legacy_tls::weak_certificate`]).
+    Rsa1024,
+    /// Signed with SHA-1 (made with OpenSSL).
+    Sha1Signed,
 }
 
 /// A certificate with its private key, ready for rustls.
@@ -562,6 +566,37 @@ impl Pki {
                 let ca = self.unknown_ca()?;
                 return sign_leaf(params, host, &ca, Some(&ca));
             }
+            Broken::Rsa1024 | Broken::Sha1Signed => {
+                let weak = if broken == Broken::Rsa1024 {
+                    crate::legacy_tls::WeakCertificate::Rsa1024
+                } else {
+                    crate::legacy_tls::WeakCertificate::Sha1Signed
+                };
+                let (ca, intermediate) = own;
+                let (der, key_pem) = crate::legacy_tls::weak_certificate(
+                    weak,
+                    host,
+                    &ca.cert_der,
+                    &ca.issuer.key().serialize_der(),
+                )
+                .map_err(|e| PkiError::Generate {
+                    what: format!("{host} ({broken:?}): {e}"),
+                    source: rcgen::Error::KeyGenerationUnavailable,
+                })?;
+                let leaf_pem = pem_block("CERTIFICATE", &der);
+                let mut chain = vec![CertificateDer::from(der)];
+                let mut chain_pem = leaf_pem;
+                if let Some(ca) = intermediate {
+                    chain.push(ca.cert_der.clone());
+                    chain_pem.push_str(&ca.cert_pem);
+                }
+                return Ok(Leaf {
+                    chain,
+                    key_pkcs8: pem_to_der(&key_pem).unwrap_or_default(),
+                    chain_pem,
+                    key_pem,
+                });
+            }
             Broken::OtherChannelCa => {
                 return match channel {
                     Channel::Back => sign_leaf(params, host, &self.front, None),
@@ -713,6 +748,19 @@ fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// One PEM block of `der` under `label`.
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Every certificate in a PEM bundle.

@@ -94,6 +94,11 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
         &[]
     }
 
+    /// Whether one is required at all is the HTTP layer's decision, as on the conformant DVA.
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
     fn verify_client_cert(
         &self,
         _end_entity: &CertificateDer<'_>,

@@ -241,20 +241,36 @@ async fn the_dva_refuses_tampered_and_misaddressed_assertions_and_says_why() {
     assert!(note("saml.loa-too-low").contains("level of assurance too low"));
 }
 
+/// The conformant back channel verifies any certificate offered in the handshake (an unknown
+/// CA is refused there, and the DVA's own log says so) and requires one per endpoint: no
+/// certificate at all is `invalid_client` at the token endpoint.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_client_without_certificate_is_refused_in_the_tls_handshake() {
+async fn faulty_client_certificates_are_refused_in_the_handshake_and_none_with_invalid_client() {
     let s: Vec<_> = scenario::embedded()
         .unwrap()
         .into_iter()
-        .filter(|s| s.id == "token.client-certificate")
+        .filter(|s| s.id == "tls.client-certificate-token")
         .collect();
     let finished = run(prepare(&matrix_toml(&[], &[], "1.x"), s)).await;
     let report = &finished[0].report;
     assert_eq!(report.outcome, Outcome::Pass, "{:#?}", report.checks);
+    let message = |step: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.step == step)
+            .map(|c| c.message.clone())
+            .unwrap()
+    };
     assert!(
-        report.checks[0].message.contains("TLS handshake"),
+        message("none").contains("invalid_client"),
         "{}",
-        report.checks[0].message
+        message("none")
+    );
+    assert!(
+        message("unknown-ca").contains("TLS"),
+        "{}",
+        message("unknown-ca")
     );
     let dva_saw_it = report.exchanges.iter().any(|x| {
         x.response_body
