@@ -74,6 +74,9 @@ const HEARTBEAT: u8 = 24;
 const HELLO_REQUEST: u8 = 0;
 const CLIENT_HELLO: u8 = 1;
 const SERVER_HELLO: u8 = 2;
+const CERTIFICATE: u8 = 11;
+const SERVER_KEY_EXCHANGE: u8 = 12;
+const CERTIFICATE_STATUS: u8 = 22;
 
 // Extension types.
 const EXT_SERVER_NAME: u16 = 0x0000;
@@ -93,6 +96,27 @@ const SCSV_RENEGOTIATION: u16 = 0x00ff;
 const SCSV_FALLBACK: u16 = 0x5600;
 
 const X25519: u16 = 0x001d;
+/// ECCurveType named_curve in a ServerKeyExchange.
+const NAMED_CURVE: u8 = 3;
+
+/// The first 40 bytes of every RFC 7919 prime: 64 one bits, then the bits of e.
+const FFDHE_HEAD: [u8; 40] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xad, 0xf8, 0x54, 0x58, 0xa2, 0xbb, 0x4a, 0x9a,
+    0xaf, 0xdc, 0x56, 0x20, 0x27, 0x3d, 0x3c, 0xf1, 0xd8, 0xb9, 0xc5, 0x83, 0xce, 0x2d, 0x36, 0x95,
+    0xa9, 0xe1, 0x36, 0x41, 0x14, 0x64, 0x33, 0xfb,
+];
+/// RFC 7919 groups: id, prime length in bytes, the last 12 bytes of the prime.
+const FFDHE_PRIMES: [(u16, usize, [u8; 12]); 3] = [
+    (0x0100, 256, ffdhe_tail([0x61, 0x28, 0x5c, 0x97])),
+    (0x0101, 384, ffdhe_tail([0x66, 0xc6, 0x2e, 0x37])),
+    (0x0102, 512, ffdhe_tail([0x5e, 0x65, 0x5f, 0x6a])),
+];
+
+const fn ffdhe_tail(x: [u8; 4]) -> [u8; 12] {
+    [
+        x[0], x[1], x[2], x[3], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ]
+}
 const COMPRESSION_NULL: u8 = 0;
 const COMPRESSION_DEFLATE: u8 = 1;
 const ALERT_WARNING: u8 = 1;
@@ -131,12 +155,14 @@ const SIGNATURE_SCHEMES: &[u16] = &[
 /// depend on their outcome (a TLS 1.3 or TLS 1.2 group probe; the highest pre-1.3 version).
 /// Suite probes and the all-versions probe run alongside from the start.
 ///
-/// Limitation of the group probes: with TLS 1.3 a HelloRetryRequest names the group the server
-/// picked from an empty key_share, which is exact. A server without TLS 1.3 is asked with a
-/// TLS 1.2 hello offering only ECDHE suites (DHE suites for the ffdhe groups) and that one group;
-/// a ServerHello choosing such a suite counts as accepted. That is inexact: the group the
-/// server then uses is in its ServerKeyExchange, which is not read, and a server that ignores
-/// supported_groups (common for DHE) looks as if it accepted the group.
+/// How groups are probed, and the limitation: with TLS 1.3 a HelloRetryRequest names the group
+/// the server picked from an empty key_share. A server without TLS 1.3 is asked with a TLS 1.2
+/// hello offering that one group and only the suites that use it (ECDHE, or DHE for the ffdhe
+/// groups), and the probe reads on to the ServerKeyExchange to see the group actually used (an
+/// RFC 7919 prime is recognised; a server's own DH prime is named with its size in the refusal).
+/// So the groups are those of the server's highest version: on a TLS 1.3 server, what its
+/// TLS 1.2 DHE suites would use is not looked at (the suite probes still show whether DHE is
+/// accepted at all).
 pub async fn scan(target: &ProbeTarget, opts: &ProbeOptions) -> TlsScan {
     let started = Instant::now();
     let prober = Prober::new(target, opts);
@@ -242,6 +268,7 @@ impl Question {
             },
             Question::Group12(group) => HelloSpec {
                 groups: vec![group],
+                read_key_exchange: true,
                 ..HelloSpec::legacy(TlsVersion::Tls12, suites_for_group(group))
             },
             Question::AllVersions => {
@@ -321,6 +348,8 @@ struct HelloSpec {
     groups: Vec<u16>,
     key_share: KeyShare,
     extended_master_secret: bool,
+    /// Read past the ServerHello to the ServerKeyExchange (TLS 1.2 group probes).
+    read_key_exchange: bool,
 }
 
 impl HelloSpec {
@@ -334,6 +363,7 @@ impl HelloSpec {
             groups: COMMON_GROUPS.to_vec(),
             key_share: KeyShare::Omitted,
             extended_master_secret: false,
+            read_key_exchange: false,
         }
     }
 
@@ -513,6 +543,17 @@ struct ServerHello {
     suite: u16,
     compression: u8,
     extensions: Vec<(u16, Vec<u8>)>,
+    /// From the ServerKeyExchange that follows, when it was read (TLS 1.2 group probes).
+    key_exchange: Option<KeyExchange>,
+}
+
+/// The group a TLS 1.2 ServerKeyExchange uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyExchange {
+    /// A named curve, or an RFC 7919 group recognised by its prime.
+    Group(u16),
+    /// Finite-field DH with a prime of the server's own.
+    CustomDh { bits: usize },
 }
 
 impl ServerHello {
@@ -628,7 +669,56 @@ fn parse_server_hello(body: &[u8]) -> Result<ServerHello, String> {
         suite,
         compression,
         extensions,
+        key_exchange: None,
     })
+}
+
+/// The group of a ServerKeyExchange (RFC 8422 §5.4 for ECDHE, RFC 5246 §7.4.3 for DHE); the
+/// signature after the parameters is not read.
+fn parse_key_exchange(suite: u16, body: &[u8]) -> Result<KeyExchange, String> {
+    let name = suite_name(suite).unwrap_or_default();
+    let malformed = || "malformed ServerKeyExchange".to_string();
+    let mut r = Cursor(body);
+    if name.starts_with("TLS_ECDHE_") || name.starts_with("TLS_ECDH_anon_") {
+        match r.u8() {
+            Some(NAMED_CURVE) => r.u16().map(KeyExchange::Group).ok_or_else(malformed),
+            Some(other) => Err(format!(
+                "ServerKeyExchange with an explicit curve (curve type {other})"
+            )),
+            None => Err(malformed()),
+        }
+    } else if name.starts_with("TLS_DHE_") || name.starts_with("TLS_DH_anon_") {
+        let len = r.u16().ok_or_else(malformed)?;
+        let prime = r.take(usize::from(len)).ok_or_else(malformed)?;
+        Ok(identify_dh_prime(prime))
+    } else {
+        Err(format!(
+            "ServerKeyExchange for {}, which has no ephemeral key exchange",
+            suite_label(suite)
+        ))
+    }
+}
+
+/// An RFC 7919 group if `prime` is one of its primes, else a custom group of its size.
+///
+/// The RFC 7919 primes are `2^b - 2^(b-64) + (floor(2^(b-130) e) + X) * 2^64 - 1`: 64 one bits,
+/// then the bits of e (the same for every size), then a per-size tail before 64 one bits. Size,
+/// the head and the tail together single out each prime.
+fn identify_dh_prime(prime: &[u8]) -> KeyExchange {
+    let start = prime.iter().position(|b| *b != 0).unwrap_or(prime.len());
+    let prime = prime.get(start..).unwrap_or_default();
+    let known = FFDHE_PRIMES.iter().find(|(_, bytes, tail)| {
+        prime.len() == *bytes && prime.starts_with(&FFDHE_HEAD) && prime.ends_with(tail)
+    });
+    match known {
+        Some((id, _, _)) => KeyExchange::Group(*id),
+        None => {
+            let top_bits = prime.first().map_or(0, |b| 8 - b.leading_zeros() as usize);
+            KeyExchange::CustomDh {
+                bits: prime.len().saturating_sub(1) * 8 + top_bits,
+            }
+        }
+    }
 }
 
 fn parse_extensions(block: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, String> {
@@ -656,18 +746,30 @@ fn parse_extensions(block: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, String> {
 }
 
 /// Turns the bytes a server sends into a [`Reply`]: reassembles records, then the handshake
-/// messages inside them, until a ServerHello or an alert is complete.
+/// messages inside them, until a ServerHello or an alert is complete (or, for a TLS 1.2 group
+/// probe, the ServerKeyExchange after the ServerHello).
 #[derive(Debug, Default)]
 struct Assembler {
+    /// Read on past a pre-TLS 1.3 ServerHello to the ServerKeyExchange.
+    read_key_exchange: bool,
     /// Bytes not yet forming a whole record.
     pending: Vec<u8>,
     /// Handshake bytes not yet forming a whole message.
     handshake: Vec<u8>,
     /// Alert bytes (an alert may in theory be split over records).
     alert: Vec<u8>,
+    /// The ServerHello, while waiting for the ServerKeyExchange.
+    server_hello: Option<ServerHello>,
 }
 
 impl Assembler {
+    fn new(read_key_exchange: bool) -> Assembler {
+        Assembler {
+            read_key_exchange,
+            ..Assembler::default()
+        }
+    }
+
     /// Feeds `bytes`; `Ok(Some(_))` once the answer is known, `Ok(None)` while more is needed.
     fn push(&mut self, bytes: &[u8]) -> Result<Option<Reply>, String> {
         self.pending.extend_from_slice(bytes);
@@ -694,7 +796,7 @@ impl Assembler {
             }
             HANDSHAKE => {
                 self.handshake.extend_from_slice(fragment);
-                self.take_server_hello()
+                self.take_handshake()
             }
             CHANGE_CIPHER_SPEC => {
                 Err("unexpected change_cipher_spec before the ServerHello".into())
@@ -718,40 +820,71 @@ impl Assembler {
         None
     }
 
-    fn take_server_hello(&mut self) -> Result<Option<Reply>, String> {
-        loop {
-            let mut r = Cursor(&self.handshake);
-            let (Some(msg_type), Some(len)) = (r.u8(), r.take(3)) else {
-                return Ok(None);
-            };
-            let len = len
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            match msg_type {
-                HELLO_REQUEST if len == 0 => {
-                    self.handshake.drain(..4);
-                    continue;
-                }
-                SERVER_HELLO => {}
-                other => {
-                    return Err(format!(
-                        "unexpected handshake message type {other} before the ServerHello"
-                    ));
-                }
+    fn take_handshake(&mut self) -> Result<Option<Reply>, String> {
+        while let Some((msg_type, body)) = self.next_message()? {
+            if let Some(reply) = self.message(msg_type, &body)? {
+                return Ok(Some(reply));
             }
-            if len > MAX_SERVER_HELLO {
-                return Err(format!("malformed ServerHello: claims {len} bytes"));
-            }
-            return match self.handshake.get(4..4 + len) {
-                Some(body) => parse_server_hello(body).map(|sh| Some(Reply::Hello(sh))),
-                None => Ok(None),
+        }
+        Ok(None)
+    }
+
+    /// The next complete handshake message, taken out of the buffer.
+    fn next_message(&mut self) -> Result<Option<(u8, Vec<u8>)>, String> {
+        let [msg_type, a, b, c, ..] = self.handshake[..] else {
+            return Ok(None);
+        };
+        let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+        if msg_type == SERVER_HELLO && len > MAX_SERVER_HELLO {
+            return Err(format!("malformed ServerHello: claims {len} bytes"));
+        }
+        let Some(body) = self.handshake.get(4..4 + len).map(<[u8]>::to_vec) else {
+            return Ok(None);
+        };
+        self.handshake.drain(..4 + len);
+        Ok(Some((msg_type, body)))
+    }
+
+    fn message(&mut self, msg_type: u8, body: &[u8]) -> Result<Option<Reply>, String> {
+        let Some(sh) = &self.server_hello else {
+            return match msg_type {
+                HELLO_REQUEST if body.is_empty() => Ok(None),
+                SERVER_HELLO => {
+                    let sh = parse_server_hello(body)?;
+                    if self.read_key_exchange && sh.version() < TlsVersion::Tls13.wire() {
+                        self.server_hello = Some(sh);
+                        Ok(None)
+                    } else {
+                        Ok(Some(Reply::Hello(sh)))
+                    }
+                }
+                other => Err(format!(
+                    "unexpected handshake message type {other} before the ServerHello"
+                )),
             };
+        };
+        match msg_type {
+            CERTIFICATE | CERTIFICATE_STATUS => Ok(None),
+            SERVER_KEY_EXCHANGE => {
+                let key_exchange = parse_key_exchange(sh.suite, body)?;
+                Ok(Some(Reply::Hello(ServerHello {
+                    key_exchange: Some(key_exchange),
+                    ..sh.clone()
+                })))
+            }
+            other => Err(format!(
+                "no ServerKeyExchange for {} (handshake message type {other} instead)",
+                suite_label(sh.suite)
+            )),
         }
     }
 
     /// Whether the bytes so far end on a boundary (nothing half-received).
     fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.handshake.is_empty() && self.alert.is_empty()
+        self.pending.is_empty()
+            && self.handshake.is_empty()
+            && self.alert.is_empty()
+            && self.server_hello.is_none()
     }
 
     /// What the end of the connection means: a refusal if nothing was half-received.
@@ -909,7 +1042,7 @@ async fn exchange(
         Ok(Err(e)) => return Err(format!("write the ClientHello: {e}")),
         Ok(Ok(())) => {}
     }
-    read_reply(&mut stream, deadline, opts).await
+    read_reply(&mut stream, deadline, opts, hello.spec.read_key_exchange).await
 }
 
 fn is_reset(e: &std::io::Error) -> bool {
@@ -921,8 +1054,9 @@ async fn read_reply(
     stream: &mut TcpStream,
     deadline: tokio::time::Instant,
     opts: &ProbeOptions,
+    read_key_exchange: bool,
 ) -> Result<Reply, String> {
-    let mut assembler = Assembler::default();
+    let mut assembler = Assembler::new(read_key_exchange);
     let mut buf = [0u8; 4096];
     let mut total = 0usize;
     loop {
@@ -1126,9 +1260,37 @@ fn group13_answer(group: u16, asked: &Asked) -> Answer {
     })
 }
 
-/// Only suites using the group were offered, so any legal ServerHello means acceptance.
-fn group12_answer(asked: &Asked) -> Answer {
-    answer(asked, |_| Answer::Accepted)
+/// Only suites using the group were offered; the ServerKeyExchange says which group the
+/// server then used. A DHE server that ignores supported_groups (allowed before RFC 7919) has
+/// not accepted the group; an ECDHE server that does has broken RFC 8422.
+fn group12_answer(group: u16, asked: &Asked) -> Answer {
+    answer(asked, |sh| match sh.key_exchange {
+        Some(KeyExchange::Group(used)) if used == group => Answer::Accepted,
+        Some(KeyExchange::Group(used)) if is_ffdhe_group(group) => Answer::Refused {
+            alert: None,
+            reason: format!(
+                "server ignored supported_groups and used {}",
+                group_label(used)
+            ),
+        },
+        Some(KeyExchange::Group(used)) => Answer::Error {
+            reason: format!(
+                "protocol violation: ServerKeyExchange uses {}, which the ClientHello did not offer",
+                group_label(used)
+            ),
+        },
+        Some(KeyExchange::CustomDh { bits }) => Answer::Refused {
+            alert: None,
+            reason: format!("server ignored supported_groups and used its own {bits}-bit DH group"),
+        },
+        None => Answer::Error {
+            reason: "no ServerKeyExchange after the ServerHello".into(),
+        },
+    })
+}
+
+fn group_label(id: u16) -> String {
+    crate::tls_scan::group_name(id).map_or_else(|| format!("group {id:#06x}"), str::to_string)
 }
 
 /// A yes/no property of the ServerHello; `None` (with a note in `errors` when the probe failed)
@@ -1250,7 +1412,7 @@ fn assemble(target: &ProbeTarget, asked: &[Asked]) -> TlsScan {
             Question::Suite12(id) => scan.suites.push(suite_probe(TlsVersion::Tls12, id, a)),
             Question::Suite13(id) => scan.suites.push(suite_probe(TlsVersion::Tls13, id, a)),
             Question::Group13(id) => scan.groups.push(group_probe(id, group13_answer(id, a))),
-            Question::Group12(id) => scan.groups.push(group_probe(id, group12_answer(a))),
+            Question::Group12(id) => scan.groups.push(group_probe(id, group12_answer(id, a))),
             Question::AllVersions => {
                 scan.negotiated_when_all_offered = negotiated_version(a, errors);
             }
@@ -1411,22 +1573,32 @@ mod tests {
 
     #[test]
     fn no_prefix_or_corruption_of_a_reply_makes_the_parser_panic() {
-        let msg = handshake(
+        let tls13 = handshake(
             SERVER_HELLO,
             &server_hello_body(0x0303, 0x1301, &[(EXT_SUPPORTED_VERSIONS, vec![3, 4])]),
         );
-        let bytes = [record(ALERT, &[1, 112]), record(HANDSHAKE, &msg)].concat();
+        let dhe = [&u16_prefixed(&[0xd3; 64])[..], &u16_prefixed(&[2])].concat();
+        let replies = [
+            [record(ALERT, &[1, 112]), record(HANDSHAKE, &tls13)].concat(),
+            record(
+                HANDSHAKE,
+                &key_exchange_flight(0xc02f, &[NAMED_CURVE, 0, 0x17]),
+            ),
+            record(HANDSHAKE, &key_exchange_flight(0x009e, &dhe)),
+        ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        for cut in 0..bytes.len() {
-            let _ = Assembler::default().push(&bytes[..cut]);
-            for _ in 0..64 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let mut corrupted = bytes.clone();
-                let at = (seed as usize) % corrupted.len();
-                corrupted[at] = (seed >> 32) as u8;
-                let _ = Assembler::default().push(&corrupted[..cut.max(at + 1)]);
+        for (bytes, read_key_exchange) in replies.iter().flat_map(|r| [(r, false), (r, true)]) {
+            for cut in 0..bytes.len() {
+                let _ = Assembler::new(read_key_exchange).push(&bytes[..cut]);
+                for _ in 0..32 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let mut corrupted = bytes.clone();
+                    let at = (seed as usize) % corrupted.len();
+                    corrupted[at] = (seed >> 32) as u8;
+                    let _ = Assembler::new(read_key_exchange).push(&corrupted[..cut.max(at + 1)]);
+                }
             }
         }
     }
@@ -1436,6 +1608,89 @@ mod tests {
         let bytes = record(HANDSHAKE, &[SERVER_HELLO, 0xff, 0xff, 0xff]);
         let err = Assembler::default().push(&bytes).unwrap_err();
         assert!(err.contains("claims"), "{err}");
+    }
+
+    fn key_exchange_flight(suite: u16, key_exchange: &[u8]) -> Vec<u8> {
+        [
+            handshake(SERVER_HELLO, &server_hello_body(0x0303, suite, &[])),
+            handshake(CERTIFICATE, &[0, 0, 3, 0, 0, 0]),
+            handshake(SERVER_KEY_EXCHANGE, key_exchange),
+            handshake(14, &[]),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn a_tls12_group_probe_reads_on_to_the_server_key_exchange() {
+        // named_curve secp256r1, then a public key and a signature the probe never reads.
+        let ske = [&[NAMED_CURVE, 0x00, 0x17, 1, 4][..], &[9; 80]].concat();
+        let flight = key_exchange_flight(0xc02f, &ske);
+        let (first, second) = flight.split_at(50);
+        let bytes = [record(HANDSHAKE, first), record(HANDSHAKE, second)].concat();
+
+        let reply = Assembler::new(true).push(&bytes).unwrap();
+        let Some(Reply::Hello(sh)) = reply else {
+            panic!("no ServerHello: {reply:?}");
+        };
+        assert_eq!(sh.key_exchange, Some(KeyExchange::Group(0x0017)));
+        // Without asking for it, the ServerHello alone is the answer.
+        let reply = Assembler::default().push(&bytes).unwrap();
+        assert!(matches!(reply, Some(Reply::Hello(sh)) if sh.key_exchange.is_none()));
+    }
+
+    #[test]
+    fn rfc7919_primes_are_recognised_and_others_sized() {
+        let mut ffdhe2048 = FFDHE_HEAD.to_vec();
+        ffdhe2048.resize(256 - 12, 0x5a);
+        ffdhe2048.extend_from_slice(&FFDHE_PRIMES[0].2);
+        assert_eq!(identify_dh_prime(&ffdhe2048), KeyExchange::Group(0x0100));
+        // The same head and tail at another size is no RFC 7919 prime.
+        let mut wrong_size = ffdhe2048.clone();
+        wrong_size.insert(100, 0x5a);
+        assert_eq!(
+            identify_dh_prime(&wrong_size),
+            KeyExchange::CustomDh { bits: 2056 }
+        );
+        // A leading zero byte (as DER-minded servers send) does not count.
+        let custom = [&[0x00, 0xd3][..], &[0x77; 127]].concat();
+        assert_eq!(
+            identify_dh_prime(&custom),
+            KeyExchange::CustomDh { bits: 1024 }
+        );
+    }
+
+    #[test]
+    fn a_dhe_server_ignoring_the_offered_group_refuses_it_and_says_what_it_used() {
+        let prime = [&[0x00, 0xd3][..], &[0x77; 127]].concat();
+        let ske = [
+            &u16_prefixed(&prime)[..],
+            &u16_prefixed(&[2]),
+            &u16_prefixed(&[5; 128]),
+        ]
+        .concat();
+        let bytes = record(HANDSHAKE, &key_exchange_flight(0x009e, &ske));
+        let reply = Assembler::new(true).push(&bytes).unwrap().unwrap();
+        let a = asked(Question::Group12(0x0100), Ok(reply));
+        assert_eq!(
+            group12_answer(0x0100, &a),
+            Answer::Refused {
+                alert: None,
+                reason: "server ignored supported_groups and used its own 1024-bit DH group".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_ecdhe_server_using_a_curve_never_offered_breaks_the_protocol() {
+        let ske = [NAMED_CURVE, 0x00, 0x18, 1, 4];
+        let bytes = record(HANDSHAKE, &key_exchange_flight(0xc02f, &ske));
+        let reply = Assembler::new(true).push(&bytes).unwrap().unwrap();
+        let a = asked(Question::Group12(0x001d), Ok(reply));
+        let answer = group12_answer(0x001d, &a);
+        assert!(
+            matches!(&answer, Answer::Error { reason } if reason.contains("secp384r1")),
+            "{answer:?}"
+        );
     }
 
     // -- Judging ---------------------------------------------------------------------------

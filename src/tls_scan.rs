@@ -83,8 +83,8 @@ pub enum Answer {
     Accepted,
     /// The server declined: an alert (its description code in `alert`), a clean close or a TCP
     /// reset after the ClientHello was written, or a legal ServerHello that settles on less than
-    /// what the probe asks about (a lower version, which is how a server says it lacks the
-    /// offered one).
+    /// what the probe asks about: a lower version (how a server says it lacks the offered one),
+    /// or, in a TLS 1.2 group probe, a DH group of the server's own choosing.
     Refused { alert: Option<u8>, reason: String },
     /// No usable answer: no connection, no reply within the timeout, a reply that is not TLS, is
     /// malformed or too large, or a ServerHello that breaks the protocol (choosing something never

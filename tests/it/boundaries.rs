@@ -1,6 +1,7 @@
 //! The architecture's boundaries, checked in the source: the judge shares no code with the
-//! parties it judges, the SAML layer performs no I/O, and the report sinks never reach into the
-//! runner. A new import across one of these lines fails here, naming file and line.
+//! parties it judges, the SAML layer and the TLS scan record perform no I/O, the TLS probe shares
+//! no code with the simulated parties, and the report sinks never reach into the runner. A new
+//! import across one of these lines fails here, naming file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,16 @@ fn the_saml_layer_performs_no_io() {
         "saml",
         &["tokio", "reqwest", "std::fs", "std::net", "axum", "hyper"],
     );
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_tls_scan_record_performs_no_io_and_the_probe_shares_nothing_with_the_parties() {
+    let mut found = offending(
+        "tls_scan",
+        &["tokio", "reqwest", "std::fs", "std::net", "axum", "hyper"],
+    );
+    found.extend(imports_of("probe", PARTIES));
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
