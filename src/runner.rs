@@ -623,6 +623,18 @@ fn tls_facts(
                     .map(|p| p.version.to_string())
                     .collect(),
                 worst_class: checks::worst_class(t, policy.edition),
+                suites: t
+                    .scan
+                    .suites
+                    .iter()
+                    .filter(|p| matches!(p.answer, crate::tls_scan::Answer::Accepted))
+                    .map(|p| crate::report::TlsSuite {
+                        name: p.name.clone(),
+                        version: p.version.to_string(),
+                        ncsc_2021: checks::suite_class(&p.name, checks::Edition::Ncsc2021),
+                        ncsc_2025: checks::suite_class(&p.name, checks::Edition::Ncsc2025),
+                    })
+                    .collect(),
                 earliest_expiry_days: checks::earliest_expiry_days(&t.chain, now),
             }),
             _ => None,

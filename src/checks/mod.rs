@@ -37,7 +37,7 @@ pub use self::record::journal_line_type;
 use self::record::*;
 use self::resource::*;
 use self::searchset::*;
-pub use self::tls::{Class, Edition, TlsPolicy, earliest_expiry_days, worst_class};
+pub use self::tls::{Class, Edition, TlsPolicy, earliest_expiry_days, suite_class, worst_class};
 use self::token::*;
 use crate::steps::{AuthorizeOutcome, AuthorizeResult, HttpOutcome, HttpResult, StepResult};
 

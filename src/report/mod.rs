@@ -166,8 +166,21 @@ pub struct TlsEndpoint {
     pub versions: Vec<String>,
     /// The worst NCSC class of what was accepted, under the deciding edition.
     pub worst_class: Option<crate::checks::Class>,
+    /// Every accepted cipher suite with its class under both NCSC editions.
+    pub suites: Vec<TlsSuite>,
     /// Days until the earliest expiry in the presented chain (negative: expired).
     pub earliest_expiry_days: Option<i64>,
+}
+
+/// One accepted cipher suite, classed.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TlsSuite {
+    /// IANA name, e.g. `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`.
+    pub name: String,
+    /// The protocol version it was accepted at.
+    pub version: String,
+    pub ncsc_2021: crate::checks::Class,
+    pub ncsc_2025: crate::checks::Class,
 }
 
 /// A cell's TLS in one line, and the figures behind it.

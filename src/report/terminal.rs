@@ -211,7 +211,10 @@ fn tls_lines(report: &RunReport) -> String {
     for cell in report.cells.iter() {
         if let Some(tls) = &cell.tls {
             if out.is_empty() {
-                out.push('\n');
+                out.push_str(&format!(
+                    "\nTLS ({} decides; certificates warned below {} days):\n",
+                    tls.edition, tls.expiry_warning_days
+                ));
             }
             out.push_str(&format!(
                 "{}{} × {}: {}\n",
