@@ -27,7 +27,7 @@ use crate::report::{
     Verdict, worst,
 };
 use crate::saml::parse_metadata;
-use crate::scenario::BadClientCertificate;
+use crate::scenario::{BadClientCertificate, FhirStep, TokenStep};
 use crate::scenario::{Scenario, Step};
 use crate::tls::HostMap;
 use crate::tvs::{self, TvsConfig};
@@ -346,13 +346,21 @@ async fn environment(
                 .collect();
             let others: IdentityLookup = Arc::new(move |host: &str| by_host.get(host).cloned());
             // Only kinds whose fault does not depend on the row's CA: an expired certificate
-            // from the test PKI would be refused for its unknown CA, proving nothing.
+            // from the test PKI would be refused for its unknown CA, proving nothing. Another
+            // host's valid chain is another column's configured certificate.
             let pki = prepared.pki.clone();
             let own = column.hostname.clone();
+            let other_node: Option<Arc<crate::pki::Leaf>> = prepared
+                .matrix
+                .columns
+                .iter()
+                .filter(|c| c.hostname != column.hostname)
+                .find_map(|c| ext.identities.get(&c.id).cloned());
             let bad: BadIdentityLookup = Arc::new(move |kind| match kind {
                 BadClientCertificate::UnknownCa => {
                     pki.broken(Channel::Back, &own, Broken::UnknownCa).ok()
                 }
+                BadClientCertificate::OtherHost => other_node.clone(),
                 _ => None,
             });
             let mut pgo = pgo_for(row, column, trust, hosts, tvs_host, log, (others, bad))?;
@@ -696,16 +704,17 @@ async fn run_step(
             pgo.authorize(a, a.tvs.as_ref().unwrap_or(&scenario.tvs))
                 .await,
         ),
-        Step::Token(t) if !pgo.can_present(t.bad_certificate) => StepResult::Skipped {
+        Step::Token(TokenStep {
+            bad_certificate: bad,
+            ..
+        })
+        | Step::Fhir(FhirStep {
+            bad_certificate: bad,
+            ..
+        }) if !pgo.can_present(*bad) => StepResult::Skipped {
             reason: format!(
                 "{} cannot be made for this row",
-                t.bad_certificate.map_or("", |b| b.label())
-            ),
-        },
-        Step::Fhir(f) if !pgo.can_present(f.bad_certificate) => StepResult::Skipped {
-            reason: format!(
-                "{} cannot be made for this row",
-                f.bad_certificate.map_or("", |b| b.label())
+                bad.map_or("", |b| b.label())
             ),
         },
         Step::Token(t) => match results.get(&t.code_from) {

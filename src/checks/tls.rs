@@ -203,7 +203,7 @@ pub fn group_class(name: &str, edition: Edition) -> Class {
 }
 
 fn accepted(answer: &Answer) -> bool {
-    matches!(answer, Answer::Accepted)
+    answer.is_accepted()
 }
 
 /// The versions accepted, and whether every version probe got an answer.
@@ -246,6 +246,26 @@ pub(super) fn tls_versions(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
             vec![],
         );
     }
+    let unanswered = |version: TlsVersion| {
+        t.scan
+            .versions
+            .iter()
+            .find(|p| p.version == version)
+            .and_then(|p| match &p.answer {
+                Answer::Error { reason } => Some(reason.clone()),
+                _ => None,
+            })
+    };
+    if let Some(reason) = unanswered(TlsVersion::Tls12) {
+        return v(
+            Outcome::Error,
+            format!(
+                "{} ({}): the TLS 1.2 probe got no usable answer ({reason}), so whether TLS 1.2 is supported is unproven",
+                t.endpoint, t.host
+            ),
+            vec![],
+        );
+    }
     let mut problems = Vec::new();
     if !accepted_versions.contains(&TlsVersion::Tls12) {
         problems.push("TLS 1.2 is not accepted (MedMij: must be supported)".to_string());
@@ -274,7 +294,7 @@ pub(super) fn tls_versions(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
     }
     if t.scan.fallback_scsv_refused == Some(false) {
         problems.push(
-            "a fallback to a lower version with TLS_FALLBACK_SCSV was not refused (RFC 7507)"
+            "a fallback to a lower version with TLS_FALLBACK_SCSV was not answered with inappropriate_fallback (RFC 7507)"
                 .to_string(),
         );
     }
@@ -303,6 +323,15 @@ pub(super) fn tls_versions(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
             format!(
                 "{summary}, but some probes got no answer: {}",
                 errors.join("; ")
+            ),
+            vec![],
+        );
+    }
+    if t.scan.negotiated_when_all_offered.is_none() {
+        return v(
+            Outcome::Error,
+            format!(
+                "{summary}, but the probe offering every version got no answer, so the highest-version rule is unproven"
             ),
             vec![],
         );
@@ -448,7 +477,35 @@ pub(super) fn tls_configuration(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
             other_bad.join(", ")
         ));
     }
-    if bad.is_empty() {
+    let unanswered: Vec<String> = t
+        .scan
+        .suites
+        .iter()
+        .filter(|s| s.answer.is_error())
+        .map(|s| s.name.clone())
+        .chain(
+            t.scan
+                .groups
+                .iter()
+                .filter(|g| g.answer.is_error())
+                .map(|g| format!("group {}", g.name)),
+        )
+        .collect();
+    if bad.is_empty() && !unanswered.is_empty() {
+        v(
+            Outcome::Error,
+            format!(
+                "{summary}; {} probes got no answer, so what the server accepts is not fully known: {}",
+                unanswered.len(),
+                super::some_of(
+                    unanswered.iter().map(String::as_str).take(5),
+                    unanswered.len(),
+                    ", "
+                )
+            ),
+            vec![],
+        )
+    } else if bad.is_empty() {
         v(Outcome::Pass, summary, vec![])
     } else {
         v(
@@ -472,22 +529,27 @@ fn now_unix() -> i64 {
     ::time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The verdict when no chain was recorded: nothing to judge.
+fn no_chain(t: &TlsResult) -> Verdict {
+    v(
+        Outcome::Error,
+        format!(
+            "{} ({}): no certificate chain was recorded{}",
+            t.endpoint,
+            t.host,
+            t.chain_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        vec![],
+    )
+}
+
 /// `certificate-expiry`.
 pub(super) fn certificate_expiry(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
     let Some(days) = earliest_expiry_days(&t.chain, now_unix()) else {
-        return v(
-            Outcome::Error,
-            format!(
-                "{} ({}): no certificate chain was recorded{}",
-                t.endpoint,
-                t.host,
-                t.chain_error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            ),
-            vec![],
-        );
+        return no_chain(t);
     };
     let threshold = i64::from(policy.expiry_warning_days);
     let text = format!(
@@ -549,19 +611,7 @@ fn chain_verifies(
 /// `certificate-shape`.
 pub(super) fn certificate_shape(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
     let Some(leaf_der) = t.chain.first() else {
-        return v(
-            Outcome::Error,
-            format!(
-                "{} ({}): no certificate chain was recorded{}",
-                t.endpoint,
-                t.host,
-                t.chain_error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            ),
-            vec![],
-        );
+        return no_chain(t);
     };
     let Ok((_, leaf)) = parse_x509_certificate(leaf_der) else {
         return v(
@@ -637,11 +687,7 @@ pub(super) fn certificate_shape(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
         if !policies.iter().any(|p| p == PRIVATE_SERVICES_POLICY) {
             problems.push(format!(
                 "no PKIoverheid private-services policy {PRIVATE_SERVICES_POLICY} (policies: {})",
-                if policies.is_empty() {
-                    "none".to_string()
-                } else {
-                    policies.join(", ")
-                }
+                listed(&policies)
             ));
         }
         if !client_auth {
@@ -741,6 +787,15 @@ pub(super) fn certificate_shape(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
     }
 }
 
+/// `items` joined, or "none".
+fn listed(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
 /// The key's description and class.
 fn key_class(cert: &X509Certificate<'_>, edition: Edition) -> Result<(String, Class), String> {
     match cert.public_key().parsed() {
@@ -770,16 +825,46 @@ fn weak_signature_hash(oid: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether a transport failure is a refusal by the TLS layer rather than an unreachable peer.
-fn tls_refusal(reason: &str) -> bool {
+/// Whether a transport failure is the server refusing at the TLS layer (an alert, a dropped
+/// handshake, a connection closed after a TLS 1.3 handshake) rather than an unreachable peer or
+/// koppeltest's own rejection of the server's certificate.
+pub(super) fn tls_refusal(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
-    (r.contains("alert") || r.contains("certificate") || r.contains("handshake"))
-        && !r.contains("connection refused")
+    let ours = [
+        "invalid peer certificate",
+        "connection refused",
+        "dns error",
+        "timed out",
+    ];
+    if ours.iter().any(|o| r.contains(o)) {
+        return false;
+    }
+    [
+        "alert",
+        "handshake",
+        "connection reset",
+        "unexpected eof",
+        "connection closed",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|t| r.contains(t))
 }
 
 /// `client-certificate-refused`: `token` for the token endpoint, else the resource endpoint.
 pub(super) fn client_certificate_refused(h: &HttpResult, token: bool) -> Verdict {
     let ev = h.seqs();
+    if h.seq.is_none() {
+        let why = match &h.outcome {
+            HttpOutcome::Transport { reason } => reason.as_str(),
+            HttpOutcome::Response { .. } => "no exchange was recorded",
+        };
+        return v(
+            Outcome::Error,
+            format!("the request was never sent: {why}"),
+            ev,
+        );
+    }
     let (status, body) = match &h.outcome {
         HttpOutcome::Transport { reason } if tls_refusal(reason) => {
             return v(Outcome::Pass, format!("refused by TLS: {reason}"), ev);
@@ -1136,6 +1221,22 @@ mod tests {
                 ),
                 "does not verify",
             ),
+            (
+                with_host(
+                    back_host,
+                    true,
+                    broken(Channel::Back, back_host, Broken::Rsa1024),
+                ),
+                "key RSA-1024: insufficient",
+            ),
+            (
+                with_host(
+                    back_host,
+                    true,
+                    broken(Channel::Back, back_host, Broken::Sha1Signed),
+                ),
+                "signed with SHA-1",
+            ),
         ];
         for (case, expect) in &cases {
             let verdict = certificate_shape(case, &policy);
@@ -1222,6 +1323,23 @@ mod tests {
         );
         assert_eq!(
             client_certificate_refused(&refused, true).outcome,
+            Outcome::Error
+        );
+        // koppeltest rejecting the server's certificate is no refusal by the server.
+        let ours = transport("error sending request: invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            client_certificate_refused(&ours, true).outcome,
+            Outcome::Error
+        );
+        let dropped = transport("error sending request: connection reset by peer");
+        assert_eq!(
+            client_certificate_refused(&dropped, false).outcome,
+            Outcome::Pass
+        );
+        // A faulty client that could not even be built sent nothing: no verdict.
+        let unsent = HttpResult::broken("no certificate can be made".into());
+        assert_eq!(
+            client_certificate_refused(&unsent, true).outcome,
             Outcome::Error
         );
         let cases = [

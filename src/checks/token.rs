@@ -126,8 +126,7 @@ pub(super) fn token_issued(h: &HttpResult, max_expires_in: u64, services: &[Stri
 
 /// Whether a transport failure is a TLS-level refusal rather than an unreachable peer.
 pub(super) fn is_tls_refusal(reason: &str) -> bool {
-    let r = reason.to_ascii_lowercase();
-    r.contains("alert") || r.contains("certificate")
+    super::tls::tls_refusal(reason)
 }
 
 pub(super) fn token_refused(h: &HttpResult, expected: &str, tls_counts: bool) -> Verdict {

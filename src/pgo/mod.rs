@@ -584,15 +584,18 @@ impl Pgo {
                 }
                 &other
             }
-            None => match self.client_with(step.bad_certificate) {
-                Ok(Some(c)) => {
-                    other = c;
-                    &other
-                }
-                Ok(None) if step.client_certificate && step.bad_certificate.is_none() => &self.back,
-                Ok(None) => &self.back_anonymous,
-                Err(result) => return result,
-            },
+            None => {
+                // `client_certificate = false` is the older spelling of `bad_certificate = "none"`.
+                let bad = match (step.bad_certificate, step.client_certificate) {
+                    (None, false) => Some(BadClientCertificate::None),
+                    (bad, _) => bad,
+                };
+                other = match self.client_with(bad) {
+                    Ok(c) => c,
+                    Err(result) => return result,
+                };
+                &other
+            }
         };
         apply_overrides(&mut form, &self.expand(&step.set), &step.omit);
         if step.in_query {
@@ -610,14 +613,16 @@ impl Pgo {
         }
     }
 
-    /// A client presenting the faulty certificate `bad`: `Ok(None)` for the node's own or no
-    /// certificate (the caller picks), `Err` with the step's result when none can be made.
+    /// The back-channel client for a step: the node's own certificate (`None`), no certificate
+    /// (`Some(None)`), or the faulty one; `Err` with the step's result when it cannot be made.
     fn client_with(
         &self,
         bad: Option<BadClientCertificate>,
-    ) -> Result<Option<reqwest::Client>, HttpResult> {
-        let Some(kind) = bad.filter(|k| *k != BadClientCertificate::None) else {
-            return Ok(None);
+    ) -> Result<reqwest::Client, HttpResult> {
+        let kind = match bad {
+            None => return Ok(self.back.clone()),
+            Some(BadClientCertificate::None) => return Ok(self.back_anonymous.clone()),
+            Some(kind) => kind,
         };
         let Some(identity) = (self.bad_identities)(kind) else {
             return Err(HttpResult::broken(format!(
@@ -627,7 +632,6 @@ impl Pgo {
         };
         tls::client_config(&self.back_roots, Some(&identity))
             .and_then(|c| tls::http_client(c, &self.hosts, tls::ClientOptions::default()))
-            .map(Some)
             .map_err(|e| HttpResult::broken(e.to_string()))
     }
 
@@ -752,18 +756,11 @@ impl Pgo {
         }
         let url = resource_url(&self.endpoints.resource, &relative);
         let accept = step.accept.as_deref().unwrap_or(&self.profile.accept);
-        let faulty;
         let client = match self.client_with(step.bad_certificate) {
-            Ok(Some(c)) => {
-                faulty = c;
-                &faulty
-            }
-            Ok(None) if step.bad_certificate == Some(BadClientCertificate::None) => {
-                &self.back_anonymous
-            }
-            Ok(None) => &self.back,
+            Ok(c) => c,
             Err(result) => return result,
         };
+        let client = &client;
         let mut req = client
             .get(&url)
             .headers(self.medmij_headers())

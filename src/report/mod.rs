@@ -232,7 +232,7 @@ impl TlsCell {
         let expiry_warning = earliest.is_some_and(|d| d < i64::from(expiry_warning_days));
         let short: Vec<&str> = versions
             .iter()
-            .map(|v| v.trim_start_matches("TLSv").trim_start_matches("SSLv"))
+            .map(|v| v.strip_prefix("TLSv").unwrap_or(v))
             .collect();
         let line = format!(
             "TLS: {}, {} · certificates: {}",
