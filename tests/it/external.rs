@@ -2,22 +2,12 @@
 //! the vendor's test environment, and `koppeltest run` reaches it through an `external` matrix
 //! row (trust anchors, client certificates and the mock TVS's addresses from files).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use crate::helpers::temp_dir;
+use crate::helpers::{Killed, free_port, spawn_ready, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Ports of the DVA's and the mock TVS's front and back channels.
 struct Ports {
@@ -38,15 +28,6 @@ impl Ports {
     }
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `pki init` into `dir/pki`, then `serve dva` on `ports`, writing its SP metadata to
 /// `dir/dva-sp-metadata.xml`; returns once it says it is ready.
 fn serve_dva(dir: &Path, ports: &Ports) -> Killed {
@@ -60,43 +41,27 @@ fn serve_dva(dir: &Path, ports: &Ports) -> Killed {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let mut child = Command::new(BIN)
-        .args(["serve", "dva", "--row", "sim-conform", "--pki"])
-        .arg(dir.join("pki"))
-        .args([
-            "--front",
-            &format!("127.0.0.1:{}", ports.dva_front),
-            "--back",
-            &format!("127.0.0.1:{}", ports.dva_back),
-        ])
-        .args([
-            "--tvs-front-host",
-            &format!("tvs.koppeltest.test:{}", ports.tvs_front),
-        ])
-        .args([
-            "--tvs-back-host",
-            &format!("soap.tvs.koppeltest.test:{}", ports.tvs_back),
-        ])
-        .arg("--write-metadata")
-        .arg(dir.join("dva-sp-metadata.xml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("serve dva exited early").unwrap();
-        if line.contains("ready") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve dva did not become ready");
-    }
-    // Keep reading: a closed pipe would end the server at its next line of output.
-    std::thread::spawn(move || lines.for_each(drop));
-    guard
+    spawn_ready(
+        Command::new(BIN)
+            .args(["serve", "dva", "--row", "sim-conform", "--pki"])
+            .arg(dir.join("pki"))
+            .args([
+                "--front",
+                &format!("127.0.0.1:{}", ports.dva_front),
+                "--back",
+                &format!("127.0.0.1:{}", ports.dva_back),
+            ])
+            .args([
+                "--tvs-front-host",
+                &format!("tvs.koppeltest.test:{}", ports.tvs_front),
+            ])
+            .args([
+                "--tvs-back-host",
+                &format!("soap.tvs.koppeltest.test:{}", ports.tvs_back),
+            ])
+            .arg("--write-metadata")
+            .arg(dir.join("dva-sp-metadata.xml")),
+    )
 }
 
 /// A matrix with one external row on `ports` and one PGO column, run with the PKI in `dir`.

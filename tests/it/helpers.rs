@@ -138,3 +138,50 @@ pub fn files_below(dir: &Path) -> Vec<(PathBuf, String)> {
     }
     out
 }
+
+/// A child process, killed and reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free at the moment of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Spawns `command` (a `koppeltest serve …`) and returns once it prints a line saying it is
+/// ready; its output is drained after that, since a closed pipe would end the server at its
+/// next line.
+pub fn spawn_ready(command: &mut std::process::Command) -> Killed {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Killed(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("the server exited early").unwrap();
+        if line.contains("ready") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not become ready"
+        );
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    guard
+}

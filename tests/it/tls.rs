@@ -3,35 +3,16 @@
 //! and cipher suites koppeltest finds accepted are the ones Debian's `sslscan` finds.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use koppeltest::probe::{ProbeOptions, ProbeTarget, scan};
 use koppeltest::tls_scan::{Answer, TlsVersion};
 
-use crate::helpers::temp_dir;
+use crate::helpers::{Killed, free_port, spawn_ready, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 const BACK_HOST: &str = "api.conform.dva.koppeltest.test";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A matrix of three simulated rows on the conformant practice's hosts.
 const MATRIX: &str = r#"name = "tls comparison"
@@ -73,34 +54,20 @@ release = "2.2"
 /// `serve dva --row row`; returns the process and its back-channel port once it is ready.
 fn serve(dir: &Path, row: &str) -> (Killed, u16) {
     let (front, back, tvs) = (free_port(), free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .args(["serve", "dva", "--row", row, "--matrix"])
-        .arg(dir.join("matrix.toml"))
-        .arg("--pki")
-        .arg(dir.join("pki"))
-        .args(["--front", &format!("127.0.0.1:{front}")])
-        .args(["--back", &format!("127.0.0.1:{back}")])
-        .args([
-            "--tvs-back-host",
-            &format!("soap.tvs.koppeltest.test:{tvs}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("serve dva exited early").unwrap();
-        if line.contains("ready") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve dva did not become ready");
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    (guard, back)
+    let server = spawn_ready(
+        Command::new(BIN)
+            .args(["serve", "dva", "--row", row, "--matrix"])
+            .arg(dir.join("matrix.toml"))
+            .arg("--pki")
+            .arg(dir.join("pki"))
+            .args(["--front", &format!("127.0.0.1:{front}")])
+            .args(["--back", &format!("127.0.0.1:{back}")])
+            .args([
+                "--tvs-back-host",
+                &format!("soap.tvs.koppeltest.test:{tvs}"),
+            ]),
+    );
+    (server, back)
 }
 
 /// What sslscan found accepted: versions (`TLSv1.2`) and suites as (version, IANA id).
