@@ -643,6 +643,9 @@ fn tls_facts(
                         ncsc_2025: checks::suite_class(&p.name, checks::Edition::Ncsc2025),
                     })
                     .collect(),
+                compression: t.scan.compression_chosen,
+                secure_renegotiation: t.scan.secure_renegotiation,
+                extended_master_secret: t.scan.extended_master_secret,
                 earliest_expiry_days: checks::earliest_expiry_days(&t.chain, now),
             }),
             _ => None,

@@ -635,6 +635,8 @@ pub(super) fn certificate_shape(t: &TlsResult, policy: &TlsPolicy) -> Verdict {
             t.host
         ));
     }
+    // Publicly trusted means: trusted by the front channel's (public) roots configured for this
+    // row. A chain from a public CA not configured there is not recognised as public.
     if t.back_channel && chain_verifies(&t.chain, &t.host, other).is_ok() {
         problems.push(
             "the back-channel chain is publicly trusted (it verifies against the front channel's roots), not private G1"

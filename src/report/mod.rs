@@ -168,6 +168,12 @@ pub struct TlsEndpoint {
     pub worst_class: Option<crate::checks::Class>,
     /// Every accepted cipher suite with its class under both NCSC editions.
     pub suites: Vec<TlsSuite>,
+    /// The server chose TLS compression when offered it (`None`: not determined).
+    pub compression: Option<bool>,
+    /// The server speaks RFC 5746 secure renegotiation.
+    pub secure_renegotiation: Option<bool>,
+    /// The server echoes the extended master secret extension (RFC 7627).
+    pub extended_master_secret: Option<bool>,
     /// Days until the earliest expiry in the presented chain (negative: expired).
     pub earliest_expiry_days: Option<i64>,
 }
