@@ -4,9 +4,12 @@
 //! Two TLS listeners, as a real DVA has: the **front channel** (authorization endpoint, landing
 //! and consent pages, SAML assertion consumer, metadata; public-OV-like certificate, no client
 //! certificate) and the **back channel** (token and resource endpoints; private-G1-like
-//! certificate, mutual TLS).
+//! certificate, mutual TLS: a client certificate offered is verified in the handshake, and each
+//! endpoint requires one, the token endpoint with `invalid_client`, the resource endpoint with
+//! 401, which also binds it to the token's client). rustls serves both, except for the quirks
+//! that claim legacy TLS, which OpenSSL serves (`crate::legacy_tls`).
 //!
-//! It records its own outgoing SOAP calls and its refusals in the scenario's exchange log; it
+//! It records its refusals in the scenario's exchange log (the mock TVS records the SOAP call); it
 //! never judges anything about the PGO beyond what MedMij says a DVA must enforce.
 
 pub mod fhir;
