@@ -237,10 +237,6 @@ pub fn start(
             cookies: None,
         },
     )?;
-    // The certificate is verified in the handshake when offered; whether one is required is
-    // decided per endpoint (token: invalid_client; resource: 401).
-    let back_tls = tls::server_config_with(&back_served, client_auth_of(quirks, pki), versions)?;
-    let front_tls = tls::server_config_with(&front_leaf, ClientAuth::None, versions)?;
     let dva = Arc::new(Dva {
         signing: pki.saml_key(&cfg.signing_key_name())?,
         encryption: pki.saml_key(&cfg.encryption_key_name())?,
@@ -263,8 +259,9 @@ pub fn start(
             format!("back channel: {why}"),
         ));
     });
-    // The quirks that claim legacy TLS really speak it, through OpenSSL, on each listener's
-    // own port.
+    // The certificate is verified in the handshake when offered; whether one is required is
+    // decided per endpoint (token: invalid_client; resource: 401). The quirks that claim legacy
+    // TLS really speak it, through OpenSSL, on each listener's own port.
     let (front, back) = match legacy_profile(&dva.cfg.quirks) {
         Some(profile) => {
             let front_tls = crate::legacy_tls::server(&front_leaf, ClientAuth::None, &profile)?;
@@ -278,10 +275,18 @@ pub fn start(
                 crate::legacy_tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
             )
         }
-        None => (
-            tls::serve(front, front_tls, front_router(dva.clone()), None),
-            tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
-        ),
+        None => {
+            let front_tls = tls::server_config_with(&front_leaf, ClientAuth::None, versions)?;
+            let back_tls = tls::server_config_with(
+                &back_served,
+                client_auth_of(&dva.cfg.quirks, pki),
+                versions,
+            )?;
+            (
+                tls::serve(front, front_tls, front_router(dva.clone()), None),
+                tls::serve(back, back_tls, back_router(dva), Some(on_refused)),
+            )
+        }
     };
     Ok(DvaServers { front, back })
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::helpers::{Killed, free_port, spawn_ready, temp_dir};
+use crate::helpers::{Killed, free_port, pki_init, spawn_ready, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
@@ -31,16 +31,7 @@ impl Ports {
 /// `pki init` into `dir/pki`, then `serve dva` on `ports`, writing its SP metadata to
 /// `dir/dva-sp-metadata.xml`; returns once it says it is ready.
 fn serve_dva(dir: &Path, ports: &Ports) -> Killed {
-    let init = Command::new(BIN)
-        .args(["pki", "init", "--out"])
-        .arg(dir.join("pki"))
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    pki_init(&dir.join("pki"));
     spawn_ready(
         Command::new(BIN)
             .args(["serve", "dva", "--row", "sim-conform", "--pki"])

@@ -185,3 +185,17 @@ pub fn spawn_ready(command: &mut std::process::Command) -> Killed {
     std::thread::spawn(move || lines.for_each(drop));
     guard
 }
+
+/// `koppeltest pki init --out dir`, which must succeed.
+pub fn pki_init(dir: &Path) {
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+        .args(["pki", "init", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 use koppeltest::probe::{ProbeOptions, ProbeTarget, scan};
 use koppeltest::tls_scan::{Answer, TlsVersion};
 
-use crate::helpers::{Killed, free_port, spawn_ready, temp_dir};
+use crate::helpers::{Killed, free_port, pki_init, spawn_ready, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 const BACK_HOST: &str = "api.conform.dva.koppeltest.test";
@@ -140,16 +140,7 @@ fn probe(port: u16) -> (BTreeSet<String>, BTreeSet<(String, u16)>) {
 fn accepted_versions_and_suites_agree_with_sslscan() {
     let dir = temp_dir("tls-sslscan");
     std::fs::write(dir.join("matrix.toml"), MATRIX).unwrap();
-    let init = Command::new(BIN)
-        .args(["pki", "init", "--out"])
-        .arg(dir.join("pki"))
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    pki_init(&dir.join("pki"));
     for row in ["conform", "legacy", "weak"] {
         let (_server, port) = serve(&dir, row);
         let (theirs_v, theirs_s) = sslscan(port);
