@@ -29,37 +29,52 @@ pub fn sign(
     id: &str,
     key: &SamlKey,
 ) -> Result<String, SamlError> {
+    sign_with(template, id, key, SignAlg::RsaSha256)
+}
+
+/// The signature algorithms the mock TVS can sign with: RSA-SHA256 as eID SAML 4.4 wants, and
+/// RSA-SHA1 with SHA-1 digests, which a DV must refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignAlg {
+    #[default]
+    RsaSha256,
+    RsaSha1,
+}
+
+/// [`sign`] with a chosen algorithm.
+pub fn sign_with(
+    template: impl Fn(&str) -> String,
+    id: &str,
+    key: &SamlKey,
+    alg: SignAlg,
+) -> Result<String, SamlError> {
     let unsigned = template("");
     let doc = roxmltree::Document::parse(&unsigned).map_err(|e| SamlError::Xml(e.to_string()))?;
     let target = doc
         .descendants()
         .find(|n| n.attribute("ID") == Some(id))
         .ok_or_else(|| SamlError::Invalid(format!("no element with ID {id} to sign")))?;
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        c14n::exclusive(target, None).as_bytes(),
-    );
+    let (sig_alg, digest_alg, digest) = match alg {
+        SignAlg::RsaSha256 => (ALG_RSA_SHA256, ALG_SHA256, &aws_lc_rs::digest::SHA256),
+        SignAlg::RsaSha1 => (
+            ALG_RSA_SHA1,
+            ALG_SHA1,
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        ),
+    };
+    let digest = aws_lc_rs::digest::digest(digest, c14n::exclusive(target, None).as_bytes());
     let signed_info = format!(
         "<ds:SignedInfo xmlns:ds=\"{NS_DS}\"><ds:CanonicalizationMethod Algorithm=\"{ALG_EXC_C14N}\"></ds:CanonicalizationMethod>\
-         <ds:SignatureMethod Algorithm=\"{ALG_RSA_SHA256}\"></ds:SignatureMethod><ds:Reference URI=\"#{id}\"><ds:Transforms>\
+         <ds:SignatureMethod Algorithm=\"{sig_alg}\"></ds:SignatureMethod><ds:Reference URI=\"#{id}\"><ds:Transforms>\
          <ds:Transform Algorithm=\"{ALG_ENVELOPED}\"></ds:Transform><ds:Transform Algorithm=\"{ALG_EXC_C14N}\"></ds:Transform>\
-         </ds:Transforms><ds:DigestMethod Algorithm=\"{ALG_SHA256}\"></ds:DigestMethod><ds:DigestValue>{}</ds:DigestValue>\
+         </ds:Transforms><ds:DigestMethod Algorithm=\"{digest_alg}\"></ds:DigestMethod><ds:DigestValue>{}</ds:DigestValue>\
          </ds:Reference></ds:SignedInfo>",
         B64.encode(digest.as_ref())
     );
     let si_doc =
         roxmltree::Document::parse(&signed_info).map_err(|e| SamlError::Xml(e.to_string()))?;
     let si_c14n = c14n::exclusive(si_doc.root_element(), None);
-    let pair = RsaKeyPair::from_pkcs8(&key.pkcs8)
-        .map_err(|e| SamlError::Crypto(format!("load signing key: {e}")))?;
-    let mut sig = vec![0u8; pair.public_modulus_len()];
-    pair.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &aws_lc_rs::rand::SystemRandom::new(),
-        si_c14n.as_bytes(),
-        &mut sig,
-    )
-    .map_err(|_| SamlError::Crypto("rsa-sha256 signing failed".into()))?;
+    let sig = sign_bytes(si_c14n.as_bytes(), key, alg)?;
     // Inside the Signature the SignedInfo inherits `ds` from its parent.
     let signed_info_inner = signed_info.replacen(&format!(" xmlns:ds=\"{NS_DS}\""), "", 1);
     let signature = format!(
@@ -69,6 +84,99 @@ pub fn sign(
         key.cert_b64()
     );
     Ok(template(&signature))
+}
+
+/// An RSA PKCS#1 v1.5 signature over `message`.
+pub fn sign_bytes(message: &[u8], key: &SamlKey, alg: SignAlg) -> Result<Vec<u8>, SamlError> {
+    match alg {
+        SignAlg::RsaSha256 => {
+            let pair = RsaKeyPair::from_pkcs8(&key.pkcs8)
+                .map_err(|e| SamlError::Crypto(format!("load signing key: {e}")))?;
+            let mut sig = vec![0u8; pair.public_modulus_len()];
+            pair.sign(
+                &signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                message,
+                &mut sig,
+            )
+            .map_err(|_| SamlError::Crypto("rsa-sha256 signing failed".into()))?;
+            Ok(sig)
+        }
+        SignAlg::RsaSha1 => legacy_rsa_sha1(message, &key.pkcs8),
+    }
+}
+
+/// RSA-SHA1 (PKCS#1 v1.5), which aws-lc-rs rightly will not produce: the mock TVS needs it only
+/// to show that a DV refuses it. Textbook `m^d mod n` over the EMSA-PKCS1-v1_5 encoding.
+fn legacy_rsa_sha1(message: &[u8], pkcs8: &[u8]) -> Result<Vec<u8>, SamlError> {
+    use num_bigint::BigUint;
+    let bad = || SamlError::Crypto("cannot read the RSA key for rsa-sha1".into());
+    let (n, d) = rsa_private_parts(pkcs8).ok_or_else(bad)?;
+    let k = n.len();
+    // DigestInfo prefix for SHA-1 (RFC 8017 §9.2 note 1).
+    const SHA1_PREFIX: [u8; 15] = [
+        0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14,
+    ];
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, message);
+    let t_len = SHA1_PREFIX.len() + digest.as_ref().len();
+    if k < t_len + 11 {
+        return Err(bad());
+    }
+    let mut em = vec![0x00, 0x01];
+    em.extend(std::iter::repeat_n(0xff, k - t_len - 3));
+    em.push(0x00);
+    em.extend_from_slice(&SHA1_PREFIX);
+    em.extend_from_slice(digest.as_ref());
+    let s = BigUint::from_bytes_be(&em)
+        .modpow(&BigUint::from_bytes_be(&d), &BigUint::from_bytes_be(&n));
+    let bytes = s.to_bytes_be();
+    let mut out = vec![0u8; k - bytes.len()];
+    out.extend_from_slice(&bytes);
+    Ok(out)
+}
+
+/// The modulus (without leading zeros) and private exponent of a PKCS#8 RSA key.
+fn rsa_private_parts(pkcs8: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    // PrivateKeyInfo ::= SEQUENCE { version, algorithm SEQUENCE, privateKey OCTET STRING }
+    let (info, _) = der(pkcs8, 0x30)?;
+    let (_, rest) = der(info, 0x02)?;
+    let (_, rest) = der(rest, 0x30)?;
+    let (key, _) = der(rest, 0x04)?;
+    // RSAPrivateKey ::= SEQUENCE { version, n, e, d, … }
+    let (seq, _) = der(key, 0x30)?;
+    let (_, rest) = der(seq, 0x02)?;
+    let (n, rest) = der(rest, 0x02)?;
+    let (_, rest) = der(rest, 0x02)?;
+    let (d, _) = der(rest, 0x02)?;
+    let strip = |b: &[u8]| {
+        b.iter()
+            .skip_while(|x| **x == 0)
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    Some((strip(n), strip(d)))
+}
+
+/// One DER TLV of the expected tag: its contents and what follows it.
+fn der(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&t, rest) = input.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let count = (first & 0x7f) as usize;
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | *b as usize);
+        (len, &rest[count..])
+    };
+    (rest.len() >= len).then(|| (&rest[..len], &rest[len..]))
 }
 
 fn ds_child<'a, 'i>(node: Node<'a, 'i>, local: &str) -> Option<Node<'a, 'i>> {

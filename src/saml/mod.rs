@@ -268,27 +268,80 @@ pub struct AuthnRequest {
     pub requested_loa: Loa,
 }
 
+/// How the RequestedAuthnContext asks for the level of assurance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Comparison {
+    /// `Comparison="minimum"`: this level or higher (eID SAML 4.4).
+    #[default]
+    Minimum,
+    /// `Comparison="exact"`: this level only, so a TVS may refuse a higher one.
+    Exact,
+    /// No RequestedAuthnContext at all.
+    Omitted,
+}
+
+/// Deviations in how an AuthnRequest is built, for the simulated DVA's quirks; the default is
+/// the conformant shape.
+#[derive(Debug, Clone, Default)]
+pub struct AuthnRequestShape {
+    pub algorithm: dsig::SignAlg,
+    /// An `AssertionConsumerServiceURL` instead of the index, which eID SAML forbids.
+    pub acs_url: Option<String>,
+    pub comparison: Comparison,
+}
+
 impl AuthnRequest {
     /// The signed XML, base64-encoded for the HTTP-POST binding's `SAMLRequest` field.
     pub fn to_post_binding(&self, key: &SamlKey) -> Result<String, SamlError> {
+        self.to_post_binding_with(key, &AuthnRequestShape::default())
+    }
+
+    /// [`Self::to_post_binding`] in the given shape. An empty `destination` leaves the
+    /// attribute out.
+    pub fn to_post_binding_with(
+        &self,
+        key: &SamlKey,
+        shape: &AuthnRequestShape,
+    ) -> Result<String, SamlError> {
         let now = instant(OffsetDateTime::now_utc());
-        let xml = dsig::sign(
+        let destination = if self.destination.is_empty() {
+            String::new()
+        } else {
+            format!(" Destination=\"{}\"", escape(&self.destination))
+        };
+        let acs = match &shape.acs_url {
+            Some(url) => format!(
+                "AssertionConsumerServiceURL=\"{}\" ProtocolBinding=\"{BINDING_ARTIFACT}\"",
+                escape(url)
+            ),
+            None => format!("AssertionConsumerServiceIndex=\"{}\"", self.acs_index),
+        };
+        let context = match shape.comparison {
+            Comparison::Omitted => String::new(),
+            c => format!(
+                "<samlp:RequestedAuthnContext Comparison=\"{}\"><saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef>\
+                 </samlp:RequestedAuthnContext>",
+                if c == Comparison::Exact {
+                    "exact"
+                } else {
+                    "minimum"
+                },
+                self.requested_loa.uri(),
+            ),
+        };
+        let xml = dsig::sign_with(
             |sig| {
                 format!(
                     "<samlp:AuthnRequest xmlns:samlp=\"{NS_SAMLP}\" xmlns:saml=\"{NS_SAML}\" ID=\"{id}\" Version=\"2.0\" \
-                     IssueInstant=\"{now}\" Destination=\"{dest}\" AssertionConsumerServiceIndex=\"{acs}\" \
-                     AttributeConsumingServiceIndex=\"0\"><saml:Issuer>{iss}</saml:Issuer>{sig}\
-                     <samlp:RequestedAuthnContext Comparison=\"minimum\"><saml:AuthnContextClassRef>{loa}</saml:AuthnContextClassRef>\
-                     </samlp:RequestedAuthnContext></samlp:AuthnRequest>",
+                     IssueInstant=\"{now}\"{destination} {acs} \
+                     AttributeConsumingServiceIndex=\"0\"><saml:Issuer>{iss}</saml:Issuer>{sig}{context}</samlp:AuthnRequest>",
                     id = self.id,
-                    dest = escape(&self.destination),
-                    acs = self.acs_index,
                     iss = escape(&self.issuer),
-                    loa = self.requested_loa.uri(),
                 )
             },
             &self.id,
             key,
+            shape.algorithm,
         )?;
         Ok(B64.encode(xml))
     }
@@ -379,23 +432,42 @@ pub fn artifact_resolve(
     artifact: &str,
     key: &SamlKey,
 ) -> Result<(String, String), SamlError> {
+    artifact_resolve_with(issuer, destination, artifact, Some(key))
+}
+
+/// [`artifact_resolve`], unsigned when `key` is `None` (a simulated-DVA quirk).
+pub fn artifact_resolve_with(
+    issuer: &str,
+    destination: &str,
+    artifact: &str,
+    key: Option<&SamlKey>,
+) -> Result<(String, String), SamlError> {
     let id = crate::ids::saml_id();
     let now = instant(OffsetDateTime::now_utc());
-    let body = dsig::sign(
-        |sig| {
-            format!(
-                "<samlp:ArtifactResolve xmlns:samlp=\"{NS_SAMLP}\" xmlns:saml=\"{NS_SAML}\" ID=\"{id}\" Version=\"2.0\" \
-                 IssueInstant=\"{now}\" Destination=\"{dest}\"><saml:Issuer>{iss}</saml:Issuer>{sig}\
-                 <samlp:Artifact>{art}</samlp:Artifact></samlp:ArtifactResolve>",
-                dest = escape(destination),
-                iss = escape(issuer),
-                art = escape(artifact),
-            )
-        },
-        &id,
-        key,
-    )?;
+    let template = |sig: &str| {
+        format!(
+            "<samlp:ArtifactResolve xmlns:samlp=\"{NS_SAMLP}\" xmlns:saml=\"{NS_SAML}\" ID=\"{id}\" Version=\"2.0\" \
+             IssueInstant=\"{now}\" Destination=\"{dest}\"><saml:Issuer>{iss}</saml:Issuer>{sig}\
+             <samlp:Artifact>{art}</samlp:Artifact></samlp:ArtifactResolve>",
+            dest = escape(destination),
+            iss = escape(issuer),
+            art = escape(artifact),
+        )
+    };
+    let body = match key {
+        Some(key) => dsig::sign(template, &id, key)?,
+        None => template(""),
+    };
     Ok((id, soap(&body)))
+}
+
+/// The artifact an ArtifactResolve names, read without verifying anything: only to find which
+/// login a refused request belongs to.
+pub fn unverified_artifact(xml: &str) -> Option<String> {
+    let doc = parse(xml).ok()?;
+    let el = soap_body_element(&doc).ok()?;
+    let artifact = text_of(child(el, NS_SAMLP, "Artifact"));
+    (!artifact.is_empty()).then_some(artifact)
 }
 
 /// What the TVS reads from an ArtifactResolve after verifying it.
