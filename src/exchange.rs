@@ -61,6 +61,26 @@ pub struct Exchange {
     pub transport_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
+    /// When it was recorded (RFC 3339, UTC, milliseconds): what a message's own timestamps,
+    /// such as a SAML IssueInstant, are judged against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
+    /// The client certificate the TLS layer verified for this request, where the receiving
+    /// party records it (the mock TVS's artifact resolution service). Names and fingerprint
+    /// only; never a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<PresentedCertificate>,
+}
+
+/// What identifies a client certificate presented in a TLS handshake, as evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PresentedCertificate {
+    /// The leaf's subject distinguished name.
+    pub subject: String,
+    /// The DNS names in the leaf's subjectAltName.
+    pub dns_names: Vec<String>,
+    /// SHA-256 of the leaf's DER encoding, lowercase hex.
+    pub sha256: String,
 }
 
 /// An exchange before redaction: built by a recorder, consumed by [`ExchangeLog::record`].
@@ -79,6 +99,7 @@ pub struct RawExchange {
     pub started: Option<Instant>,
     /// Bodies are logged up to this many bytes (the checks always see all of it).
     pub logged_body_limit: usize,
+    pub client_certificate: Option<PresentedCertificate>,
 }
 
 impl RawExchange {
@@ -96,6 +117,7 @@ impl RawExchange {
             transport_error: None,
             started: Some(Instant::now()),
             logged_body_limit: MAX_LOGGED_BODY,
+            client_certificate: None,
         }
     }
 
@@ -188,6 +210,8 @@ impl ExchangeLog {
                 .map(|b| redact_and_cut(s, b, raw.logged_body_limit)),
             transport_error: raw.transport_error.map(|e| s.redact(&e)),
             elapsed_ms,
+            recorded_at: Some(now_rfc3339()),
+            client_certificate: raw.client_certificate,
         };
         inner.entries.push(entry);
         seq
@@ -212,6 +236,16 @@ impl ExchangeLog {
         // A poisoned lock means a recorder panicked mid-append; the entries are still valid.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The current time as RFC 3339 in UTC, to the millisecond.
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Redacts `body` and cuts it to `limit` bytes. Redaction runs on a margin beyond the cut, so

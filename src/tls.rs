@@ -292,6 +292,20 @@ impl PeerCertificates {
             })
             .collect()
     }
+
+    /// The leaf as evidence: subject, DNS names and SHA-256 fingerprint (`None` without one).
+    pub fn presented(&self) -> Option<crate::exchange::PresentedCertificate> {
+        let leaf = self.0.first()?;
+        let subject = x509_parser::parse_x509_certificate(leaf)
+            .map(|(_, c)| c.subject().to_string())
+            .unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf);
+        Some(crate::exchange::PresentedCertificate {
+            subject,
+            dns_names: self.dns_names(),
+            sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
 }
 
 /// Callback for handshakes the server refused (evidence for client-certificate checks).

@@ -472,12 +472,19 @@ fn soap_fault(text: &str) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, body)
 }
 
-async fn artifact_resolution(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
+async fn artifact_resolution(
+    State(tvs): State<Arc<Tvs>>,
+    axum::extract::Extension(peer): axum::extract::Extension<tls::PeerCertificates>,
+    body: Bytes,
+) -> Response {
     let xml = String::from_utf8_lossy(&body).into_owned();
     let (log, response) = resolve(&tvs, &xml);
-    // The witness record: what the DVA asked and what it was given, faults included.
+    // The witness record: what the DVA asked and what it was given, faults included, and the
+    // client certificate it presented (the judge compares its names with the DVA's host; the
+    // mock TVS itself binds no certificate to a DV, see docs/security.md).
     let mut x = RawExchange::request(Party::Dva, Party::Tvs, "POST", &tvs.cfg.ars_url());
     x.started = None;
+    x.client_certificate = peer.presented();
     x.request_headers
         .push(("content-type".into(), "text/xml; charset=utf-8".into()));
     x.request_body = Some(xml);
@@ -501,7 +508,14 @@ fn resolve(tvs: &Tvs, xml: &str) -> (ExchangeLog, (StatusCode, String)) {
         Ok(r) => r,
         Err(e) => {
             tvs.note(format!("ArtifactResolve refused: {e}"));
-            return (tvs.log.clone(), soap_fault(&e.to_string()));
+            // A refused request still belongs to the login whose artifact it names: its
+            // scenario's log is where the judge looks for it (unverified, as a pointer only).
+            let witness = saml::unverified_artifact(xml)
+                .and_then(|a| lock(&tvs.artifacts).get(&a).and_then(|i| i.witness.clone()));
+            return (
+                tvs.witness_log(witness.as_deref()),
+                soap_fault(&e.to_string()),
+            );
         }
     };
     let issued = {

@@ -145,6 +145,8 @@ fn dva_page(seq: usize, to: Party) -> Vec<Exchange> {
         response_body: None,
         transport_error: None,
         elapsed_ms: Some(1),
+        recorded_at: None,
+        client_certificate: None,
     }]
 }
 
