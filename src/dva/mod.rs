@@ -167,6 +167,9 @@ pub struct Dva {
     /// Search results by person, type and query (without `_page`), as positions in the
     /// record: each page of a large result is cut from the same list.
     searches: Mutex<HashMap<String, Arc<Vec<usize>>>>,
+    /// [`Quirk::AuthnRequestCached`]: the first login's AuthnRequest ID and posted form value,
+    /// posted again for every later login.
+    cached_authn_request: Mutex<Option<(String, String)>>,
 }
 
 impl Dva {
@@ -229,8 +232,15 @@ pub fn start(
     } else {
         tls::Versions::Default
     };
+    // The client certificate of the artifact resolution: the registered one, unless a quirk
+    // presents a sibling host's (valid, from the same CA).
+    let soap_identity = if quirks.has(Quirk::ArtifactResolveOtherCertificate) {
+        pki.broken(Channel::Back, &cfg.back_host, Broken::OtherHost)?
+    } else {
+        back_leaf.clone()
+    };
     let soap = tls::http_client(
-        tls::client_config(&pki.roots(Channel::Back), Some(&back_leaf))?,
+        tls::client_config(&pki.roots(Channel::Back), Some(&soap_identity))?,
         hosts,
         tls::ClientOptions {
             timeout: Duration::from_secs(10),
@@ -250,6 +260,7 @@ pub fn start(
         access: Mutex::default(),
         refresh: Mutex::default(),
         searches: Mutex::default(),
+        cached_authn_request: Mutex::default(),
     });
     let refusal_log = log.clone();
     let on_refused: tls::RefusalHook = Arc::new(move |why| {

@@ -310,25 +310,31 @@ pub async fn login(State(dva): State<Arc<Dva>>, headers: HeaderMap) -> Response 
             "<p id=\"kt-error\">TVS metadata has no SSO endpoint.</p>",
         );
     };
-    let request = AuthnRequest {
-        id: crate::ids::saml_id(),
-        issuer: dva.cfg.entity_id.clone(),
-        destination: sso.clone(),
-        acs_index: 0,
-        requested_loa: dva.cfg.min_loa,
-    };
-    let posted = match request.to_post_binding(&dva.signing) {
-        Ok(p) => p,
-        Err(e) => {
-            return page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Technische storing",
-                &format!("<p id=\"kt-error\">{}</p>", escape(&e.to_string())),
-            );
-        }
+    let quirks = &dva.cfg.quirks;
+    let cached = quirks
+        .has(Quirk::AuthnRequestCached)
+        .then(|| Dva::lock(&dva.cached_authn_request).clone())
+        .flatten();
+    let (request_id, posted) = match cached {
+        Some(cached) => cached,
+        None => match authn_request(&dva, &sso) {
+            Ok(built) => {
+                if quirks.has(Quirk::AuthnRequestCached) {
+                    *Dva::lock(&dva.cached_authn_request) = Some(built.clone());
+                }
+                built
+            }
+            Err(e) => {
+                return page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Technische storing",
+                    &format!("<p id=\"kt-error\">{}</p>", escape(&e.to_string())),
+                );
+            }
+        },
     };
     if let Some(s) = Dva::lock(&dva.sessions).get_mut(&sid) {
-        s.authn_request_id = Some(request.id.clone());
+        s.authn_request_id = Some(request_id);
     }
     page(
         StatusCode::OK,
@@ -341,6 +347,54 @@ pub async fn login(State(dva): State<Arc<Dva>>, headers: HeaderMap) -> Response 
             relay = crate::ids::random_hex(8),
         ),
     )
+}
+
+/// A new signed AuthnRequest for the TVS's SSO service at `sso`: its ID and the posted form
+/// value, in the shape the quirks give it.
+fn authn_request(dva: &Dva, sso: &str) -> Result<(String, String), saml::SamlError> {
+    let quirks = &dva.cfg.quirks;
+    let request = AuthnRequest {
+        id: crate::ids::saml_id(),
+        issuer: if quirks.has(Quirk::AuthnRequestWrongIssuer) {
+            // The vendor's cluster connection instead of the DV it acts for.
+            dva.cfg.entity_id.replacen(":DV:", ":LC:", 1)
+        } else {
+            dva.cfg.entity_id.clone()
+        },
+        destination: if quirks.has(Quirk::AuthnRequestNoDestination) {
+            String::new()
+        } else {
+            sso.to_string()
+        },
+        acs_index: 0,
+        requested_loa: requested_loa(dva),
+    };
+    let shape = saml::AuthnRequestShape {
+        algorithm: if quirks.has(Quirk::AuthnRequestSha1) {
+            saml::dsig::SignAlg::RsaSha1
+        } else {
+            saml::dsig::SignAlg::RsaSha256
+        },
+        acs_url: quirks
+            .has(Quirk::AuthnRequestAcsUrl)
+            .then(|| dva.cfg.acs_url()),
+        comparison: if quirks.has(Quirk::AuthnRequestComparisonExact) {
+            saml::Comparison::Exact
+        } else {
+            saml::Comparison::Minimum
+        },
+    };
+    let posted = request.to_post_binding_with(&dva.signing, &shape)?;
+    Ok((request.id, posted))
+}
+
+/// The level the AuthnRequest asks for: the row's minimum, unless a quirk asks for midden.
+fn requested_loa(dva: &Dva) -> saml::Loa {
+    if dva.cfg.quirks.has(Quirk::AuthnRequestLoaMidden) {
+        saml::Loa::Low
+    } else {
+        dva.cfg.min_loa
+    }
 }
 
 /// GET /saml/acs?SAMLart=…: resolve the artifact at the TVS and verify what comes back.
@@ -447,22 +501,25 @@ async fn resolve_artifact(
         .artifact_resolution_url
         .clone()
         .ok_or_else(|| refused("TVS metadata has no ArtifactResolutionService".into()))?;
+    let quirks = &dva.cfg.quirks;
+    let signer = (!quirks.has(Quirk::ArtifactResolveUnsigned)).then_some(&*dva.signing);
     let (resolve_id, envelope) =
-        saml::artifact_resolve(&dva.cfg.entity_id, &ars, artifact, &dva.signing)
+        saml::artifact_resolve_with(&dva.cfg.entity_id, &ars, artifact, signer)
             .map_err(|e| refused(e.to_string()))?;
     // The mock TVS records this exchange as the witness of the login; the DVA, the party
     // under test, keeps no account of its own that a check could lean on.
-    let sent = dva
-        .soap
-        .post(&ars)
-        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-        .header(
-            "SOAPAction",
-            "http://www.oasis-open.org/committees/security",
-        )
-        .body(envelope)
-        .send()
-        .await;
+    let send = |envelope: String| {
+        dva.soap
+            .post(&ars)
+            .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header(
+                "SOAPAction",
+                "http://www.oasis-open.org/committees/security",
+            )
+            .body(envelope)
+            .send()
+    };
+    let sent = send(envelope.clone()).await;
     let resp = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -476,7 +533,12 @@ async fn resolve_artifact(
         .await
         .map_err(&refused)?;
     let body = String::from_utf8_lossy(&body).into_owned();
-    let quirks = &dva.cfg.quirks;
+    if quirks.has(Quirk::ArtifactResolvedTwice) {
+        // The retry: the same request once more, its answer read and dropped.
+        if let Ok(again) = send(envelope).await {
+            let _ = crate::tls::read_limited(again, 1 << 20).await;
+        }
+    }
     let policy = AssertionPolicy {
         idp_signing_certs: &dva.tvs.signing_certs,
         own_entity: &dva.cfg.entity_id,
@@ -497,6 +559,20 @@ async fn resolve_artifact(
             bsn: ANYONE.to_string(),
             loa: dva.cfg.min_loa,
         }),
+        Ok(login) if quirks.has(Quirk::LoaExactMatch) && login.loa != requested_loa(dva) => {
+            Err(LoginFailure::Refused(format!(
+                "level of assurance {} is not the one requested ({})",
+                login.loa.uri(),
+                requested_loa(dva).uri()
+            )))
+        }
+        Ok(login) if quirks.has(Quirk::LoaMinimumExclusive) && login.loa <= dva.cfg.min_loa => {
+            Err(LoginFailure::LoaTooLow(format!(
+                "{} is not above {}",
+                login.loa.uri(),
+                dva.cfg.min_loa.uri()
+            )))
+        }
         other => other,
     }
 }

@@ -175,6 +175,44 @@ pub enum Quirk {
     /// Both channels' certificates expire in 20 days, below the coalition's warning threshold
     /// (brief §7).
     CertificateExpiringSoon,
+    /// The AuthnRequest is signed with `rsa-sha1` and `sha1` digests, which eID SAML 4.4 no
+    /// longer allows (§7.3 and §9: RSA-SHA256 or stronger). The mock TVS refuses it.
+    AuthnRequestSha1,
+    /// The AuthnRequest names its assertion consumer service by URL
+    /// (`AssertionConsumerServiceURL`) instead of by index, which eID SAML 4.4 §7.3 forbids.
+    /// The mock TVS refuses it.
+    AuthnRequestAcsUrl,
+    /// The AuthnRequest's Issuer is the vendor's LC entityID instead of the DV's registered one
+    /// (eID SAML 4.4 §7.3). The mock TVS does not know that entity and refuses.
+    AuthnRequestWrongIssuer,
+    /// The AuthnRequest leaves out Destination (eID SAML 4.4 §7.3: it must match the TVS's
+    /// metadata). The mock TVS refuses it.
+    AuthnRequestNoDestination,
+    /// The AuthnRequest asks for the level with `Comparison="exact"` instead of `minimum`
+    /// (eID SAML 4.4 §7.3; SAML core §3.3.2.2.1): a person with a higher means may be turned
+    /// away.
+    AuthnRequestComparisonExact,
+    /// The AuthnRequest asks for midden, below the row's minimum (brief §8): the TVS may log the
+    /// person in at a level the DVA must then refuse.
+    AuthnRequestLoaMidden,
+    /// One AuthnRequest, built at the first login, is posted for every login after it: the same
+    /// ID and IssueInstant again (eID SAML 4.4 §7.3: an ID unique for 12 months).
+    AuthnRequestCached,
+    /// The ArtifactResolve goes unsigned (eID SAML 4.4 §7.5 and §9). The mock TVS refuses it.
+    ArtifactResolveUnsigned,
+    /// The ArtifactResolve is sent with another valid back-channel certificate (a sibling
+    /// host's, from the right CA) than the DVA's registered one (eID SAML 4.4 §9).
+    ArtifactResolveOtherCertificate,
+    /// Each artifact is resolved twice (a retrying client sends the ArtifactResolve again after
+    /// reading the answer); the first answer is used (eID SAML 4.4 §7.1: an artifact resolves
+    /// once).
+    ArtifactResolvedTwice,
+    /// Only the level the AuthnRequest asked for is accepted: a higher one is refused (brief
+    /// §8: a DVA must accept a higher level than requested).
+    LoaExactMatch,
+    /// The level is compared with `>` instead of `≥`: a login exactly at the row's minimum is
+    /// refused (brief §8; eID SAML 4.4 §7.6.3.5).
+    LoaMinimumExclusive,
     /// An anti-DVA, for an invariant rather than a defect: every authorization request is
     /// redirected with a non-RFC error (an error page where there is no usable redirect_uri),
     /// every token request is refused with `invalid_grant`, every resource request with a
@@ -299,6 +337,18 @@ impl Quirk {
         Quirk::ResourceWithoutClientCertificate,
         Quirk::ClientCertificateAnyCa,
         Quirk::CertificateExpiringSoon,
+        Quirk::AuthnRequestSha1,
+        Quirk::AuthnRequestAcsUrl,
+        Quirk::AuthnRequestWrongIssuer,
+        Quirk::AuthnRequestNoDestination,
+        Quirk::AuthnRequestComparisonExact,
+        Quirk::AuthnRequestLoaMidden,
+        Quirk::AuthnRequestCached,
+        Quirk::ArtifactResolveUnsigned,
+        Quirk::ArtifactResolveOtherCertificate,
+        Quirk::ArtifactResolvedTwice,
+        Quirk::LoaExactMatch,
+        Quirk::LoaMinimumExclusive,
         Quirk::RefuseEverything,
         Quirk::RefuseTokens,
         Quirk::RefuseResources,
@@ -403,6 +453,18 @@ impl Quirk {
             ResourceWithoutClientCertificate => &["medmij:tls.back-channel-mutual"],
             ClientCertificateAnyCa => &["medmij:tls.client-certificate-trust"],
             CertificateExpiringSoon => &["medmij:tls.certificate-expiry"],
+            AuthnRequestSha1 => &["eid-saml-4.4#authn-request.signed"],
+            AuthnRequestAcsUrl => &["eid-saml-4.4#authn-request.acs-index"],
+            AuthnRequestWrongIssuer => &["eid-saml-4.4#authn-request.issuer"],
+            AuthnRequestNoDestination => &["eid-saml-4.4#authn-request.destination"],
+            AuthnRequestComparisonExact | AuthnRequestLoaMidden => {
+                &["eid-saml-4.4#authn-request.requested-loa"]
+            }
+            AuthnRequestCached => &["eid-saml-4.4#authn-request.fresh"],
+            ArtifactResolveUnsigned => &["eid-saml-4.4#artifact-resolve.signed"],
+            ArtifactResolveOtherCertificate => &["eid-saml-4.4#artifact-resolve.mutual-tls"],
+            ArtifactResolvedTwice => &["eid-saml-4.4#artifact.resolved-once"],
+            LoaExactMatch | LoaMinimumExclusive => &["eid-saml-4.4#7.6.3.5.at-or-above"],
             // The anti-DVAs break everything; they prove invariants, not single rules.
             RefuseEverything | RefuseTokens | RefuseResources | AcceptEverything => &[],
         }
@@ -505,6 +567,24 @@ impl Quirk {
                 "the back channel accepts client certificates from any CA, even expired"
             }
             Quirk::CertificateExpiringSoon => "the certificates expire in 20 days",
+            Quirk::AuthnRequestSha1 => "the AuthnRequest is signed with rsa-sha1",
+            Quirk::AuthnRequestAcsUrl => "the AuthnRequest carries an ACS URL instead of the index",
+            Quirk::AuthnRequestWrongIssuer => {
+                "the AuthnRequest's Issuer is not the registered entityID"
+            }
+            Quirk::AuthnRequestNoDestination => "the AuthnRequest has no Destination",
+            Quirk::AuthnRequestComparisonExact => {
+                "the AuthnRequest asks for the level with Comparison=exact"
+            }
+            Quirk::AuthnRequestLoaMidden => "the AuthnRequest asks for midden",
+            Quirk::AuthnRequestCached => "one AuthnRequest (same ID) is posted for every login",
+            Quirk::ArtifactResolveUnsigned => "the ArtifactResolve is unsigned",
+            Quirk::ArtifactResolveOtherCertificate => {
+                "the ArtifactResolve is sent with another host's certificate"
+            }
+            Quirk::ArtifactResolvedTwice => "each artifact is resolved twice",
+            Quirk::LoaExactMatch => "a level higher than requested is refused",
+            Quirk::LoaMinimumExclusive => "a login exactly at the minimum level is refused",
             Quirk::RefuseEverything => "every request is refused (an invariant: no pass)",
             Quirk::RefuseTokens => "every token request is refused (an invariant)",
             Quirk::RefuseResources => "every resource request is refused (an invariant)",
