@@ -141,6 +141,10 @@ fn default_loa() -> Loa {
     Loa::Substantial
 }
 
+fn default_min_loa() -> Loa {
+    Loa::Substantial
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HisRow {
@@ -156,6 +160,13 @@ pub struct HisRow {
     pub ocl: String,
     pub whitelist: String,
     pub target: DvaTarget,
+    /// The lowest level of assurance this row's DVA must accept (and asks the TVS for):
+    /// substantieel by default, as GP care starts there; `high` where the Wet digitale overheid
+    /// moves GP care to hoog. The simulated DVA is configured with it, the mock TVS logs people
+    /// in at no lower level unless a scenario says so, and the judge decides every level check
+    /// against it.
+    #[serde(default = "default_min_loa")]
+    pub min_loa: Loa,
     /// Form selectors for this DVA's landing and consent pages (defaults fit the simulated DVA).
     #[serde(default)]
     pub selectors: Selectors,

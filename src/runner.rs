@@ -195,13 +195,47 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
             access_token: Duration::from_secs(lifetimes.access_token_s),
             ..Lifetimes::default()
         },
-        min_loa: crate::saml::Loa::Substantial,
+        min_loa: row.row.min_loa,
         // [U] a practice-specific date; a year before the run keeps the fixtures' negatives true.
         online_access_start: (time::OffsetDateTime::now_utc() - time::Duration::days(365)).date(),
         ocl: row.ocl.clone(),
         patients: prepared.patients.clone(),
         page_size: (*page_size).max(1),
     })
+}
+
+/// The level the mock TVS logs people in at unless a scenario says otherwise: the matrix's,
+/// raised to the row's minimum (whoever logs in to a DVA that demands hoog uses a means at hoog).
+fn login_loa(prepared: &Prepared, row: &PreparedRow) -> crate::saml::Loa {
+    prepared.matrix.tvs.loa.max(row.row.min_loa)
+}
+
+/// What the judge expects of the DVA's own SAML messages in `row`: its registered entityID
+/// (the simulated DVA's, or the external row's SP metadata), the mock TVS's SSO URL, the
+/// host its back-channel certificate must name (the ZAL's token endpoint host) and the row's
+/// minimum level.
+fn saml_expectations(prepared: &Prepared, row: &PreparedRow) -> checks::SamlExpectations {
+    let host = |uri: &str| {
+        url::Url::parse(uri)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+    };
+    let (entity_id, tvs_front) = match &row.external {
+        Some(ext) => (
+            Some(ext.sp_metadata.entity_id.clone()),
+            ext.tvs.front_host.clone(),
+        ),
+        None => (
+            dva_config(prepared, row).map(|c| c.entity_id),
+            tvs_hosts().0,
+        ),
+    };
+    checks::SamlExpectations {
+        dv_entity_id: entity_id,
+        tvs_sso_url: Some(format!("https://{tvs_front}/sso")),
+        dva_back_host: host(&row.endpoints.token),
+        min_loa: row.row.min_loa.uri().to_string(),
+    }
 }
 
 fn tvs_hosts() -> (String, String) {
@@ -249,7 +283,7 @@ async fn shared_tvs(
                 front_host: ext.tvs.front_host.clone(),
                 back_host: ext.tvs.back_host.clone(),
                 bsn: prepared.matrix.tvs.bsn.clone(),
-                loa: prepared.matrix.tvs.loa,
+                loa: login_loa(prepared, &prepared.rows[row_ix]),
                 service_uuid: "00000000-0000-4000-8000-000000009049".into(),
                 artifact_lifetime: Duration::from_secs(15 * 60),
                 service_providers: vec![ext.sp_metadata.clone()],
@@ -400,7 +434,7 @@ async fn start_servers(
         front_host: tvs_front,
         back_host: tvs_back,
         bsn: prepared.matrix.tvs.bsn.clone(),
-        loa: prepared.matrix.tvs.loa,
+        loa: login_loa(prepared, row),
         service_uuid: cfg.service_uuid.clone(),
         artifact_lifetime: Duration::from_secs(15 * 60),
         service_providers: vec![sp],
@@ -545,6 +579,7 @@ pub async fn run_scenario(
     }
     let exchanges = log.entries();
     let tls = tls_policy(prepared, row);
+    let saml = saml_expectations(prepared, row);
     let checks: Vec<CheckResult> = scenario
         .checks
         .iter()
@@ -562,6 +597,7 @@ pub async fn run_scenario(
                 exchanges: &exchanges,
                 gegevensdiensten: &column.gegevensdiensten,
                 tls: &tls,
+                saml: &saml,
             };
             let mut r = checks::evaluate(c, scenario, &results, &ctx);
             r.message = log.redact(&r.message);
