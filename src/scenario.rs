@@ -403,6 +403,36 @@ pub enum CheckSpec {
     /// after it (TLS 1.3), with invalid_client (token) or 401/403 (resource). Passes only if
     /// `control` (the same request with the PGO's own certificate) was accepted.
     ClientCertificateRefused { step: String, control: String },
+    /// The step's AuthnRequest, as the browser posted it to the mock TVS, is signed: one
+    /// enveloped `ds:Signature`, a direct child, RSA-SHA256 or stronger (SHA-1 fails), one
+    /// Reference to the request's own ID.
+    AuthnRequestSigned { step: String },
+    /// The step's AuthnRequest names the assertion consumer service by
+    /// `AssertionConsumerServiceIndex`, never by `AssertionConsumerServiceURL`.
+    AuthnRequestAcsIndex { step: String },
+    /// The step's AuthnRequest's Issuer is the DV's registered entityID.
+    AuthnRequestIssuer { step: String },
+    /// The step's AuthnRequest's Destination is the TVS's SSO URL.
+    AuthnRequestDestination { step: String },
+    /// The step's AuthnRequest has a RequestedAuthnContext with Comparison `minimum` at a level
+    /// no lower than the row's minimum.
+    AuthnRequestLoa { step: String },
+    /// The step's AuthnRequest has an ID no other login of the scenario used, and an
+    /// IssueInstant within a few minutes of when it was posted.
+    AuthnRequestFresh { step: String },
+    /// The step's ArtifactResolve, as the mock TVS recorded it, is signed like an AuthnRequest.
+    ArtifactResolveSigned { step: String },
+    /// The step's ArtifactResolve came over mutual TLS with a certificate naming the DVA's
+    /// back-channel host.
+    ArtifactResolveMutualTls { step: String },
+    /// Every artifact delivered to the DVA in the step was resolved exactly once in the
+    /// scenario.
+    ArtifactResolvedOnce { step: String },
+    /// The DVA's decision on the step's login follows the row's minimum level of assurance:
+    /// a login at or above it (the level the mock TVS recorded sending) gets a code, one below
+    /// it `access_denied` after the artifact was resolved. A refusal passes only if `control`
+    /// (a login at the row's level) got a code.
+    LoaRespected { step: String, control: String },
 }
 
 /// Where in the flow a refusal must happen: what the recorded exchanges must show before it.
@@ -459,6 +489,16 @@ impl CheckSpec {
             CheckSpec::CertificateShape { .. } => "certificate-shape",
             CheckSpec::CertificateExpiry { .. } => "certificate-expiry",
             CheckSpec::ClientCertificateRefused { .. } => "client-certificate-refused",
+            CheckSpec::AuthnRequestSigned { .. } => "authn-request-signed",
+            CheckSpec::AuthnRequestAcsIndex { .. } => "authn-request-acs-index",
+            CheckSpec::AuthnRequestIssuer { .. } => "authn-request-issuer",
+            CheckSpec::AuthnRequestDestination { .. } => "authn-request-destination",
+            CheckSpec::AuthnRequestLoa { .. } => "authn-request-loa",
+            CheckSpec::AuthnRequestFresh { .. } => "authn-request-fresh",
+            CheckSpec::ArtifactResolveSigned { .. } => "artifact-resolve-signed",
+            CheckSpec::ArtifactResolveMutualTls { .. } => "artifact-resolve-mutual-tls",
+            CheckSpec::ArtifactResolvedOnce { .. } => "artifact-resolved-once",
+            CheckSpec::LoaRespected { .. } => "loa-respected",
         }
     }
 
@@ -487,7 +527,17 @@ impl CheckSpec {
             | CheckSpec::TlsConfiguration { step }
             | CheckSpec::CertificateShape { step }
             | CheckSpec::CertificateExpiry { step }
-            | CheckSpec::ClientCertificateRefused { step, .. } => step,
+            | CheckSpec::ClientCertificateRefused { step, .. }
+            | CheckSpec::AuthnRequestSigned { step }
+            | CheckSpec::AuthnRequestAcsIndex { step }
+            | CheckSpec::AuthnRequestIssuer { step }
+            | CheckSpec::AuthnRequestDestination { step }
+            | CheckSpec::AuthnRequestLoa { step }
+            | CheckSpec::AuthnRequestFresh { step }
+            | CheckSpec::ArtifactResolveSigned { step }
+            | CheckSpec::ArtifactResolveMutualTls { step }
+            | CheckSpec::ArtifactResolvedOnce { step }
+            | CheckSpec::LoaRespected { step, .. } => step,
         }
     }
 
@@ -500,7 +550,8 @@ impl CheckSpec {
             | CheckSpec::TokenRefused { control, .. }
             | CheckSpec::ErrorPage { control, .. }
             | CheckSpec::ResourceRefused { control, .. }
-            | CheckSpec::ClientCertificateRefused { control, .. } => Some(control),
+            | CheckSpec::ClientCertificateRefused { control, .. }
+            | CheckSpec::LoaRespected { control, .. } => Some(control),
             _ => None,
         }
     }
@@ -512,7 +563,17 @@ impl CheckSpec {
             | CheckSpec::StateEchoed { .. }
             | CheckSpec::ErrorRedirect { .. }
             | CheckSpec::LoginRefused { .. }
-            | CheckSpec::ErrorPage { .. } => &["authorize"],
+            | CheckSpec::ErrorPage { .. }
+            | CheckSpec::AuthnRequestSigned { .. }
+            | CheckSpec::AuthnRequestAcsIndex { .. }
+            | CheckSpec::AuthnRequestIssuer { .. }
+            | CheckSpec::AuthnRequestDestination { .. }
+            | CheckSpec::AuthnRequestLoa { .. }
+            | CheckSpec::AuthnRequestFresh { .. }
+            | CheckSpec::ArtifactResolveSigned { .. }
+            | CheckSpec::ArtifactResolveMutualTls { .. }
+            | CheckSpec::ArtifactResolvedOnce { .. }
+            | CheckSpec::LoaRespected { .. } => &["authorize"],
             CheckSpec::TokenIssued { .. } | CheckSpec::TokenRefused { .. } => &["token", "refresh"],
             CheckSpec::RefreshRotated { .. } => &["refresh"],
             CheckSpec::FhirSearchset { .. }
@@ -964,6 +1025,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../scenarios/token-response-time.toml"),
     ),
     (
+        "scenarios/saml-service-provider-messages.toml",
+        include_str!("../scenarios/saml-service-provider-messages.toml"),
+    ),
+    (
         "scenarios/tls-authorization-endpoint.toml",
         include_str!("../scenarios/tls-authorization-endpoint.toml"),
     ),
@@ -984,8 +1049,20 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../scenarios/tls-token-endpoint.toml"),
     ),
     (
-        "scenarios/tvs-loa-too-low.toml",
-        include_str!("../scenarios/tvs-loa-too-low.toml"),
+        "scenarios/tvs-loa-basis.toml",
+        include_str!("../scenarios/tvs-loa-basis.toml"),
+    ),
+    (
+        "scenarios/tvs-loa-hoog.toml",
+        include_str!("../scenarios/tvs-loa-hoog.toml"),
+    ),
+    (
+        "scenarios/tvs-loa-midden.toml",
+        include_str!("../scenarios/tvs-loa-midden.toml"),
+    ),
+    (
+        "scenarios/tvs-loa-substantieel.toml",
+        include_str!("../scenarios/tvs-loa-substantieel.toml"),
     ),
     (
         "scenarios/tvs-tampered-signature.toml",

@@ -4,12 +4,15 @@
 //! named quirk or fault over the wire.
 //!
 //! One module per family: `authorize` (code, state, error redirects, refused logins, error
-//! pages), `token`, `resource`, `record` (the GP record against the manifest) and `searchset`.
+//! pages), `saml` (the DVA's own AuthnRequest and ArtifactResolve, and its decision on a level
+//! of assurance), `token`, `resource`, `record` (the GP record against the manifest) and
+//! `searchset`.
 //! This module holds what they share: [`evaluate`], the proof of cause for negative checks
 //! (their control step, [`CheckSpec::control`]) and the vocabulary of verdicts.
 //!
 //! **Boundary:** the judge imports nothing from the parties it judges (`dva`, `tvs`, `pgo`) or
-//! from the `runner`; `tests/it/boundaries.rs` fails when such an import appears.
+//! from the `runner`, nor the `saml` module those parties share; `tests/it/boundaries.rs` fails
+//! when such an import appears.
 //!
 //! Every check kind names the requirements it verifies ([`requirements`]); a scenario can add
 //! its own (`requirements = [...]`).
@@ -28,6 +31,7 @@ use crate::scenario::{CheckSpec, Scenario, Stage, Step};
 mod authorize;
 mod record;
 mod resource;
+mod saml;
 mod searchset;
 mod tls;
 mod token;
@@ -36,6 +40,7 @@ use self::authorize::*;
 pub use self::record::journal_line_type;
 use self::record::*;
 use self::resource::*;
+use self::saml::*;
 use self::searchset::*;
 pub use self::tls::{Class, Edition, TlsPolicy, earliest_expiry_days, suite_class, worst_class};
 use self::token::*;
@@ -176,6 +181,24 @@ pub struct Context<'a> {
     pub gegevensdiensten: &'a [String],
     /// The NCSC edition that decides, the expiry threshold and each channel's trust anchors.
     pub tls: &'a TlsPolicy,
+    /// What the DVA's own SAML messages must say, and the row's minimum level of assurance.
+    pub saml: &'a SamlExpectations,
+}
+
+/// What the judge expects of a row's DVA as a SAML service provider, from the row's
+/// configuration and metadata (`None` where the row does not say).
+#[derive(Debug, Clone, Default)]
+pub struct SamlExpectations {
+    /// The DV's registered entityID: the AuthnRequest's Issuer.
+    pub dv_entity_id: Option<String>,
+    /// The TVS's SingleSignOnService URL: the AuthnRequest's Destination.
+    pub tvs_sso_url: Option<String>,
+    /// The host the DVA's back-channel certificate names (the ZAL's token endpoint host): the
+    /// certificate an ArtifactResolve must come with.
+    pub dva_back_host: Option<String>,
+    /// The row's minimum level of assurance, as its eID URI
+    /// (`http://eidas.europa.eu/LoA/substantial` by default).
+    pub min_loa: String,
 }
 
 /// The requirements each kind of check verifies.
@@ -211,6 +234,16 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "certificate-shape" => &["ncsc:certificate.key-and-hash"],
         "certificate-expiry" => &["medmij:tls.certificate-expiry"],
         "client-certificate-refused" => &["medmij:tls.back-channel-mutual"],
+        "authn-request-signed" => &["eid-saml-4.4#authn-request.signed"],
+        "authn-request-acs-index" => &["eid-saml-4.4#authn-request.acs-index"],
+        "authn-request-issuer" => &["eid-saml-4.4#authn-request.issuer"],
+        "authn-request-destination" => &["eid-saml-4.4#authn-request.destination"],
+        "authn-request-loa" => &["eid-saml-4.4#authn-request.requested-loa"],
+        "authn-request-fresh" => &["eid-saml-4.4#authn-request.fresh"],
+        "artifact-resolve-signed" => &["eid-saml-4.4#artifact-resolve.signed"],
+        "artifact-resolve-mutual-tls" => &["eid-saml-4.4#artifact-resolve.mutual-tls"],
+        "artifact-resolved-once" => &["eid-saml-4.4#artifact.resolved-once"],
+        "loa-respected" => &["eid-saml-4.4#7.6.3.5", "eid-saml-4.4#7.6.3.5.at-or-above"],
         _ => &[],
     }
 }
@@ -275,6 +308,16 @@ pub fn evaluate(
             CheckSpec::ErrorPage { .. } => {
                 error_page(a, &trace(ctx.exchanges, &step), ctx.exchanges)
             }
+            CheckSpec::AuthnRequestSigned { .. } => authn_request_signed(&step, ctx),
+            CheckSpec::AuthnRequestAcsIndex { .. } => authn_request_acs_index(&step, ctx),
+            CheckSpec::AuthnRequestIssuer { .. } => authn_request_issuer(&step, ctx),
+            CheckSpec::AuthnRequestDestination { .. } => authn_request_destination(&step, ctx),
+            CheckSpec::AuthnRequestLoa { .. } => authn_request_loa(&step, ctx),
+            CheckSpec::AuthnRequestFresh { .. } => authn_request_fresh(&step, ctx),
+            CheckSpec::ArtifactResolveSigned { .. } => artifact_resolve_signed(&step, ctx),
+            CheckSpec::ArtifactResolveMutualTls { .. } => artifact_resolve_mutual_tls(&step, ctx),
+            CheckSpec::ArtifactResolvedOnce { .. } => artifact_resolved_once(&step, ctx),
+            CheckSpec::LoaRespected { .. } => loa_respected(a, &step, ctx),
             _ => v(
                 Outcome::Error,
                 "this check cannot judge an authorize step",

@@ -82,7 +82,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             kind: "login-refused",
-            scenario: embedded("saml.loa-too-low"),
+            scenario: embedded("saml.loa-midden"),
             quirks: &["loa-unchecked"],
             faulty: None,
         },
@@ -238,7 +238,7 @@ async fn the_dva_refuses_tampered_and_misaddressed_assertions_and_says_why() {
     };
     assert!(note("saml.tampered-signature").contains("digest mismatch"));
     assert!(note("saml.wrong-audience").contains("Audience"));
-    assert!(note("saml.loa-too-low").contains("level of assurance too low"));
+    assert!(note("saml.loa-midden").contains("level of assurance too low"));
 }
 
 /// The conformant back channel verifies any certificate offered in the handshake (an unknown
