@@ -726,17 +726,21 @@ pub(super) fn loa_respected(a: &AuthorizeResult, step: &str, ctx: &Context<'_>) 
         level_name(min)
     );
     if achieved_rank >= min_rank {
+        // Accepted means a code reached the PGO; whether the state came with it is
+        // state-echoed's rule, not this one's.
+        let code = matches!(a.outcome, AuthorizeOutcome::RedirectedBack { .. })
+            && a.param("code").is_some_and(|c| !c.is_empty());
         let verdict = code_issued(a);
         let mut evidence = vec![resolved];
         evidence.extend(verdict.evidence);
-        return match verdict.outcome {
-            Outcome::Pass => v(Outcome::Pass, format!("{setting} was accepted"), evidence),
-            outcome => v(
-                outcome,
-                format!("{setting} must be accepted: {}", verdict.message),
-                evidence,
-            ),
-        };
+        if code {
+            return v(Outcome::Pass, format!("{setting} was accepted"), evidence);
+        }
+        return v(
+            verdict.outcome,
+            format!("{setting} must be accepted: {}", verdict.message),
+            evidence,
+        );
     }
     let verdict = login_refused(a, &trace(ctx.exchanges, step));
     v(
@@ -1212,9 +1216,15 @@ mod tests {
         let judge = |loa: &str, min: &str, a: &AuthorizeResult| {
             with(&at(loa), min, |ctx| loa_respected(a, "login", ctx))
         };
-        // Substantieel on a substantieel row: accepted is right, refused wrong.
+        // Substantieel on a substantieel row: accepted is right, refused wrong. A code without
+        // the state is still an accepted login (the state is another check's rule).
         assert_eq!(
             judge(SUBSTANTIAL, SUBSTANTIAL, &code).outcome,
+            Outcome::Pass
+        );
+        let stateless = back_with(&[("code", "[code#1]")]);
+        assert_eq!(
+            judge(SUBSTANTIAL, SUBSTANTIAL, &stateless).outcome,
             Outcome::Pass
         );
         let refused = judge(SUBSTANTIAL, SUBSTANTIAL, &denied);
