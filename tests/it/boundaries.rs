@@ -161,6 +161,9 @@ fn the_guard_finds_a_forbidden_import() {
     assert!(!imports_of("checks", &["steps"]).is_empty());
     assert!(!imports_of("checks", &["Stage"]).is_empty());
     assert!(imports_of("checks", PARTIES).is_empty());
+    // The parties do share the SAML layer, so its guard can fire.
+    assert!(!offending("dva", &["crate::saml"]).is_empty());
+    assert!(!imports_of("tvs", &["saml"]).is_empty());
 }
 
 /// rustls is the one TLS stack. OpenSSL is there only for the simulated-DVA quirks that must
