@@ -229,3 +229,121 @@ async fn the_level_decisions_follow_the_row_minimum_and_each_deviation_is_caught
         assert_eq!(outcome(&unchecked, id), Outcome::Pass, "{id}");
     }
 }
+
+/// The deviating shapes are real messages: the SHA-1 AuthnRequest carries a genuine
+/// rsa-sha1 signature (xmlsec1, the library most SAML stacks build on, verifies it), and the
+/// mock TVS refuses exactly the shapes the real TVS refuses and reads the rest.
+#[test]
+fn the_quirks_shapes_are_real_and_the_mock_tvs_refuses_what_the_real_one_does() {
+    use base64::Engine;
+    use koppeltest::saml::{self, AuthnRequest, AuthnRequestShape, Comparison, Loa};
+
+    let pki = crate::helpers::pki();
+    let signing = pki.saml_key("it-sp-signing").unwrap();
+    let encryption = pki.saml_key("it-sp-encryption").unwrap();
+    let entity = "urn:nl-eid-gdi:1.0:DV:00000009999999999100:entities:9100";
+    let md = saml::parse_metadata(&saml::sp_metadata(
+        entity,
+        &signing,
+        &encryption,
+        "https://dva.test/saml/acs",
+    ))
+    .unwrap();
+    let lookup = |e: &str| (e == md.entity_id).then_some(&md);
+    let request = AuthnRequest {
+        id: koppeltest::ids::saml_id(),
+        issuer: entity.into(),
+        destination: "https://tvs.test/sso".into(),
+        acs_index: 0,
+        requested_loa: Loa::Substantial,
+    };
+    let post = |shape: AuthnRequestShape| request.to_post_binding_with(&signing, &shape).unwrap();
+
+    let sha1 = post(AuthnRequestShape {
+        algorithm: saml::dsig::SignAlg::RsaSha1,
+        ..Default::default()
+    });
+    let err = AuthnRequest::from_post_binding(&sha1, lookup).unwrap_err();
+    assert!(err.to_string().contains("SHA-1"), "{err}");
+    let dir = crate::helpers::temp_dir("sp-sha1");
+    let cert = dir.join("signing.pem");
+    let b64 = signing.cert_b64();
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    std::fs::write(
+        &cert,
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let file = dir.join("authn-sha1.xml");
+    std::fs::write(
+        &file,
+        base64::engine::general_purpose::STANDARD
+            .decode(&sha1)
+            .unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("xmlsec1")
+        .args(["--verify", "--pubkey-cert-pem"])
+        .arg(&cert)
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:protocol:AuthnRequest",
+        ])
+        .arg(&file)
+        .output()
+        .expect("xmlsec1 (apt-get install -y xmlsec1)");
+    assert!(
+        out.status.success(),
+        "xmlsec1 refused the rsa-sha1 AuthnRequest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+
+    let acs_url = post(AuthnRequestShape {
+        acs_url: Some("https://dva.test/saml/acs".into()),
+        ..Default::default()
+    });
+    let err = AuthnRequest::from_post_binding(&acs_url, lookup).unwrap_err();
+    assert!(
+        err.to_string().contains("AssertionConsumerServiceURL"),
+        "{err}"
+    );
+    // Comparison is the DV's business: the mock TVS reads such a request.
+    for comparison in [Comparison::Exact, Comparison::Omitted] {
+        let posted = post(AuthnRequestShape {
+            comparison,
+            ..Default::default()
+        });
+        assert!(AuthnRequest::from_post_binding(&posted, lookup).is_ok());
+    }
+
+    let (_, unsigned) =
+        saml::artifact_resolve_with(entity, "https://soap.tvs.test/ars", "AAQAAartifact", None)
+            .unwrap();
+    let err = saml::parse_artifact_resolve(&unsigned, lookup).unwrap_err();
+    assert!(err.to_string().contains("no Signature"), "{err}");
+    assert_eq!(
+        saml::unverified_artifact(&unsigned).as_deref(),
+        Some("AAQAAartifact")
+    );
+    let (_, signed) = saml::artifact_resolve(
+        entity,
+        "https://soap.tvs.test/ars",
+        "AAQAAartifact",
+        &signing,
+    )
+    .unwrap();
+    assert_eq!(
+        saml::parse_artifact_resolve(&signed, lookup)
+            .unwrap()
+            .artifact,
+        "AAQAAartifact"
+    );
+}
