@@ -449,6 +449,15 @@ impl Matrix {
                     ));
                 }
             }
+            // GP data starts at substantieel (brief §8): the basis and midden scenarios
+            // expect a refusal on every row.
+            if row.min_loa < Loa::Substantial {
+                return Err(invalid(
+                    "min_loa",
+                    "min_loa",
+                    "GP care needs at least substantieel: \"substantial\" or \"high\"".into(),
+                ));
+            }
             let external = match &row.target {
                 DvaTarget::Simulated { entity_index, .. } => {
                     if !(9000..=9999).contains(entity_index) {
@@ -639,6 +648,22 @@ mod tests {
         let e = prepare(&bad).unwrap_err().to_string();
         assert!(
             e.contains("selectors.consent.form") && e.contains("form:hover"),
+            "{e}"
+        );
+        // A row's minimum level of assurance: hoog is fine, midden is no level for GP data.
+        let row = "target = { kind = \"simulated\", entity_index = 9001";
+        let high = EMBEDDED_DEFAULT
+            .1
+            .replacen(row, &format!("min_loa = \"high\"\n{row}"), 1);
+        let rows = prepare(&high).unwrap();
+        assert_eq!(rows[0].row.min_loa, Loa::High);
+        assert_eq!(rows[1].row.min_loa, Loa::Substantial);
+        let low = EMBEDDED_DEFAULT
+            .1
+            .replacen(row, &format!("min_loa = \"low\"\n{row}"), 1);
+        let e = prepare(&low).unwrap_err().to_string();
+        assert!(
+            e.contains("field `min_loa`") && e.contains("substantieel"),
             "{e}"
         );
     }
