@@ -167,6 +167,8 @@ pub struct Dva {
     /// Search results by person, type and query (without `_page`), as positions in the
     /// record: each page of a large result is cut from the same list.
     searches: Mutex<HashMap<String, Arc<Vec<usize>>>>,
+    /// Logins by artifact, kept only under [`quirks::Quirk::ArtifactReplayAccepted`].
+    resolved: Mutex<HashMap<String, crate::saml::Login>>,
 }
 
 impl Dva {
@@ -250,6 +252,7 @@ pub fn start(
         access: Mutex::default(),
         refresh: Mutex::default(),
         searches: Mutex::default(),
+        resolved: Mutex::default(),
     });
     let refusal_log = log.clone();
     let on_refused: tls::RefusalHook = Arc::new(move |why| {
