@@ -1133,4 +1133,41 @@ mod tests {
         let err = consume_artifact_response(&wrapped, &p).unwrap_err();
         assert!(err.to_string().contains("signature"), "{err}");
     }
+
+    /// Hostile input at the mock TVS and the DV: a clear refusal, never a panic. (The HTTP
+    /// endpoints bound the size before this: axum's 2 MB body limit, the DV's 1 MiB read.)
+    #[test]
+    fn hostile_messages_are_refused_with_a_reason() {
+        let k = keys();
+        let md = parse_metadata(&sp_metadata(
+            "urn:dv",
+            &k.dv_sign,
+            &k.dv_enc,
+            "https://dva/acs",
+        ))
+        .unwrap();
+        let lookup = |e: &str| (e == md.entity_id).then_some(&md);
+        let doctype = B64.encode(format!(
+            "<!DOCTYPE r [<!ENTITY x SYSTEM \"https://attacker.test/\">]>\
+             <samlp:AuthnRequest xmlns:samlp=\"{NS_SAMLP}\">&x;</samlp:AuthnRequest>"
+        ));
+        let err = AuthnRequest::from_post_binding(&doctype, lookup).unwrap_err();
+        assert!(err.to_string().contains("DTD"), "{err}");
+        let err = AuthnRequest::from_post_binding("%%% not base64", lookup).unwrap_err();
+        assert!(err.to_string().contains("base64"), "{err}");
+        let huge = B64.encode(vec![0xffu8; 3 << 20]);
+        let err = AuthnRequest::from_post_binding(&huge, lookup).unwrap_err();
+        assert!(err.to_string().contains("UTF-8"), "{err}");
+        let nested = B64.encode("<a>".repeat(100_000));
+        assert!(AuthnRequest::from_post_binding(&nested, lookup).is_err());
+        let resolve = format!(
+            "<!DOCTYPE e><soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\"><soapenv:Body/></soapenv:Envelope>"
+        );
+        assert!(parse_artifact_resolve(&resolve, lookup).is_err());
+        let certs = vec![k.tvs.cert_der.clone()];
+        let err = consume_artifact_response(&resolve, &policy(&k, &certs)).unwrap_err();
+        assert!(err.to_string().contains("DOCTYPE"), "{err}");
+        let err = consume_artifact_response("<<<", &policy(&k, &certs)).unwrap_err();
+        assert!(err.to_string().contains("parse XML"), "{err}");
+    }
 }

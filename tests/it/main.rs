@@ -10,5 +10,6 @@ mod helpers;
 mod invariants;
 mod mutation;
 mod privacy;
+mod saml;
 mod tls;
 mod xmlsec;
