@@ -659,6 +659,19 @@ impl Pki {
         Ok(key)
     }
 
+    /// A fresh key whose self-signed certificate copies the subject of the SAML key `name`: an
+    /// impostor for the mock TVS's foreign-key fault, never written to disk.
+    pub fn saml_impostor(&self, name: &str) -> Result<Arc<SamlKey>, PkiError> {
+        let tag = format!("impostor:{name}");
+        let mut cache = self.saml.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = cache.get(&tag) {
+            return Ok(k.clone());
+        }
+        let key = Arc::new(generate_saml_key(name)?);
+        cache.insert(tag, key.clone());
+        Ok(key)
+    }
+
     /// Writes the CAs, the leaves for `front_hosts`/`back_hosts`, the SAML keys named and a README.
     pub fn write(
         &self,

@@ -52,6 +52,10 @@ pub struct TvsLogin {
     pub cancel: bool,
     /// Log in as another test person (e.g. one the DVA holds no record for).
     pub bsn: Option<String>,
+    /// Do not log in at the TVS: deliver the artifact of the previous authorize step to the
+    /// DVA's assertion consumer again, in this new authorization (a replayed `SAMLart`).
+    #[serde(default)]
+    pub replay_artifact: bool,
 }
 
 /// One thing the mock PGO does.
@@ -319,7 +323,27 @@ pub enum CheckSpec {
     },
     /// The login was refused after the DVA resolved the faulty artifact at the mock TVS, with
     /// `access_denied` to the PGO. Passes only if `control` (a clean login) got a code.
-    LoginRefused { step: String, control: String },
+    LoginRefused {
+        step: String,
+        control: String,
+        /// The artifact must be refused without being resolved at all (its SourceID names no
+        /// TVS the DVA knows): the proof is the browser's delivery of it to the DVA, and no
+        /// ArtifactResolve at the mock TVS.
+        #[serde(default)]
+        before_resolution: bool,
+    },
+    /// Two faulty logins, `step` and `other`, each refused after the DVA resolved its artifact,
+    /// with the same answer to the PGO (error, error_description): a DVA that tells the two
+    /// failures apart is an oracle (bad padding against corrupted content). Passes only if
+    /// `control` (a clean login) got a code.
+    SameRefusal {
+        step: String,
+        other: String,
+        control: String,
+    },
+    /// The DVA resolved a message whose DOCTYPE names an external entity at the mock TVS's
+    /// listener, and never fetched it (XXE).
+    EntityNotFetched { step: String },
     /// The token endpoint issued a conformant token response.
     TokenIssued { step: String },
     /// The token endpoint refused with exactly this RFC 6749 error (HTTP 400, or 401 for
@@ -469,6 +493,8 @@ impl CheckSpec {
             CheckSpec::StateEchoed { .. } => "state-echoed",
             CheckSpec::ErrorRedirect { .. } => "error-redirect",
             CheckSpec::LoginRefused { .. } => "login-refused",
+            CheckSpec::SameRefusal { .. } => "same-refusal",
+            CheckSpec::EntityNotFetched { .. } => "entity-not-fetched",
             CheckSpec::TokenIssued { .. } => "token-issued",
             CheckSpec::TokenRefused { .. } => "token-refused",
             CheckSpec::FhirSearchset { .. } => "fhir-searchset",
@@ -508,6 +534,8 @@ impl CheckSpec {
             | CheckSpec::StateEchoed { step }
             | CheckSpec::ErrorRedirect { step, .. }
             | CheckSpec::LoginRefused { step, .. }
+            | CheckSpec::SameRefusal { step, .. }
+            | CheckSpec::EntityNotFetched { step }
             | CheckSpec::TokenIssued { step }
             | CheckSpec::TokenRefused { step, .. }
             | CheckSpec::FhirSearchset { step }
@@ -547,6 +575,7 @@ impl CheckSpec {
         match self {
             CheckSpec::ErrorRedirect { control, .. }
             | CheckSpec::LoginRefused { control, .. }
+            | CheckSpec::SameRefusal { control, .. }
             | CheckSpec::TokenRefused { control, .. }
             | CheckSpec::ErrorPage { control, .. }
             | CheckSpec::ResourceRefused { control, .. }
@@ -564,6 +593,8 @@ impl CheckSpec {
             | CheckSpec::ErrorRedirect { .. }
             | CheckSpec::LoginRefused { .. }
             | CheckSpec::ErrorPage { .. }
+            | CheckSpec::SameRefusal { .. }
+            | CheckSpec::EntityNotFetched { .. }
             | CheckSpec::AuthnRequestSigned { .. }
             | CheckSpec::AuthnRequestAcsIndex { .. }
             | CheckSpec::AuthnRequestIssuer { .. }
@@ -833,6 +864,16 @@ fn validate(path: &Path, text: &str, s: &Scenario) -> Result<(), ScenarioError> 
                 }
             }
         }
+        if let CheckSpec::SameRefusal { other, .. } = check {
+            if actions.get(other.as_str()) != Some(&"authorize") || other == step {
+                let line = line_in_block(text, "check", i, "other");
+                return Err(err(
+                    line,
+                    "other",
+                    format!("{other:?} is not another authorize step"),
+                ));
+            }
+        }
         if let CheckSpec::RefreshRotated { previous, .. } = check {
             if !matches!(
                 actions.get(previous.as_str()),
@@ -933,12 +974,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../scenarios/dataset-bakker.toml"),
     ),
     (
-        "scenarios/dataset-large-record.toml",
-        include_str!("../scenarios/dataset-large-record.toml"),
-    ),
-    (
         "scenarios/dataset-de-vries.toml",
         include_str!("../scenarios/dataset-de-vries.toml"),
+    ),
+    (
+        "scenarios/dataset-large-record.toml",
+        include_str!("../scenarios/dataset-large-record.toml"),
     ),
     (
         "scenarios/fhir-expired-token.toml",
@@ -975,6 +1016,198 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "scenarios/refresh-wrong-grant-type.toml",
         include_str!("../scenarios/refresh-wrong-grant-type.toml"),
+    ),
+    (
+        "scenarios/saml-artifact-replay.toml",
+        include_str!("../scenarios/saml-artifact-replay.toml"),
+    ),
+    (
+        "scenarios/saml-assertion-unsigned.toml",
+        include_str!("../scenarios/saml-assertion-unsigned.toml"),
+    ),
+    (
+        "scenarios/saml-digest-in-comment.toml",
+        include_str!("../scenarios/saml-digest-in-comment.toml"),
+    ),
+    (
+        "scenarios/saml-doctype-entities.toml",
+        include_str!("../scenarios/saml-doctype-entities.toml"),
+    ),
+    (
+        "scenarios/saml-duplicate-ids.toml",
+        include_str!("../scenarios/saml-duplicate-ids.toml"),
+    ),
+    (
+        "scenarios/saml-entity-expansion.toml",
+        include_str!("../scenarios/saml-entity-expansion.toml"),
+    ),
+    (
+        "scenarios/saml-expired-artifact.toml",
+        include_str!("../scenarios/saml-expired-artifact.toml"),
+    ),
+    (
+        "scenarios/saml-expired-assertion.toml",
+        include_str!("../scenarios/saml-expired-assertion.toml"),
+    ),
+    (
+        "scenarios/saml-external-entity.toml",
+        include_str!("../scenarios/saml-external-entity.toml"),
+    ),
+    (
+        "scenarios/saml-foreign-key.toml",
+        include_str!("../scenarios/saml-foreign-key.toml"),
+    ),
+    (
+        "scenarios/saml-forged-reference.toml",
+        include_str!("../scenarios/saml-forged-reference.toml"),
+    ),
+    (
+        "scenarios/saml-key-transport-rsa-1-5.toml",
+        include_str!("../scenarios/saml-key-transport-rsa-1-5.toml"),
+    ),
+    (
+        "scenarios/saml-missing-audience.toml",
+        include_str!("../scenarios/saml-missing-audience.toml"),
+    ),
+    (
+        "scenarios/saml-missing-encryption-method.toml",
+        include_str!("../scenarios/saml-missing-encryption-method.toml"),
+    ),
+    (
+        "scenarios/saml-missing-key-recipient.toml",
+        include_str!("../scenarios/saml-missing-key-recipient.toml"),
+    ),
+    (
+        "scenarios/saml-name-id-cdata.toml",
+        include_str!("../scenarios/saml-name-id-cdata.toml"),
+    ),
+    (
+        "scenarios/saml-name-id-comment.toml",
+        include_str!("../scenarios/saml-name-id-comment.toml"),
+    ),
+    (
+        "scenarios/saml-name-id-processing-instruction.toml",
+        include_str!("../scenarios/saml-name-id-processing-instruction.toml"),
+    ),
+    (
+        "scenarios/saml-not-yet-valid.toml",
+        include_str!("../scenarios/saml-not-yet-valid.toml"),
+    ),
+    (
+        "scenarios/saml-padding-oracle.toml",
+        include_str!("../scenarios/saml-padding-oracle.toml"),
+    ),
+    (
+        "scenarios/saml-response-unsigned.toml",
+        include_str!("../scenarios/saml-response-unsigned.toml"),
+    ),
+    (
+        "scenarios/saml-sha1-signature.toml",
+        include_str!("../scenarios/saml-sha1-signature.toml"),
+    ),
+    (
+        "scenarios/saml-service-provider-messages.toml",
+        include_str!("../scenarios/saml-service-provider-messages.toml"),
+    ),
+    (
+        "scenarios/saml-status-authn-failed.toml",
+        include_str!("../scenarios/saml-status-authn-failed.toml"),
+    ),
+    (
+        "scenarios/saml-status-no-authn-context.toml",
+        include_str!("../scenarios/saml-status-no-authn-context.toml"),
+    ),
+    (
+        "scenarios/saml-status-request-denied.toml",
+        include_str!("../scenarios/saml-status-request-denied.toml"),
+    ),
+    (
+        "scenarios/saml-two-assertions.toml",
+        include_str!("../scenarios/saml-two-assertions.toml"),
+    ),
+    (
+        "scenarios/saml-two-signed-info.toml",
+        include_str!("../scenarios/saml-two-signed-info.toml"),
+    ),
+    (
+        "scenarios/saml-unknown-source-id.toml",
+        include_str!("../scenarios/saml-unknown-source-id.toml"),
+    ),
+    (
+        "scenarios/saml-unsolicited.toml",
+        include_str!("../scenarios/saml-unsolicited.toml"),
+    ),
+    (
+        "scenarios/saml-wrong-destination.toml",
+        include_str!("../scenarios/saml-wrong-destination.toml"),
+    ),
+    (
+        "scenarios/saml-wrong-in-response-to.toml",
+        include_str!("../scenarios/saml-wrong-in-response-to.toml"),
+    ),
+    (
+        "scenarios/saml-wrong-issuer.toml",
+        include_str!("../scenarios/saml-wrong-issuer.toml"),
+    ),
+    (
+        "scenarios/saml-wrong-key-recipient.toml",
+        include_str!("../scenarios/saml-wrong-key-recipient.toml"),
+    ),
+    (
+        "scenarios/saml-wrong-recipient.toml",
+        include_str!("../scenarios/saml-wrong-recipient.toml"),
+    ),
+    (
+        "scenarios/saml-xsw1.toml",
+        include_str!("../scenarios/saml-xsw1.toml"),
+    ),
+    (
+        "scenarios/saml-xsw2.toml",
+        include_str!("../scenarios/saml-xsw2.toml"),
+    ),
+    (
+        "scenarios/saml-xsw3.toml",
+        include_str!("../scenarios/saml-xsw3.toml"),
+    ),
+    (
+        "scenarios/saml-xsw4.toml",
+        include_str!("../scenarios/saml-xsw4.toml"),
+    ),
+    (
+        "scenarios/saml-xsw5.toml",
+        include_str!("../scenarios/saml-xsw5.toml"),
+    ),
+    (
+        "scenarios/saml-xsw6.toml",
+        include_str!("../scenarios/saml-xsw6.toml"),
+    ),
+    (
+        "scenarios/saml-xsw7.toml",
+        include_str!("../scenarios/saml-xsw7.toml"),
+    ),
+    (
+        "scenarios/saml-xsw8.toml",
+        include_str!("../scenarios/saml-xsw8.toml"),
+    ),
+    (
+        "scenarios/tls-authorization-endpoint.toml",
+        include_str!("../scenarios/tls-authorization-endpoint.toml"),
+    ),
+    (
+        "scenarios/tls-client-certificate-resource.toml",
+        include_str!("../scenarios/tls-client-certificate-resource.toml"),
+    ),
+    (
+        "scenarios/tls-client-certificate-token.toml",
+        include_str!("../scenarios/tls-client-certificate-token.toml"),
+    ),
+    (
+        "scenarios/tls-resource-endpoint.toml",
+        include_str!("../scenarios/tls-resource-endpoint.toml"),
+    ),
+    (
+        "scenarios/tls-token-endpoint.toml",
+        include_str!("../scenarios/tls-token-endpoint.toml"),
     ),
     (
         "scenarios/token-certificate-mismatch.toml",
@@ -1023,30 +1256,6 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "scenarios/token-response-time.toml",
         include_str!("../scenarios/token-response-time.toml"),
-    ),
-    (
-        "scenarios/saml-service-provider-messages.toml",
-        include_str!("../scenarios/saml-service-provider-messages.toml"),
-    ),
-    (
-        "scenarios/tls-authorization-endpoint.toml",
-        include_str!("../scenarios/tls-authorization-endpoint.toml"),
-    ),
-    (
-        "scenarios/tls-client-certificate-resource.toml",
-        include_str!("../scenarios/tls-client-certificate-resource.toml"),
-    ),
-    (
-        "scenarios/tls-client-certificate-token.toml",
-        include_str!("../scenarios/tls-client-certificate-token.toml"),
-    ),
-    (
-        "scenarios/tls-resource-endpoint.toml",
-        include_str!("../scenarios/tls-resource-endpoint.toml"),
-    ),
-    (
-        "scenarios/tls-token-endpoint.toml",
-        include_str!("../scenarios/tls-token-endpoint.toml"),
     ),
     (
         "scenarios/tvs-loa-basis.toml",

@@ -27,8 +27,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -41,54 +39,8 @@ use crate::tls::{self, ClientAuth, Server, TlsError};
 /// The TVS's test entityID (RD role, test index 9000).
 pub const TVS_ENTITY_ID: &str = "urn:nl-eid-gdi:1.0:RD:00000009999999999000:entities:9000";
 
-/// A deliberate fault in what the mock TVS sends, for testing a DV's checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum TvsFault {
-    /// The Assertion is changed after it was signed.
-    TamperedSignature,
-    /// The Audience names another DV.
-    WrongAudience,
-    /// SubjectConfirmationData@InResponseTo names another AuthnRequest.
-    WrongInResponseTo,
-    /// SubjectConfirmationData@NotOnOrAfter has already passed.
-    ExpiredAssertion,
-}
-
-impl TvsFault {
-    pub fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    }
-
-    fn parse(s: &str) -> Option<TvsFault> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
-
-    fn apply(self, spec: &mut AssertionSpec) {
-        match self {
-            TvsFault::WrongAudience => {
-                spec.audience = "urn:nl-eid-gdi:1.0:DV:00000009999999999999:entities:9999".into();
-            }
-            TvsFault::WrongInResponseTo => spec.in_response_to = crate::ids::saml_id(),
-            TvsFault::ExpiredAssertion => {
-                spec.not_on_or_after = OffsetDateTime::now_utc() - time::Duration::minutes(5)
-            }
-            TvsFault::TamperedSignature => {}
-        }
-    }
-
-    fn tamper(self, assertion: String, spec: &AssertionSpec) -> String {
-        match self {
-            TvsFault::TamperedSignature => {
-                assertion.replace(&spec.service_uuid, &crate::ids::uuid_v4())
-            }
-            _ => assertion,
-        }
-    }
-}
+/// A deliberate fault in what the mock TVS sends: built by [`saml::forge`].
+pub use crate::saml::forge::Fault as TvsFault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TvsError {
@@ -189,6 +141,8 @@ impl Drop for WitnessTag {
 struct Tvs {
     cfg: TvsConfig,
     key: Arc<SamlKey>,
+    /// Signs [`TvsFault::ForeignKey`]'s Assertion: a certificate with the TVS's subject.
+    impostor: Arc<SamlKey>,
     log: ExchangeLog,
     witnesses: Witnesses,
     metadata_xml: String,
@@ -249,6 +203,7 @@ pub fn start(
     let witnesses = Witnesses::default();
     let tvs = Arc::new(Tvs {
         key: pki.saml_key("tvs-signing")?,
+        impostor: pki.saml_impostor("tvs-signing")?,
         metadata_xml: cfg.metadata(pki)?,
         cfg,
         log,
@@ -263,6 +218,7 @@ pub fn start(
         .with_state(tvs.clone());
     let back_router = Router::new()
         .route("/ars", post(artifact_resolution))
+        .route("/entity/{tag}", get(external_entity))
         .with_state(tvs);
     Ok(TvsServers {
         front: tls::serve(front, front_tls, front_router, None),
@@ -416,6 +372,7 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
         tvs_entity: TVS_ENTITY_ID.to_string(),
         audience: pending.sp.entity_id.clone(),
         recipient: acs.clone(),
+        destination: acs.clone(),
         in_response_to: pending.request.id.clone(),
         artifact_resolve_id: String::new(),
         loa,
@@ -423,6 +380,7 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
         service_uuid: tvs.cfg.service_uuid.clone(),
         status,
         issued: now,
+        not_before: now,
         not_on_or_after: now + time::Duration::minutes(2),
         encrypt_for: pending.sp.entity_id.clone(),
         encryption_cert: pending
@@ -433,9 +391,12 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
             .unwrap_or_default(),
     };
     if let Some(fault) = fault {
-        fault.apply(&mut spec);
+        fault.apply(&mut spec, now);
     }
-    let artifact = saml::new_artifact(TVS_ENTITY_ID);
+    let artifact = saml::new_artifact(&fault.map_or(TVS_ENTITY_ID.to_string(), |f| {
+        f.artifact_issuer(TVS_ENTITY_ID)
+    }));
+    let created = Instant::now();
     let mut artifacts = lock(&tvs.artifacts);
     // A long-running TVS forgets artifacts past their lifetime: they can no longer resolve.
     artifacts.retain(|_, a| a.created.elapsed() <= tvs.cfg.artifact_lifetime);
@@ -444,7 +405,7 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
         Issued {
             spec,
             fault,
-            created: Instant::now(),
+            created,
             used: false,
             witness: f.get("witness").filter(|t| !t.is_empty()).cloned(),
         },
@@ -528,37 +489,74 @@ fn resolve(tvs: &Tvs, xml: &str) -> (ExchangeLog, (StatusCode, String)) {
             {
                 // Single use: spent on first resolution.
                 a.used = true;
-                Some((
+                Ok((
                     a.spec.clone(),
                     a.fault,
+                    a.witness.clone(),
                     tvs.witness_log(a.witness.as_deref()),
                 ))
             }
             Some(a) => {
-                let log = tvs.witness_log(a.witness.as_deref());
+                a.used = true;
+                Err((a.spec.clone(), tvs.witness_log(a.witness.as_deref())))
+            }
+            None => {
                 drop(artifacts);
-                tvs.note("ArtifactResolve for a used or expired artifact, or by another DV");
+                tvs.note("ArtifactResolve for an unknown artifact");
                 return (
-                    log,
+                    tvs.log.clone(),
                     soap_fault("artifact unknown, already resolved or expired"),
                 );
             }
-            None => None,
         }
     };
-    let Some((mut spec, fault, log)) = issued else {
-        tvs.note("ArtifactResolve for an unknown artifact");
-        return (
-            tvs.log.clone(),
-            soap_fault("artifact unknown, already resolved or expired"),
-        );
+    let (mut spec, fault, witness, log) = match issued {
+        Ok(x) => x,
+        Err((mut spec, log)) => {
+            // SAML bindings §3.6.6: an artifact that is spent, expired or not the requester's
+            // is answered with Success and no message.
+            tvs.note("ArtifactResolve for a used or expired artifact, or by another DV");
+            spec.artifact_resolve_id = resolve.id;
+            return match saml::forge::empty_artifact_response(&spec, &tvs.key) {
+                Ok(xml) => (log, (StatusCode::OK, xml)),
+                Err(e) => (log, soap_fault(&e.to_string())),
+            };
+        }
     };
     spec.artifact_resolve_id = resolve.id;
-    match saml::artifact_response(&spec, &tvs.key, |a| match fault {
-        Some(f) => f.tamper(a, &spec),
-        None => a,
-    }) {
+    let entity_url = format!(
+        "https://{}/entity/{}",
+        tvs.cfg.back_host,
+        witness.as_deref().unwrap_or("none")
+    );
+    let extras = saml::forge::Extras {
+        impostor: Some(&tvs.impostor),
+        entity_url: Some(&entity_url),
+    };
+    match saml::forge::artifact_response(&spec, &tvs.key, fault, extras) {
         Ok(xml) => (log, (StatusCode::OK, xml)),
         Err(e) => (log, soap_fault(&e.to_string())),
     }
+}
+
+/// GET /entity/{tag}: the target of [`TvsFault::ExternalEntity`]. A DV that resolves external
+/// entities fetches it; the fetch is recorded in the log of the scenario whose login carried it,
+/// where the judge finds it. A conformant DV never comes here.
+async fn external_entity(
+    State(tvs): State<Arc<Tvs>>,
+    axum::extract::Path(tag): axum::extract::Path<String>,
+) -> Response {
+    let log = tvs.witness_log(Some(&tag));
+    let mut x = RawExchange::request(
+        Party::Dva,
+        Party::Tvs,
+        "GET",
+        &format!("https://{}/entity/{tag}", tvs.cfg.back_host),
+    );
+    x.started = None;
+    x.status = Some(200);
+    x.response_body = Some(saml::forge::ENTITY_TEXT.to_string());
+    log.record(x);
+    tvs.note("the external entity was fetched (XXE)");
+    saml::forge::ENTITY_TEXT.into_response()
 }

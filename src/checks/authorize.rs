@@ -33,6 +33,10 @@ pub(super) struct Trace {
     /// The forms the browser posted to the DVA after the artifact was resolved: a consent
     /// refusal must be the answer to one of them.
     pub(super) posted_after_login: Vec<usize>,
+    /// The browser's first request to the DVA carrying a `SAMLart` (the artifact delivered).
+    pub(super) artifact_delivered: Option<usize>,
+    /// Any request the DVA made to the mock TVS during the step (a resolution, answered or not).
+    pub(super) dva_asked_tvs: Option<usize>,
 }
 
 pub(super) fn trace(exchanges: &[Exchange], step: &str) -> Trace {
@@ -51,6 +55,16 @@ pub(super) fn trace(exchanges: &[Exchange], step: &str) -> Trace {
                 t.posted_after_login.push(x.seq)
             }
             _ => {}
+        }
+        if x.from == Party::Browser
+            && x.to == Party::Dva
+            && x.url.contains("SAMLart=")
+            && t.artifact_delivered.is_none()
+        {
+            t.artifact_delivered = Some(x.seq);
+        }
+        if x.from == Party::Dva && x.to == Party::Tvs && t.dva_asked_tvs.is_none() {
+            t.dva_asked_tvs = Some(x.seq);
         }
     }
     t
@@ -287,10 +301,14 @@ fn broken_or_accepted(a: &AuthorizeResult, what: &str) -> Option<Verdict> {
     }
 }
 
-/// A login refusal: after the DVA resolved the faulty artifact, `access_denied` to the PGO.
-pub(super) fn login_refused(a: &AuthorizeResult, t: &Trace) -> Verdict {
+/// A login refusal: after the DVA resolved the faulty artifact, `access_denied` to the PGO. With
+/// `before_resolution`, the DVA must refuse the delivered artifact without resolving it.
+pub(super) fn login_refused(a: &AuthorizeResult, t: &Trace, before_resolution: bool) -> Verdict {
     if let Some(verdict) = broken_or_accepted(a, "the faulty login") {
         return verdict;
+    }
+    if before_resolution {
+        return refused_unresolved(a, t);
     }
     match &a.outcome {
         AuthorizeOutcome::Broken { .. } => unreachable_verdict(),
@@ -372,5 +390,136 @@ pub(super) fn error_page(a: &AuthorizeResult, t: &Trace, exchanges: &[Exchange])
                 vec![*seq],
             )
         }
+    }
+}
+
+/// An artifact the DVA must not resolve (its SourceID names no TVS it knows): delivered by the
+/// browser, never sent to the TVS, and answered with `access_denied`.
+fn refused_unresolved(a: &AuthorizeResult, t: &Trace) -> Verdict {
+    let Some(delivered) = t.artifact_delivered else {
+        return v(
+            Outcome::Error,
+            "could not exercise the login: the browser never delivered the artifact to the DVA",
+            a.evidence.clone(),
+        );
+    };
+    if let Some(asked) = t.dva_asked_tvs {
+        return v(
+            Outcome::Fail,
+            format!(
+                "the DVA sent an artifact whose SourceID is not the TVS's to the TVS to resolve (exchange {asked})"
+            ),
+            vec![delivered, asked],
+        );
+    }
+    match &a.outcome {
+        AuthorizeOutcome::Page { status, title, seq } => v(
+            Outcome::Fail,
+            format!(
+                "the artifact was refused into a dead end: the browser stopped on a page (HTTP {status}, {:?}) instead of returning to the PGO with access_denied",
+                title.as_deref().unwrap_or("untitled")
+            ),
+            vec![delivered, *seq],
+        ),
+        AuthorizeOutcome::RedirectedBack { seq, .. } => match a.param("error") {
+            Some("access_denied") => v(
+                Outcome::Pass,
+                format!(
+                    "refused without resolving it: the artifact delivered (exchange {delivered}) was never sent to the TVS, and the PGO got access_denied"
+                ),
+                vec![delivered, *seq],
+            ),
+            _ => v(
+                Outcome::Fail,
+                format!(
+                    "the artifact was refused with {} instead of access_denied",
+                    describe_error(a)
+                ),
+                vec![delivered, *seq],
+            ),
+        },
+        AuthorizeOutcome::Broken { .. } => unreachable_verdict(),
+    }
+}
+
+/// Two faulty logins refused alike: each a proven login refusal, and the same error and
+/// error_description for both (no oracle telling their failures apart).
+pub(super) fn same_refusal(
+    a: &AuthorizeResult,
+    ta: &Trace,
+    b: &AuthorizeResult,
+    tb: &Trace,
+) -> Verdict {
+    let first = login_refused(a, ta, false);
+    let second = login_refused(b, tb, false);
+    for (verdict, which) in [(&first, "the first"), (&second, "the second")] {
+        if verdict.outcome != Outcome::Pass {
+            return v(
+                verdict.outcome,
+                format!("{which} faulty login: {}", verdict.message),
+                verdict.evidence.clone(),
+            );
+        }
+    }
+    let mut evidence = first.evidence.clone();
+    evidence.extend(second.evidence.iter().copied());
+    let answer = |r: &AuthorizeResult| {
+        (
+            r.param("error").unwrap_or("").to_string(),
+            r.param("error_description").map(str::to_string),
+        )
+    };
+    if answer(a) == answer(b) {
+        v(
+            Outcome::Pass,
+            format!(
+                "both refused alike after the DVA resolved each artifact: {}",
+                describe_error(a)
+            ),
+            evidence,
+        )
+    } else {
+        v(
+            Outcome::Fail,
+            format!(
+                "the two failures are told apart to the PGO ({} against {}): an oracle on the decryption",
+                describe_error(a),
+                describe_error(b)
+            ),
+            evidence,
+        )
+    }
+}
+
+/// The external entity of an XXE stimulus was never fetched: the DVA resolved the message that
+/// named it (the stimulus reached it), and no request of the DVA's came to the mock TVS's
+/// entity listener (`/entity/…`).
+pub(super) fn entity_not_fetched(t: &Trace, exchanges: &[Exchange], step: &str) -> Verdict {
+    let fetched = exchanges.iter().find(|x| {
+        x.step.as_deref() == Some(step)
+            && x.from == Party::Dva
+            && x.to == Party::Tvs
+            && x.method == "GET"
+            && x.url.contains("/entity/")
+    });
+    match (fetched, t.artifact_resolved) {
+        (Some(x), _) => v(
+            Outcome::Fail,
+            format!(
+                "the DVA fetched the external entity named in the message's DOCTYPE (XXE): {} (exchange {})",
+                x.url, x.seq
+            ),
+            vec![x.seq],
+        ),
+        (None, None) => v(
+            Outcome::Error,
+            "could not exercise the parser: the DVA never resolved the message with the external entity",
+            vec![],
+        ),
+        (None, Some(resolved)) => v(
+            Outcome::Pass,
+            "the DVA resolved the message naming an external entity and never fetched it",
+            vec![resolved],
+        ),
     }
 }

@@ -209,6 +209,8 @@ pub fn requirements(kind: &str) -> &'static [&'static str] {
         "error-redirect" => &["rfc6749#4.1.2.1", "medmij:duiding-van-fouten"],
         // Each SAML scenario names the one rule its fault breaks.
         "login-refused" => &[],
+        "same-refusal" => &["attack:padding-oracle"],
+        "entity-not-fetched" => &["attack:xxe"],
         "token-issued" => &["rfc6749#4.1.3", "rfc6749#5.1", "medmij:token.response"],
         "token-refused" => &["rfc6749#5.2"],
         "fhir-searchset" => &["fhir-stu3#search", "nictiz:qualification.gp-49"],
@@ -304,7 +306,25 @@ pub fn evaluate(
             CheckSpec::ErrorRedirect { error, stage, .. } => {
                 error_redirect(a, error, *stage, &trace(ctx.exchanges, &step))
             }
-            CheckSpec::LoginRefused { .. } => login_refused(a, &trace(ctx.exchanges, &step)),
+            CheckSpec::LoginRefused {
+                before_resolution, ..
+            } => login_refused(a, &trace(ctx.exchanges, &step), *before_resolution),
+            CheckSpec::SameRefusal { other, .. } => match results.get(other) {
+                Some(StepResult::Authorize(b)) => same_refusal(
+                    a,
+                    &trace(ctx.exchanges, &step),
+                    b,
+                    &trace(ctx.exchanges, other),
+                ),
+                _ => v(
+                    Outcome::Error,
+                    format!("the other faulty login {other:?} did not run"),
+                    vec![],
+                ),
+            },
+            CheckSpec::EntityNotFetched { .. } => {
+                entity_not_fetched(&trace(ctx.exchanges, &step), ctx.exchanges, &step)
+            }
             CheckSpec::ErrorPage { .. } => {
                 error_page(a, &trace(ctx.exchanges, &step), ctx.exchanges)
             }

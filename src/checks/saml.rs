@@ -742,7 +742,7 @@ pub(super) fn loa_respected(a: &AuthorizeResult, step: &str, ctx: &Context<'_>) 
             evidence,
         );
     }
-    let verdict = login_refused(a, &trace(ctx.exchanges, step));
+    let verdict = login_refused(a, &trace(ctx.exchanges, step), false);
     v(
         verdict.outcome,
         format!("{setting} must be refused: {}", verdict.message),

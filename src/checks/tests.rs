@@ -127,6 +127,8 @@ fn after_login() -> Trace {
         reached_tvs: Some(1),
         artifact_resolved: Some(2),
         posted_after_login: vec![3],
+        artifact_delivered: Some(1),
+        dva_asked_tvs: Some(2),
     }
 }
 
@@ -245,16 +247,16 @@ fn login_refused_branches() {
         Some("s"),
     );
     assert_eq!(
-        login_refused(&back(&[("code", "c")], None), &after_login()).outcome,
+        login_refused(&back(&[("code", "c")], None), &after_login(), false).outcome,
         Outcome::Fail
     );
     assert_eq!(
-        login_refused(&denied, &after_login()).outcome,
+        login_refused(&denied, &after_login(), false).outcome,
         Outcome::Pass
     );
     // A dead end after the login is no OAuth error to the PGO.
     assert_eq!(
-        login_refused(&page(), &after_login()).outcome,
+        login_refused(&page(), &after_login(), false).outcome,
         Outcome::Fail
     );
     let other = back(
@@ -265,9 +267,12 @@ fn login_refused_branches() {
         ],
         Some("s"),
     );
-    assert_eq!(login_refused(&other, &after_login()).outcome, Outcome::Fail);
     assert_eq!(
-        login_refused(&broken(), &after_login()).outcome,
+        login_refused(&other, &after_login(), false).outcome,
+        Outcome::Fail
+    );
+    assert_eq!(
+        login_refused(&broken(), &after_login(), false).outcome,
         Outcome::Error
     );
 }
@@ -285,14 +290,17 @@ fn login_refused_without_its_stimulus_is_an_error() {
         Some("s"),
     );
     for a in [denied, page()] {
-        let verdict = login_refused(&a, &at_request());
+        let verdict = login_refused(&a, &at_request(), false);
         assert_eq!(verdict.outcome, Outcome::Error, "{}", verdict.message);
     }
     let only_tvs = Trace {
         reached_tvs: Some(1),
         ..Trace::default()
     };
-    assert_eq!(login_refused(&page(), &only_tvs).outcome, Outcome::Error);
+    assert_eq!(
+        login_refused(&page(), &only_tvs, false).outcome,
+        Outcome::Error
+    );
 }
 
 #[test]
@@ -824,4 +832,108 @@ fn positive_checks_do_not_pass_on_a_refusal() {
             verdict.message
         );
     }
+}
+
+/// An artifact that must not be resolved: a pass needs its delivery and no request of the DVA's
+/// to the TVS; resolving it fails, an undelivered one is an error.
+#[test]
+fn an_unresolved_refusal_needs_the_delivery_and_no_resolution() {
+    let denied = back(
+        &[
+            ("error", "access_denied"),
+            ("error_description", "x"),
+            ("state", "s"),
+        ],
+        Some("s"),
+    );
+    let delivered = Trace {
+        artifact_delivered: Some(1),
+        ..Trace::default()
+    };
+    assert_eq!(
+        login_refused(&denied, &delivered, true).outcome,
+        Outcome::Pass
+    );
+    let resolved = login_refused(&denied, &after_login(), true);
+    assert_eq!(resolved.outcome, Outcome::Fail, "{}", resolved.message);
+    assert_eq!(
+        login_refused(&denied, &at_request(), true).outcome,
+        Outcome::Error
+    );
+    assert_eq!(
+        login_refused(&page(), &delivered, true).outcome,
+        Outcome::Fail
+    );
+    assert_eq!(
+        login_refused(&back(&[("code", "c")], None), &delivered, true).outcome,
+        Outcome::Fail
+    );
+}
+
+/// Two refusals that differ only in error_description are an oracle; identical ones pass; one
+/// without its resolution proves nothing.
+#[test]
+fn same_refusal_compares_the_answers_of_two_proven_refusals() {
+    let answer = |description: &str| {
+        back(
+            &[
+                ("error", "access_denied"),
+                ("error_description", description),
+                ("state", "s"),
+            ],
+            Some("s"),
+        )
+    };
+    let same = same_refusal(
+        &answer("mislukt"),
+        &after_login(),
+        &answer("mislukt"),
+        &after_login(),
+    );
+    assert_eq!(same.outcome, Outcome::Pass, "{}", same.message);
+    let apart = same_refusal(
+        &answer("mislukt: bad padding"),
+        &after_login(),
+        &answer("mislukt: not UTF-8"),
+        &after_login(),
+    );
+    assert_eq!(apart.outcome, Outcome::Fail, "{}", apart.message);
+    assert_eq!(
+        same_refusal(&answer("x"), &after_login(), &answer("x"), &at_request()).outcome,
+        Outcome::Error
+    );
+    assert_eq!(
+        same_refusal(
+            &back(&[("code", "c")], None),
+            &after_login(),
+            &answer("x"),
+            &after_login()
+        )
+        .outcome,
+        Outcome::Fail
+    );
+}
+
+#[test]
+fn entity_not_fetched_fails_on_a_fetch_and_needs_the_resolution() {
+    let fetch = |url: &str| {
+        let mut x = dva_page(5, Party::Tvs).remove(0);
+        x.from = Party::Dva;
+        x.url = url.into();
+        x
+    };
+    let fetched = vec![fetch("https://soap.tvs/entity/abc")];
+    assert_eq!(
+        entity_not_fetched(&after_login(), &fetched, "authorize").outcome,
+        Outcome::Fail
+    );
+    let other = vec![fetch("https://soap.tvs/ars")];
+    assert_eq!(
+        entity_not_fetched(&after_login(), &other, "authorize").outcome,
+        Outcome::Pass
+    );
+    assert_eq!(
+        entity_not_fetched(&at_request(), &other, "authorize").outcome,
+        Outcome::Error
+    );
 }

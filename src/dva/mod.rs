@@ -170,6 +170,8 @@ pub struct Dva {
     /// [`Quirk::AuthnRequestCached`]: the first login's AuthnRequest ID and posted form value,
     /// posted again for every later login.
     cached_authn_request: Mutex<Option<(String, String)>>,
+    /// Logins by artifact, kept only under [`quirks::Quirk::ArtifactReplayAccepted`].
+    resolved: Mutex<HashMap<String, crate::saml::Login>>,
 }
 
 impl Dva {
@@ -261,6 +263,7 @@ pub fn start(
         refresh: Mutex::default(),
         searches: Mutex::default(),
         cached_authn_request: Mutex::default(),
+        resolved: Mutex::default(),
     });
     let refusal_log = log.clone();
     let on_refused: tls::RefusalHook = Arc::new(move |why| {

@@ -450,12 +450,18 @@ pub async fn assertion_consumer(
         }
         Err(failure) => {
             dva.note(format!("SAML login refused: {failure}"));
+            // The weakness: the reason, bad padding or bad content, told to the PGO.
+            let description = if dva.cfg.quirks.has(Quirk::SamlDecryptionErrorDetailed) {
+                format!("inloggen mislukt: {failure}")
+            } else {
+                "inloggen mislukt".to_string()
+            };
             return error_redirect(
                 &dva,
                 &sess.redirect_uri,
                 state,
                 "access_denied",
-                "inloggen mislukt",
+                &description,
             );
         }
     };
@@ -496,12 +502,25 @@ async fn resolve_artifact(
     authn_id: &str,
 ) -> Result<saml::Login, LoginFailure> {
     let refused = |s: String| LoginFailure::Refused(s);
+    let quirks = &dva.cfg.quirks;
+    if quirks.has(Quirk::ArtifactReplayAccepted) {
+        // The weakness: a login once resolved is served again for the same artifact.
+        if let Some(login) = Dva::lock(&dva.resolved).get(artifact).cloned() {
+            return Ok(login);
+        }
+    }
+    // SAML bindings §3.6.4: the SourceID names the issuer; an artifact from an issuer we do not
+    // know is never sent anywhere.
+    if !quirks.has(Quirk::ArtifactSourceUnchecked) && !from_tvs(artifact, &dva.tvs.entity_id) {
+        return Err(refused(
+            "the artifact's SourceID is not the TVS's: not resolved".into(),
+        ));
+    }
     let ars = dva
         .tvs
         .artifact_resolution_url
         .clone()
         .ok_or_else(|| refused("TVS metadata has no ArtifactResolutionService".into()))?;
-    let quirks = &dva.cfg.quirks;
     let signer = (!quirks.has(Quirk::ArtifactResolveUnsigned)).then_some(&*dva.signing);
     let (resolve_id, envelope) =
         saml::artifact_resolve_with(&dva.cfg.entity_id, &ars, artifact, signer)
@@ -532,15 +551,19 @@ async fn resolve_artifact(
     let body = crate::tls::read_limited(resp, 1 << 20)
         .await
         .map_err(&refused)?;
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let mut body = String::from_utf8_lossy(&body).into_owned();
     if quirks.has(Quirk::ArtifactResolvedTwice) {
         // The retry: the same request once more, its answer read and dropped.
         if let Ok(again) = send(envelope).await {
             let _ = crate::tls::read_limited(again, 1 << 20).await;
         }
     }
+    if quirks.has(Quirk::SamlExternalEntitiesResolved) {
+        body = inline_external_entities(dva, &body).await;
+    }
     let policy = AssertionPolicy {
         idp_signing_certs: &dva.tvs.signing_certs,
+        idp_entity: &dva.tvs.entity_id,
         own_entity: &dva.cfg.entity_id,
         acs_url: &dva.cfg.acs_url(),
         expected_in_response_to: authn_id,
@@ -552,6 +575,7 @@ async fn resolve_artifact(
         check_audience: !quirks.has(Quirk::SamlAudienceUnchecked),
         check_loa: !quirks.has(Quirk::LoaUnchecked),
         check_subject_confirmation: !quirks.has(Quirk::AcceptEverything),
+        lax: sp_lax(quirks),
     };
     match saml::consume_artifact_response(&body, &policy) {
         // Every login is accepted, even a cancelled or unreadable one: as the default person.
@@ -573,8 +597,93 @@ async fn resolve_artifact(
                 dva.cfg.min_loa.uri()
             )))
         }
+        Ok(login) => {
+            if quirks.has(Quirk::ArtifactReplayAccepted) {
+                Dva::lock(&dva.resolved).insert(artifact.to_string(), login.clone());
+            }
+            Ok(login)
+        }
         other => other,
     }
+}
+
+/// The assertion consumer's weaknesses this DVA's quirks switch on (none: the strict SP).
+fn sp_lax(quirks: &super::quirks::Quirks) -> saml::SpLax {
+    let q = |x| quirks.has(x);
+    saml::SpLax {
+        signature: saml::dsig::SigLax {
+            sha1: q(Quirk::SamlSha1Accepted),
+            key_info_trusted: q(Quirk::SamlKeyInfoTrusted),
+            signed_info_split: q(Quirk::SamlSignedInfoSplit),
+            digest_first_child: q(Quirk::SamlDigestFirstChild),
+            reference_searched: q(Quirk::SamlReferenceSearched),
+        },
+        decryption: saml::xmlenc::DecryptLax {
+            rsa_1_5: q(Quirk::SamlRsa15Accepted),
+            recipient_unchecked: q(Quirk::SamlKeyRecipientUnchecked),
+            method_assumed: q(Quirk::SamlEncryptionMethodAssumed),
+        },
+        assertion_signature_optional: q(Quirk::SamlAssertionSignatureOptional),
+        message_signature_optional: q(Quirk::SamlMessageSignatureOptional),
+        signature_detached: q(Quirk::SamlSignatureDetached),
+        last_assertion_read: q(Quirk::SamlLastAssertionRead),
+        doctype_accepted: q(Quirk::SamlDoctypeAccepted) || q(Quirk::SamlExternalEntitiesResolved),
+        name_id_by_string_search: q(Quirk::SamlNameIdByStringSearch),
+        not_before_unchecked: q(Quirk::SamlNotBeforeUnchecked),
+        expiry_unchecked: q(Quirk::SamlExpiryUnchecked),
+        in_response_to_unchecked: q(Quirk::SamlInResponseToUnchecked),
+        unsolicited_accepted: q(Quirk::SamlUnsolicitedAccepted),
+        recipient_unchecked: q(Quirk::SamlRecipientUnchecked),
+        audience_optional: q(Quirk::SamlAudienceOptional),
+        destination_unchecked: q(Quirk::SamlDestinationUnchecked),
+        issuer_unchecked: q(Quirk::SamlIssuerUnchecked),
+        status_unchecked: q(Quirk::SamlStatusUnchecked),
+    }
+}
+
+/// Whether a type-0x0004 artifact's SourceID is the SHA-1 of `entity`.
+fn from_tvs(artifact: &str, entity: &str) -> bool {
+    use base64::Engine;
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(artifact.trim()) else {
+        return false;
+    };
+    let source = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        entity.as_bytes(),
+    );
+    raw.len() == 44 && raw[..2] == [0x00, 0x04] && raw[4..24] == *source.as_ref()
+}
+
+/// [`Quirk::SamlExternalEntitiesResolved`]: the DOCTYPE's external entities are fetched (with
+/// the back-channel client, 64 KiB and the client's time-out at most) and written back as
+/// internal ones, as a parser that resolves external entities would. Deliberately vulnerable.
+async fn inline_external_entities(dva: &Dva, xml: &str) -> String {
+    let Some(start) = xml.find("<!DOCTYPE") else {
+        return xml.to_string();
+    };
+    let Some(end) = xml[start..].find("]>").map(|e| start + e) else {
+        return xml.to_string();
+    };
+    let mut doctype = xml[start..end].to_string();
+    while let Some(at) = doctype.find(" SYSTEM \"") {
+        let url_start = at + " SYSTEM \"".len();
+        let Some(url_len) = doctype[url_start..].find('"') else {
+            break;
+        };
+        let url = doctype[url_start..url_start + url_len].replace("&amp;", "&");
+        let text = match dva.soap.get(&url).send().await {
+            Ok(r) => crate::tls::read_limited(r, 64 << 10)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        doctype.replace_range(
+            at..url_start + url_len + 1,
+            &format!(" \"{}\"", saml::escape(&text)),
+        );
+    }
+    format!("{}{doctype}{}", &xml[..start], &xml[end..])
 }
 
 /// POST /oauth/consent

@@ -213,6 +213,60 @@ pub enum Quirk {
     /// The level is compared with `>` instead of `≥`: a login exactly at the row's minimum is
     /// refused (brief §8; eID SAML 4.4 §7.6.3.5).
     LoaMinimumExclusive,
+    /// The Assertion's signature is verified only when there is one (eID SAML 4.4 §9).
+    SamlAssertionSignatureOptional,
+    /// The ArtifactResponse's signature is verified only when there is one (eID SAML 4.4 §9).
+    SamlMessageSignatureOptional,
+    /// A certificate carried in `KeyInfo` is trusted when its subject matches the TVS's, instead of pinning the metadata key (xml-crypto 2025).
+    SamlKeyInfoTrusted,
+    /// RSA-SHA1 signatures and SHA-1 digests are accepted (brief §8, §10.18).
+    SamlSha1Accepted,
+    /// With two `SignedInfo`, the SignatureValue is checked over the first and the Reference read from the last (xml-crypto 2025).
+    SamlSignedInfoSplit,
+    /// The DigestValue is read from its first child node, so a comment's text is taken (xml-crypto CVE-2025-29775).
+    SamlDigestFirstChild,
+    /// The Reference to the signed element is searched in the whole document, so a forged one earlier wins (ruby-saml CVE-2024-45409).
+    SamlReferenceSearched,
+    /// Signatures are verified wherever they are and data read from the first Assertion found: signature wrapping XSW1–XSW8 and duplicate IDs get through (SAML Raider).
+    SamlSignatureDetached,
+    /// The first Assertion's signature is verified and the last Assertion read (crewjam/saml CVE-2022-41912).
+    SamlLastAssertionRead,
+    /// A DOCTYPE is parsed and its internal entities expanded (ruby-saml CVE-2025-25291 family).
+    SamlDoctypeAccepted,
+    /// External entities are fetched and expanded (XXE); implies a DOCTYPE is accepted.
+    SamlExternalEntitiesResolved,
+    /// The BSN is cut from the decrypted NameID by string search, up to the first markup: a comment, processing instruction or CDATA section changes the person (CVE-2017-11427 family).
+    SamlNameIdByStringSearch,
+    /// Conditions NotBefore is not checked (eID SAML 4.4).
+    SamlNotBeforeUnchecked,
+    /// NotOnOrAfter is not checked (brief §8, §10.18).
+    SamlExpiryUnchecked,
+    /// InResponseTo is not compared with the AuthnRequest (brief §8, §10.18).
+    SamlInResponseToUnchecked,
+    /// InResponseTo is compared only when present: unsolicited responses log in (brief §8).
+    SamlUnsolicitedAccepted,
+    /// SubjectConfirmationData Recipient is not checked (brief §8).
+    SamlRecipientUnchecked,
+    /// The Audience is checked only when there is an AudienceRestriction (brief §8, §10.18).
+    SamlAudienceOptional,
+    /// The Response's Destination is not checked (SAML bindings §3.6.5.2).
+    SamlDestinationUnchecked,
+    /// The Issuers are not compared with the TVS's entityID (eID SAML 4.4).
+    SamlIssuerUnchecked,
+    /// The Status is not read: a Response with an Assertion logs in whatever it says (eID SAML 4.4 §7.8).
+    SamlStatusUnchecked,
+    /// Resolved logins are cached by artifact: the same SAMLart delivered again logs in again without asking the TVS (brief §8, §10.18).
+    ArtifactReplayAccepted,
+    /// The artifact's SourceID is not checked before resolving it (SAML bindings §3.6.4).
+    ArtifactSourceUnchecked,
+    /// RSA PKCS#1 v1.5 key transport is accepted in the EncryptedID (ST-SAML; Bleichenbacher).
+    SamlRsa15Accepted,
+    /// Any EncryptedKey is used, whatever its Recipient, or none (brief §8).
+    SamlKeyRecipientUnchecked,
+    /// A failed decryption is reported with its reason in error_description, so bad padding and bad content answer differently: a padding oracle.
+    SamlDecryptionErrorDetailed,
+    /// A missing EncryptionMethod is taken as AES-256-CBC (ST-SAML).
+    SamlEncryptionMethodAssumed,
     /// An anti-DVA, for an invariant rather than a defect: every authorization request is
     /// redirected with a non-RFC error (an error page where there is no usable redirect_uri),
     /// every token request is refused with `invalid_grant`, every resource request with a
@@ -349,6 +403,33 @@ impl Quirk {
         Quirk::ArtifactResolvedTwice,
         Quirk::LoaExactMatch,
         Quirk::LoaMinimumExclusive,
+        Quirk::SamlAssertionSignatureOptional,
+        Quirk::SamlMessageSignatureOptional,
+        Quirk::SamlKeyInfoTrusted,
+        Quirk::SamlSha1Accepted,
+        Quirk::SamlSignedInfoSplit,
+        Quirk::SamlDigestFirstChild,
+        Quirk::SamlReferenceSearched,
+        Quirk::SamlSignatureDetached,
+        Quirk::SamlLastAssertionRead,
+        Quirk::SamlDoctypeAccepted,
+        Quirk::SamlExternalEntitiesResolved,
+        Quirk::SamlNameIdByStringSearch,
+        Quirk::SamlNotBeforeUnchecked,
+        Quirk::SamlExpiryUnchecked,
+        Quirk::SamlInResponseToUnchecked,
+        Quirk::SamlUnsolicitedAccepted,
+        Quirk::SamlRecipientUnchecked,
+        Quirk::SamlAudienceOptional,
+        Quirk::SamlDestinationUnchecked,
+        Quirk::SamlIssuerUnchecked,
+        Quirk::SamlStatusUnchecked,
+        Quirk::ArtifactReplayAccepted,
+        Quirk::ArtifactSourceUnchecked,
+        Quirk::SamlRsa15Accepted,
+        Quirk::SamlKeyRecipientUnchecked,
+        Quirk::SamlDecryptionErrorDetailed,
+        Quirk::SamlEncryptionMethodAssumed,
         Quirk::RefuseEverything,
         Quirk::RefuseTokens,
         Quirk::RefuseResources,
@@ -465,6 +546,46 @@ impl Quirk {
             ArtifactResolveOtherCertificate => &["eid-saml-4.4#artifact-resolve.mutual-tls"],
             ArtifactResolvedTwice => &["eid-saml-4.4#artifact.resolved-once"],
             LoaExactMatch | LoaMinimumExclusive => &["eid-saml-4.4#7.6.3.5.at-or-above"],
+            SamlAssertionSignatureOptional => &["eid-saml-4.4#9.assertion-signed"],
+            SamlMessageSignatureOptional => &["eid-saml-4.4#9.message-signed"],
+            SamlKeyInfoTrusted => &["eid-saml-4.4#9.metadata-key"],
+            SamlSha1Accepted => &["eid-saml-4.4#9.algorithms"],
+            SamlSignedInfoSplit => &["attack:two-signed-info"],
+            SamlDigestFirstChild => &["attack:cve-2025-29775"],
+            SamlReferenceSearched => &["attack:cve-2024-45409"],
+            SamlSignatureDetached => &[
+                "attack:xsw1",
+                "attack:xsw2",
+                "attack:xsw3",
+                "attack:xsw4",
+                "attack:xsw5",
+                "attack:xsw6",
+                "attack:xsw7",
+                "attack:xsw8",
+                "attack:duplicate-ids",
+            ],
+            SamlLastAssertionRead => &["attack:cve-2022-41912"],
+            SamlDoctypeAccepted => &["attack:doctype", "attack:entity-expansion"],
+            SamlExternalEntitiesResolved => &["attack:xxe"],
+            SamlNameIdByStringSearch => &["attack:cve-2017-11427"],
+            SamlNotBeforeUnchecked => &["eid-saml-4.4#7.6.not-before"],
+            SamlExpiryUnchecked => &[
+                "eid-saml-4.4#7.6.not-on-or-after",
+                "eid-saml-4.4#artifact.lifetime",
+            ],
+            SamlInResponseToUnchecked => &["eid-saml-4.4#7.6.in-response-to"],
+            SamlUnsolicitedAccepted => &["eid-saml-4.4#7.6.unsolicited"],
+            SamlRecipientUnchecked => &["eid-saml-4.4#7.6.recipient"],
+            SamlAudienceOptional => &["eid-saml-4.4#7.6.audience-missing"],
+            SamlDestinationUnchecked => &["eid-saml-4.4#7.6.destination"],
+            SamlIssuerUnchecked => &["eid-saml-4.4#7.6.issuer"],
+            SamlStatusUnchecked => &["eid-saml-4.4#7.8.status"],
+            ArtifactReplayAccepted => &["eid-saml-4.4#artifact.single-use"],
+            ArtifactSourceUnchecked => &["eid-saml-4.4#artifact.source-id"],
+            SamlRsa15Accepted => &["st-saml#encryption.key-transport"],
+            SamlKeyRecipientUnchecked => &["st-saml#encryption.recipient"],
+            SamlDecryptionErrorDetailed => &["attack:padding-oracle"],
+            SamlEncryptionMethodAssumed => &["st-saml#encryption.method"],
             // The anti-DVAs break everything; they prove invariants, not single rules.
             RefuseEverything | RefuseTokens | RefuseResources | AcceptEverything => &[],
         }
@@ -588,6 +709,37 @@ impl Quirk {
             Quirk::RefuseEverything => "every request is refused (an invariant: no pass)",
             Quirk::RefuseTokens => "every token request is refused (an invariant)",
             Quirk::RefuseResources => "every resource request is refused (an invariant)",
+            Quirk::SamlAssertionSignatureOptional => "an unsigned Assertion is accepted",
+            Quirk::SamlMessageSignatureOptional => "an unsigned ArtifactResponse is accepted",
+            Quirk::SamlKeyInfoTrusted => "the key in KeyInfo is trusted by its subject name",
+            Quirk::SamlSha1Accepted => "SHA-1 signatures are accepted",
+            Quirk::SamlSignedInfoSplit => "two SignedInfo elements: one verified, the other used",
+            Quirk::SamlDigestFirstChild => "a DigestValue hidden in a comment is used",
+            Quirk::SamlReferenceSearched => "a forged Reference earlier in the document is used",
+            Quirk::SamlSignatureDetached => {
+                "signature verification is detached from the data read (XSW)"
+            }
+            Quirk::SamlLastAssertionRead => "the first Assertion is verified, the last one read",
+            Quirk::SamlDoctypeAccepted => "a DOCTYPE and its entities are processed",
+            Quirk::SamlExternalEntitiesResolved => "external entities are fetched (XXE)",
+            Quirk::SamlNameIdByStringSearch => {
+                "the NameID is read by string search, not as whole text"
+            }
+            Quirk::SamlNotBeforeUnchecked => "an Assertion that is not yet valid is accepted",
+            Quirk::SamlExpiryUnchecked => "an expired Assertion is accepted",
+            Quirk::SamlInResponseToUnchecked => "InResponseTo is not compared",
+            Quirk::SamlUnsolicitedAccepted => "an unsolicited response is accepted",
+            Quirk::SamlRecipientUnchecked => "the Recipient is not checked",
+            Quirk::SamlAudienceOptional => "an Assertion without Audience is accepted",
+            Quirk::SamlDestinationUnchecked => "the Response's Destination is not checked",
+            Quirk::SamlIssuerUnchecked => "another Issuer is accepted",
+            Quirk::SamlStatusUnchecked => "a non-success status with an Assertion logs in",
+            Quirk::ArtifactReplayAccepted => "a replayed artifact logs in again",
+            Quirk::ArtifactSourceUnchecked => "an artifact from an unknown source is resolved",
+            Quirk::SamlRsa15Accepted => "rsa-1_5 key transport is accepted",
+            Quirk::SamlKeyRecipientUnchecked => "the EncryptedKey's Recipient is not checked",
+            Quirk::SamlDecryptionErrorDetailed => "decryption failures are told apart to the PGO",
+            Quirk::SamlEncryptionMethodAssumed => "a missing EncryptionMethod is assumed",
             Quirk::AcceptEverything => {
                 "nothing is validated (an invariant: no negative scenario passes)"
             }

@@ -149,6 +149,9 @@ pub struct Pgo {
     /// The redirect URI the last authorization request actually sent (it may be overridden).
     sent_redirect_uri: std::sync::Mutex<String>,
     witness: Option<String>,
+    /// The last assertion-consumer URL (with its `SAMLart`) the TVS sent the browser to: what
+    /// a `replay_artifact` login delivers again.
+    last_artifact: std::sync::Mutex<Option<reqwest::Url>>,
 }
 
 /// Everything [`Pgo::new`] needs besides the clients it builds.
@@ -210,6 +213,7 @@ impl Pgo {
             other_identities: setup.other_identities,
             bad_identities: setup.bad_identities,
             witness: None,
+            last_artifact: std::sync::Mutex::new(None),
         })
     }
 
@@ -430,6 +434,10 @@ impl Pgo {
                         evidence,
                     };
                 }
+                if next.query_pairs().any(|(k, _)| k == "SAMLart") {
+                    *self.last_artifact.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(next.clone());
+                }
                 url = next;
                 form = None;
                 continue;
@@ -519,6 +527,16 @@ impl Pgo {
             return pick(f, f.submission(&[], None));
         }
         if let Some(f) = forms.iter().find(|f| f.matches(&s.tvs_login.form)) {
+            if login.replay_artifact {
+                // Instead of logging in: the earlier login's artifact, delivered again (no
+                // earlier artifact leaves the browser on the TVS's page).
+                let earlier = self
+                    .last_artifact
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()?;
+                return Some((earlier, Vec::new(), "get".to_string()));
+            }
             let mut overrides = Vec::new();
             if let Some(fault) = login.fault {
                 overrides.push(("fault", fault.name()));

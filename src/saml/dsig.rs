@@ -203,8 +203,45 @@ pub fn is_signed(element: Node<'_, '_>) -> bool {
     ds_child(element, "Signature").is_some()
 }
 
+/// Deliberate weaknesses of signature verification, each the shape of a published
+/// vulnerability, for the simulated DVA's quirks. The default, all off, is strict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigLax {
+    /// `rsa-sha1` signatures and `sha1` digests are accepted.
+    pub sha1: bool,
+    /// A certificate in `KeyInfo` is trusted when its subject equals a trusted certificate's
+    /// (xml-crypto 2025 family: the key travels with the message).
+    pub key_info_trusted: bool,
+    /// With two `SignedInfo` elements, the SignatureValue is checked over the first and the
+    /// Reference taken from the last (xml-crypto 2025).
+    pub signed_info_split: bool,
+    /// The DigestValue is read from its first child node, a comment's text included
+    /// (xml-crypto CVE-2025-29775: `<DigestValue><!--forged-->orig</DigestValue>`).
+    pub digest_first_child: bool,
+    /// The Reference for the signed element's ID is searched in the whole document, so a forged
+    /// one placed earlier wins (ruby-saml CVE-2024-45409).
+    pub reference_searched: bool,
+}
+
 /// Verifies the enveloped signature on `element` against one of `trusted_certs` (DER).
 pub fn verify(element: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), SamlError> {
+    verify_with(element, trusted_certs, SigLax::default())
+}
+
+/// All text of `node` and its descendants, comments and processing instructions left out.
+pub fn whole_text(node: Node<'_, '_>) -> String {
+    node.descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect()
+}
+
+/// [`verify`] with the weaknesses `lax` switches on.
+pub fn verify_with(
+    element: Node<'_, '_>,
+    trusted_certs: &[Vec<u8>],
+    lax: SigLax,
+) -> Result<(), SamlError> {
     let name = element.tag_name().name();
     let bad = |why: &str| SamlError::Signature(format!("{name}: {why}"));
     let id = element
@@ -226,20 +263,37 @@ pub fn verify(element: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), Sa
     if sigs.next().is_some() {
         return Err(bad("more than one Signature"));
     }
-    let si = ds_child(sig, "SignedInfo").ok_or_else(|| bad("no SignedInfo"))?;
+    let signed_infos: Vec<Node> = ds_children(sig, "SignedInfo").collect();
+    let si = *signed_infos.first().ok_or_else(|| bad("no SignedInfo"))?;
+    if signed_infos.len() > 1 && !lax.signed_info_split {
+        return Err(bad("more than one SignedInfo"));
+    }
+    // The weakness: the references come from another SignedInfo than the one verified.
+    let si_refs = *signed_infos.last().unwrap_or(&si);
     if alg(ds_child(si, "CanonicalizationMethod")) != ALG_EXC_C14N {
         return Err(bad("canonicalization is not exclusive c14n"));
     }
     let sig_alg = alg(ds_child(si, "SignatureMethod"));
-    match sig_alg {
-        ALG_RSA_SHA256 => {}
+    let verify_alg: &'static signature::RsaParameters = match sig_alg {
+        ALG_RSA_SHA256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        ALG_RSA_SHA1 if lax.sha1 => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
         ALG_RSA_SHA1 => return Err(bad("SHA-1 signature refused")),
         other => return Err(bad(&format!("signature method {other:?} not accepted"))),
-    }
-    let mut refs = ds_children(si, "Reference");
-    let reference = refs.next().ok_or_else(|| bad("no Reference"))?;
+    };
+    let mut refs = ds_children(si_refs, "Reference");
+    let mut reference = refs.next().ok_or_else(|| bad("no Reference"))?;
     if refs.next().is_some() {
         return Err(bad("more than one Reference"));
+    }
+    if lax.reference_searched {
+        // The weakness: the first Reference to this ID anywhere in the document.
+        if let Some(found) = doc.descendants().find(|n| {
+            n.tag_name().namespace() == Some(NS_DS)
+                && n.tag_name().name() == "Reference"
+                && n.attribute("URI") == Some(&format!("#{id}"))
+        }) {
+            reference = found;
+        }
     }
     if reference.attribute("URI") != Some(&format!("#{id}")) {
         return Err(bad("Reference does not point at the signed element"));
@@ -264,36 +318,51 @@ pub fn verify(element: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), Sa
     {
         return Err(bad("InclusiveNamespaces is not supported"));
     }
-    match alg(ds_child(reference, "DigestMethod")) {
-        ALG_SHA256 => {}
+    let digest_alg = match alg(ds_child(reference, "DigestMethod")) {
+        ALG_SHA256 => &aws_lc_rs::digest::SHA256,
+        ALG_SHA1 if lax.sha1 => &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
         ALG_SHA1 => return Err(bad("SHA-1 digest refused")),
         other => return Err(bad(&format!("digest method {other:?} not accepted"))),
-    }
-    let text = |n: Option<Node>| -> String {
-        n.and_then(|n| n.text())
+    };
+    let compact = |s: &str| -> String { s.split_whitespace().collect() };
+    let digest_value = ds_child(reference, "DigestValue");
+    let digest_text = if lax.digest_first_child {
+        // The weakness: the first child node's data, a comment's included.
+        digest_value
+            .and_then(|n| n.first_child())
+            .and_then(|c| c.text())
             .unwrap_or("")
-            .split_whitespace()
-            .collect()
+            .to_string()
+    } else {
+        digest_value.map(whole_text).unwrap_or_default()
     };
     let expected = B64
-        .decode(text(ds_child(reference, "DigestValue")))
+        .decode(compact(&digest_text))
         .map_err(|_| bad("DigestValue is not base64"))?;
     let actual = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
+        digest_alg,
         c14n::exclusive(element, Some(sig.id())).as_bytes(),
     );
     if actual.as_ref() != expected.as_slice() {
         return Err(bad("digest mismatch: the signed content was changed"));
     }
     let sig_value = B64
-        .decode(text(ds_child(sig, "SignatureValue")))
+        .decode(compact(
+            &ds_child(sig, "SignatureValue")
+                .map(whole_text)
+                .unwrap_or_default(),
+        ))
         .map_err(|_| bad("SignatureValue is not base64"))?;
     let signed = c14n::exclusive(si, None);
-    for cert in trusted_certs {
+    let mut keys: Vec<Vec<u8>> = trusted_certs.to_vec();
+    if lax.key_info_trusted {
+        keys.extend(key_info_certs_like(sig, trusted_certs));
+    }
+    for cert in &keys {
         let Some(public) = rsa_public_key(cert) else {
             continue;
         };
-        let key = UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public);
+        let key = UnparsedPublicKey::new(verify_alg, public);
         if key.verify(signed.as_bytes(), &sig_value).is_ok() {
             return Ok(());
         }
@@ -301,6 +370,100 @@ pub fn verify(element: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), Sa
     Err(bad(
         "signature does not verify against the metadata certificates",
     ))
+}
+
+/// The certificates in `sig`'s KeyInfo whose subject equals a trusted certificate's: what an SP
+/// that "checks the name" instead of pinning the key would trust.
+fn key_info_certs_like(sig: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let subject = |der: &[u8]| {
+        x509_parser::parse_x509_certificate(der)
+            .ok()
+            .map(|(_, c)| c.subject().as_raw().to_vec())
+    };
+    let trusted: Vec<Vec<u8>> = trusted_certs.iter().filter_map(|c| subject(c)).collect();
+    sig.descendants()
+        .filter(|n| {
+            n.tag_name().namespace() == Some(NS_DS) && n.tag_name().name() == "X509Certificate"
+        })
+        .filter_map(|n| {
+            B64.decode(whole_text(n).split_whitespace().collect::<String>())
+                .ok()
+        })
+        .filter(|der| subject(der).is_some_and(|s| trusted.contains(&s)))
+        .collect()
+}
+
+/// Signature wrapping's victim: verifies "the signature in `scope`" the naive way. The
+/// `ds:Signature` directly under `scope` is taken, else the first one anywhere below it; its
+/// Reference is resolved to the *last* element below `scope` with that ID (a hash map filled in
+/// document order); and nothing ties the verified element to the one the caller reads (SAML
+/// Raider XSW1–XSW8).
+pub fn verify_detached(scope: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result<(), SamlError> {
+    let bad = |why: &str| SamlError::Signature(format!("{}: {why}", scope.tag_name().name()));
+    let is_sig =
+        |n: &Node| n.tag_name().namespace() == Some(NS_DS) && n.tag_name().name() == "Signature";
+    // Where a signature usually sits, else wherever one is found.
+    let sig = scope
+        .children()
+        .find(is_sig)
+        .or_else(|| scope.descendants().find(is_sig))
+        .ok_or_else(|| bad("no Signature"))?;
+    let uri = ds_child(sig, "SignedInfo")
+        .and_then(|si| ds_child(si, "Reference"))
+        .and_then(|r| r.attribute("URI"))
+        .ok_or_else(|| bad("no Reference"))?;
+    let id = uri
+        .strip_prefix('#')
+        .ok_or_else(|| bad("Reference is not local"))?;
+    let target = scope
+        .descendants()
+        .rfind(|n| n.attribute("ID") == Some(id))
+        .ok_or_else(|| bad("Reference points at nothing"))?;
+    let si = ds_child(sig, "SignedInfo").ok_or_else(|| bad("no SignedInfo"))?;
+    let reference = ds_child(si, "Reference").ok_or_else(|| bad("no Reference"))?;
+    let expected = B64
+        .decode(
+            ds_child(reference, "DigestValue")
+                .map(whole_text)
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<String>(),
+        )
+        .map_err(|_| bad("DigestValue is not base64"))?;
+    let exclude = target
+        .descendants()
+        .any(|n| n.id() == sig.id())
+        .then(|| sig.id());
+    let actual = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        c14n::exclusive(target, exclude).as_bytes(),
+    );
+    if actual.as_ref() != expected.as_slice() {
+        return Err(bad("digest mismatch"));
+    }
+    let sig_value = B64
+        .decode(
+            ds_child(sig, "SignatureValue")
+                .map(whole_text)
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<String>(),
+        )
+        .map_err(|_| bad("SignatureValue is not base64"))?;
+    let signed = c14n::exclusive(si, None);
+    let verified = trusted_certs
+        .iter()
+        .filter_map(|c| rsa_public_key(c))
+        .any(|public| {
+            UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
+                .verify(signed.as_bytes(), &sig_value)
+                .is_ok()
+        });
+    if verified {
+        Ok(())
+    } else {
+        Err(bad("signature does not verify"))
+    }
 }
 
 /// The PKCS#1 RSAPublicKey inside a certificate's SubjectPublicKeyInfo.

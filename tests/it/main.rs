@@ -10,6 +10,7 @@ mod helpers;
 mod invariants;
 mod mutation;
 mod privacy;
+mod saml;
 mod saml_sp;
 mod tls;
 mod xmlsec;

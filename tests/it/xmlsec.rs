@@ -69,6 +69,7 @@ fn spec(keys: &Keys) -> AssertionSpec {
         tvs_entity: "urn:nl-eid-gdi:1.0:RD:00000009999999999000:entities:9000".into(),
         audience: "urn:dv".into(),
         recipient: "https://dva/acs".into(),
+        destination: "https://dva/acs".into(),
         in_response_to: "_req".into(),
         artifact_resolve_id: "_ar".into(),
         loa: Loa::Substantial,
@@ -76,6 +77,7 @@ fn spec(keys: &Keys) -> AssertionSpec {
         service_uuid: "svc".into(),
         status: LoginStatus::Success,
         issued: now,
+        not_before: now,
         not_on_or_after: now + time::Duration::minutes(2),
         encrypt_for: "urn:dv".into(),
         encryption_cert: keys.pki.saml_key("recipient").unwrap().cert_der.clone(),
@@ -228,4 +230,134 @@ fn koppeltest_verifies_what_xmlsec1_signs() {
         "a tampered document must not verify"
     );
     std::fs::remove_dir_all(&keys.dir).ok();
+}
+
+/// The signature-wrapping stimuli are what they claim: in every XSW variant (and the duplicate-ID
+/// one) the original signature still verifies, by `xmlsec1`, for the original ID: the Assertion's
+/// for XSW3–XSW8, the ArtifactResponse's for XSW1/XSW2. A DV that accepts them was fooled by
+/// placement, not by a broken signature. `xmlsec1` refuses a document with duplicate IDs outright
+/// (as a DV should), so for XSW7, XSW8 and duplicate IDs the evil element's ID (the first one
+/// in document order) is renamed before verifying; nothing else changes. For XSW1, XSW6 and
+/// XSW8 the original sits inside the Signature (in a `ds:Object`), where the enveloped-signature
+/// transform, read as the standard reads it, leaves nothing to digest: xmlsec1 rightly fails
+/// them as they stand. There the proof reassembles the original from the stimulus's own parts
+/// (the original out of the `ds:Object`, the kept Signature without it, put back after the
+/// original's Issuer) and xmlsec1 verifies that. A verifier that excludes only the signed
+/// element's own Signature, as vulnerable ones do, accepts the stimulus itself (the SP tests in
+/// `saml::forge` show it). The NameID-split stimuli verify as they stand.
+#[test]
+fn xmlsec1_verifies_the_original_signature_inside_every_wrapping_stimulus() {
+    use koppeltest::saml::forge::{self, Extras, Fault};
+    let keys = Keys::new("xmlsec-xsw");
+    let signer = keys.pki.saml_key("signer").unwrap();
+    let assertion = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
+    let message = "urn:oasis:names:tc:SAML:2.0:protocol:ArtifactResponse";
+    let mut failures = Vec::new();
+    for (fault, element) in [
+        (Fault::Xsw1, message),
+        (Fault::Xsw2, message),
+        (Fault::Xsw3, assertion),
+        (Fault::Xsw4, assertion),
+        (Fault::Xsw5, assertion),
+        (Fault::Xsw6, assertion),
+        (Fault::Xsw7, assertion),
+        (Fault::Xsw8, assertion),
+        (Fault::DuplicateIds, assertion),
+        (Fault::NameIdComment, assertion),
+        (Fault::NameIdProcessingInstruction, assertion),
+        (Fault::NameIdCdata, assertion),
+    ] {
+        let xml = forge::artifact_response(&spec(&keys), &signer, Some(fault), Extras::default())
+            .unwrap();
+        // The original ID: the one the signature of that element type references.
+        let local = element.rsplit(':').next().unwrap();
+        let original = original_reference(&xml, local);
+        let xpath = format!(
+            "//*[local-name()='Signature'][*[local-name()='SignedInfo']/*[local-name()='Reference'][@URI='#{original}']]"
+        );
+        let xml = if matches!(fault, Fault::Xsw1 | Fault::Xsw6 | Fault::Xsw8) {
+            reassemble(&xml, &original)
+        } else {
+            xml
+        };
+        let xml = if matches!(fault, Fault::Xsw7 | Fault::DuplicateIds) {
+            let duplicated = format!("ID=\"{original}\"");
+            assert_eq!(xml.matches(&duplicated).count(), 2, "{}", fault.name());
+            xml.replacen(&duplicated, "ID=\"_evil\"", 1)
+        } else {
+            xml
+        };
+        let file = keys.dir.join(format!("{}.xml", fault.name()));
+        std::fs::write(&file, &xml).unwrap();
+        let cert = keys.cert("signer");
+        let args = [
+            "--verify",
+            "--pubkey-cert-pem",
+            cert.to_str().unwrap(),
+            "--id-attr:ID",
+            element,
+            "--node-xpath",
+            &xpath,
+        ];
+        let (ok, out) = xmlsec1(&args, &file);
+        if !ok {
+            failures.push(format!("{}: {out}", fault.name()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The ID a `ds:Reference` points at from the Signature of the first element named `local`
+/// that has one directly (where the signer put it).
+fn original_reference(xml: &str, local: &str) -> String {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, options).unwrap();
+    let mut refs = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "Reference");
+    let pick = refs
+        .find(|r| {
+            // Reference, SignedInfo, Signature, the signed element.
+            r.ancestors()
+                .nth(3)
+                .is_some_and(|signed| signed.tag_name().name() == local)
+        })
+        .unwrap();
+    pick.attribute("URI")
+        .unwrap()
+        .trim_start_matches('#')
+        .to_string()
+}
+
+/// The original element carried in a `ds:Object` of the Signature that references
+/// `original`, with that Signature (minus the Object) put back after its Issuer.
+fn reassemble(xml: &str, original: &str) -> String {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    let sig = doc
+        .descendants()
+        .find(|n| {
+            n.tag_name().name() == "Signature"
+                && n.descendants().any(|r| {
+                    r.tag_name().name() == "Reference"
+                        && r.attribute("URI") == Some(&format!("#{original}"))
+                })
+        })
+        .unwrap();
+    let object = sig
+        .children()
+        .find(|c| c.tag_name().name() == "Object")
+        .unwrap();
+    let copy = object.first_element_child().unwrap();
+    assert_eq!(copy.attribute("ID"), Some(original));
+    let sig_text = format!(
+        "{}{}",
+        &xml[sig.range().start..object.range().start],
+        &xml[object.range().end..sig.range().end]
+    );
+    let copy_text = &xml[copy.range()];
+    let at = copy_text.find("</saml:Issuer>").unwrap() + "</saml:Issuer>".len();
+    format!("{}{sig_text}{}", &copy_text[..at], &copy_text[at..])
 }
