@@ -320,6 +320,7 @@ const ACCEPTING: &[Quirk] = &[
     Quirk::BearerUnchecked,
     Quirk::ClientCertificateAnyCa,
     Quirk::ResourceWithoutClientCertificate,
+    Quirk::ArtifactSourceUnchecked,
 ];
 
 impl Quirk {
