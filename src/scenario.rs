@@ -1110,6 +1110,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../scenarios/saml-service-provider-messages.toml"),
     ),
     (
+        "scenarios/saml-signature-object.toml",
+        include_str!("../scenarios/saml-signature-object.toml"),
+    ),
+    (
         "scenarios/saml-status-authn-failed.toml",
         include_str!("../scenarios/saml-status-authn-failed.toml"),
     ),

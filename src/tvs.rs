@@ -8,6 +8,8 @@
 //! - `POST /login`: issues a single-use artifact (15 minutes) and redirects to the DV's ACS.
 //! - `POST /ars` (back channel, mutual TLS): ArtifactResolve in, signed ArtifactResponse out,
 //!   with one signed Assertion carrying the BSN as an `EncryptedID` for the DV.
+//! - `GET /entity/{tag}` (plain HTTP, its own port on the back channel's address): the target
+//!   of the XXE fault; every fetch is recorded in the scenario's log.
 //!
 //! The mock TVS is a witness: it records every artifact resolution it answers (request,
 //! status, response) in the exchange log of the scenario whose login issued the artifact, so
@@ -48,6 +50,8 @@ pub enum TvsError {
     Pki(#[from] PkiError),
     #[error("set up the mock TVS's TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("bind the mock TVS's external-entity listener: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +145,8 @@ impl Drop for WitnessTag {
 struct Tvs {
     cfg: TvsConfig,
     key: Arc<SamlKey>,
+    /// `http://<back host>:<port>` of the external-entity listener.
+    entity_base: String,
     /// Signs [`TvsFault::ForeignKey`]'s Assertion: a certificate with the TVS's subject.
     impostor: Arc<SamlKey>,
     log: ExchangeLog,
@@ -183,6 +189,23 @@ pub struct TvsServers {
     pub back: Server,
     /// Scenario logs by the tag their browser submits with the login.
     pub witnesses: Witnesses,
+    /// The plain-HTTP target of the XXE fault.
+    pub entity: EntityListener,
+}
+
+/// The plain-HTTP listener behind [`TvsFault::ExternalEntity`], on the back channel's address
+/// and a port of its own: plain, without a client certificate, so that any XML parser that
+/// fetches the entity gets through and is recorded. Stops when dropped.
+#[derive(Debug)]
+pub struct EntityListener {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EntityListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub fn start(
@@ -201,7 +224,15 @@ pub fn start(
         ClientAuth::Required(cfg.client_roots.clone()),
     )?;
     let witnesses = Witnesses::default();
+    let ip = back
+        .local_addr()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
+    let entity_std = std::net::TcpListener::bind((ip, 0))?;
+    entity_std.set_nonblocking(true)?;
+    let entity_listener = TcpListener::from_std(entity_std)?;
+    let entity_port = entity_listener.local_addr()?.port();
     let tvs = Arc::new(Tvs {
+        entity_base: format!("http://{}:{entity_port}", host_only(&cfg.back_host)),
         key: pki.saml_key("tvs-signing")?,
         impostor: pki.saml_impostor("tvs-signing")?,
         metadata_xml: cfg.metadata(pki)?,
@@ -216,14 +247,23 @@ pub fn start(
         .route("/sso", post(sso))
         .route("/login", post(login))
         .with_state(tvs.clone());
+    let entity_router = Router::new()
+        .route("/entity/{tag}", get(external_entity))
+        .with_state(tvs.clone());
     let back_router = Router::new()
         .route("/ars", post(artifact_resolution))
-        .route("/entity/{tag}", get(external_entity))
         .with_state(tvs);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(entity_listener, entity_router).await;
+    });
     Ok(TvsServers {
         front: tls::serve(front, front_tls, front_router, None),
         back: tls::serve(back, back_tls, back_router, None),
         witnesses,
+        entity: EntityListener {
+            port: entity_port,
+            task,
+        },
     })
 }
 
@@ -525,8 +565,8 @@ fn resolve(tvs: &Tvs, xml: &str) -> (ExchangeLog, (StatusCode, String)) {
     };
     spec.artifact_resolve_id = resolve.id;
     let entity_url = format!(
-        "https://{}/entity/{}",
-        tvs.cfg.back_host,
+        "{}/entity/{}",
+        tvs.entity_base,
         witness.as_deref().unwrap_or("none")
     );
     let extras = saml::forge::Extras {
@@ -551,7 +591,7 @@ async fn external_entity(
         Party::Dva,
         Party::Tvs,
         "GET",
-        &format!("https://{}/entity/{tag}", tvs.cfg.back_host),
+        &format!("{}/entity/{tag}", tvs.entity_base),
     );
     x.started = None;
     x.status = Some(200);

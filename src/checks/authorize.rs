@@ -422,6 +422,11 @@ fn refused_unresolved(a: &AuthorizeResult, t: &Trace) -> Verdict {
             vec![delivered, *seq],
         ),
         AuthorizeOutcome::RedirectedBack { seq, .. } => match a.param("error") {
+            Some("access_denied") if a.param("state") != a.sent_state.as_deref() => v(
+                Outcome::Fail,
+                "the artifact was refused with access_denied, but without the state the PGO sent",
+                vec![delivered, *seq],
+            ),
             Some("access_denied") => v(
                 Outcome::Pass,
                 format!(

@@ -854,6 +854,11 @@ fn an_unresolved_refusal_needs_the_delivery_and_no_resolution() {
         login_refused(&denied, &delivered, true).outcome,
         Outcome::Pass
     );
+    let stateless = back(&[("error", "access_denied")], Some("s"));
+    assert_eq!(
+        login_refused(&stateless, &delivered, true).outcome,
+        Outcome::Fail
+    );
     let resolved = login_refused(&denied, &after_login(), true);
     assert_eq!(resolved.outcome, Outcome::Fail, "{}", resolved.message);
     assert_eq!(

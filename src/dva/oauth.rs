@@ -511,7 +511,9 @@ async fn resolve_artifact(
     }
     // SAML bindings §3.6.4: the SourceID names the issuer; an artifact from an issuer we do not
     // know is never sent anywhere.
-    if !quirks.has(Quirk::ArtifactSourceUnchecked) && !from_tvs(artifact, &dva.tvs.entity_id) {
+    if !quirks.has(Quirk::ArtifactSourceUnchecked)
+        && !saml::artifact_from(artifact, &dva.tvs.entity_id)
+    {
         return Err(refused(
             "the artifact's SourceID is not the TVS's: not resolved".into(),
         ));
@@ -617,6 +619,7 @@ fn sp_lax(quirks: &super::quirks::Quirks) -> saml::SpLax {
             signed_info_split: q(Quirk::SamlSignedInfoSplit),
             digest_first_child: q(Quirk::SamlDigestFirstChild),
             reference_searched: q(Quirk::SamlReferenceSearched),
+            objects_allowed: q(Quirk::SamlDataFromDescendants),
         },
         decryption: saml::xmlenc::DecryptLax {
             rsa_1_5: q(Quirk::SamlRsa15Accepted),
@@ -627,6 +630,7 @@ fn sp_lax(quirks: &super::quirks::Quirks) -> saml::SpLax {
         message_signature_optional: q(Quirk::SamlMessageSignatureOptional),
         signature_detached: q(Quirk::SamlSignatureDetached),
         last_assertion_read: q(Quirk::SamlLastAssertionRead),
+        data_from_descendants: q(Quirk::SamlDataFromDescendants),
         doctype_accepted: q(Quirk::SamlDoctypeAccepted) || q(Quirk::SamlExternalEntitiesResolved),
         name_id_by_string_search: q(Quirk::SamlNameIdByStringSearch),
         not_before_unchecked: q(Quirk::SamlNotBeforeUnchecked),
@@ -641,21 +645,8 @@ fn sp_lax(quirks: &super::quirks::Quirks) -> saml::SpLax {
     }
 }
 
-/// Whether a type-0x0004 artifact's SourceID is the SHA-1 of `entity`.
-fn from_tvs(artifact: &str, entity: &str) -> bool {
-    use base64::Engine;
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(artifact.trim()) else {
-        return false;
-    };
-    let source = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        entity.as_bytes(),
-    );
-    raw.len() == 44 && raw[..2] == [0x00, 0x04] && raw[4..24] == *source.as_ref()
-}
-
 /// [`Quirk::SamlExternalEntitiesResolved`]: the DOCTYPE's external entities are fetched (with
-/// the back-channel client, 64 KiB and the client's time-out at most) and written back as
+/// the back-channel client; at most four, 64 KiB and the client's time-out each) and written back as
 /// internal ones, as a parser that resolves external entities would. Deliberately vulnerable.
 async fn inline_external_entities(dva: &Dva, xml: &str) -> String {
     let Some(start) = xml.find("<!DOCTYPE") else {
@@ -665,7 +656,10 @@ async fn inline_external_entities(dva: &Dva, xml: &str) -> String {
         return xml.to_string();
     };
     let mut doctype = xml[start..end].to_string();
-    while let Some(at) = doctype.find(" SYSTEM \"") {
+    // Vulnerable, but bounded: at most four entities, each within the client's time-out.
+    let mut fetched = 0;
+    while let Some(at) = doctype.find(" SYSTEM \"").filter(|_| fetched < 4) {
+        fetched += 1;
         let url_start = at + " SYSTEM \"".len();
         let Some(url_len) = doctype[url_start..].find('"') else {
             break;

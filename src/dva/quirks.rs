@@ -229,6 +229,10 @@ pub enum Quirk {
     SamlReferenceSearched,
     /// Signatures are verified wherever they are and data read from the first Assertion found: signature wrapping XSW1–XSW8 and duplicate IDs get through (SAML Raider).
     SamlSignatureDetached,
+    /// A `ds:Object` inside the Signature is accepted (the schema allows it) and the Assertion's
+    /// data are found by searching its descendants, so an unsigned statement there is read
+    /// (a signature-wrapping variant).
+    SamlDataFromDescendants,
     /// The first Assertion's signature is verified and the last Assertion read (crewjam/saml CVE-2022-41912).
     SamlLastAssertionRead,
     /// A DOCTYPE is parsed and its internal entities expanded (ruby-saml CVE-2025-25291 family).
@@ -413,6 +417,7 @@ impl Quirk {
         Quirk::SamlReferenceSearched,
         Quirk::SamlSignatureDetached,
         Quirk::SamlLastAssertionRead,
+        Quirk::SamlDataFromDescendants,
         Quirk::SamlDoctypeAccepted,
         Quirk::SamlExternalEntitiesResolved,
         Quirk::SamlNameIdByStringSearch,
@@ -566,6 +571,7 @@ impl Quirk {
                 "attack:duplicate-ids",
             ],
             SamlLastAssertionRead => &["attack:cve-2022-41912"],
+            SamlDataFromDescendants => &["attack:signature-object"],
             SamlDoctypeAccepted => &["attack:doctype", "attack:entity-expansion"],
             SamlExternalEntitiesResolved => &["attack:xxe"],
             SamlNameIdByStringSearch => &["attack:cve-2017-11427"],
@@ -719,6 +725,9 @@ impl Quirk {
             Quirk::SamlReferenceSearched => "a forged Reference earlier in the document is used",
             Quirk::SamlSignatureDetached => {
                 "signature verification is detached from the data read (XSW)"
+            }
+            Quirk::SamlDataFromDescendants => {
+                "data read from anywhere in the Assertion, a ds:Object in its Signature included"
             }
             Quirk::SamlLastAssertionRead => "the first Assertion is verified, the last one read",
             Quirk::SamlDoctypeAccepted => "a DOCTYPE and its entities are processed",

@@ -221,6 +221,9 @@ pub struct SigLax {
     /// The Reference for the signed element's ID is searched in the whole document, so a forged
     /// one placed earlier wins (ruby-saml CVE-2024-45409).
     pub reference_searched: bool,
+    /// `ds:Object` (and anything else) is allowed inside the Signature, as the XML Signature
+    /// schema allows; the enveloped transform leaves it out of the digest, so it is unsigned.
+    pub objects_allowed: bool,
 }
 
 /// Verifies the enveloped signature on `element` against one of `trusted_certs` (DER).
@@ -262,6 +265,20 @@ pub fn verify_with(
     let sig = sigs.next().ok_or_else(|| bad("no Signature"))?;
     if sigs.next().is_some() {
         return Err(bad("more than one Signature"));
+    }
+    // Nothing unsigned rides inside the Signature: SAML has no use for ds:Object.
+    if !lax.objects_allowed
+        && sig.children().filter(|c| c.is_element()).any(|c| {
+            c.tag_name().namespace() != Some(NS_DS)
+                || !matches!(
+                    c.tag_name().name(),
+                    "SignedInfo" | "SignatureValue" | "KeyInfo"
+                )
+        })
+    {
+        return Err(bad(
+            "the Signature holds more than SignedInfo, SignatureValue and KeyInfo",
+        ));
     }
     let signed_infos: Vec<Node> = ds_children(sig, "SignedInfo").collect();
     let si = *signed_infos.first().ok_or_else(|| bad("no SignedInfo"))?;

@@ -2,12 +2,13 @@
 //! the parser tricks on the person's NameID, must read correctly), built from the conformant
 //! parts in [`super`]. Each [`Fault`] is one published attack shape or one broken rule of eID
 //! SAML 4.4, and each still carries what an attacker could really produce: the signatures that
-//! are meant to verify do verify (the tests prove it with `xmlsec1`).
+//! are meant to verify do verify (for the wrapping shapes `tests/it/xmlsec.rs` shows it with
+//! `xmlsec1`, reassembling the original where it sits inside the Signature).
 //!
 //! The shapes:
 //! - signatures: removed (Assertion, message), a foreign key in `KeyInfo`, RSA-SHA1, two
 //!   `SignedInfo`, a forged DigestValue in a comment, a forged Reference in `StatusDetail`
-//!   (CVE-2024-45409), duplicate IDs;
+//!   (CVE-2024-45409), duplicate IDs, a forged statement in a `ds:Object` of the Signature;
 //! - signature wrapping XSW1–XSW8 with SAML Raider's placements (XSW1/2 on the ArtifactResponse,
 //!   which is the signed message here; XSW3–8 on the Assertion, the outer message re-signed);
 //! - parser differentials: a DOCTYPE with internal entities, an external entity (XXE) pointing at
@@ -25,8 +26,9 @@ use time::OffsetDateTime;
 use super::dsig::SignAlg;
 use super::xmlenc::Content;
 use super::{
-    AssertionOptions, AssertionSpec, NS_DS, NS_SAMLP, STATUS_AUTHN_FAILED, STATUS_NO_AUTHN_CONTEXT,
-    STATUS_RESPONDER, SamlError, assertion, c14n, escape, outer, response, status_xml,
+    AssertionOptions, AssertionSpec, NS_DS, NS_SAML, NS_SAMLP, STATUS_AUTHN_FAILED,
+    STATUS_NO_AUTHN_CONTEXT, STATUS_RESPONDER, SamlError, assertion, c14n, escape, outer, response,
+    status_xml,
 };
 use crate::pki::SamlKey;
 
@@ -57,6 +59,10 @@ pub enum Fault {
     ForgedReference,
     /// An unsigned Assertion with the same ID as the signed one comes before it.
     DuplicateIds,
+    /// The signed Assertion's Signature carries a `ds:Object` with a forged AttributeStatement
+    /// naming another person (the second test patient): unsigned, since the enveloped transform
+    /// leaves the whole Signature out of the digest.
+    SignatureObject,
     // --- Signature wrapping (SAML Raider)
     /// Evil ArtifactResponse keeps the Signature; the original (unsigned) inside `ds:Signature`
     /// (in a `ds:Object`).
@@ -121,8 +127,9 @@ pub enum Fault {
     /// Status Responder/RequestDenied, yet an Assertion.
     StatusRequestDenied,
     // --- Artifact
-    /// The artifact is delivered after its lifetime (15 minutes): the mock TVS, lenient,
-    /// still resolves it, and the Assertion carries the times of that old login.
+    /// An artifact resolved after its lifetime (15 minutes) by a lenient TVS: the Assertion
+    /// carries the times of that 16-minute-old login. (The TVS's own refusal of a late or spent
+    /// artifact, an ArtifactResponse without a message, is what a replay gets.)
     ExpiredArtifact,
     /// The artifact's SourceID is not the TVS's.
     UnknownSourceId,
@@ -146,6 +153,8 @@ pub enum Fault {
 pub const ENTITY_TEXT: &str = "koppeltest-external-entity";
 /// Another TVS entity (test index 9001), for [`Fault::WrongIssuer`].
 const OTHER_TVS: &str = "urn:nl-eid-gdi:1.0:RD:00000009999999999000:entities:9001";
+/// The person [`Fault::SignatureObject`] smuggles in: the second test patient.
+const OTHER_PERSON: &str = "999910048";
 /// Another DV (test index 9999).
 const OTHER_DV: &str = "urn:nl-eid-gdi:1.0:DV:00000009999999999999:entities:9999";
 const STATUS_REQUEST_DENIED: &str = "urn:oasis:names:tc:SAML:2.0:status:RequestDenied";
@@ -227,8 +236,14 @@ pub fn artifact_response(
     let mut status = status_xml(spec.status);
     let mut extensions = String::new();
     let mut assertion_key = key;
-    let bsn = escape(&spec.bsn);
-    let split = bsn.len().min(4);
+    // Split the BSN after its fourth character (a char boundary, whatever the form said),
+    // then escape each half.
+    let split = spec
+        .bsn
+        .char_indices()
+        .nth(4)
+        .map_or(spec.bsn.len(), |(i, _)| i);
+    let (head, tail) = (escape(&spec.bsn[..split]), escape(&spec.bsn[split..]));
     match fault {
         Fault::AssertionUnsigned => options.signed = false,
         Fault::ResponseUnsigned => outer_signed = false,
@@ -241,15 +256,11 @@ pub fn artifact_response(
             options.alg = SignAlg::RsaSha1;
             outer_alg = SignAlg::RsaSha1;
         }
-        Fault::NameIdComment => {
-            options.name_id_content = format!("{}<!---->{}", &bsn[..split], &bsn[split..])
-        }
+        Fault::NameIdComment => options.name_id_content = format!("{head}<!---->{tail}"),
         Fault::NameIdProcessingInstruction => {
-            options.name_id_content = format!("{}<?kt split?>{}", &bsn[..split], &bsn[split..])
+            options.name_id_content = format!("{head}<?kt split?>{tail}")
         }
-        Fault::NameIdCdata => {
-            options.name_id_content = format!("{}<![CDATA[{}]]>", &bsn[..split], &bsn[split..])
-        }
+        Fault::NameIdCdata => options.name_id_content = format!("{head}<![CDATA[{tail}]]>"),
         Fault::KeyTransportRsa15 => options.encryption.rsa_1_5 = true,
         Fault::WrongKeyRecipient => options.encryption.recipient = Some(OTHER_DV.into()),
         Fault::MissingKeyRecipient => options.encryption.recipient = None,
@@ -267,7 +278,7 @@ pub fn artifact_response(
         Fault::TamperedSignature => tamper(&signed, spec),
         Fault::TwoSignedInfo => {
             let changed = tamper(&signed, spec);
-            let forged = signed_info_for(&changed, &id)?;
+            let forged = signed_info_for(&changed)?;
             insert_after_first(&changed, "</ds:SignedInfo>", &forged)?
         }
         Fault::DigestInComment => {
@@ -301,6 +312,25 @@ pub fn artifact_response(
             changed
         }
         Fault::DuplicateIds => format!("{}{signed}", evil(&signed, spec, Some(&id))?),
+        Fault::SignatureObject => {
+            let name_id = format!(
+                "<saml:NameID xmlns:saml=\"{NS_SAML}\" Format=\"urn:oasis:names:tc:SAML:2.0:nameid-format:persistent\" \
+                 NameQualifier=\"{}\">{OTHER_PERSON}</saml:NameID>",
+                super::NAME_QUALIFIER_LEGACY_BSN
+            );
+            let forged = super::xmlenc::encrypt_with(
+                &name_id,
+                &spec.encryption_cert,
+                &super::xmlenc::EncryptOptions::for_recipient(&spec.encrypt_for),
+            )?;
+            let object = format!(
+                "<ds:Object><saml:AttributeStatement xmlns:saml=\"{NS_SAML}\"><saml:Attribute Name=\"{}\">\
+                 <saml:AttributeValue><saml:EncryptedID>{forged}</saml:EncryptedID></saml:AttributeValue>\
+                 </saml:Attribute></saml:AttributeStatement></ds:Object>",
+                super::ATTR_ACTING_SUBJECT
+            );
+            insert_before_last(&signed, "</ds:Signature>", &object)?
+        }
         Fault::TwoAssertions => format!("{signed}{}", evil(&signed, spec, None)?),
         Fault::Xsw3 => format!("{}{signed}", evil(&signed, spec, None)?),
         Fault::Xsw4 => {
@@ -514,7 +544,7 @@ fn digest_of(assertion: &str) -> Result<String, SamlError> {
 
 /// A second SignedInfo for [`Fault::TwoSignedInfo`]: the first one's text with the changed
 /// content's digest.
-fn signed_info_for(changed: &str, _id: &str) -> Result<String, SamlError> {
+fn signed_info_for(changed: &str) -> Result<String, SamlError> {
     let si = element_text(changed, |n| {
         n.tag_name().namespace() == Some(NS_DS) && n.tag_name().name() == "SignedInfo"
     })?;
@@ -661,6 +691,10 @@ mod tests {
         let mut lax = SpLax::default();
         match fault {
             Fault::TamperedSignature => unreachable!("no partial weakness: signatures off"),
+            Fault::SignatureObject => {
+                lax.signature.objects_allowed = true;
+                lax.data_from_descendants = true;
+            }
             Fault::AssertionUnsigned => lax.assertion_signature_optional = true,
             Fault::ResponseUnsigned => lax.message_signature_optional = true,
             Fault::ForeignKey => lax.signature.key_info_trusted = true,
@@ -742,6 +776,7 @@ mod tests {
             DigestInComment,
             ForgedReference,
             DuplicateIds,
+            SignatureObject,
             Xsw1,
             Xsw2,
             Xsw3,
@@ -775,8 +810,13 @@ mod tests {
             let strict = consume(&k, &xml, SpLax::default());
             assert!(strict.is_err(), "{fault:?} was accepted by the strict SP");
             let lax = consume(&k, &xml, weakness(fault));
+            let person = if fault == SignatureObject {
+                OTHER_PERSON
+            } else {
+                "999911533"
+            };
             assert!(
-                lax.as_ref().is_ok_and(|l| l.bsn == "999911533"),
+                lax.as_ref().is_ok_and(|l| l.bsn == person),
                 "{fault:?} did not pass its weakness: {lax:?}"
             );
         }
@@ -830,5 +870,10 @@ mod tests {
     fn an_unknown_source_id_is_not_the_tvs_sha1() {
         assert_eq!(Fault::UnknownSourceId.artifact_issuer(TVS), OTHER_TVS);
         assert_eq!(Fault::Xsw1.artifact_issuer(TVS), TVS);
+        let ours = crate::saml::new_artifact(TVS);
+        let theirs = crate::saml::new_artifact(&Fault::UnknownSourceId.artifact_issuer(TVS));
+        assert!(crate::saml::artifact_from(&ours, TVS));
+        assert!(!crate::saml::artifact_from(&theirs, TVS));
+        assert!(!crate::saml::artifact_from("not base64!", TVS));
     }
 }

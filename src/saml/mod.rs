@@ -118,8 +118,39 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Bounds on a SAML message: nodes (at parse) and nesting depth (after it). Canonicalization
+/// recurses, so depth is bounded before anything walks the tree.
+const MAX_NODES: u32 = 100_000;
+const MAX_DEPTH: usize = 64;
+
 fn parse(xml: &str) -> Result<Document<'_>, SamlError> {
-    Document::parse(xml).map_err(|e| SamlError::Xml(e.to_string()))
+    let doc = Document::parse_with_options(
+        xml,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            nodes_limit: MAX_NODES,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| SamlError::Xml(e.to_string()))?;
+    bounded(doc)
+}
+
+/// `doc`, unless it nests deeper than [`MAX_DEPTH`].
+fn bounded(doc: Document<'_>) -> Result<Document<'_>, SamlError> {
+    // Document order puts every parent before its children: one pass, each depth from its
+    // parent's.
+    let mut depth = vec![0usize; doc.descendants().count()];
+    for n in doc.descendants() {
+        let d = n.parent().map_or(0, |p| depth[p.id().get_usize()] + 1);
+        depth[n.id().get_usize()] = d;
+        if n.is_element() && d > MAX_DEPTH {
+            return Err(SamlError::Invalid(format!(
+                "the message nests deeper than {MAX_DEPTH} elements"
+            )));
+        }
+    }
+    Ok(doc)
 }
 
 fn child<'a, 'i>(node: Node<'a, 'i>, ns: &str, local: &str) -> Option<Node<'a, 'i>> {
@@ -136,6 +167,22 @@ fn children<'a, 'i>(
     node.children().filter(move |c| {
         c.is_element() && c.tag_name().namespace() == Some(ns) && c.tag_name().name() == local
     })
+}
+
+/// The SAML-assertion-namespace elements at `path` below `node`, child by child.
+fn at_path<'a, 'i>(node: Node<'a, 'i>, path: &[&str]) -> Vec<Node<'a, 'i>> {
+    let mut level = vec![node];
+    for local in path {
+        level = level
+            .into_iter()
+            .flat_map(|n| {
+                n.children()
+                    .filter(|c| c.is_element() && c.tag_name().name() == *local)
+                    .filter(|c| matches!(c.tag_name().namespace(), Some(NS_SAML)))
+            })
+            .collect();
+    }
+    level
 }
 
 /// The whole text content (comments and processing instructions left out), trimmed: never only
@@ -381,8 +428,7 @@ impl AuthnRequest {
         let loa = root
             .descendants()
             .find(|n| n.tag_name().name() == "AuthnContextClassRef")
-            .and_then(|n| n.text())
-            .and_then(Loa::from_uri)
+            .and_then(|n| Loa::from_uri(&text_of(Some(n))))
             .unwrap_or(Loa::Substantial);
         Ok((
             AuthnRequest {
@@ -403,17 +449,28 @@ impl AuthnRequest {
 // ---------------------------------------------------------------------------------------------
 // Artifacts and SOAP
 
+/// Whether `artifact` is a type-0x0004 artifact whose SourceID is `entity`'s (SHA-1 of its
+/// entityID), the check a DV makes before resolving it anywhere.
+pub fn artifact_from(artifact: &str, entity: &str) -> bool {
+    let Ok(raw) = B64.decode(artifact.trim()) else {
+        return false;
+    };
+    raw.len() == 44 && raw[..2] == [0x00, 0x04] && raw[4..24] == source_id(entity)
+}
+
+fn source_id(entity: &str) -> [u8; 20] {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        entity.as_bytes(),
+    );
+    digest.as_ref().try_into().unwrap_or([0; 20])
+}
+
 /// A SAML 2.0 type-0x0004 artifact: type code, endpoint index, SHA-1 of the issuer's entityID
 /// (the SourceID, as the binding defines it) and a random message handle.
 pub fn new_artifact(issuer_entity: &str) -> String {
     let mut raw = vec![0x00, 0x04, 0x00, 0x00];
-    raw.extend_from_slice(
-        aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-            issuer_entity.as_bytes(),
-        )
-        .as_ref(),
-    );
+    raw.extend_from_slice(&source_id(issuer_entity));
     raw.extend_from_slice(&crate::ids::random_bytes(20));
     B64.encode(raw)
 }
@@ -738,6 +795,9 @@ pub struct SpLax {
     pub signature_detached: bool,
     /// The first Assertion's signature is verified, the last Assertion read (CVE-2022-41912).
     pub last_assertion_read: bool,
+    /// The Assertion's data are found by searching all its descendants instead of by their
+    /// schema paths, so they can come from an unsigned `ds:Object` inside its Signature.
+    pub data_from_descendants: bool,
     /// A DOCTYPE is parsed and its internal entities expanded.
     pub doctype_accepted: bool,
     /// The NameID's text is cut from the decrypted XML by string search, up to the first `<`.
@@ -758,8 +818,6 @@ pub struct SpLax {
 
 /// [U] Clock skew allowed on NotBefore: eID SAML names none; one minute.
 const CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
-/// Bound on the nodes of an ArtifactResponse the DV parses.
-const MAX_NODES: u32 = 100_000;
 
 /// A successful login as the DV understands it.
 #[derive(Debug, Clone)]
@@ -805,7 +863,8 @@ fn parse_message<'i>(xml: &'i str, lax: &SpLax) -> Result<Document<'i>, LoginFai
                 LoginFailure::Refused("a DOCTYPE is refused in SAML messages".into())
             }
             e => LoginFailure::Refused(format!("parse XML: {e}")),
-        });
+        })
+        .and_then(|doc| bounded(doc).map_err(|e| LoginFailure::Refused(e.to_string())));
     }
     let options = roxmltree::ParsingOptions {
         allow_dtd: true,
@@ -814,6 +873,7 @@ fn parse_message<'i>(xml: &'i str, lax: &SpLax) -> Result<Document<'i>, LoginFai
     };
     Document::parse_with_options(xml, options)
         .map_err(|e| LoginFailure::Refused(format!("parse XML: {e}")))
+        .and_then(|doc| bounded(doc).map_err(|e| LoginFailure::Refused(e.to_string())))
 }
 
 /// Verifies an ArtifactResponse and returns the login it carries.
@@ -918,10 +978,22 @@ pub fn consume_artifact_response(
     if !issuer_ok(assertion) {
         return refuse("the Assertion's Issuer is not the TVS");
     }
+    // Data by their schema paths, never by a descendant search (which would reach into the
+    // Signature's unsigned parts); the weakness searches.
+    let find = |path: &[&str]| -> Vec<Node<'_, '_>> {
+        if lax.data_from_descendants {
+            let last = path.last().copied().unwrap_or("");
+            assertion
+                .descendants()
+                .filter(|n| n.is_element() && n.tag_name().name() == last)
+                .collect()
+        } else {
+            at_path(assertion, path)
+        }
+    };
     if policy.check_subject_confirmation {
-        let data = assertion
-            .descendants()
-            .find(|n| n.tag_name().name() == "SubjectConfirmationData")
+        let data = *find(&["Subject", "SubjectConfirmation", "SubjectConfirmationData"])
+            .first()
             .ok_or_else(|| LoginFailure::Refused("no SubjectConfirmationData".into()))?;
         if !lax.recipient_unchecked && data.attribute("Recipient") != Some(policy.acs_url) {
             return refuse("Recipient is not our assertion consumer service");
@@ -948,9 +1020,8 @@ pub fn consume_artifact_response(
         }
     }
     if policy.check_audience {
-        let audiences: Vec<String> = assertion
-            .descendants()
-            .filter(|n| n.tag_name().name() == "Audience")
+        let audiences: Vec<String> = find(&["Conditions", "AudienceRestriction", "Audience"])
+            .into_iter()
             .map(|n| text_of(Some(n)))
             .collect();
         let skip = audiences.is_empty() && lax.audience_optional;
@@ -961,9 +1032,9 @@ pub fn consume_artifact_response(
         }
     }
     let loa_uri = text_of(
-        assertion
-            .descendants()
-            .find(|n| n.tag_name().name() == "AuthnContextClassRef"),
+        find(&["AuthnStatement", "AuthnContext", "AuthnContextClassRef"])
+            .first()
+            .copied(),
     );
     let loa = Loa::from_uri(&loa_uri);
     if policy.check_loa && loa.is_none_or(|l| l < policy.min_loa) {
@@ -972,14 +1043,13 @@ pub fn consume_artifact_response(
             policy.min_loa.uri()
         )));
     }
-    let encrypted = assertion
-        .descendants()
-        .filter(|n| {
-            n.tag_name().name() == "Attribute" && n.attribute("Name") == Some(ATTR_ACTING_SUBJECT)
-        })
+    let encrypted = find(&["AttributeStatement", "Attribute"])
+        .into_iter()
+        .filter(|a| a.attribute("Name") == Some(ATTR_ACTING_SUBJECT))
         .find_map(|a| {
-            a.descendants()
-                .find(|n| n.tag_name().name() == "EncryptedID")
+            at_path(a, &["AttributeValue", "EncryptedID"])
+                .first()
+                .copied()
         })
         .ok_or_else(|| LoginFailure::Refused("no encrypted ActingSubjectID".into()))?;
     let plain = xmlenc::decrypt_with(
@@ -1232,6 +1302,13 @@ mod tests {
         assert!(err.to_string().contains("UTF-8"), "{err}");
         let nested = B64.encode("<a>".repeat(100_000));
         assert!(AuthnRequest::from_post_binding(&nested, lookup).is_err());
+        // Well-formed and deep: refused by depth before canonicalization could recurse.
+        let deep = format!("{}{}", "<a>".repeat(50_000), "</a>".repeat(50_000));
+        let err = AuthnRequest::from_post_binding(&B64.encode(&deep), lookup).unwrap_err();
+        assert!(err.to_string().contains("deeper"), "{err}");
+        let certs = vec![k.tvs.cert_der.clone()];
+        let err = consume_artifact_response(&deep, &policy(&k, &certs)).unwrap_err();
+        assert!(err.to_string().contains("deeper"), "{err}");
         let resolve = format!(
             "<!DOCTYPE e><soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\"><soapenv:Body/></soapenv:Envelope>"
         );

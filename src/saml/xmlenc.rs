@@ -184,17 +184,9 @@ fn cipher_value(node: Node<'_, '_>) -> Result<Vec<u8>, SamlError> {
         .map_err(|_| SamlError::Invalid("CipherValue is not base64".into()))
 }
 
-/// Decrypts the `EncryptedID` element with the DV's key; `own_entity` selects the
-/// `EncryptedKey` addressed to us. Returns the plaintext XML (a `NameID`).
-pub fn decrypt(
-    encrypted_id: Node<'_, '_>,
-    own_entity: &str,
-    key: &SamlKey,
-) -> Result<String, SamlError> {
-    decrypt_with(encrypted_id, own_entity, key, DecryptLax::default())
-}
-
-/// [`decrypt`] with the weaknesses `lax` switches on.
+/// Decrypts the `EncryptedID` element with the DV's key, with the weaknesses `lax` switches on
+/// (none: strict); `own_entity` selects the `EncryptedKey` addressed to us. Returns the
+/// plaintext XML (a `NameID`).
 pub fn decrypt_with(
     encrypted_id: Node<'_, '_>,
     own_entity: &str,
