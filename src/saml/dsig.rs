@@ -239,6 +239,16 @@ pub fn whole_text(node: Node<'_, '_>) -> String {
         .collect()
 }
 
+/// Base64 text with its whitespace (line breaks) left out, decoded.
+fn base64_text(text: &str) -> Option<Vec<u8>> {
+    B64.decode(text.split_whitespace().collect::<String>()).ok()
+}
+
+/// The whole text of `node`, decoded as base64.
+fn base64_of(node: Option<Node<'_, '_>>) -> Option<Vec<u8>> {
+    base64_text(&node.map(whole_text).unwrap_or_default())
+}
+
 /// [`verify`] with the weaknesses `lax` switches on.
 pub fn verify_with(
     element: Node<'_, '_>,
@@ -341,7 +351,6 @@ pub fn verify_with(
         ALG_SHA1 => return Err(bad("SHA-1 digest refused")),
         other => return Err(bad(&format!("digest method {other:?} not accepted"))),
     };
-    let compact = |s: &str| -> String { s.split_whitespace().collect() };
     let digest_value = ds_child(reference, "DigestValue");
     let digest_text = if lax.digest_first_child {
         // The weakness: the first child node's data, a comment's included.
@@ -353,9 +362,7 @@ pub fn verify_with(
     } else {
         digest_value.map(whole_text).unwrap_or_default()
     };
-    let expected = B64
-        .decode(compact(&digest_text))
-        .map_err(|_| bad("DigestValue is not base64"))?;
+    let expected = base64_text(&digest_text).ok_or_else(|| bad("DigestValue is not base64"))?;
     let actual = aws_lc_rs::digest::digest(
         digest_alg,
         c14n::exclusive(element, Some(sig.id())).as_bytes(),
@@ -363,13 +370,8 @@ pub fn verify_with(
     if actual.as_ref() != expected.as_slice() {
         return Err(bad("digest mismatch: the signed content was changed"));
     }
-    let sig_value = B64
-        .decode(compact(
-            &ds_child(sig, "SignatureValue")
-                .map(whole_text)
-                .unwrap_or_default(),
-        ))
-        .map_err(|_| bad("SignatureValue is not base64"))?;
+    let sig_value = base64_of(ds_child(sig, "SignatureValue"))
+        .ok_or_else(|| bad("SignatureValue is not base64"))?;
     let signed = c14n::exclusive(si, None);
     let mut keys: Vec<Vec<u8>> = trusted_certs.to_vec();
     if lax.key_info_trusted {
@@ -402,10 +404,7 @@ fn key_info_certs_like(sig: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Vec<Vec<
         .filter(|n| {
             n.tag_name().namespace() == Some(NS_DS) && n.tag_name().name() == "X509Certificate"
         })
-        .filter_map(|n| {
-            B64.decode(whole_text(n).split_whitespace().collect::<String>())
-                .ok()
-        })
+        .filter_map(|n| base64_of(Some(n)))
         .filter(|der| subject(der).is_some_and(|s| trusted.contains(&s)))
         .collect()
 }
@@ -438,15 +437,8 @@ pub fn verify_detached(scope: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result
         .ok_or_else(|| bad("Reference points at nothing"))?;
     let si = ds_child(sig, "SignedInfo").ok_or_else(|| bad("no SignedInfo"))?;
     let reference = ds_child(si, "Reference").ok_or_else(|| bad("no Reference"))?;
-    let expected = B64
-        .decode(
-            ds_child(reference, "DigestValue")
-                .map(whole_text)
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<String>(),
-        )
-        .map_err(|_| bad("DigestValue is not base64"))?;
+    let expected = base64_of(ds_child(reference, "DigestValue"))
+        .ok_or_else(|| bad("DigestValue is not base64"))?;
     let exclude = target
         .descendants()
         .any(|n| n.id() == sig.id())
@@ -458,15 +450,8 @@ pub fn verify_detached(scope: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result
     if actual.as_ref() != expected.as_slice() {
         return Err(bad("digest mismatch"));
     }
-    let sig_value = B64
-        .decode(
-            ds_child(sig, "SignatureValue")
-                .map(whole_text)
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<String>(),
-        )
-        .map_err(|_| bad("SignatureValue is not base64"))?;
+    let sig_value = base64_of(ds_child(sig, "SignatureValue"))
+        .ok_or_else(|| bad("SignatureValue is not base64"))?;
     let signed = c14n::exclusive(si, None);
     let verified = trusted_certs
         .iter()
