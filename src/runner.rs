@@ -580,9 +580,12 @@ pub async fn run_scenario(
     let exchanges = log.entries();
     let tls = tls_policy(prepared, row);
     let saml = saml_expectations(prepared, row);
+    // Every login is judged on the DVA's own SAML messages, not only where a scenario asks.
+    let per_login = checks::per_login(scenario, &exchanges);
     let checks: Vec<CheckResult> = scenario
         .checks
         .iter()
+        .chain(&per_login)
         .map(|c| {
             let ctx = checks::Context {
                 budgets: &prepared.matrix.budgets,

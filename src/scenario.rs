@@ -441,16 +441,17 @@ pub enum CheckSpec {
     /// The step's AuthnRequest has a RequestedAuthnContext with Comparison `minimum` at a level
     /// no lower than the row's minimum.
     AuthnRequestLoa { step: String },
-    /// The step's AuthnRequest has an ID no other login of the scenario used, and an
-    /// IssueInstant within a few minutes of when it was posted.
+    /// The step's AuthnRequest has an ID no other login of the scenario used (judged where the
+    /// scenario has more than one login), and an IssueInstant within a few minutes of when it
+    /// was posted.
     AuthnRequestFresh { step: String },
     /// The step's ArtifactResolve, as the mock TVS recorded it, is signed like an AuthnRequest.
     ArtifactResolveSigned { step: String },
     /// The step's ArtifactResolve came over mutual TLS with a certificate naming the DVA's
     /// back-channel host.
     ArtifactResolveMutualTls { step: String },
-    /// Every artifact delivered to the DVA in the step was resolved exactly once in the
-    /// scenario.
+    /// Every artifact delivered to the DVA in the step was resolved once per delivery, in the
+    /// step.
     ArtifactResolvedOnce { step: String },
     /// The DVA's decision on the step's login follows the row's minimum level of assurance:
     /// a login at or above it (the level the mock TVS recorded sending) gets a code, one below

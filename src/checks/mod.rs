@@ -40,6 +40,7 @@ use self::authorize::*;
 pub use self::record::journal_line_type;
 use self::record::*;
 use self::resource::*;
+pub use self::saml::per_login;
 use self::saml::*;
 use self::searchset::*;
 pub use self::tls::{Class, Edition, TlsPolicy, earliest_expiry_days, suite_class, worst_class};

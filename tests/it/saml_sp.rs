@@ -165,6 +165,91 @@ async fn each_message_check_passes_conformant_and_fails_against_exactly_its_quir
     assert_eq!(killed, kinds, "a message check without a killing quirk");
 }
 
+/// The nine message checks every login gets, whatever its scenario declares.
+const PER_LOGIN: &[&str] = &[
+    "authn-request-signed",
+    "authn-request-acs-index",
+    "authn-request-issuer",
+    "authn-request-destination",
+    "authn-request-loa",
+    "authn-request-fresh",
+    "artifact-resolve-signed",
+    "artifact-resolve-mutual-tls",
+    "artifact-resolved-once",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_login_is_judged_on_the_dvas_own_messages() {
+    // A token scenario (one login), a replay (two logins, the second resolving a spent
+    // artifact), an attack (the DVA resolves, then refuses) and one without a login.
+    let ids = [
+        "token.code-replay",
+        "saml.artifact-replay",
+        "saml.xsw1",
+        "auth.missing-client-id",
+    ];
+    let per_step = |r: &koppeltest::report::ScenarioReport, step: &str| -> BTreeSet<String> {
+        r.checks
+            .iter()
+            .filter(|c| c.step == step && PER_LOGIN.contains(&c.kind.as_str()))
+            .map(|c| c.kind.clone())
+            .collect()
+    };
+    let all: BTreeSet<String> = PER_LOGIN.iter().map(|k| k.to_string()).collect();
+    let conformant = run_row(&[], None, &ids).await;
+    for (id, steps) in [
+        ("token.code-replay", &["authorize"][..]),
+        ("saml.artifact-replay", &["control", "replay"][..]),
+        ("saml.xsw1", &["control", "authorize"][..]),
+    ] {
+        let r = report(&conformant, id);
+        assert_eq!(r.outcome, Outcome::Pass, "{id}: {:#?}", r.checks);
+        for step in steps {
+            assert_eq!(per_step(r, step), all, "{id} step {step}");
+        }
+    }
+    // The refused request started no login: nothing of a login is judged there, and nothing
+    // becomes an error for it. Its control login is judged like any other.
+    let r = report(&conformant, "auth.missing-client-id");
+    assert_eq!(r.outcome, Outcome::Pass, "{:#?}", r.checks);
+    assert!(per_step(r, "authorize").is_empty(), "{:#?}", r.checks);
+    assert_eq!(per_step(r, "control"), all);
+
+    // A DVA that resolves every artifact twice logs in all the same; every login shows it.
+    let twice = run_row(&["artifact-resolved-twice"], None, &ids).await;
+    for id in ["token.code-replay", "saml.artifact-replay", "saml.xsw1"] {
+        let r = report(&twice, id);
+        let failed: BTreeSet<&str> = r
+            .checks
+            .iter()
+            .filter(|c| c.outcome != Outcome::Pass)
+            .map(|c| c.kind.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            BTreeSet::from(["artifact-resolved-once"]),
+            "{id}: {:#?}",
+            r.checks
+        );
+    }
+    // A DVA that asks for an exact level: the token scenario's login still works, and fails
+    // the request check.
+    let exact = run_row(
+        &["authn-request-comparison-exact"],
+        None,
+        &["token.code-replay"],
+    )
+    .await;
+    let r = report(&exact, "token.code-replay");
+    let failed: Vec<&str> = r
+        .checks
+        .iter()
+        .filter(|c| c.outcome != Outcome::Pass)
+        .map(|c| c.kind.as_str())
+        .collect();
+    assert_eq!(failed, ["authn-request-loa"], "{:#?}", r.checks);
+}
+
 const LEVELS: &[&str] = &[
     "saml.loa-basis",
     "saml.loa-midden",
