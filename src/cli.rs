@@ -58,6 +58,13 @@ enum Command {
         #[command(subcommand)]
         party: ServeCommand,
     },
+    /// Decide on pending response snapshots (`.snap.new`, written by `run` for new and changed
+    /// answers): review them one by one, or accept or reject them all.
+    #[command(after_help = SNAPSHOT_HELP)]
+    Snapshots {
+        #[command(subcommand)]
+        command: SnapshotsCommand,
+    },
     /// Write or check the JSON Schemas of the scenario, matrix and report formats.
     Schema {
         /// Folder for the schemas.
@@ -67,6 +74,34 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+}
+
+const SNAPSHOT_HELP: &str = "Snapshots live in <dir>/<matrix>/<row>/<column>/<scenario>.snap \
+(insta's format: a header, then the normalised exchanges). A run compares each scenario with the \
+accepted snapshot and writes new and changed ones as <scenario>.snap.new beside it; nothing is \
+written over an accepted snapshot except by accept. A damaged snapshot file exits 3.";
+
+#[derive(Debug, Subcommand)]
+enum SnapshotsCommand {
+    /// Show each pending snapshot's diff and ask: accept, reject, skip or quit.
+    Review(SnapshotArgs),
+    /// Accept every pending snapshot (matching --filter).
+    Accept(SnapshotArgs),
+    /// Delete every pending snapshot (matching --filter); the accepted ones stay.
+    Reject(SnapshotArgs),
+    /// List the pending snapshots, new or changed.
+    Status(SnapshotArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SnapshotArgs {
+    /// The snapshot folder.
+    #[arg(long, default_value = "snapshots")]
+    dir: PathBuf,
+    /// Only snapshots whose name (`<matrix>/<row>/<column>/<scenario>`) contains this text,
+    /// or matches it when it has `*` wildcards, e.g. `default/sim-replay/*`.
+    #[arg(long)]
+    filter: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +228,18 @@ struct RunArgs {
     /// Print no progress, only the summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Response snapshots: `check` compares each scenario's normalised exchanges with the
+    /// accepted snapshot and reports drift without failing the run; `strict` also exits 1 on
+    /// any drift (changed, new or missing); `off` neither compares nor writes.
+    #[arg(long, value_enum, default_value_t = crate::snapshot::Mode::Check)]
+    snapshots: crate::snapshot::Mode,
+    /// Folder of the accepted snapshots (one subfolder per matrix).
+    #[arg(long, default_value = "snapshots")]
+    snapshot_dir: PathBuf,
+    /// Write new and changed snapshots as pending `.snap.new` files: `auto` does unless
+    /// `CI=true` (as insta), `always`, or `never`.
+    #[arg(long, value_enum, default_value_t = crate::snapshot::PendingPolicy::Auto)]
+    pending: crate::snapshot::PendingPolicy,
 }
 
 /// Parses the command line and runs; returns the process exit code.
@@ -242,6 +289,7 @@ pub fn main() -> i32 {
         Command::Serve {
             party: ServeCommand::Tvs(args),
         } => runtime.block_on(serve_tvs(args)),
+        Command::Snapshots { command } => snapshots(command),
         Command::Schema { dir, check } => crate::report::schema::write_or_check(&dir, check),
     }
 }
@@ -333,7 +381,30 @@ async fn run(args: RunArgs) -> i32 {
         );
         return exit::ENVIRONMENT;
     }
-    let started_at = crate::saml::instant(time::OffsetDateTime::now_utc());
+    let started = time::OffsetDateTime::now_utc();
+    let started_at = crate::saml::instant(started);
+    let mut snapshots = match args.snapshots {
+        crate::snapshot::Mode::Off => None,
+        mode => {
+            let matrix = args
+                .sources
+                .matrix
+                .as_deref()
+                .and_then(Path::file_stem)
+                .map_or("default".to_string(), |s| s.to_string_lossy().into_owned());
+            match crate::snapshot::Store::open(
+                &args.snapshot_dir,
+                &matrix,
+                mode,
+                args.pending,
+                crate::snapshot::is_ci(),
+                crate::snapshot::Reference::at(started),
+            ) {
+                Ok(store) => Some(store),
+                Err(e) => return fail(e.exit_code(), e),
+            }
+        }
+    };
     // Each finished scenario is appended here at once, so even a killed run loses nothing.
     let events_path = run_dir.join("events.jsonl");
     let mut events_file = match std::fs::File::create(&events_path) {
@@ -361,7 +432,15 @@ async fn run(args: RunArgs) -> i32 {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(RunEvent::Started { total }) => progress.set_length(total as u64),
-                Some(RunEvent::ScenarioFinished { row, column, scenario, report, secrets }) => {
+                Some(RunEvent::ScenarioFinished { row, column, scenario, mut report, secrets }) => {
+                    if let Some(store) = snapshots.as_mut() {
+                        report.drift = Some(store.observe(
+                            &prepared.rows[row].row.id,
+                            &prepared.matrix.columns[column].id,
+                            &report,
+                            Some(&run_dir),
+                        ));
+                    }
                     let line = serde_json::json!({
                         "row": prepared.rows[row].row.id, "column": prepared.matrix.columns[column].id, "scenario": *report,
                     });
@@ -381,7 +460,18 @@ async fn run(args: RunArgs) -> i32 {
     }
     progress.finish_and_clear();
     while tasks.try_join_next().is_some() {}
-    let report = runner::build_report(&prepared, &run_id, &started_at, &finished, interrupted);
+    let mut report = runner::build_report(&prepared, &run_id, &started_at, &finished, interrupted);
+    if let Some(store) = &snapshots {
+        let summary = store.finish(interrupted);
+        // Strict: drift fails a run that had nothing worse.
+        if summary.mode == crate::snapshot::Mode::Strict
+            && summary.drifted() > 0
+            && matches!(report.summary.exit_code, exit::OK | exit::RUN_ERRORS)
+        {
+            report.summary.exit_code = exit::CONFORMANCE_FAILURE;
+        }
+        report.snapshots = Some(summary);
+    }
     if let Err(e) = crate::report::write_all(&report, &run_dir)
         .and_then(|_| crate::report::update_latest(&run_dir, &args.out.join("latest")))
     {
@@ -393,6 +483,88 @@ async fn run(args: RunArgs) -> i32 {
         crate::report::terminal::render(&report, &run_dir.display().to_string())
     );
     report.summary.exit_code
+}
+
+fn snapshots(command: SnapshotsCommand) -> i32 {
+    use crate::snapshot::pending;
+    let (args, action) = match command {
+        SnapshotsCommand::Review(a) => (a, "review"),
+        SnapshotsCommand::Accept(a) => (a, "accept"),
+        SnapshotsCommand::Reject(a) => (a, "reject"),
+        SnapshotsCommand::Status(a) => (a, "status"),
+    };
+    let list = match pending(&args.dir, args.filter.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(e.exit_code(), e),
+    };
+    if list.is_empty() {
+        println!(
+            "no pending snapshots under {}{}",
+            args.dir.display(),
+            args.filter
+                .as_deref()
+                .map(|f| format!(" matching {f:?}"))
+                .unwrap_or_default()
+        );
+        return exit::OK;
+    }
+    let (mut accepted, mut rejected, mut skipped) = (0, 0, 0);
+    let stdin = std::io::stdin();
+    for (i, p) in list.iter().enumerate() {
+        let decision = match action {
+            "status" => {
+                println!("{:9} {}", p.state().label(), p.name);
+                continue;
+            }
+            "accept" => 'a',
+            "reject" => 'r',
+            _ => {
+                println!(
+                    "\n── [{}/{}] {} ({})\n{}",
+                    i + 1,
+                    list.len(),
+                    p.name,
+                    p.state().label(),
+                    p.diff()
+                );
+                loop {
+                    print!("accept [a], reject [r], skip [s], quit [q]? ");
+                    let _ = std::io::stdout().flush();
+                    let mut line = String::new();
+                    match stdin.read_line(&mut line) {
+                        Ok(0) | Err(_) => break 'q',
+                        Ok(_) => {}
+                    }
+                    match line.trim() {
+                        "a" | "accept" => break 'a',
+                        "r" | "reject" => break 'r',
+                        "s" | "skip" | "" => break 's',
+                        "q" | "quit" => break 'q',
+                        _ => println!("please answer a, r, s or q"),
+                    }
+                }
+            }
+        };
+        let done = match decision {
+            'a' => p.accept().map(|_| accepted += 1),
+            'r' => p.reject().map(|_| rejected += 1),
+            's' => {
+                skipped += 1;
+                Ok(())
+            }
+            _ => {
+                skipped += list.len() - i;
+                break;
+            }
+        };
+        if let Err(e) = done {
+            return fail(e.exit_code(), e);
+        }
+    }
+    if action != "status" {
+        println!("{accepted} accepted, {rejected} rejected, {skipped} left pending");
+    }
+    exit::OK
 }
 
 fn pki_init(out: &Path, force: bool) -> i32 {

@@ -494,7 +494,7 @@ fn redact_private_keys(text: &str) -> String {
 }
 
 /// Replaces every standalone 9-digit run that passes the BSN 11-check.
-fn redact_bsns(text: &str) -> String {
+pub(crate) fn redact_bsns(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;

@@ -26,6 +26,7 @@ pub mod requirements;
 pub mod runner;
 pub mod saml;
 pub mod scenario;
+pub mod snapshot;
 pub mod steps;
 pub mod tls;
 pub mod tls_scan;

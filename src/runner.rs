@@ -645,6 +645,7 @@ pub async fn run_scenario(
         checks,
         steps,
         tls: tls_facts(&results, &tls),
+        drift: None,
         exchanges,
     };
     (report, log.secret_values())
@@ -965,6 +966,7 @@ pub fn build_report(
                 .collect(),
         },
         cells,
+        snapshots: None,
         summary,
     }
 }

@@ -383,6 +383,11 @@ fn authn_request(dva: &Dva, sso: &str) -> Result<(String, String), saml::SamlErr
         } else {
             saml::Comparison::Minimum
         },
+        issued_ago: if quirks.has(Quirk::AuthnRequestStale) {
+            time::Duration::minutes(10)
+        } else {
+            time::Duration::ZERO
+        },
     };
     let posted = request.to_post_binding_with(&dva.signing, &shape)?;
     Ok((request.id, posted))

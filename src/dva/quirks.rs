@@ -198,6 +198,9 @@ pub enum Quirk {
     /// One AuthnRequest, built at the first login, is posted for every login after it: the same
     /// ID and IssueInstant again (eID SAML 4.4 §7.3: an ID unique for 12 months).
     AuthnRequestCached,
+    /// The AuthnRequest's IssueInstant is ten minutes old: a clock that runs behind, or a
+    /// request prepared long before it is sent (eID SAML 4.4 §7.3: a fresh request).
+    AuthnRequestStale,
     /// The ArtifactResolve goes unsigned (eID SAML 4.4 §7.5 and §9). The mock TVS refuses it.
     ArtifactResolveUnsigned,
     /// The ArtifactResolve is sent with another valid back-channel certificate (a sibling
@@ -403,6 +406,7 @@ impl Quirk {
         Quirk::AuthnRequestComparisonExact,
         Quirk::AuthnRequestLoaMidden,
         Quirk::AuthnRequestCached,
+        Quirk::AuthnRequestStale,
         Quirk::ArtifactResolveUnsigned,
         Quirk::ArtifactResolveOtherCertificate,
         Quirk::ArtifactResolvedTwice,
@@ -547,7 +551,7 @@ impl Quirk {
             AuthnRequestComparisonExact | AuthnRequestLoaMidden => {
                 &["eid-saml-4.4#authn-request.requested-loa"]
             }
-            AuthnRequestCached => &["eid-saml-4.4#authn-request.fresh"],
+            AuthnRequestCached | AuthnRequestStale => &["eid-saml-4.4#authn-request.fresh"],
             ArtifactResolveUnsigned => &["eid-saml-4.4#artifact-resolve.signed"],
             ArtifactResolveOtherCertificate => &["eid-saml-4.4#artifact-resolve.mutual-tls"],
             ArtifactResolvedTwice => &["eid-saml-4.4#artifact.resolved-once"],
@@ -706,6 +710,7 @@ impl Quirk {
             }
             Quirk::AuthnRequestLoaMidden => "the AuthnRequest asks for midden",
             Quirk::AuthnRequestCached => "one AuthnRequest (same ID) is posted for every login",
+            Quirk::AuthnRequestStale => "the AuthnRequest's IssueInstant is ten minutes old",
             Quirk::ArtifactResolveUnsigned => "the ArtifactResolve is unsigned",
             Quirk::ArtifactResolveOtherCertificate => {
                 "the ArtifactResolve is sent with another host's certificate"

@@ -108,6 +108,9 @@ pub struct RunReport {
     pub matrix: MatrixInfo,
     pub cells: Vec<CellReport>,
     pub summary: Summary,
+    /// Snapshot drift over the run; absent with `--snapshots off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<crate::snapshot::SnapshotSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -399,6 +402,9 @@ pub struct ScenarioReport {
     /// The endpoints this scenario scanned, summarised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<TlsEndpoint>,
+    /// This scenario's snapshot against the accepted one; absent with `--snapshots off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::snapshot::Drift>,
     pub exchanges: Vec<Exchange>,
 }
 
@@ -499,17 +505,29 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
 /// Replaces `reports/latest` with a copy of the run's folder.
 pub fn update_latest(run_dir: &Path, latest: &Path) -> Result<(), WriteError> {
     let _ = std::fs::remove_dir_all(latest);
-    std::fs::create_dir_all(latest).map_err(|source| WriteError {
-        path: latest.to_path_buf(),
+    copy_tree(run_dir, latest)
+}
+
+/// Copies the folder `from` to `to`, subfolders (the run's snapshots) included.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), WriteError> {
+    std::fs::create_dir_all(to).map_err(|source| WriteError {
+        path: to.to_path_buf(),
         source,
     })?;
-    let entries = std::fs::read_dir(run_dir).map_err(|source| WriteError {
-        path: run_dir.to_path_buf(),
+    let entries = std::fs::read_dir(from).map_err(|source| WriteError {
+        path: from.to_path_buf(),
         source,
     })?;
     for entry in entries.flatten() {
-        let to = latest.join(entry.file_name());
-        std::fs::copy(entry.path(), &to).map_err(|source| WriteError { path: to, source })?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|source| WriteError {
+                path: target,
+                source,
+            })?;
+        }
     }
     Ok(())
 }

@@ -115,6 +115,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
             }
         }
     }
+    out.push_str(&snapshot_lines(report));
     if report.interrupted {
         out.push_str("\nINTERRUPTED: the reports hold only the scenarios that finished.\n");
     }
@@ -122,6 +123,70 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         "\nReports: {report_dir}/report.json, junit.xml, matrix.html (exit code {})\n",
         s.exit_code
     ));
+    out
+}
+
+/// Drift, next to the verdicts: the counts, each changed or missing snapshot (a few; new ones
+/// only counted), and where the pending files are.
+fn snapshot_lines(report: &RunReport) -> String {
+    use crate::snapshot::{DriftState, Mode};
+    let Some(s) = &report.snapshots else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nSnapshots ({}): {} unchanged, {} changed, {} new, {} missing{}\n",
+        s.dir,
+        s.unchanged,
+        s.changed,
+        s.new,
+        s.missing.len(),
+        if s.mode == Mode::Strict && s.drifted() > 0 {
+            " (--snapshots strict: drift fails the run)"
+        } else {
+            ""
+        }
+    );
+    const SHOWN: usize = 10;
+    let drifted: Vec<String> = report
+        .cells
+        .iter()
+        .flat_map(|c| {
+            c.scenarios.iter().filter_map(move |sc| {
+                let d = sc.drift.as_ref()?;
+                (d.state == DriftState::Changed).then(|| {
+                    format!(
+                        "  {:9} {} × {}: {}",
+                        d.state.label(),
+                        c.row,
+                        c.column,
+                        sc.id
+                    )
+                })
+            })
+        })
+        .chain(s.missing.iter().map(|m| format!("  missing   {m}")))
+        .collect();
+    for line in drifted.iter().take(SHOWN) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    if drifted.len() > SHOWN {
+        out.push_str(&format!(
+            "  … and {} more (matrix.html shows every diff)\n",
+            drifted.len() - SHOWN
+        ));
+    }
+    if s.pending_written > 0 {
+        out.push_str(&format!(
+            "  {} pending .snap.new written: koppeltest snapshots review (or accept / reject)\n",
+            s.pending_written
+        ));
+    } else if let Some(note) = s.pending_note.as_ref().filter(|_| s.drifted() > 0) {
+        out.push_str(&format!("  no pending files written ({note})\n"));
+    }
+    for e in &s.write_errors {
+        out.push_str(&format!("  could not write: {e}\n"));
+    }
     out
 }
 

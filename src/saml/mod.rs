@@ -341,6 +341,8 @@ pub struct AuthnRequestShape {
     /// An `AssertionConsumerServiceURL` instead of the index, which eID SAML forbids.
     pub acs_url: Option<String>,
     pub comparison: Comparison,
+    /// How long ago the IssueInstant says the request was made (zero: now).
+    pub issued_ago: time::Duration,
 }
 
 impl AuthnRequest {
@@ -356,7 +358,7 @@ impl AuthnRequest {
         key: &SamlKey,
         shape: &AuthnRequestShape,
     ) -> Result<String, SamlError> {
-        let now = instant(OffsetDateTime::now_utc());
+        let now = instant(OffsetDateTime::now_utc() - shape.issued_ago);
         let destination = if self.destination.is_empty() {
             String::new()
         } else {

@@ -6,7 +6,10 @@ use std::process::Command;
 use crate::helpers::{files_below, temp_dir};
 
 fn koppeltest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_koppeltest"));
+    // No pending snapshot files in the working tree (tests/it/snapshots.rs tests them).
+    c.env("CI", "true");
+    c
 }
 
 fn run_dir(out: &Path) -> std::path::PathBuf {

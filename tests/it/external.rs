@@ -92,6 +92,7 @@ release = "1.x"
     );
     std::fs::write(dir.join("matrix.toml"), matrix).unwrap();
     Command::new(BIN)
+        .env("CI", "true")
         .args(["run", "--quiet", "--matrix"])
         .arg(dir.join("matrix.toml"))
         .arg("--pki")

@@ -12,5 +12,6 @@ mod mutation;
 mod privacy;
 mod saml;
 mod saml_sp;
+mod snapshots;
 mod tls;
 mod xmlsec;

@@ -1,7 +1,9 @@
-//! No BSN, token, code, artifact, cookie or private key reaches any file under `reports/`.
+//! No BSN, token, code, artifact, cookie or private key reaches any file under `reports/`, nor
+//! any response snapshot.
 
 use koppeltest::report;
 use koppeltest::runner;
+use koppeltest::snapshot::{Mode, PendingPolicy, Reference, Store};
 
 use crate::helpers::{files_below, run, temp_dir};
 
@@ -42,8 +44,26 @@ async fn reports_contain_none_of_the_secrets_the_run_saw() {
         false,
     );
     report::write_all(&report, &dir).unwrap();
+    // Snapshots: the run folder's and the pending ones beside the (empty) accepted folder.
+    let mut store = Store::open(
+        &dir.join("accepted"),
+        "default",
+        Mode::Check,
+        PendingPolicy::Always,
+        false,
+        Reference::at(time::OffsetDateTime::now_utc()),
+    )
+    .unwrap();
+    for f in &finished {
+        store.observe(
+            &prepared.rows[f.row].row.id,
+            &prepared.matrix.columns[f.column].id,
+            &f.report,
+            Some(&dir),
+        );
+    }
     let files = files_below(&dir);
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 3 + 2 * finished.len());
     let pki_keys = ["-----BEGIN PRIVATE KEY", "PRIVATE KEY-----"];
     for (path, text) in &files {
         for secret in &secrets {

@@ -74,6 +74,11 @@ const MESSAGE_QUIRKS: &[(&str, &str, &str)] = &[
         "reuses the ID",
     ),
     (
+        "authn-request-stale",
+        "authn-request-fresh",
+        "s from when it was posted",
+    ),
+    (
         "artifact-resolve-unsigned",
         "artifact-resolve-signed",
         "unsigned",
