@@ -22,4 +22,6 @@ cargo test --locked "$@"
 if (($# == 0)); then
     echo "--- the exported fixtures are valid FHIR STU3 (an independent implementation)"
     bash ci/validate-stu3.sh
+    echo "--- junit.xml read by an independent JUnit parser agrees with report.json"
+    bash ci/validate-junit.sh
 fi

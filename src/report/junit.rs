@@ -1,135 +1,126 @@
 //! `junit.xml`: a testsuite per cell, a testcase per scenario, for CI systems.
 //!
 //! Mapping: `fail` → `<failure>`, `error` → `<error>`, `unexpected pass` → `<failure>` (the
-//! declaration is stale), `expected failure`, `skip` and `omit` → `<skipped>` with the reason.
+//! declaration is stale), `expected failure`, `skip` and `omit` → `<skipped>` with the reason,
+//! `warn` → a passing testcase whose `<system-out>` holds the failed SHOULD checks. A cell's TLS
+//! summary goes into the suite's `<properties>`.
+//!
+//! The XML is written by `quick-junit` (on quick-xml), which escapes and drops characters XML
+//! cannot carry; this module only maps verdicts. It does not decide outcomes.
 
-use super::{RunReport, Verdict};
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{RunReport, ScenarioReport, Verdict};
 use crate::outcome::Outcome;
 
-fn esc(s: &str) -> String {
-    s.chars()
-        .filter(|c| matches!(c, '\t' | '\n' | '\r') || !c.is_control())
-        .collect::<String>()
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// Every check that did not pass, one per line: what a CI reader needs to see first.
+fn detail(sc: &ScenarioReport) -> String {
+    sc.checks
+        .iter()
+        .filter(|c| c.outcome != Outcome::Pass)
+        .map(|c| {
+            format!(
+                "[{}] {} ({}): {}",
+                c.outcome.label(),
+                c.kind,
+                c.requirements.join(", "),
+                c.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn status(sc: &ScenarioReport) -> (TestCaseStatus, Option<String>) {
+    let detail = detail(sc);
+    let with = |kind: Option<NonSuccessKind>, message: String, description: Option<String>| {
+        let mut status = match kind {
+            Some(kind) => TestCaseStatus::non_success(kind),
+            None => TestCaseStatus::skipped(),
+        };
+        status.set_message(message);
+        if let Some(d) = description.filter(|d| !d.is_empty()) {
+            status.set_description(d);
+        }
+        status
+    };
+    let declared = sc.known_deviation.as_deref().unwrap_or("");
+    match sc.verdict {
+        Verdict::Fail => {
+            let kind = if sc.privacy_failure {
+                "PRIVACY FAILURE: "
+            } else {
+                ""
+            };
+            let message = format!("{kind}{}", sc.title);
+            (
+                with(Some(NonSuccessKind::Failure), message, Some(detail)),
+                None,
+            )
+        }
+        Verdict::UnexpectedPass => (
+            with(
+                Some(NonSuccessKind::Failure),
+                format!("declared known deviation did not occur: {declared}"),
+                None,
+            ),
+            None,
+        ),
+        Verdict::Error => (
+            with(
+                Some(NonSuccessKind::Error),
+                "no evidence".into(),
+                Some(detail),
+            ),
+            None,
+        ),
+        Verdict::ExpectedFailure => (
+            with(None, format!("known deviation: {declared}"), None),
+            None,
+        ),
+        Verdict::Skip | Verdict::Omit => (with(None, sc.verdict.label().into(), None), None),
+        // A failed SHOULD passes the suite; the detail stays visible.
+        Verdict::Warn => (
+            TestCaseStatus::success(),
+            Some(format!("WARN (SHOULD): {detail}")),
+        ),
+        Verdict::Pass => (TestCaseStatus::success(), None),
+    }
 }
 
 pub fn render(report: &RunReport) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let s = &report.summary;
-    out.push_str(&format!(
-        "<testsuites name=\"koppeltest {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
-        esc(&report.matrix.name),
-        s.scenarios,
-        s.fail + s.unexpected_pass,
-        s.error
-    ));
+    let mut junit = Report::new(format!("koppeltest {}", report.matrix.name));
     for cell in &report.cells {
-        let failures = cell
-            .scenarios
-            .iter()
-            .filter(|x| x.verdict.is_failure())
-            .count();
-        let errors = cell
-            .scenarios
-            .iter()
-            .filter(|x| x.verdict == Verdict::Error)
-            .count();
-        let skipped = cell
-            .scenarios
-            .iter()
-            .filter(|x| {
-                matches!(
-                    x.verdict,
-                    Verdict::ExpectedFailure | Verdict::Skip | Verdict::Omit
-                )
-            })
-            .count();
-        out.push_str(&format!(
-            "  <testsuite name=\"{} × {}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
-            esc(&cell.row),
-            esc(&cell.column),
-            cell.scenarios.len(),
-            cell.duration_ms as f64 / 1000.0
-        ));
+        let mut suite = TestSuite::new(format!("{} × {}", cell.row, cell.column));
+        suite.set_time(Duration::from_millis(cell.duration_ms));
         if let Some(tls) = &cell.tls {
-            out.push_str("    <properties>\n");
-            out.push_str(&format!(
-                "      <property name=\"tls\" value=\"{}\"/>\n",
-                esc(&tls.line)
-            ));
+            suite.add_property(Property::new("tls", tls.line.as_str()));
             if let Some(days) = tls.earliest_expiry_days {
-                out.push_str(&format!(
-                    "      <property name=\"certificate-earliest-expiry-days\" value=\"{days}\"/>\n"
+                suite.add_property(Property::new(
+                    "certificate-earliest-expiry-days",
+                    days.to_string(),
                 ));
             }
-            out.push_str(&format!(
-                "      <property name=\"certificate-expiry-warning-days\" value=\"{}\"/>\n",
-                tls.expiry_warning_days
+            suite.add_property(Property::new(
+                "certificate-expiry-warning-days",
+                tls.expiry_warning_days.to_string(),
             ));
-            out.push_str("    </properties>\n");
         }
         for sc in &cell.scenarios {
-            out.push_str(&format!(
-                "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"{:.3}\">",
-                esc(&cell.row),
-                esc(&cell.column),
-                esc(&sc.id),
-                sc.duration_ms as f64 / 1000.0
-            ));
-            let failed: Vec<String> = sc
-                .checks
-                .iter()
-                .filter(|c| c.outcome != Outcome::Pass)
-                .map(|c| {
-                    format!(
-                        "[{}] {} ({}): {}",
-                        c.outcome.label(),
-                        c.kind,
-                        c.requirements.join(", "),
-                        c.message
-                    )
-                })
-                .collect();
-            let detail = esc(&failed.join("\n"));
-            match sc.verdict {
-                Verdict::Fail => {
-                    let kind = if sc.privacy_failure {
-                        "PRIVACY FAILURE: "
-                    } else {
-                        ""
-                    };
-                    out.push_str(&format!(
-                        "<failure message=\"{kind}{}\">{detail}</failure>",
-                        esc(&sc.title)
-                    ))
-                }
-                Verdict::UnexpectedPass => out.push_str(&format!(
-                    "<failure message=\"declared known deviation did not occur: {}\"></failure>",
-                    esc(sc.known_deviation.as_deref().unwrap_or(""))
-                )),
-                Verdict::Error => {
-                    out.push_str(&format!("<error message=\"no evidence\">{detail}</error>"))
-                }
-                Verdict::ExpectedFailure => out.push_str(&format!(
-                    "<skipped message=\"known deviation: {}\"/>",
-                    esc(sc.known_deviation.as_deref().unwrap_or(""))
-                )),
-                Verdict::Skip | Verdict::Omit => {
-                    out.push_str(&format!("<skipped message=\"{}\"/>", sc.verdict.label()))
-                }
-                // A failed SHOULD passes the suite; the detail stays visible.
-                Verdict::Warn => {
-                    out.push_str(&format!("<system-out>WARN (SHOULD): {detail}</system-out>"))
-                }
-                Verdict::Pass => {}
+            let (status, out) = status(sc);
+            let mut case = TestCase::new(sc.id.as_str(), status);
+            case.set_classname(format!("{}.{}", cell.row, cell.column));
+            case.set_time(Duration::from_millis(sc.duration_ms));
+            if let Some(out) = out {
+                case.set_system_out(out);
             }
-            out.push_str("</testcase>\n");
+            suite.add_test_case(case);
         }
-        out.push_str("  </testsuite>\n");
+        junit.add_test_suite(suite);
     }
-    out.push_str("</testsuites>\n");
-    out
+    junit
+        .to_string()
+        .expect("quick-junit writes into a String, which cannot fail")
 }

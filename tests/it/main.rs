@@ -6,6 +6,7 @@ mod boundaries;
 mod cli;
 mod deviations;
 mod external;
+mod golden;
 mod helpers;
 mod invariants;
 mod mutation;
