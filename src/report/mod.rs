@@ -496,20 +496,32 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
     write_file(&dir.join("matrix.html"), html.as_bytes())
 }
 
-/// Replaces `reports/latest` with a copy of the run's folder.
+/// Replaces `reports/latest` with a copy of the run's folder, subfolders included (the run's
+/// inputs, snapshots).
 pub fn update_latest(run_dir: &Path, latest: &Path) -> Result<(), WriteError> {
     let _ = std::fs::remove_dir_all(latest);
-    std::fs::create_dir_all(latest).map_err(|source| WriteError {
-        path: latest.to_path_buf(),
+    copy_dir(run_dir, latest)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), WriteError> {
+    std::fs::create_dir_all(to).map_err(|source| WriteError {
+        path: to.to_path_buf(),
         source,
     })?;
-    let entries = std::fs::read_dir(run_dir).map_err(|source| WriteError {
-        path: run_dir.to_path_buf(),
+    let entries = std::fs::read_dir(from).map_err(|source| WriteError {
+        path: from.to_path_buf(),
         source,
     })?;
     for entry in entries.flatten() {
-        let to = latest.join(entry.file_name());
-        std::fs::copy(entry.path(), &to).map_err(|source| WriteError { path: to, source })?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|source| WriteError {
+                path: target,
+                source,
+            })?;
+        }
     }
     Ok(())
 }
