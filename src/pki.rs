@@ -393,6 +393,16 @@ impl Pki {
         }
     }
 
+    /// The three CA certificates (PEM, no keys) by the names [`Pki::write`] gives them: the
+    /// public part of the hierarchy, for the evidence a run keeps.
+    pub fn ca_certificates(&self) -> [(&'static str, &str); 3] {
+        [
+            (BACK_ROOT, self.back_root.cert_pem.as_str()),
+            (BACK_SERVICES, self.back_services.cert_pem.as_str()),
+            (FRONT, self.front.cert_pem.as_str()),
+        ]
+    }
+
     /// Trust anchors of one channel, DER.
     pub fn roots(&self, channel: Channel) -> Vec<CertificateDer<'static>> {
         match channel {
