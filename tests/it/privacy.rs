@@ -1,4 +1,5 @@
-//! No BSN, token, code, artifact, cookie or private key reaches any file under `reports/`.
+//! No BSN, token, code, artifact, cookie or private key reaches any file under `reports/`, nor
+//! any file of an evidence bundle made from that run.
 
 use koppeltest::report;
 use koppeltest::runner;
@@ -41,10 +42,49 @@ async fn reports_contain_none_of_the_secrets_the_run_saw() {
         &finished,
         false,
     );
-    report::write_all(&report, &dir).unwrap();
-    let files = files_below(&dir);
-    assert_eq!(files.len(), 3);
-    let pki_keys = ["-----BEGIN PRIVATE KEY", "PRIVATE KEY-----"];
+    let run_dir = dir.join("run");
+    report::write_all(&report, &run_dir).unwrap();
+    // As `koppeltest run` writes them: the events as they came, the inputs as run.
+    let events: String = finished
+        .iter()
+        .map(|f| format!("{}\n", serde_json::json!({ "scenario": f.report })))
+        .collect();
+    std::fs::write(run_dir.join("events.jsonl"), events).unwrap();
+    koppeltest::evidence::write_inputs(&prepared, &run_dir).unwrap();
+    let run_files = files_below(&run_dir);
+    assert!(run_files.len() > 4 + 3, "{} files", run_files.len());
+
+    // The bundle, unpacked with stock tar; the certifier's key lies beside the run folder.
+    let keys = dir.join("keys");
+    koppeltest::evidence::keygen(&keys, koppeltest::evidence::Algorithm::P256, false).unwrap();
+    let bundle = dir.join("bundle.tar.gz");
+    koppeltest::evidence::make(&run_dir, &keys.join("certifier-key.pem"), &bundle, false).unwrap();
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let bundle_files = files_below(&unpacked);
+    assert_eq!(
+        bundle_files.len(),
+        run_files.len() + 2,
+        "MANIFEST and MANIFEST.sig added"
+    );
+    let certifier_key = std::fs::read_to_string(keys.join("certifier-key.pem")).unwrap();
+    let certifier_key_body = certifier_key.lines().nth(1).unwrap();
+    let mut files = run_files;
+    files.extend(bundle_files);
+
+    let pki_keys = [
+        "-----BEGIN PRIVATE KEY",
+        "PRIVATE KEY-----",
+        certifier_key_body,
+    ];
     for (path, text) in &files {
         for secret in &secrets {
             if let Some(i) = text.find(secret.as_str()) {
@@ -56,7 +96,12 @@ async fn reports_contain_none_of_the_secrets_the_run_saw() {
                 );
             }
         }
-        for bsn in prepared.patients.bsns() {
+        // The inputs as run (matrix, fixtures manifest, scenarios) declare the invented test
+        // persons by their test BSNs; what the run recorded never names one.
+        let input = path
+            .components()
+            .any(|c| c.as_os_str() == koppeltest::evidence::INPUTS);
+        for bsn in prepared.patients.bsns().filter(|_| !input) {
             assert!(
                 !text.contains(bsn.as_str()),
                 "{} contains a BSN",
