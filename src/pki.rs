@@ -393,14 +393,16 @@ impl Pki {
         }
     }
 
-    /// The three CA certificates (PEM, no keys) by the names [`Pki::write`] gives them: the
-    /// public part of the hierarchy, for the evidence a run keeps.
-    pub fn ca_certificates(&self) -> [(&'static str, &str); 3] {
+    /// The three CA certificates as PEM by the names [`Pki::write`] gives them: the public part
+    /// of the hierarchy, for the evidence a run keeps. Encoded afresh from the DER, so nothing
+    /// else a loaded file held (a key pasted beside the certificate) comes along.
+    pub fn ca_certificates(&self) -> [(&'static str, String); 3] {
         [
-            (BACK_ROOT, self.back_root.cert_pem.as_str()),
-            (BACK_SERVICES, self.back_services.cert_pem.as_str()),
-            (FRONT, self.front.cert_pem.as_str()),
+            (BACK_ROOT, &self.back_root),
+            (BACK_SERVICES, &self.back_services),
+            (FRONT, &self.front),
         ]
+        .map(|(name, ca)| (name, pem_block("CERTIFICATE", &ca.cert_der)))
     }
 
     /// Trust anchors of one channel, DER.

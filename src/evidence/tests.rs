@@ -297,3 +297,59 @@ fn scenario_ids_become_safe_file_names() {
     assert_eq!(file_stem("../x/y"), "_.._x_y");
     assert_eq!(file_stem(""), "_");
 }
+
+#[test]
+fn write_inputs_keeps_what_was_run_and_no_key() {
+    let dir = temp("inputs");
+    let (matrix, text) = crate::matrix::Matrix::embedded_default().unwrap();
+    let scenarios = crate::scenario::embedded().unwrap();
+    let rows = matrix
+        .prepare(Path::new("default.toml"), &text, Path::new("."), &scenarios)
+        .unwrap();
+    let mut prepared = Prepared::new(
+        matrix,
+        rows,
+        scenarios,
+        std::sync::Arc::new(crate::pki::Pki::generate().unwrap()),
+        std::sync::Arc::new(crate::fixtures::PatientStore::embedded().unwrap()),
+    );
+    prepared.sources.matrix = Some(text.clone());
+    write_inputs(&prepared, &dir).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("inputs/matrix.toml")).unwrap(),
+        text
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("inputs/fixtures-manifest.toml")).unwrap(),
+        crate::fixtures::EMBEDDED_MANIFEST.1
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("VERSION")).unwrap(),
+        format!("koppeltest {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let happy = crate::scenario::EMBEDDED
+        .iter()
+        .find(|(p, _)| p.ends_with("happy-path.toml"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("inputs/scenarios/flow.happy-path.toml")).unwrap(),
+        happy
+    );
+    let scenario_files = std::fs::read_dir(dir.join("inputs/scenarios"))
+        .unwrap()
+        .count();
+    assert_eq!(scenario_files, crate::scenario::EMBEDDED.len());
+    for name in ["back-root-ca", "back-services-ca", "front-ca"] {
+        let pem = std::fs::read(dir.join(format!("inputs/pki/{name}.pem"))).unwrap();
+        assert!(pem.starts_with(b"-----BEGIN CERTIFICATE-----"), "{name}");
+        assert!(!holds_private_key(&pem), "{name}");
+    }
+    // Without the text (a matrix built in code), the parsed matrix stands in and parses back.
+    prepared.sources.matrix = None;
+    write_inputs(&prepared, &dir).unwrap();
+    let written = std::fs::read_to_string(dir.join("inputs/matrix.toml")).unwrap();
+    let back = crate::matrix::Matrix::parse(Path::new("m.toml"), &written).unwrap();
+    assert_eq!(back.rows.len(), prepared.matrix.rows.len());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -50,6 +50,11 @@ fn run_folder() -> &'static Path {
             .output()
             .unwrap();
         assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+        // reports/latest copies the run folder's subfolders too.
+        assert!(
+            out.join("latest/inputs/scenarios/flow.happy-path.toml")
+                .is_file()
+        );
         std::fs::read_dir(&out)
             .unwrap()
             .flatten()
