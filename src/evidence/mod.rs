@@ -279,7 +279,7 @@ fn load_signing_key(path: &Path) -> Result<SigningKey, EvidenceError> {
     let text = String::from_utf8_lossy(&bytes);
     let der = if text.contains("-----BEGIN") {
         pem_block(&text, "PRIVATE KEY").ok_or_else(|| {
-            bad("no PKCS#8 private key (a PEM block `BEGIN PRIVATE KEY`); convert it with `openssl pkcs8 -topk8 -nocrypt`")
+            bad("no PKCS#8 private key (a PEM block `BEGIN PRIVATE KEY`); a traditional `BEGIN EC PRIVATE KEY` must be converted to PKCS#8 first")
         })?
     } else {
         bytes
