@@ -6,7 +6,8 @@
 # - to test: xmlsec1, the independent XML-DSig/XML-Enc implementation koppeltest's SAML is
 #   checked against (tests/it/xmlsec.rs); sslscan, an independent TLS scanner to compare what the
 #   legacy-TLS endpoints negotiate against; python3-venv, for ci/validate-stu3.sh, which installs an
-#   independent FHIR STU3 validator from PyPI into a virtual environment.
+#   independent FHIR STU3 validator from PyPI into a virtual environment; openssl (the command),
+#   with which tests/it/evidence.rs verifies an evidence bundle as the README tells certifiers to.
 #
 # Called by .ci/run before clippy and by ci/test.sh before the tests; a second call installs
 # nothing. Root installs directly; otherwise sudo is used when needed.
@@ -16,6 +17,7 @@ missing=()
 pkg-config --exists openssl >/dev/null 2>&1 || missing+=(libssl-dev pkg-config)
 command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)
 command -v sslscan >/dev/null 2>&1 || missing+=(sslscan)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
     echo "--- installing ${missing[*]}"

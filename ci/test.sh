@@ -3,7 +3,8 @@
 #
 # ci/deps.sh installs the missing Debian packages: libssl-dev and pkg-config (build: the
 # legacy-TLS quirks link the system OpenSSL), xmlsec1 and sslscan (independent SAML and TLS
-# implementations the tests compare against) and python3-venv (ci/validate-stu3.sh).
+# implementations the tests compare against), openssl (the command: the README's evidence-bundle
+# verification) and python3-venv (ci/validate-stu3.sh).
 # Then `cargo test --locked` (extra arguments are passed on, e.g. a test filter) and, for a full
 # run, the STU3 cross-check, which installs an independent FHIR STU3 validator from PyPI into a
 # virtual environment and checks every exported test patient with it.

@@ -74,6 +74,9 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Pack a finished run into a signed evidence bundle for certifiers, verify one, or make a
+    /// certifier key to try it with.
+    Evidence(crate::evidence::command::EvidenceArgs),
 }
 
 const SNAPSHOT_HELP: &str = "Snapshots live in <dir>/<matrix>/<row>/<column>/<scenario>.snap \
@@ -291,6 +294,7 @@ pub fn main() -> i32 {
         } => runtime.block_on(serve_tvs(args)),
         Command::Snapshots { command } => snapshots(command),
         Command::Schema { dir, check } => crate::report::schema::write_or_check(&dir, check),
+        Command::Evidence(args) => crate::evidence::command::main(args),
     }
 }
 
@@ -330,7 +334,7 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
         None => PatientStore::embedded(),
     }
     .map_err(|e| config(&e))?;
-    let (manifest, _) = load_manifest(args.fixtures.as_deref(), &patients)
+    let (manifest, manifest_text) = load_manifest(args.fixtures.as_deref(), &patients)
         .map_err(|e| (exit::INVALID_CONFIG, e))?;
     if patients.get(&matrix.tvs.bsn).is_none() {
         return Err((
@@ -351,6 +355,10 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
     })?;
     let mut prepared = Prepared::new(matrix, rows, scenarios, Arc::new(pki), Arc::new(patients));
     prepared.manifest = Arc::new(manifest);
+    prepared.sources = crate::runner::Sources {
+        matrix: Some(text),
+        manifest: manifest_text,
+    };
     Ok(prepared)
 }
 
@@ -379,6 +387,10 @@ async fn run(args: RunArgs) -> i32 {
             "error: failed to create the report folder {}: {e}",
             run_dir.display()
         );
+        return exit::ENVIRONMENT;
+    }
+    if let Err(e) = crate::evidence::write_inputs(&prepared, &run_dir) {
+        eprintln!("error: {e}");
         return exit::ENVIRONMENT;
     }
     let started = time::OffsetDateTime::now_utc();

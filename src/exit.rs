@@ -7,7 +7,8 @@ pub const OK: i32 = 0;
 pub const CONFORMANCE_FAILURE: i32 = 1;
 /// The command line was wrong (clap's own code).
 pub const USAGE: i32 = 2;
-/// A matrix, scenario or fixture file is invalid.
+/// A matrix, scenario or fixture file is invalid; or an evidence bundle, a run folder to bundle,
+/// a certifier key or certificate: tampered, incomplete, unfinished or of the wrong kind.
 pub const INVALID_CONFIG: i32 = 3;
 /// The environment could not be set up: PKI, TLS, ports, report folder.
 pub const ENVIRONMENT: i32 = 4;
@@ -22,7 +23,8 @@ pub const TABLE: &str = "Exit codes:
   0    every scenario passed, or failed only as a declared known deviation
   1    conformance failure: an undeclared failure, or a declared deviation that did not occur
   2    usage error
-  3    invalid matrix, scenario or fixture file
+  3    invalid matrix, scenario or fixture file; invalid or tampered evidence bundle (or its run
+       folder, key, certificate)
   4    environment or TLS set-up failure (PKI, ports, report folder)
   5    no failures, but some checks ended in error (DVA unreachable, exchange broke off)
   130  interrupted; reports hold what had finished";

@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod cli;
 pub mod dva;
+pub mod evidence;
 pub mod exchange;
 pub mod exit;
 pub mod fixtures;

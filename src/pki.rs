@@ -393,6 +393,18 @@ impl Pki {
         }
     }
 
+    /// The three CA certificates as PEM by the names [`Pki::write`] gives them: the public part
+    /// of the hierarchy, for the evidence a run keeps. Encoded afresh from the DER, so nothing
+    /// else a loaded file held (a key pasted beside the certificate) comes along.
+    pub fn ca_certificates(&self) -> [(&'static str, String); 3] {
+        [
+            (BACK_ROOT, &self.back_root),
+            (BACK_SERVICES, &self.back_services),
+            (FRONT, &self.front),
+        ]
+        .map(|(name, ca)| (name, pem_block("CERTIFICATE", &ca.cert_der)))
+    }
+
     /// Trust anchors of one channel, DER.
     pub fn roots(&self, channel: Channel) -> Vec<CertificateDer<'static>> {
         match channel {

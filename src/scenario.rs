@@ -37,6 +37,26 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     #[serde(rename = "check")]
     pub checks: Vec<CheckSpec>,
+    /// The file this scenario was parsed from, as it was, so a run folder can keep its inputs
+    /// (`evidence::write_inputs`). Not part of the format.
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// A scenario file's path and text as parsed.
+#[derive(Clone, Default)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for Source {
+    // The text is the scenario again; the path says enough.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The test person's login at the mock TVS.
@@ -687,7 +707,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parses and validates one scenario file's text.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+    let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let (line, column) = toml_error_position(text, &e);
         ScenarioError::Syntax {
             path: path.to_path_buf(),
@@ -697,6 +717,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         }
     })?;
     validate(path, text, &scenario)?;
+    scenario.source = Source {
+        path: path.to_path_buf(),
+        text: text.into(),
+    };
     Ok(scenario)
 }
 

@@ -1145,11 +1145,21 @@ mod tests {
         });
         assert_eq!(verdict.outcome, Outcome::Fail);
         assert!(verdict.message.contains("3600 s"), "{}", verdict.message);
-        // One login alone proves nothing about freshness.
+        // One login alone: its ID has nothing to differ from, its IssueInstant is judged.
         let alone = with(&[second], SUBSTANTIAL, |ctx| {
             authn_request_fresh("second", ctx)
         });
-        assert_eq!(alone.outcome, Outcome::Error, "{}", alone.message);
+        assert_eq!(alone.outcome, Outcome::Pass, "{}", alone.message);
+        assert!(alone.message.contains("only login"), "{}", alone.message);
+        let stale_alone = posted(
+            5,
+            "second",
+            &authn_request("_fedcba9876543210", "2026-12-01T02:00:00Z"),
+        );
+        let verdict = with(&[stale_alone], SUBSTANTIAL, |ctx| {
+            authn_request_fresh("second", ctx)
+        });
+        assert_eq!(verdict.outcome, Outcome::Fail, "{}", verdict.message);
     }
 
     #[test]

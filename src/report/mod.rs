@@ -502,14 +502,14 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
     write_file(&dir.join("matrix.html"), html.as_bytes())
 }
 
-/// Replaces `reports/latest` with a copy of the run's folder.
+/// Replaces `reports/latest` with a copy of the run's folder, subfolders included (the run's
+/// inputs, snapshots).
 pub fn update_latest(run_dir: &Path, latest: &Path) -> Result<(), WriteError> {
     let _ = std::fs::remove_dir_all(latest);
-    copy_tree(run_dir, latest)
+    copy_dir(run_dir, latest)
 }
 
-/// Copies the folder `from` to `to`, subfolders (the run's snapshots) included.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), WriteError> {
+fn copy_dir(from: &Path, to: &Path) -> Result<(), WriteError> {
     std::fs::create_dir_all(to).map_err(|source| WriteError {
         path: to.to_path_buf(),
         source,
@@ -521,7 +521,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), WriteError> {
     for entry in entries.flatten() {
         let target = to.join(entry.file_name());
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            copy_tree(&entry.path(), &target)?;
+            copy_dir(&entry.path(), &target)?;
         } else {
             std::fs::copy(entry.path(), &target).map_err(|source| WriteError {
                 path: target,

@@ -112,8 +112,10 @@ fn default_run_writes_four_valid_reports_and_exits_zero() {
             .replace("&#x2f;", "/")
             .replace("&quot;", "\"")
             .replace("&amp;", "&");
+        // The inputs as run (inputs/: matrix, fixtures manifest) declare the test person by BSN.
+        let input = path.components().any(|c| c.as_os_str() == "inputs");
         assert!(
-            !text.contains("999911533"),
+            input || !text.contains("999911533"),
             "{} has the test BSN",
             path.display()
         );

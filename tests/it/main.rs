@@ -5,6 +5,7 @@
 mod boundaries;
 mod cli;
 mod deviations;
+mod evidence;
 mod external;
 mod golden;
 mod helpers;
