@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Cross-checks junit.xml with an independent JUnit parser: makes a small run with the built
-# binary (the embedded default matrix, filtered to a handful of scenarios) and reads its
+# Cross-checks junit.xml with an independent JUnit parser: makes a run with the built binary
+# (the embedded default matrix: every verdict kind it has, about half a minute) and reads its
 # junit.xml with junitparser (PyPI) in a virtual environment; the totals of tests, failures,
 # errors and skipped must match report.json's summary. Exit 0: they match; 1: they do not;
 # anything else: the check could not run.
@@ -22,7 +22,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 read -r -a koppeltest <<<"${KOPPELTEST:-cargo run --locked --quiet --}"
 # The exit code says how the run went, not whether the check can be made.
-"${koppeltest[@]}" run --quiet --out "$out" >/dev/null || true
+"${koppeltest[@]}" run --quiet --snapshots off --out "$out" >/dev/null || true
 "$venv/bin/python" - "$out/latest" <<'PY'
 import json, sys
 from junitparser import JUnitXml, Failure, Error, Skipped
