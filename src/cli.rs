@@ -380,19 +380,7 @@ async fn run(args: RunArgs) -> i32 {
             return code;
         }
     };
-    let run_id = run_id();
-    let run_dir = args.out.join(&run_id);
-    if let Err(e) = std::fs::create_dir_all(&run_dir) {
-        eprintln!(
-            "error: failed to create the report folder {}: {e}",
-            run_dir.display()
-        );
-        return exit::ENVIRONMENT;
-    }
-    if let Err(e) = crate::evidence::write_inputs(&prepared, &run_dir) {
-        eprintln!("error: {e}");
-        return exit::ENVIRONMENT;
-    }
+    // Accepted snapshots first: a damaged one stops the run before a run folder exists.
     let started = time::OffsetDateTime::now_utc();
     let started_at = crate::saml::instant(started);
     let mut snapshots = match args.snapshots {
@@ -417,6 +405,19 @@ async fn run(args: RunArgs) -> i32 {
             }
         }
     };
+    let run_id = run_id();
+    let run_dir = args.out.join(&run_id);
+    if let Err(e) = std::fs::create_dir_all(&run_dir) {
+        eprintln!(
+            "error: failed to create the report folder {}: {e}",
+            run_dir.display()
+        );
+        return exit::ENVIRONMENT;
+    }
+    if let Err(e) = crate::evidence::write_inputs(&prepared, &run_dir) {
+        eprintln!("error: {e}");
+        return exit::ENVIRONMENT;
+    }
     // Each finished scenario is appended here at once, so even a killed run loses nothing.
     let events_path = run_dir.join("events.jsonl");
     let mut events_file = match std::fs::File::create(&events_path) {
@@ -525,7 +526,16 @@ fn snapshots(command: SnapshotsCommand) -> i32 {
     for (i, p) in list.iter().enumerate() {
         let decision = match action {
             "status" => {
-                println!("{:9} {}", p.state().label(), p.name);
+                println!(
+                    "{:9} {}{}",
+                    p.state().label(),
+                    p.name,
+                    if p.replaces_damaged {
+                        " (replaces a damaged accepted snapshot)"
+                    } else {
+                        ""
+                    }
+                );
                 continue;
             }
             "accept" => 'a',

@@ -493,8 +493,14 @@ fn redact_private_keys(text: &str) -> String {
     out
 }
 
+/// What the recorder redacts by its shape (BSNs, PEM private keys), for text a reader decodes
+/// from what was recorded (a base64 SAML message): the recorder never saw inside it.
+pub(crate) fn redact_decoded(text: &str) -> String {
+    redact_bsns(&redact_private_keys(text))
+}
+
 /// Replaces every standalone 9-digit run that passes the BSN 11-check.
-pub(crate) fn redact_bsns(text: &str) -> String {
+fn redact_bsns(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;

@@ -21,6 +21,15 @@ pub fn random_hex(n: usize) -> String {
     random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 of `data`, lowercase hex (snapshot headers, evidence manifests).
+pub fn sha256_hex(data: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A random RFC 4122 version-4 UUID, as MedMij-Request-ID and X-Correlation-ID want.
 pub fn uuid_v4() -> String {
     let mut b = random_bytes(16);

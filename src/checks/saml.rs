@@ -12,6 +12,8 @@
 //! check here fails a message that is unsigned, signed with SHA-1, or signed so that the
 //! signature does not plainly cover the message itself.
 
+use std::collections::BTreeSet;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use roxmltree::{Document, Node};
@@ -633,11 +635,12 @@ fn resolved_artifact(xml: &str) -> Option<String> {
     Some(text(child(resolve, NS_SAMLP, "Artifact")?))
 }
 
-/// Each delivery of an artifact to the DVA in the step made the DVA resolve it once: as many
-/// ArtifactResolves for the artifact in the step as it was delivered there, no more (a retrying
-/// or doubled resolution) and none fewer (then there is nothing to judge: `error`). A replayed
-/// artifact, delivered again in a later step, is resolved again there; that is the DVA asking,
-/// and the TVS's business to refuse.
+/// Each artifact the DVA received in the step was resolved once per delivery: in every step of
+/// the scenario, no more ArtifactResolves for it than deliveries of it there. A second
+/// resolution on one delivery, or one in a step that delivered nothing (a retry later), fails.
+/// A replayed artifact, delivered again in a later step, may be resolved again there: that is
+/// the DVA asking, and the TVS's business to answer it as spent. An artifact the DVA never
+/// resolved leaves nothing to judge: `error`.
 pub(super) fn artifact_resolved_once(step: &str, ctx: &Context<'_>) -> Verdict {
     let delivered = delivered_artifacts(ctx.exchanges, step);
     if delivered.is_empty() {
@@ -649,13 +652,36 @@ pub(super) fn artifact_resolved_once(step: &str, ctx: &Context<'_>) -> Verdict {
             vec![],
         );
     }
-    let resolves: Vec<(usize, String)> = artifact_resolves(ctx.exchanges, Some(step))
+    // Every delivery and every resolution in the scenario, with its step.
+    let deliveries: Vec<(Option<&str>, usize, String)> = ctx
+        .exchanges
+        .iter()
+        .filter_map(|x| x.step.as_deref())
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .flat_map(|s| {
+            delivered_artifacts(ctx.exchanges, s)
+                .into_iter()
+                .map(move |(seq, a)| (Some(s), seq, a))
+        })
+        .collect();
+    let resolves: Vec<(Option<&str>, usize, String)> = artifact_resolves(ctx.exchanges, None)
         .iter()
         .filter_map(|r| {
             let xml = r.xml.as_ref().ok()?;
-            Some((r.exchange.seq, resolved_artifact(xml)?))
+            Some((
+                r.exchange.step.as_deref(),
+                r.exchange.seq,
+                resolved_artifact(xml)?,
+            ))
         })
         .collect();
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut evidence = Vec::new();
     let mut judged: Vec<&str> = Vec::new();
     for (delivered_at, artifact) in &delivered {
@@ -663,17 +689,12 @@ pub(super) fn artifact_resolved_once(step: &str, ctx: &Context<'_>) -> Verdict {
             continue;
         }
         judged.push(artifact);
-        let deliveries: Vec<usize> = delivered
+        let all: Vec<usize> = resolves
             .iter()
-            .filter(|(_, a)| a == artifact)
-            .map(|(s, _)| *s)
+            .filter(|(_, _, a)| a == artifact)
+            .map(|(_, seq, _)| *seq)
             .collect();
-        let seqs: Vec<usize> = resolves
-            .iter()
-            .filter(|(_, a)| a == artifact)
-            .map(|(s, _)| *s)
-            .collect();
-        if seqs.is_empty() {
+        if all.is_empty() {
             return v(
                 Outcome::Error,
                 format!(
@@ -682,30 +703,46 @@ pub(super) fn artifact_resolved_once(step: &str, ctx: &Context<'_>) -> Verdict {
                 vec![*delivered_at],
             );
         }
-        if seqs.len() > deliveries.len() {
-            let list = |v: &[usize]| {
-                v.iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            return v(
-                Outcome::Fail,
-                format!(
-                    "the artifact {artifact} was resolved {} times (exchanges {}) for {} (exchanges {}): an artifact resolves once",
-                    seqs.len(),
-                    list(&seqs),
-                    if deliveries.len() == 1 {
-                        "one delivery".to_string()
-                    } else {
-                        format!("{} deliveries", deliveries.len())
-                    },
-                    list(&deliveries),
-                ),
-                seqs.iter().chain(&deliveries).copied().collect(),
-            );
+        let steps: BTreeSet<Option<&str>> = resolves
+            .iter()
+            .filter(|(_, _, a)| a == artifact)
+            .map(|(s, _, _)| *s)
+            .collect();
+        for t in steps {
+            let here_resolved: Vec<usize> = resolves
+                .iter()
+                .filter(|(s, _, a)| a == artifact && *s == t)
+                .map(|(_, seq, _)| *seq)
+                .collect();
+            let here_delivered: Vec<usize> = deliveries
+                .iter()
+                .filter(|(s, _, a)| a == artifact && *s == t)
+                .map(|(_, seq, _)| *seq)
+                .collect();
+            if here_resolved.len() > here_delivered.len() {
+                return v(
+                    Outcome::Fail,
+                    format!(
+                        "the artifact {artifact} was resolved {} times (exchanges {}) in step {} for {} there: an artifact resolves once per delivery",
+                        here_resolved.len(),
+                        list(&here_resolved),
+                        t.map_or("(none)".to_string(), |t| format!("{t:?}")),
+                        match here_delivered.len() {
+                            0 => "no delivery".to_string(),
+                            1 => format!("one delivery (exchange {})", here_delivered[0]),
+                            n => format!("{n} deliveries (exchanges {})", list(&here_delivered)),
+                        },
+                    ),
+                    here_resolved
+                        .iter()
+                        .chain(&here_delivered)
+                        .copied()
+                        .collect(),
+                );
+            }
         }
-        evidence.extend(deliveries.iter().chain(&seqs));
+        evidence.push(*delivered_at);
+        evidence.extend(all);
     }
     v(
         Outcome::Pass,
@@ -1231,6 +1268,50 @@ mod tests {
         });
         assert_eq!(verdict.outcome, Outcome::Fail);
         assert!(verdict.message.contains("2 times"), "{}", verdict.message);
+        // A replay delivered in a later step may be resolved again there…
+        let replay = [
+            once[0].clone(),
+            once[1].clone(),
+            acs(6, "replay", "[artifact#1]"),
+            resolved(5, "replay", &signed, SUBSTANTIAL, BACK),
+        ];
+        for step in ["login", "replay"] {
+            let verdict = with(&replay, SUBSTANTIAL, |ctx| {
+                artifact_resolved_once(step, ctx)
+            });
+            assert_eq!(
+                verdict.outcome,
+                Outcome::Pass,
+                "{step}: {}",
+                verdict.message
+            );
+        }
+        // … but a resolution in a step that delivered nothing (a retry later) fails, and so
+        // do two on the first delivery with none on the replay.
+        let retry = [
+            once[0].clone(),
+            once[1].clone(),
+            resolved(5, "token", &signed, SUBSTANTIAL, BACK),
+        ];
+        let verdict = with(&retry, SUBSTANTIAL, |ctx| {
+            artifact_resolved_once("login", ctx)
+        });
+        assert_eq!(verdict.outcome, Outcome::Fail, "{}", verdict.message);
+        assert!(
+            verdict.message.contains("no delivery"),
+            "{}",
+            verdict.message
+        );
+        let lopsided = [
+            once[0].clone(),
+            once[1].clone(),
+            resolved(4, "login", &signed, SUBSTANTIAL, BACK),
+            acs(6, "replay", "[artifact#1]"),
+        ];
+        let verdict = with(&lopsided, SUBSTANTIAL, |ctx| {
+            artifact_resolved_once("replay", ctx)
+        });
+        assert_eq!(verdict.outcome, Outcome::Fail, "{}", verdict.message);
         // Another login's artifact does not count for this one.
         let other = resolve_xml(
             "_ar2",

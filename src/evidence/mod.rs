@@ -68,7 +68,7 @@ const REQUIRED: &[&str] = &[
 ];
 
 /// A bundle larger than this, unpacked, is refused: it is not one koppeltest made.
-const MAX_UNPACKED: u64 = 4 << 30;
+const MAX_UNPACKED: u64 = 1 << 30;
 
 /// The certifier's signature algorithms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -194,7 +194,7 @@ pub fn write_inputs(prepared: &Prepared, run_dir: &Path) -> Result<(), EvidenceE
     write(&inputs.join("matrix.toml"), matrix.as_bytes())?;
     let mut names = std::collections::BTreeSet::new();
     for scenario in &prepared.scenarios {
-        let stem = file_stem(&scenario.id);
+        let stem = crate::snapshot::component(&scenario.id);
         let mut name = format!("{stem}.toml");
         let mut n = 1;
         while !names.insert(name.clone()) {
@@ -217,25 +217,6 @@ pub fn write_inputs(prepared: &Prepared, run_dir: &Path) -> Result<(), EvidenceE
         )?;
     }
     Ok(())
-}
-
-/// A scenario id as a file name: letters, digits, `.`, `-` and `_` kept, the rest `_`.
-fn file_stem(id: &str) -> String {
-    let stem: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if stem.is_empty() || stem.starts_with('.') {
-        format!("_{stem}")
-    } else {
-        stem
-    }
 }
 
 /// A certifier's signing key.
@@ -483,24 +464,12 @@ pub fn holds_private_key(contents: &[u8]) -> bool {
         .any(|w| w == b"PRIVATE KEY-----")
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// The `MANIFEST` text for `files`: `<hex>  <path>` lines, sorted by path (as `sha256sum`
 /// writes and `sha256sum -c` reads them).
 pub fn manifest(files: &BTreeMap<String, Vec<u8>>) -> String {
     files
         .iter()
-        .map(|(path, data)| format!("{}  {path}\n", sha256_hex(data)))
+        .map(|(path, data)| format!("{}  {path}\n", crate::ids::sha256_hex(data)))
         .collect()
 }
 
@@ -704,7 +673,7 @@ pub fn verify(bundle: &Path, cert: &Path) -> Result<Verified, EvidenceError> {
     let listed = parse_manifest(bundle, &manifest)?;
     for (hex, path) in &listed {
         let data = files.get(path).ok_or_else(|| missing(path))?;
-        if sha256_hex(data) != *hex {
+        if crate::ids::sha256_hex(data) != *hex {
             return Err(EvidenceError::Tampered {
                 bundle: bundle.to_path_buf(),
                 file: path.clone(),

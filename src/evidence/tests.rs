@@ -293,9 +293,12 @@ fn nothing_is_overwritten_without_force() {
 
 #[test]
 fn scenario_ids_become_safe_file_names() {
-    assert_eq!(file_stem("auth.code-replay"), "auth.code-replay");
-    assert_eq!(file_stem("../x/y"), "_.._x_y");
-    assert_eq!(file_stem(""), "_");
+    assert_eq!(
+        crate::snapshot::component("auth.code-replay"),
+        "auth.code-replay"
+    );
+    assert_eq!(crate::snapshot::component("../x/y"), "_.._x_y");
+    assert_eq!(crate::snapshot::component(""), "_");
 }
 
 #[test]

@@ -177,8 +177,14 @@ fn snapshot_lines(report: &RunReport) -> String {
         ));
     }
     if s.pending_written > 0 {
+        // The folder the `snapshots` commands need, when it is not their default.
+        let dir = std::path::Path::new(&s.dir)
+            .parent()
+            .filter(|p| *p != std::path::Path::new("snapshots"))
+            .map(|p| format!(" --dir {}", p.display()))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  {} pending .snap.new written: koppeltest snapshots review (or accept / reject)\n",
+            "  {} pending .snap.new written: koppeltest snapshots review{dir} (or accept / reject)\n",
             s.pending_written
         ));
     } else if let Some(note) = s.pending_note.as_ref().filter(|_| s.drifted() > 0) {

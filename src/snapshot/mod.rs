@@ -182,14 +182,6 @@ pub struct Meta<'a> {
     pub scenario: &'a str,
 }
 
-fn sha256_hex(text: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A YAML scalar for the header: plain when safe, double-quoted otherwise.
 fn scalar(s: &str) -> String {
     if !s.is_empty()
@@ -216,7 +208,7 @@ pub fn file_text(meta: &Meta<'_>, content: &str) -> String {
         scalar(meta.row),
         scalar(meta.column),
         scalar(meta.scenario),
-        sha256_hex(content),
+        crate::ids::sha256_hex(content.as_bytes()),
     )
 }
 
@@ -257,11 +249,12 @@ pub fn parse(path: &Path, text: &str) -> Result<String, SnapshotError> {
         return Err(corrupt(line_no, "the header has no content_sha256"));
     };
     let content = &text[offset..];
-    if sha256_hex(content) != hash {
+    if crate::ids::sha256_hex(content.as_bytes()) != hash {
         return Err(corrupt(
             line_no + 1,
-            "the content does not match the header's content_sha256 (truncated or edited; \
-             a fresh run writes a new one to accept)",
+            "the content does not match the header's content_sha256 (truncated or edited): \
+             restore it (from version control) or delete it and accept a fresh one; \
+             `koppeltest snapshots accept` replaces it with a pending one",
         ));
     }
     Ok(content.to_string())
@@ -510,6 +503,8 @@ pub struct PendingSnapshot {
     pub content: String,
     /// The accepted content it would replace; `None` for a new snapshot.
     pub old: Option<String>,
+    /// The accepted file it would replace is damaged (unreadable as a snapshot).
+    pub replaces_damaged: bool,
 }
 
 impl PendingSnapshot {
@@ -571,7 +566,8 @@ pub fn matches(filter: &str, name: &str) -> bool {
 }
 
 /// The pending snapshots under `dir` (every matrix), filtered. A damaged pending file is an
-/// error; a damaged accepted one is reported as replaced by whatever is accepted over it.
+/// error; a damaged accepted one is marked (`replaces_damaged`), so accepting over it repairs
+/// it.
 pub fn pending(dir: &Path, filter: Option<&str>) -> Result<Vec<PendingSnapshot>, SnapshotError> {
     if !dir.is_dir() {
         return Err(SnapshotError::Io {
@@ -593,9 +589,12 @@ pub fn pending(dir: &Path, filter: Option<&str>) -> Result<Vec<PendingSnapshot>,
         let accepted = pending.with_extension("");
         let text = std::fs::read_to_string(&pending).map_err(io(&pending))?;
         let content = parse(&pending, &text)?;
-        let old = match std::fs::read_to_string(&accepted) {
-            Ok(t) => Some(parse(&accepted, &t)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        let (old, replaces_damaged) = match std::fs::read_to_string(&accepted) {
+            Ok(t) => match parse(&accepted, &t) {
+                Ok(old) => (Some(old), false),
+                Err(_) => (None, true),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, false),
             Err(e) => return Err(io(&accepted)(e)),
         };
         out.push(PendingSnapshot {
@@ -604,6 +603,7 @@ pub fn pending(dir: &Path, filter: Option<&str>) -> Result<Vec<PendingSnapshot>,
             accepted,
             content,
             old,
+            replaces_damaged,
         });
     }
     Ok(out)

@@ -33,7 +33,9 @@ const VOLATILE_HEADERS: &[&str] = &[
     "connection",
     "content-length",
     "date",
+    "expires",
     "keep-alive",
+    "last-modified",
     "server-timing",
     "transfer-encoding",
 ];
@@ -47,6 +49,9 @@ const OPAQUE_ELEMENTS: &[&str] = &[
     "SignatureValue",
     "X509Certificate",
 ];
+
+/// XML is shown to this depth; deeper elements are summarised in one line.
+const MAX_XML_DEPTH: usize = 64;
 
 /// Form fields and query parameters that carry a base64-encoded SAML message.
 const SAML_FIELDS: &[&str] = &["SAMLRequest", "SAMLResponse"];
@@ -115,17 +120,25 @@ fn exchange(out: &mut String, x: &Exchange, reference: Reference) {
     }
     headers(out, "  > ", &x.request_headers);
     if let Some(body) = x.request_body.as_deref().filter(|b| !b.is_empty()) {
-        body_text(out, body, content_type(&x.request_headers), reference);
+        body_text(out, body, content_type(&x.request_headers));
     }
     if let Some(error) = &x.transport_error {
-        let _ = writeln!(out, "  transport error: {error}");
+        let _ = writeln!(out, "  transport error: {}", tls_times(error, reference));
     }
     if let Some(status) = x.status {
         let _ = writeln!(out, "  < {status}");
     }
     headers(out, "  < ", &x.response_headers);
     if let Some(body) = x.response_body.as_deref().filter(|b| !b.is_empty()) {
-        body_text(out, body, content_type(&x.response_headers), reference);
+        if x.method == "NOTE" {
+            body_text(
+                out,
+                &tls_times(body, reference),
+                content_type(&x.response_headers),
+            );
+        } else {
+            body_text(out, body, content_type(&x.response_headers));
+        }
     }
     if let Some(c) = &x.client_certificate {
         let _ = writeln!(
@@ -137,6 +150,20 @@ fn exchange(out: &mut String, x: &Exchange, reference: Reference) {
         );
     }
     out.push('\n');
+}
+
+/// A party's note or a transport error as koppeltest's TLS stack words it: its unix times
+/// (`verification time 1796105629 (UNIX)`) relative to the run, its second counts as `[n]`.
+/// Only there: in a DVA's own answers such numbers are the DVA's.
+fn tls_times(text: &str, reference: Reference) -> String {
+    let text = UNIX_TIME.replace_all(text, |c: &Captures<'_>| {
+        c[0].parse::<i64>()
+            .ok()
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|at| relative("@now", rounded_days((at - reference.now).whole_seconds())))
+            .unwrap_or_else(|| c[0].to_string())
+    });
+    SECONDS.replace_all(&text, "[n] seconds").into_owned()
 }
 
 fn party(p: Party) -> &'static str {
@@ -182,15 +209,16 @@ fn params(out: &mut String, prefix: &str, encoded: &str) {
 }
 
 /// The SAML message in a base64 form value, pretty-printed; `None` when it is not one. The
-/// recorder never saw inside the base64, so what it redacts in plain text (BSNs) is redacted
-/// here the same way: for privacy, and so an ID reads the same decoded as in a plain body.
+/// recorder never saw inside the base64, so what it redacts by shape in plain text (BSNs,
+/// private keys) is redacted here the same way: for privacy, and so an ID reads the same
+/// decoded as in a plain body.
 fn saml_message(value: &str) -> Option<String> {
     let compact: String = value.split_whitespace().collect();
     let raw = base64::engine::general_purpose::STANDARD
         .decode(compact)
         .ok()?;
     let text = String::from_utf8(raw).ok()?;
-    xml(&crate::exchange::redact_bsns(&text))
+    xml(&crate::exchange::redact_decoded(&text))
 }
 
 fn indent(out: &mut String, text: &str, prefix: &str) {
@@ -205,20 +233,25 @@ const TRUNCATED: &str = "\n[… truncated: ";
 /// How much less of a cut body than the recorder kept goes into the snapshot.
 const CUT_SLACK: usize = 64;
 
-fn body_text(out: &mut String, body: &str, content_type: &str, reference: Reference) {
+fn body_text(out: &mut String, body: &str, content_type: &str) {
     if let Some(at) = body.rfind(TRUNCATED) {
         // The recorder cut after redacting, at a fixed length: where it replaced digits inside
         // a random value by the shorter BSN label, it kept a few characters more. With those
         // digits put back (as placeholders), the cut is at the same place in every run.
+        // Then back to the last delimiter, so no half value (which no pattern would label) is
+        // left at the end. The byte count of the whole body is left out: a value of another
+        // length changes it.
         let restored = unsplit_bsn(&body[..at]);
         let mut keep = at.saturating_sub(CUT_SLACK).min(restored.len());
         while !restored.is_char_boundary(keep) {
             keep -= 1;
         }
+        let keep = restored[..keep]
+            .rfind([',', '"', '<', '>', ' ', '\n', '{', '}', '[', ']', '&'])
+            .unwrap_or(0);
         let _ = writeln!(out, "  body (cut by the recorder):");
-        // Labelled on its own, so the cut-off value at its end takes no number from the rest.
-        indent(out, &label(&restored[..keep], reference), "    ");
-        let _ = writeln!(out, "    {}", body[at..].trim());
+        indent(out, &restored[..keep], "    ");
+        let _ = writeln!(out, "    [… cut]");
         return;
     }
     let ct = content_type.to_ascii_lowercase();
@@ -282,8 +315,7 @@ fn element(
     depth: usize,
     parent: Option<roxmltree::Node<'_, '_>>,
 ) {
-    // Depth is bounded by the parser's limits; keep the output readable anyway.
-    let pad = "  ".repeat(depth.min(40));
+    let pad = "  ".repeat(depth);
     let tag = node.tag_name();
     let name = qualified(node, tag.namespace(), tag.name());
     let mut open = format!("{pad}<{name}");
@@ -334,7 +366,11 @@ fn element(
         _ => {
             let _ = writeln!(out, "{open}>");
             for child in children {
-                if child.is_element() {
+                if child.is_element() && depth + 1 >= MAX_XML_DEPTH {
+                    // roxmltree bounds the node count, not the depth: a hostile body nested
+                    // thousands deep must not exhaust the stack here.
+                    let _ = writeln!(out, "{pad}  … (nested deeper than {MAX_XML_DEPTH} levels)");
+                } else if child.is_element() {
                     element(out, child, depth + 1, Some(node));
                 } else if child.is_text() {
                     let _ = writeln!(out, "{pad}  {}", child.text().unwrap_or("").trim());
@@ -441,8 +477,14 @@ static DATE: LazyLock<Regex> =
 static OPAQUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!("{OPAQUE_OPEN}([^{OPAQUE_CLOSE}]*){OPAQUE_CLOSE}")).expect("opaque pattern")
 });
+/// Long opaque values: base64, or base64url (anti-forgery fields, tokens of a vendor's own).
 static LONG_BASE64: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/]{100,}={0,2}").expect("base64 pattern"));
+    LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/_-]{100,}={0,2}").expect("base64 pattern"));
+/// An HTTP date (`Tue, 01 Dec 2026 05:49:16 GMT`), as a cookie's `Expires` carries it.
+static HTTP_DATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Z][a-z]{2}, \d{2}[ -][A-Z][a-z]{2}[ -]\d{4} \d{2}:\d{2}:\d{2} GMT")
+        .expect("http-date pattern")
+});
 /// A SHA-256 digest in base64 (a DigestValue shown as text, or hidden in a comment).
 static DIGEST_BASE64: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/]{43}=").expect("digest pattern"));
@@ -452,7 +494,8 @@ static UNIX_TIME: LazyLock<Regex> =
 /// Second counts in the same texts (`86400 seconds ago`).
 static SECONDS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b\d+ seconds\b").expect("seconds pattern"));
-static HEX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9a-f]{16,}").expect("hex pattern"));
+static HEX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[0-9a-f]{16,}|[0-9A-F]{16,}").expect("hex pattern"));
 /// Durations measured by the harness (`96 probes in 54 ms`).
 static MILLIS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b\d+ ms\b").expect("duration pattern"));
@@ -506,14 +549,7 @@ fn label(text: &str, reference: Reference) -> String {
     let text = OPAQUE.replace_all(&text, |c: &Captures<'_>| labels.of("base64", &c[1]));
     let text = LONG_BASE64.replace_all(&text, |c: &Captures<'_>| labels.of("base64", &c[0]));
     let text = DIGEST_BASE64.replace_all(&text, |c: &Captures<'_>| labels.of("base64", &c[0]));
-    let text = UNIX_TIME.replace_all(&text, |c: &Captures<'_>| {
-        c[0].parse::<i64>()
-            .ok()
-            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|at| relative("@now", rounded_days((at - reference.now).whole_seconds())))
-            .unwrap_or_else(|| c[0].to_string())
-    });
-    let text = SECONDS.replace_all(&text, "[n] seconds");
+    let text = HTTP_DATE.replace_all(&text, "[http-date]");
     let text = UUID.replace_all(&text, |c: &Captures<'_>| labels.of("uuid", &c[0]));
     let text = DATE_TIME.replace_all(&text, |c: &Captures<'_>| {
         relative_instant(c, reference).unwrap_or_else(|| c[0].to_string())
@@ -575,7 +611,12 @@ fn hex(text: &str, labels: &mut Labels) -> String {
         let before = m.start().checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(m.end()).copied();
         let alone = |b: Option<u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric());
-        if alone(before) && alone(after) {
+        // A percent-escape just before (`state%3D59678c…`) ends a word too.
+        let escaped = m.start() >= 3
+            && bytes[m.start() - 3] == b'%'
+            && bytes[m.start() - 2].is_ascii_hexdigit()
+            && bytes[m.start() - 1].is_ascii_hexdigit();
+        if (alone(before) || escaped) && alone(after) {
             out.push_str(&text[last..m.start()]);
             out.push_str(&labels.of("hex", m.as_str()));
             last = m.end();
@@ -730,18 +771,60 @@ mod tests {
     }
 
     #[test]
+    fn hostile_nesting_is_summarised_and_real_dva_volatiles_are_labelled() {
+        // Deeper than any stack would take by recursion; well under the parser's node limit.
+        let deep = format!("{}{}", "<a>".repeat(20_000), "</a>".repeat(20_000));
+        let text = exchanges(
+            &[x(0, "https://dva.test/x", &deep, "text/xml")],
+            reference(),
+        );
+        assert!(
+            text.contains("nested deeper than 64 levels"),
+            "{}",
+            &text[..400]
+        );
+        let headers = |cookie: &str, state: &str| {
+            let mut e = x(0, "https://dva.test/cb", "", "text/plain");
+            e.response_headers.extend([
+                (
+                    "set-cookie".to_string(),
+                    format!("sid=[redacted]; Expires={cookie}"),
+                ),
+                (
+                    "location".to_string(),
+                    format!("https://pgo.test/cb?next=%2Fa%3Fs%3D{state}"),
+                ),
+                ("etag".to_string(), "\"8F3A9C0D1E2B4A5F6071\"".to_string()),
+            ]);
+            exchanges(&[e], reference())
+        };
+        let one = headers("Wed, 02 Dec 2026 05:49:16 GMT", "59678c898bb25cda619ae23b");
+        let two = headers("Wed, 02 Dec 2026 07:01:02 GMT", "0123456789abcdef01234567");
+        assert_eq!(one, two);
+        assert!(one.contains("Expires=[http-date]"), "{one}");
+        assert!(
+            one.contains("%3D[hex#2]"),
+            "hex after a percent-escape: {one}"
+        );
+        assert!(one.contains("etag: \"[hex#1]\""), "uppercase hex: {one}");
+    }
+
+    #[test]
     fn unparseable_bodies_are_shown_as_text_and_a_doctype_is_not_expanded() {
         let body = "<!DOCTYPE x [<!ENTITY e \"boom\">]><x>&e;</x>";
         let text = exchanges(&[x(0, "https://dva.test/x", body, "text/xml")], reference());
         assert!(text.contains("body (text):"), "{text}");
-        assert!(!text.contains("boom</x>") || text.contains("&e;"), "{text}");
+        assert!(
+            text.contains("<x>&e;</x>"),
+            "the entity stays unexpanded: {text}"
+        );
         let truncated = "{\"a\": [1, 2,\n[… truncated: 99999 bytes in all]";
         let text = exchanges(
             &[x(0, "https://dva.test/x", truncated, "application/json")],
             reference(),
         );
         assert!(
-            text.contains("body (cut by the recorder") && text.contains("truncated"),
+            text.contains("body (cut by the recorder") && text.contains("[… cut]"),
             "{text}"
         );
     }
