@@ -28,17 +28,8 @@ fn run_folder() -> &'static Path {
     RUN.get_or_init(|| {
         let dir = temp_dir("evidence-run");
         std::fs::write(dir.join("m.toml"), matrix_toml(&[], &[], "2.2")).unwrap();
-        let scenarios = dir.join("scenarios");
-        std::fs::create_dir_all(&scenarios).unwrap();
-        for name in ["happy-path.toml", "auth-state-echoed.toml"] {
-            std::fs::copy(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("scenarios")
-                    .join(name),
-                scenarios.join(name),
-            )
-            .unwrap();
-        }
+        let scenarios =
+            crate::helpers::scenario_folder(&dir, &["happy-path.toml", "auth-state-echoed.toml"]);
         let out = dir.join("reports");
         let run = koppeltest()
             .args(["run", "--quiet", "--matrix"])

@@ -109,6 +109,22 @@ pub async fn run(prepared: Arc<Prepared>) -> Vec<Finished> {
     runner::run_all(prepared, 8).await
 }
 
+/// `dir/scenarios/` holding copies of the named files of the project's `scenarios/`.
+pub fn scenario_folder(dir: &Path, names: &[&str]) -> PathBuf {
+    let scenarios = dir.join("scenarios");
+    std::fs::create_dir_all(&scenarios).expect("scenarios folder");
+    for name in names {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios")
+                .join(name),
+            scenarios.join(name),
+        )
+        .expect("copy a scenario file");
+    }
+    scenarios
+}
+
 /// A fresh folder under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -144,25 +144,19 @@ fn koppeltest(cwd: &Path) -> Command {
     c
 }
 
-/// A scenarios folder with two of the embedded scenarios.
-fn two_scenarios(dir: &Path) -> std::path::PathBuf {
-    let scenarios = dir.join("scenarios");
-    std::fs::create_dir_all(&scenarios).unwrap();
-    for name in ["fhir-unsupported-version.toml", "token-code-replay.toml"] {
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("scenarios")
-                .join(name),
-            scenarios.join(name),
-        )
-        .unwrap();
-    }
-    scenarios
+fn run_cli(dir: &Path, matrix: &str, extra: &[&str]) -> (Option<i32>, String) {
+    run_cli_in(koppeltest(dir), dir, matrix, extra)
 }
 
-fn run_cli(dir: &Path, matrix: &str, extra: &[&str]) -> (Option<i32>, String) {
+/// `koppeltest run` on `dir`'s scenarios folder with `matrix` as `m.toml`, through `command`.
+fn run_cli_in(
+    mut command: Command,
+    dir: &Path,
+    matrix: &str,
+    extra: &[&str],
+) -> (Option<i32>, String) {
     std::fs::write(dir.join("m.toml"), matrix).unwrap();
-    let out = koppeltest(dir)
+    let out = command
         .args([
             "run",
             "--quiet",
@@ -215,7 +209,10 @@ fn cli(dir: &Path, args: &[&str], stdin: &str) -> (Option<i32>, String) {
 #[test]
 fn the_snapshot_workflow_of_the_binary() {
     let dir = temp_dir("snapshot-cli");
-    two_scenarios(&dir);
+    crate::helpers::scenario_folder(
+        &dir,
+        &["fhir-unsupported-version.toml", "token-code-replay.toml"],
+    );
     let conformant = matrix_toml(&[], &[], "2.2");
     let snaps = dir.join("snapshots/m/row/col");
 
@@ -265,23 +262,10 @@ fn the_snapshot_workflow_of_the_binary() {
         &[("fhir.unsupported-version", "known")],
         "2.2",
     );
-    std::fs::write(dir.join("m.toml"), &quirky).unwrap();
-    let out = koppeltest(&dir)
-        .env("CI", "true")
-        .args([
-            "run",
-            "--quiet",
-            "--matrix",
-            "m.toml",
-            "--scenarios",
-            "scenarios",
-            "--out",
-            "reports",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let mut under_ci = koppeltest(&dir);
+    under_ci.env("CI", "true");
+    let (code, text) = run_cli_in(under_ci, &dir, &quirky, &[]);
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("1 unchanged, 1 changed"), "{text}");
     assert!(text.contains("no pending files written (CI=true"), "{text}");
     assert!(!snaps.join("fhir.unsupported-version.snap.new").exists());
