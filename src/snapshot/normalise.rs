@@ -501,8 +501,9 @@ static MILLIS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b\d+ ms\b").expect("duration pattern"));
 /// The recorder's BSN label where it cut into a random value: a 9-digit run inside random hex
 /// that passes the 11-check is redacted too.
-static BSN_IN_HEX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[0-9a-f]\[bsn\]|\[bsn\][0-9a-f]").expect("bsn-in-hex pattern"));
+static BSN_IN_HEX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[0-9a-fA-F]\[bsn\]|\[bsn\][0-9a-fA-F]").expect("bsn-in-hex pattern")
+});
 static PORT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(127\.0\.0\.1|localhost|\[::1\]|\.test):\d{2,5}\b").expect("port pattern")
 });
@@ -758,6 +759,15 @@ mod tests {
             ta.contains("?state = [hex#1]") && ta.contains("?bsn = [bsn]"),
             "{ta}"
         );
+        // The same in upper-case hex, which the hex rule labels too.
+        let a = x(0, "https://dva.test/x?id=9977F3B[bsn]", "", "text/plain");
+        let b = x(
+            0,
+            "https://dva.test/x?id=0123456789ABCDEF",
+            "",
+            "text/plain",
+        );
+        assert_eq!(exchanges(&[a], reference()), exchanges(&[b], reference()));
         let note = |seq: usize, text: &str| Exchange {
             method: "NOTE".into(),
             url: String::new(),
