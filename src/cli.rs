@@ -420,8 +420,8 @@ async fn run(args: RunArgs) -> i32 {
     }
     // Each finished scenario is appended here at once, so even a killed run loses nothing.
     let events_path = run_dir.join("events.jsonl");
-    let mut events_file = match std::fs::File::create(&events_path) {
-        Ok(f) => std::io::BufWriter::new(f),
+    let mut events = match std::fs::File::create(&events_path) {
+        Ok(file) => EventsFile { file, len: 0 },
         Err(e) => {
             eprintln!("error: failed to create {}: {e}", events_path.display());
             return exit::ENVIRONMENT;
@@ -441,6 +441,9 @@ async fn run(args: RunArgs) -> i32 {
     );
     let mut finished: Vec<Finished> = Vec::new();
     let mut interrupted = false;
+    // A report folder that fills up or becomes unwritable ends the run: what is not on disk
+    // would be lost, and a report without it would claim a run that did not happen.
+    let mut write_failure: Option<String> = None;
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
@@ -453,11 +456,20 @@ async fn run(args: RunArgs) -> i32 {
                             &report,
                             Some(&run_dir),
                         ));
+                        if let Some(e) = store.take_run_dir_failure() {
+                            write_failure = Some(format!("failed to write a snapshot into the report folder: {e}"));
+                        }
                     }
                     let line = serde_json::json!({
                         "row": prepared.rows[row].row.id, "column": prepared.matrix.columns[column].id, "scenario": *report,
                     });
-                    let _ = writeln!(events_file, "{line}").and_then(|_| events_file.flush());
+                    if let Err(e) = events.append(&line) {
+                        write_failure.get_or_insert(format!("failed to write {}: {e}", events_path.display()));
+                    }
+                    if write_failure.is_some() {
+                        tasks.abort_all();
+                        break;
+                    }
                     progress.set_message(format!("{} × {}: {} {}", prepared.rows[row].row.id, prepared.matrix.columns[column].id, report.id, report.verdict.label()));
                     progress.inc(1);
                     finished.push(Finished { row, column, scenario, report: *report, secrets });
@@ -473,6 +485,16 @@ async fn run(args: RunArgs) -> i32 {
     }
     progress.finish_and_clear();
     while tasks.try_join_next().is_some() {}
+    if let Some(reason) = write_failure {
+        return report_folder_failed(
+            &reason,
+            &prepared,
+            &run_id,
+            &started_at,
+            &finished,
+            &run_dir,
+        );
+    }
     let mut report = runner::build_report(&prepared, &run_id, &started_at, &finished, interrupted);
     if let Some(store) = &snapshots {
         let summary = store.finish(interrupted);
@@ -496,6 +518,57 @@ async fn run(args: RunArgs) -> i32 {
         crate::report::terminal::render(&report, &run_dir.display().to_string())
     );
     report.summary.exit_code
+}
+
+/// `events.jsonl`: one line per finished scenario, written whole or not at all.
+struct EventsFile {
+    file: std::fs::File,
+    /// The length of the lines written whole so far.
+    len: u64,
+}
+
+impl EventsFile {
+    /// Appends `line`; when the write fails (a full disk takes part of it), cuts the file back to
+    /// the lines before, so every line in it stays a finished scenario.
+    fn append(&mut self, line: &serde_json::Value) -> std::io::Result<()> {
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        match self.file.write_all(&bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Ends a run whose report folder stopped taking writes: says why and what is kept, tries to
+/// leave an interrupted report of the finished scenarios (each file whole or absent), and exits
+/// 4.
+fn report_folder_failed(
+    reason: &str,
+    prepared: &runner::Prepared,
+    run_id: &str,
+    started_at: &str,
+    finished: &[Finished],
+    run_dir: &Path,
+) -> i32 {
+    eprintln!("error: {reason}");
+    eprintln!(
+        "error: the run was stopped after {} finished scenarios; each one recorded before the failure stays in {}",
+        finished.len(),
+        run_dir.join("events.jsonl").display()
+    );
+    let mut report = runner::build_report(prepared, run_id, started_at, finished, true);
+    report.summary.exit_code = exit::ENVIRONMENT;
+    if let Err(e) = crate::report::write_all(&report, run_dir) {
+        eprintln!("error: no report was written either: {e}");
+    }
+    exit::ENVIRONMENT
 }
 
 fn snapshots(command: SnapshotsCommand) -> i32 {

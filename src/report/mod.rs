@@ -476,11 +476,21 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+/// Writes `path` whole or not at all: into `<path>.part`, then renamed over it, so a disk that
+/// fills up mid-write leaves no truncated report behind (the partial file is removed).
 pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
-    std::fs::write(path, contents).map_err(|source| WriteError {
-        path: path.to_path_buf(),
-        source,
-    })
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    std::fs::write(&part, contents)
+        .and_then(|()| std::fs::rename(&part, path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&part);
+            WriteError {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
 }
 
 /// Writes `report.json`, `junit.xml` and `matrix.html` into `dir`.

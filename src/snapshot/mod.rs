@@ -353,6 +353,8 @@ pub struct Store {
     new: usize,
     pending_written: usize,
     write_errors: Vec<String>,
+    /// The first failed write into the run's folder.
+    run_dir_failure: Option<SnapshotError>,
 }
 
 impl Store {
@@ -392,6 +394,7 @@ impl Store {
             new: 0,
             pending_written: 0,
             write_errors: Vec::new(),
+            run_dir_failure: None,
         })
     }
 
@@ -401,7 +404,9 @@ impl Store {
 
     /// Snapshots one finished scenario: writes it to `run_dir/snapshots/…`, compares it with
     /// the accepted one, writes a pending file when it differs (and pending files are written),
-    /// and returns its drift. A file that cannot be written is noted, not fatal.
+    /// and returns its drift. A pending file that cannot be written is noted, not fatal; one
+    /// that cannot be written into the run's folder is kept for [`Self::take_run_dir_failure`]:
+    /// a report folder that fills up or becomes unwritable ends the run.
     pub fn observe(
         &mut self,
         row: &str,
@@ -426,7 +431,7 @@ impl Store {
         if let Some(run_dir) = run_dir
             && let Err(e) = write(&run_dir.join("snapshots").join(&rel), &text)
         {
-            self.write_errors.push(e.to_string());
+            self.run_dir_failure.get_or_insert(e);
         }
         self.seen.insert(rel.clone());
         let pending_path = self.root.join(format!("{rel}.new"));
@@ -462,6 +467,11 @@ impl Store {
             snapshot: rel,
             diff,
         }
+    }
+
+    /// The first write into the run's folder that failed since the last call, if any.
+    pub fn take_run_dir_failure(&mut self) -> Option<SnapshotError> {
+        self.run_dir_failure.take()
     }
 
     /// The figures, with the accepted snapshots this run did not produce (unless interrupted).

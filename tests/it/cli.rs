@@ -354,3 +354,141 @@ fn an_interrupted_run_keeps_what_it_had_finished() {
     );
     std::fs::remove_dir_all(out).ok();
 }
+
+/// The run's folder, once `events.jsonl` holds `n` finished scenarios (within a minute).
+fn wait_for_events(out: &Path, n: usize) -> std::path::PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(dir) = std::fs::read_dir(out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path())
+            && std::fs::read_to_string(dir.join("events.jsonl"))
+                .is_ok_and(|t| t.lines().count() >= n)
+        {
+            return dir;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scenario finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// What a run stopped by its report folder left: exit 4, the reason on stderr, no panic,
+/// `events.jsonl` whole lines only, and no half-written report file.
+fn assert_stopped_by_the_folder(output: &std::process::Output, dir: &Path, reason: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "stderr: {stderr}");
+    assert!(stderr.contains(reason), "stderr names {reason:?}: {stderr}");
+    assert!(stderr.contains("the run was stopped after"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert!(events.is_empty() || events.ends_with('\n'), "a cut line");
+    for line in events.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a whole line");
+        assert!(event["scenario"]["id"].is_string());
+    }
+    for file in ["report.json", "junit.xml", "matrix.html"] {
+        assert!(
+            !dir.join(format!("{file}.part")).exists(),
+            "{file}.part left"
+        );
+    }
+    // A report that was written is whole, and says the run did not finish.
+    if let Ok(text) = std::fs::read_to_string(dir.join("report.json")) {
+        let report: serde_json::Value = serde_json::from_str(&text).expect("a whole report");
+        assert_eq!(report["interrupted"], true);
+        assert_eq!(report["summary"]["exit_code"], 4);
+        assert_eq!(
+            report["summary"]["scenarios"].as_u64().unwrap(),
+            events.lines().count() as u64
+        );
+    }
+}
+
+#[test]
+fn a_report_folder_that_fills_up_ends_the_run_with_exit_four() {
+    // No file in the report folder may grow past 1 MiB (RLIMIT_FSIZE, with SIGXFSZ ignored so
+    // the write fails as on a full disk instead of killing the process): events.jsonl reaches
+    // it after some scenarios of the default run.
+    let out = temp_dir("cli-full");
+    let output = Command::new("bash")
+        .args(["-c", r#"trap "" XFSZ; ulimit -f 1024; exec "$@""#, "bash"])
+        .arg(env!("CARGO_BIN_EXE_koppeltest"))
+        .args(["run", "--quiet", "--snapshots", "off", "--out"])
+        .arg(&out)
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let dir = run_dir(&out);
+    assert_stopped_by_the_folder(&output, &dir, "events.jsonl: File too large");
+    let kept = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(kept >= 1, "the scenarios before the failure are kept");
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
+    // Root writes through permissions, so as root the run is made as `nobody`.
+    let out = temp_dir("cli-readonly");
+    let snapshots = out.join("accepted");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let mut command = if root {
+        for dir in [&out, &snapshots] {
+            std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(env!("CARGO_BIN_EXE_koppeltest"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    };
+    let child = command
+        .args([
+            "run",
+            "--quiet",
+            "--jobs",
+            "1",
+            "--snapshots",
+            "check",
+            "--snapshot-dir",
+        ])
+        .arg(&snapshots)
+        .arg("--out")
+        .arg(&out)
+        .env("CI", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = wait_for_events(&out, 3);
+    // Every folder of the run read-only: the next scenario's snapshot cannot be written.
+    let mut folders = vec![dir.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                folders.push(entry.path());
+            }
+        }
+        std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_stopped_by_the_folder(&output, &dir, "Permission denied");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("failed to write a snapshot"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    std::fs::remove_dir_all(out).ok();
+}
