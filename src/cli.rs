@@ -34,6 +34,10 @@ enum Command {
     /// Run every scenario in every cell of a matrix and write the reports.
     #[command(after_help = exit::TABLE)]
     Run(RunArgs),
+    /// Repeat the full flow (login, token, the seven GP-record queries, refresh) per cell and
+    /// measure the share of answers within MedMij's budgets, with 95 % confidence intervals.
+    #[command(after_help = SOAK_HELP)]
+    Soak(SoakArgs),
     /// Manage the test PKI.
     Pki {
         #[command(subcommand)]
@@ -245,6 +249,51 @@ struct RunArgs {
     pending: crate::snapshot::PendingPolicy,
 }
 
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Test PKI folder made by `koppeltest pki init`. Default: a fresh PKI in memory.
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// Where the soak goes: <out>/soak-<id>/ and <out>/soak-latest/.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Flows per cell (at most, with --duration).
+    #[arg(long, default_value_t = 100)]
+    flows: u64,
+    /// Start no flow after this long: 90s, 10m, 2h.
+    #[arg(long, value_parser = crate::soak::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Flows started per second, over all cells. Default: as fast as --jobs allows.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Flows at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+    /// Print no progress, only the summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+const SOAK_HELP: &str = "A soak only talks to the matrix's own hosts: the rows' simulated or external DVAs and the mock TVS.
+Each answer of the token endpoint (token and refresh) and of the resource endpoint counts as within
+budget when a response below 500 came within the matrix's [budgets] (token 10 s, resource 60 s).
+Per cell and endpoint the soak reports that share with its 95 % Wilson score interval, whether it
+meets MedMij's figure (token 99.5 %, resource 98.5 %), misses it, or is undecided (the interval
+straddles the figure; the summary says about how many more flows would decide), p50/p95/p99
+latency and the failures by kind. Every finished flow is appended to samples.jsonl at once:
+Ctrl-C keeps what was measured. A later `koppeltest run` of the same matrix shows the newest soak
+per cell (within [soak] max_age_days) as \"reliable operation demonstrated\" or not.
+
+Exit codes:
+  0    every figure met in every cell
+  1    some figure missed
+  3    invalid matrix, scenario or fixture file
+  4    environment failure (PKI, ports, report folder)
+  5    no figure missed, but some undecided: soak longer
+  130  interrupted; the soak folder holds what was measured";
+
 /// Parses the command line and runs; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -264,6 +313,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Soak(args) => runtime.block_on(soak(args)),
         Command::Pki {
             command: PkiCommand::Init { out, force },
         } => pki_init(&out, force),
@@ -496,6 +546,13 @@ async fn run(args: RunArgs) -> i32 {
         );
     }
     let mut report = runner::build_report(&prepared, &run_id, &started_at, &finished, interrupted);
+    let max_age_days = prepared.matrix.soak.max_age_days;
+    let soak = crate::soak::latest(
+        &args.out,
+        &matrix_digest(&prepared),
+        std::time::Duration::from_secs(u64::from(max_age_days) * 86_400),
+    );
+    crate::report::attach_soak(&mut report, soak.as_ref(), max_age_days);
     if let Some(store) = &snapshots {
         let summary = store.finish(interrupted);
         // Strict: drift fails a run that had nothing worse.
@@ -518,6 +575,98 @@ async fn run(args: RunArgs) -> i32 {
         crate::report::terminal::render(&report, &run_dir.display().to_string())
     );
     report.summary.exit_code
+}
+
+async fn soak(args: SoakArgs) -> i32 {
+    use crate::soak::{Decision, Settings};
+    let mut prepared = match prepare(&args.sources, args.pki.as_deref()) {
+        Ok(p) => p,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            return code;
+        }
+    };
+    let (path, text) = crate::soak::FLOW;
+    prepared.scenarios = match crate::scenario::parse(Path::new(path), text) {
+        Ok(flow) => vec![flow],
+        Err(e) => return fail(exit::INVALID_CONFIG, e),
+    };
+    let matrix_sha256 = matrix_digest(&prepared);
+    let soak_id = run_id();
+    let dir = args.out.join(format!("soak-{soak_id}"));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!(
+            "error: failed to create the soak folder {}: {e}",
+            dir.display()
+        );
+        return exit::ENVIRONMENT;
+    }
+    let settings = Settings {
+        flows: args.flows,
+        duration_s: args.duration.map(|d| d.as_secs().max(1)),
+        rate: args.rate,
+        jobs: args.jobs.max(1),
+    };
+    let progress = indicatif::ProgressBar::new(0);
+    if args.quiet {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows, about {eta} left {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let prepared = Arc::new(prepared);
+    let result = crate::soak::soak(
+        prepared,
+        &settings,
+        &soak_id,
+        &matrix_sha256,
+        &dir,
+        &progress,
+    )
+    .await;
+    progress.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return fail(exit::ENVIRONMENT, e),
+    };
+    if let Err(e) = crate::report::update_latest(&dir, &args.out.join("soak-latest")) {
+        eprintln!("error: {e}");
+        return exit::ENVIRONMENT;
+    }
+    print!(
+        "{}",
+        crate::soak::render_terminal(&report, &dir.display().to_string())
+    );
+    let decisions: Vec<Decision> = report
+        .cells
+        .iter()
+        .flat_map(|c| c.endpoints.iter().map(|e| e.decision))
+        .collect();
+    if report.interrupted {
+        exit::INTERRUPTED
+    } else if decisions.contains(&Decision::Misses) {
+        exit::CONFORMANCE_FAILURE
+    } else if decisions.contains(&Decision::Undecided) {
+        exit::RUN_ERRORS
+    } else {
+        exit::OK
+    }
+}
+
+/// The SHA-256 of the matrix's text (of the embedded default's when none was given): a run
+/// shows a soak only of the same matrix.
+fn matrix_digest(prepared: &Prepared) -> String {
+    crate::ids::sha256_hex(
+        prepared
+            .sources
+            .matrix
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    )
 }
 
 /// `events.jsonl`: one line per finished scenario, written whole or not at all.

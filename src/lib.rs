@@ -28,6 +28,7 @@ pub mod runner;
 pub mod saml;
 pub mod scenario;
 pub mod snapshot;
+pub mod soak;
 pub mod steps;
 pub mod tls;
 pub mod tls_scan;

@@ -78,10 +78,35 @@ pub struct Matrix {
     /// How TLS and certificates are judged.
     #[serde(default)]
     pub tls: TlsSettings,
+    #[serde(default)]
+    pub soak: SoakSettings,
     #[serde(rename = "his")]
     pub rows: Vec<HisRow>,
     #[serde(rename = "pgo")]
     pub columns: Vec<PgoProfile>,
+}
+
+/// The matrix's `[soak]` table.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SoakSettings {
+    /// A run shows the newest soak of the same matrix (`koppeltest soak`, same text) per cell
+    /// when it finished within this many days; otherwise "reliable operation not demonstrated".
+    /// [U] MedMij names no age; 30 days is a default for a coalition's monthly review.
+    #[serde(default = "max_age_days")]
+    pub max_age_days: u32,
+}
+
+fn max_age_days() -> u32 {
+    30
+}
+
+impl Default for SoakSettings {
+    fn default() -> Self {
+        SoakSettings {
+            max_age_days: max_age_days(),
+        }
+    }
 }
 
 /// The matrix's `[tls]` table.
@@ -190,6 +215,14 @@ pub enum DvaTarget {
         /// IG names no page size; 100 is a common server default.
         #[serde(default = "page_size")]
         page_size: usize,
+        /// Picks which answers the availability quirks (`token-slow-1-in-50`,
+        /// `resource-unavailable-1-in-20`) spoil: the same seed spoils the same answer numbers.
+        #[serde(default = "seed")]
+        seed: u64,
+        /// How late `token-slow-1-in-50`'s slow answers come: 11 s by default, just past
+        /// core.tknint.206's 10 s. Tests that lower the matrix's budgets lower this with them.
+        #[serde(default = "slow_answer_ms")]
+        slow_answer_ms: u64,
     },
     /// A real DVA (a vendor's test environment), reached on the hosts the row's ZAL names. The
     /// mock TVS listens on fixed addresses so the DVA can be registered with it; the DVA must
@@ -224,6 +257,14 @@ pub struct LifetimeSettings {
     /// Simulated DVAs only: the access token lifetime (`expires_in`).
     #[serde(default = "access_token_s")]
     pub access_token_s: u64,
+}
+
+fn seed() -> u64 {
+    1
+}
+
+fn slow_answer_ms() -> u64 {
+    11_000
 }
 
 fn page_size() -> usize {
@@ -333,6 +374,9 @@ pub struct PreparedRow {
     pub endpoints: Endpoints,
     /// Set for external targets.
     pub external: Option<Arc<ExternalResolved>>,
+    /// The simulated DVA's answer counts, shared by every server the row starts, so the
+    /// availability quirks spoil a share of a whole run's or soak's answers.
+    pub availability: Arc<crate::dva::quirks::Availability>,
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -561,6 +605,10 @@ impl Matrix {
                 whitelist: Arc::new(whitelist),
                 endpoints,
                 external,
+                availability: Arc::new(crate::dva::quirks::Availability::new(match &row.target {
+                    DvaTarget::Simulated { seed, .. } => *seed,
+                    DvaTarget::External { .. } => 0,
+                })),
             });
         }
         Ok(prepared)

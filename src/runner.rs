@@ -184,6 +184,8 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         quirks,
         lifetimes,
         page_size,
+        slow_answer_ms,
+        ..
     } = &row.row.target
     else {
         return None;
@@ -217,6 +219,8 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         ocl: row.ocl.clone(),
         patients: prepared.patients.clone(),
         page_size: (*page_size).max(1),
+        availability: row.availability.clone(),
+        slow_answer: Duration::from_millis(*slow_answer_ms),
     })
 }
 
@@ -936,6 +940,7 @@ pub fn build_report(
                 ),
                 timing,
                 dataset: crate::report::dataset_summary(&scenarios),
+                reliability: crate::report::Reliability::no_soak(matrix.soak.max_age_days),
                 privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),
                 row: row.row.id.clone(),
                 column: column.id.clone(),

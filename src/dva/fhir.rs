@@ -62,6 +62,14 @@ pub async fn search(
     if quirks.has(Quirk::SlowResourceEndpoint) {
         tokio::time::sleep(SLOW_ANSWER).await;
     }
+    if quirks.has(Quirk::ResourceUnavailable1In20) && dva.cfg.availability.next_resource_spoiled(20)
+    {
+        return outcome(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transient",
+            "tijdelijk niet beschikbaar",
+        );
+    }
     // Mutual TLS (brief §7): the TLS layer verified any certificate offered; whether one is
     // required at all is decided here, so the token endpoint can answer invalid_client.
     let names = peer.dns_names();

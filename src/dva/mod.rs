@@ -84,6 +84,10 @@ pub struct DvaConfig {
     pub patients: Arc<PatientStore>,
     /// Searches with more matches than this answer in pages linked by `next`.
     pub page_size: usize,
+    /// The row's answer counts for the availability quirks.
+    pub availability: Arc<quirks::Availability>,
+    /// How late `token-slow-1-in-50`'s slow answers come.
+    pub slow_answer: std::time::Duration,
 }
 
 impl DvaConfig {

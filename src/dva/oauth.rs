@@ -819,6 +819,9 @@ pub async fn token(
     if quirks.has(Quirk::SlowTokenEndpoint) {
         tokio::time::sleep(SLOW_ANSWER).await;
     }
+    if quirks.has(Quirk::TokenSlow1In50) && dva.cfg.availability.next_token_spoiled(50) {
+        tokio::time::sleep(dva.cfg.slow_answer).await;
+    }
     if quirks.has(Quirk::RefuseTokens) {
         return token_error(
             &dva,

@@ -108,6 +108,7 @@ pub fn render(report: &RunReport) -> String {
                 tls.expiry_warning_days.to_string(),
             ));
         }
+        suite.add_property(Property::new("reliability", cell.reliability.line.as_str()));
         for sc in &cell.scenarios {
             let (status, out) = status(sc);
             let mut case = TestCase::new(sc.id.as_str(), status);

@@ -157,7 +157,77 @@ pub struct CellReport {
     /// What the TLS scans of this cell found; none when no scenario scanned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsCell>,
+    /// Whether a recent soak of this cell met MedMij's availability figures.
+    pub reliability: Reliability,
     pub scenarios: Vec<ScenarioReport>,
+}
+
+/// "Reliable operation demonstrated", from the newest soak of the same matrix (`koppeltest
+/// soak`), or why not.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Reliability {
+    pub demonstrated: bool,
+    /// "reliable operation demonstrated: N flows over D, token X % [a–b], resource Y % [c–d]",
+    /// or "reliable operation not demonstrated: …" with the reason.
+    pub line: String,
+    /// The soak it comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak_id: Option<String>,
+}
+
+impl Reliability {
+    /// No soak of this matrix within `max_age_days`.
+    pub fn no_soak(max_age_days: u32) -> Reliability {
+        Reliability {
+            demonstrated: false,
+            line: format!(
+                "reliable operation not demonstrated: no soak of this matrix in the last {max_age_days} days (koppeltest soak)"
+            ),
+            soak_id: None,
+        }
+    }
+
+    /// From `soak`'s cell `row × column`.
+    pub fn from_soak(soak: &crate::soak::SoakReport, row: &str, column: &str) -> Reliability {
+        let Some(cell) = soak
+            .cells
+            .iter()
+            .find(|c| c.row == row && c.column == column)
+        else {
+            return Reliability {
+                demonstrated: false,
+                line: format!(
+                    "reliable operation not demonstrated: soak {} did not cover this cell",
+                    soak.soak_id
+                ),
+                soak_id: Some(soak.soak_id.clone()),
+            };
+        };
+        let demonstrated = cell.demonstrated();
+        Reliability {
+            demonstrated,
+            line: format!(
+                "reliable operation {}demonstrated: {}",
+                if demonstrated { "" } else { "not " },
+                cell.figures()
+            ),
+            soak_id: Some(soak.soak_id.clone()),
+        }
+    }
+}
+
+/// Sets every cell's reliability from `soak` (or says there is none).
+pub fn attach_soak(
+    report: &mut RunReport,
+    soak: Option<&crate::soak::SoakReport>,
+    max_age_days: u32,
+) {
+    for cell in &mut report.cells {
+        cell.reliability = match soak {
+            Some(s) => Reliability::from_soak(s, &cell.row, &cell.column),
+            None => Reliability::no_soak(max_age_days),
+        };
+    }
 }
 
 /// One endpoint's TLS, as a scan found it.

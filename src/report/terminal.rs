@@ -60,6 +60,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         out.push('\n');
     }
     out.push_str(&tls_lines(report));
+    out.push_str(&reliability_lines(report));
     let s = &report.summary;
     out.push_str(&format!(
         "\n{} scenarios in {} cells: {} passed, {} failed, {} warnings, {} expected failures, {} unexpected passes, {} errors, {} skipped\n",
@@ -277,6 +278,33 @@ fn record_lines(report: &RunReport) -> String {
 }
 
 /// A line per cell with a TLS scan: versions, worst NCSC class, days to the earliest expiry.
+/// One line per cell with a soak; one line in all when no cell has one.
+fn reliability_lines(report: &RunReport) -> String {
+    if report.cells.is_empty() {
+        return String::new();
+    }
+    if report.cells.iter().all(|c| c.reliability.soak_id.is_none()) {
+        // All say the same: no soak.
+        let line = &report.cells[0].reliability.line;
+        return format!("\nReliability: {line}\n");
+    }
+    let mut out = "\nReliability (koppeltest soak):\n".to_string();
+    for cell in &report.cells {
+        out.push_str(&format!(
+            "{}{} × {}: {}\n",
+            if cell.reliability.demonstrated {
+                "  "
+            } else {
+                "! "
+            },
+            cell.row,
+            cell.column,
+            cell.reliability.line
+        ));
+    }
+    out
+}
+
 fn tls_lines(report: &RunReport) -> String {
     let mut out = String::new();
     for cell in report.cells.iter() {

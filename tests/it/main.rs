@@ -15,5 +15,6 @@ mod privacy;
 mod saml;
 mod saml_sp;
 mod snapshots;
+mod soak;
 mod tls;
 mod xmlsec;
