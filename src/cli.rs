@@ -232,6 +232,10 @@ struct RunArgs {
     /// Scenarios run at once.
     #[arg(long, default_value_t = 16)]
     jobs: usize,
+    /// Run each scenario N times: one that both passes and fails is FLAKY, shown with its pass
+    /// rate in every report and failing the run (exit 1), never hidden as a pass.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    repeat: u16,
     /// Print no progress, only the summary.
     #[arg(long, short)]
     quiet: bool,
@@ -478,7 +482,8 @@ async fn run(args: RunArgs) -> i32 {
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut tasks = runner::start(prepared.clone(), args.jobs, tx);
+    let repeat = usize::from(args.repeat);
+    let mut tasks = runner::start_repeated(prepared.clone(), args.jobs, repeat, tx);
     let progress = indicatif::ProgressBar::new(0);
     if args.quiet {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -499,7 +504,8 @@ async fn run(args: RunArgs) -> i32 {
             ev = rx.recv() => match ev {
                 Some(RunEvent::Started { total }) => progress.set_length(total as u64),
                 Some(RunEvent::ScenarioFinished { row, column, scenario, mut report, secrets }) => {
-                    if let Some(store) = snapshots.as_mut() {
+                    // Repeated runs are snapshotted once joined, below.
+                    if let Some(store) = snapshots.as_mut().filter(|_| repeat == 1) {
                         report.drift = Some(store.observe(
                             &prepared.rows[row].row.id,
                             &prepared.matrix.columns[column].id,
@@ -535,6 +541,25 @@ async fn run(args: RunArgs) -> i32 {
     }
     progress.finish_and_clear();
     while tasks.try_join_next().is_some() {}
+    let mut finished = runner::join_repeats(finished, repeat);
+    if repeat > 1
+        && write_failure.is_none()
+        && let Some(store) = snapshots.as_mut()
+    {
+        for f in &mut finished {
+            f.report.drift = Some(store.observe(
+                &prepared.rows[f.row].row.id,
+                &prepared.matrix.columns[f.column].id,
+                &f.report,
+                Some(&run_dir),
+            ));
+        }
+        if let Some(e) = store.take_run_dir_failure() {
+            write_failure = Some(format!(
+                "failed to write a snapshot into the report folder: {e}"
+            ));
+        }
+    }
     if let Some(reason) = write_failure {
         return report_folder_failed(
             &reason,

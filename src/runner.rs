@@ -122,33 +122,76 @@ pub fn start(
     jobs: usize,
     events: mpsc::UnboundedSender<RunEvent>,
 ) -> JoinSet<()> {
-    let total = prepared.rows.len() * prepared.matrix.columns.len() * prepared.scenarios.len();
+    start_repeated(prepared, jobs, 1, events)
+}
+
+/// As [`start`], each scenario `repeat` times (`run --repeat N`): the runs of one scenario
+/// are separate events, joined by [`crate::report::join_repeats`].
+pub fn start_repeated(
+    prepared: Arc<Prepared>,
+    jobs: usize,
+    repeat: usize,
+    events: mpsc::UnboundedSender<RunEvent>,
+) -> JoinSet<()> {
+    let repeat = repeat.max(1);
+    let total =
+        prepared.rows.len() * prepared.matrix.columns.len() * prepared.scenarios.len() * repeat;
     let _ = events.send(RunEvent::Started { total });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = JoinSet::new();
-    for row in 0..prepared.rows.len() {
-        for column in 0..prepared.matrix.columns.len() {
-            for scenario in 0..prepared.scenarios.len() {
-                let prepared = prepared.clone();
-                let permits = permits.clone();
-                let events = events.clone();
-                set.spawn(async move {
-                    let Ok(_permit) = permits.acquire().await else {
-                        return;
-                    };
-                    let (report, secrets) = run_scenario(&prepared, row, column, scenario).await;
-                    let _ = events.send(RunEvent::ScenarioFinished {
-                        row,
-                        column,
-                        scenario,
-                        report: Box::new(report),
-                        secrets,
+    for _ in 0..repeat {
+        for row in 0..prepared.rows.len() {
+            for column in 0..prepared.matrix.columns.len() {
+                for scenario in 0..prepared.scenarios.len() {
+                    let prepared = prepared.clone();
+                    let permits = permits.clone();
+                    let events = events.clone();
+                    set.spawn(async move {
+                        let Ok(_permit) = permits.acquire().await else {
+                            return;
+                        };
+                        let (report, secrets) =
+                            run_scenario(&prepared, row, column, scenario).await;
+                        let _ = events.send(RunEvent::ScenarioFinished {
+                            row,
+                            column,
+                            scenario,
+                            report: Box::new(report),
+                            secrets,
+                        });
                     });
-                });
+                }
             }
         }
     }
     set
+}
+
+/// Joins the runs of each repeated scenario into one [`Finished`] (see
+/// [`crate::report::join_repeats`]); with one run each, `finished` comes back as it was.
+pub fn join_repeats(finished: Vec<Finished>, repeat: usize) -> Vec<Finished> {
+    if repeat <= 1 {
+        return finished;
+    }
+    type Runs = (Vec<ScenarioReport>, Vec<String>);
+    let mut groups: BTreeMap<(usize, usize, usize), Runs> = BTreeMap::new();
+    for f in finished {
+        let group = groups.entry((f.row, f.column, f.scenario)).or_default();
+        group.0.push(f.report);
+        group.1.extend(f.secrets);
+    }
+    groups
+        .into_iter()
+        .filter_map(|((row, column, scenario), (runs, secrets))| {
+            Some(Finished {
+                row,
+                column,
+                scenario,
+                report: crate::report::join_repeats(runs)?,
+                secrets,
+            })
+        })
+        .collect()
 }
 
 /// Runs to completion and returns everything finished (for tests and the benchmark).
@@ -671,6 +714,7 @@ pub async fn run_scenario(
         checks,
         steps,
         tls: tls_facts(&results, &tls),
+        repeat: None,
         drift: None,
         exchanges,
     };

@@ -60,6 +60,17 @@ fn status(sc: &ScenarioReport) -> (TestCaseStatus, Option<String>) {
                 None,
             )
         }
+        Verdict::Flaky => {
+            let rate = sc.repeat.as_ref().map(|r| r.line()).unwrap_or_default();
+            (
+                with(
+                    Some(NonSuccessKind::Failure),
+                    format!("FLAKY ({rate}): {}", sc.title),
+                    Some(detail),
+                ),
+                None,
+            )
+        }
         Verdict::UnexpectedPass => (
             with(
                 Some(NonSuccessKind::Failure),

@@ -39,6 +39,9 @@ pub enum Verdict {
     Error,
     Skip,
     Omit,
+    /// Run more than once (`run --repeat N`), it both passed and failed (or errored): its own
+    /// verdict, never a pass, and it fails the run.
+    Flaky,
 }
 
 impl Verdict {
@@ -57,7 +60,7 @@ impl Verdict {
 
     fn rank(self) -> u8 {
         match self {
-            Verdict::Fail | Verdict::UnexpectedPass => 7,
+            Verdict::Fail | Verdict::UnexpectedPass | Verdict::Flaky => 7,
             Verdict::Error => 6,
             // A declared MUST failure outranks a SHOULD failure.
             Verdict::ExpectedFailure => 5,
@@ -70,7 +73,10 @@ impl Verdict {
 
     /// Whether this verdict makes the run fail.
     pub fn is_failure(self) -> bool {
-        matches!(self, Verdict::Fail | Verdict::UnexpectedPass)
+        matches!(
+            self,
+            Verdict::Fail | Verdict::UnexpectedPass | Verdict::Flaky
+        )
     }
 
     pub fn label(self) -> &'static str {
@@ -83,6 +89,7 @@ impl Verdict {
             Verdict::Error => "error",
             Verdict::Skip => "skip",
             Verdict::Omit => "omit",
+            Verdict::Flaky => "flaky",
         }
     }
 }
@@ -472,10 +479,67 @@ pub struct ScenarioReport {
     /// The endpoints this scenario scanned, summarised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<TlsEndpoint>,
+    /// Over `run --repeat N` (N > 1): how its runs went. The report shown is the first run
+    /// that failed or errored, where there was one, else the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
     /// This scenario's snapshot against the accepted one; absent with `--snapshots off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::snapshot::Drift>,
     pub exchanges: Vec<Exchange>,
+}
+
+/// How the runs of a repeated scenario went.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Repeat {
+    pub runs: usize,
+    /// Runs whose outcome was pass (or warn: a SHOULD only).
+    pub passed: usize,
+    pub failed: usize,
+    pub errored: usize,
+    /// `passed / runs`.
+    pub pass_rate: f64,
+}
+
+impl Repeat {
+    /// "passed 3 of 5 runs (60 %)".
+    pub fn line(&self) -> String {
+        format!(
+            "passed {} of {} runs ({:.0} %)",
+            self.passed,
+            self.runs,
+            self.pass_rate * 100.0
+        )
+    }
+}
+
+/// Joins the runs of one repeated scenario (all of the same row, column and scenario, at least
+/// one) into one report: flaky when some passed and some failed or errored.
+pub fn join_repeats(mut runs: Vec<ScenarioReport>) -> Option<ScenarioReport> {
+    let count = |pred: fn(Outcome) -> bool| runs.iter().filter(|r| pred(r.outcome)).count();
+    let passed = count(|o| matches!(o, Outcome::Pass | Outcome::Warn));
+    let failed = count(|o| o == Outcome::Fail);
+    let errored = count(|o| o == Outcome::Error);
+    let repeat = Repeat {
+        runs: runs.len(),
+        passed,
+        failed,
+        errored,
+        pass_rate: passed as f64 / runs.len().max(1) as f64,
+    };
+    let shown = runs
+        .iter()
+        .position(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error))
+        .unwrap_or(0);
+    if runs.is_empty() {
+        return None;
+    }
+    let mut report = runs.swap_remove(shown);
+    if passed > 0 && failed + errored > 0 {
+        report.verdict = Verdict::Flaky;
+    }
+    report.repeat = Some(repeat);
+    Some(report)
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -499,6 +563,8 @@ pub struct Summary {
     pub error: usize,
     pub skip: usize,
     pub omit: usize,
+    /// Scenarios that both passed and failed over `run --repeat N` (they fail the run).
+    pub flaky: usize,
     /// Scenarios that shared something the patient must not see (counted in `fail` or
     /// `expected_failure` too).
     pub privacy_failures: usize,
@@ -524,11 +590,12 @@ impl Summary {
                 Verdict::Error => s.error += 1,
                 Verdict::Skip => s.skip += 1,
                 Verdict::Omit => s.omit += 1,
+                Verdict::Flaky => s.flaky += 1,
             }
         }
         s.exit_code = if interrupted {
             crate::exit::INTERRUPTED
-        } else if s.fail + s.unexpected_pass > 0 {
+        } else if s.fail + s.unexpected_pass + s.flaky > 0 {
             crate::exit::CONFORMANCE_FAILURE
         } else if s.error > 0 {
             crate::exit::RUN_ERRORS

@@ -12,6 +12,7 @@ fn symbol(v: Verdict) -> &'static str {
         Verdict::Error => "ERROR",
         Verdict::Skip => "SKIP",
         Verdict::Omit => "OMIT",
+        Verdict::Flaky => "FLAKY",
     }
 }
 
@@ -63,8 +64,9 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
     out.push_str(&reliability_lines(report));
     let s = &report.summary;
     out.push_str(&format!(
-        "\n{} scenarios in {} cells: {} passed, {} failed, {} warnings, {} expected failures, {} unexpected passes, {} errors, {} skipped\n",
-        s.scenarios, s.cells, s.pass, s.fail, s.warn, s.expected_failure, s.unexpected_pass, s.error, s.skip + s.omit
+        "\n{} scenarios in {} cells: {} passed, {} failed, {} warnings, {} expected failures, {} unexpected passes, {} errors, {} skipped{}\n",
+        s.scenarios, s.cells, s.pass, s.fail, s.warn, s.expected_failure, s.unexpected_pass, s.error, s.skip + s.omit,
+        if s.flaky > 0 { format!(", {} flaky", s.flaky) } else { String::new() }
     ));
     out.push_str("PASS* = passed except for declared known deviations; STALE = a declared deviation did not occur; WARN = failed a SHOULD only\n");
     out.push_str(&record_lines(report));
@@ -94,8 +96,12 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         for sc in cell.scenarios.iter().filter(|x| {
             x.verdict.is_failure() || matches!(x.verdict, Verdict::Error | Verdict::Warn)
         }) {
+            let runs = match (&sc.repeat, sc.verdict) {
+                (Some(r), _) if r.runs > 1 => format!(" ({})", r.line()),
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "  {} {} × {}: {} — {}\n",
+                "  {} {} × {}: {} — {}{runs}\n",
                 symbol(sc.verdict),
                 cell.row,
                 cell.column,

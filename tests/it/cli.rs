@@ -492,3 +492,88 @@ fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
         .unwrap();
     std::fs::remove_dir_all(out).ok();
 }
+
+/// `run --repeat N` on one scenario of a one-cell matrix with `quirks`; the exit code, the
+/// terminal and the run folder.
+fn repeated(tag: &str, quirks: &[&str], n: &str) -> (Option<i32>, String, std::path::PathBuf) {
+    let dir = temp_dir(tag);
+    let matrix = dir.join("matrix.toml");
+    std::fs::write(&matrix, crate::helpers::matrix_toml(quirks, &[], "2.2")).unwrap();
+    let scenarios = crate::helpers::scenario_folder(&dir, &["happy-path.toml"]);
+    let out = dir.join("reports");
+    let output = koppeltest()
+        .args([
+            "run",
+            "--quiet",
+            "--snapshots",
+            "off",
+            "--repeat",
+            n,
+            "--matrix",
+        ])
+        .arg(&matrix)
+        .arg("--scenarios")
+        .arg(&scenarios)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        run_dir(&out),
+    )
+}
+
+#[test]
+fn a_scenario_that_both_passes_and_fails_is_flaky_in_every_report() {
+    // One resource answer in 20 is 503: of ten happy paths (seven queries each) some fail and
+    // most pass, from the row's seed.
+    let (code, terminal, dir) = repeated("cli-flaky", &["resource-unavailable-1-in-20"], "10");
+    assert_eq!(code, Some(1), "flaky fails the run: {terminal}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let sc = &report["cells"][0]["scenarios"][0];
+    assert_eq!(sc["verdict"], "flaky", "{}", sc["repeat"]);
+    assert_eq!(report["cells"][0]["verdict"], "flaky");
+    assert_eq!(report["summary"]["flaky"], 1);
+    assert_eq!(report["summary"]["scenarios"], 1, "ten runs, one scenario");
+    let runs = &sc["repeat"];
+    assert_eq!(runs["runs"], 10);
+    let passed = runs["passed"].as_u64().unwrap();
+    assert!((1..10).contains(&passed), "{runs}");
+    assert_eq!(
+        runs["failed"].as_u64().unwrap() + runs["errored"].as_u64().unwrap(),
+        10 - passed
+    );
+    // The run shown is one that failed.
+    assert_eq!(sc["outcome"], "fail");
+    let rate = format!("passed {passed} of 10 runs");
+    assert!(
+        terminal.contains("FLAKY") && terminal.contains(&rate),
+        "{terminal}"
+    );
+    assert!(terminal.contains("1 flaky"), "{terminal}");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(junit.contains(&format!("FLAKY ({rate}")), "{junit}");
+    assert!(junit.contains("<failure"), "a failure in JUnit, not a pass");
+    let html = std::fs::read_to_string(dir.join("matrix.html")).unwrap();
+    assert!(
+        html.contains("badge v-flaky") && html.contains(&rate),
+        "matrix.html"
+    );
+    std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).ok();
+}
+
+#[test]
+fn a_scenario_that_always_passes_is_no_flake() {
+    let (code, terminal, dir) = repeated("cli-steady", &[], "3");
+    assert_eq!(code, Some(0), "{terminal}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let sc = &report["cells"][0]["scenarios"][0];
+    assert_eq!(sc["verdict"], "pass");
+    assert_eq!(sc["repeat"]["passed"], 3);
+    assert_eq!(report["summary"]["flaky"], 0);
+    std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).ok();
+}
