@@ -302,3 +302,59 @@ fn duration_and_rate_bound_a_soak() {
     assert!((1..=41).contains(&flows), "{flows} flows");
     std::fs::remove_dir_all(folder.parent().unwrap().parent().unwrap()).ok();
 }
+
+#[test]
+fn an_interrupted_soak_keeps_what_it_measured() {
+    let dir = temp_dir("soak-interrupt");
+    let matrix_file = dir.join("matrix.toml");
+    std::fs::write(&matrix_file, matrix(&[], "", 11_000)).unwrap();
+    let out = dir.join("reports");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+        .args([
+            "soak", "--quiet", "--flows", "100000", "--jobs", "2", "--matrix",
+        ])
+        .arg(&matrix_file)
+        .arg("--out")
+        .arg(&out)
+        .env("CI", "true")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let folder = loop {
+        let folder = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(f) = folder.filter(|f| {
+            std::fs::read_to_string(f.join("samples.jsonl")).is_ok_and(|t| t.lines().count() >= 5)
+        }) {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no flow finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let soak = json(&folder.join("soak.json"));
+    assert_eq!(soak["interrupted"], true);
+    let lines = std::fs::read_to_string(folder.join("samples.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    let flows = soak["cells"][0]["flows"].as_u64().unwrap();
+    assert!(flows >= 5, "{flows}");
+    assert_eq!(flows, lines, "every measured flow is in the report");
+    assert_eq!(
+        endpoint(&soak, "token")["answers"].as_u64().unwrap(),
+        2 * flows,
+        "and its answers"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
