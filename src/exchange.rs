@@ -663,6 +663,27 @@ mod tests {
         assert!(cut.contains("truncated"), "{cut}");
     }
 
+    #[test]
+    fn a_secret_longer_than_the_margin_leaves_nothing_of_itself_before_the_cut() {
+        // A hostile DVA's access token of a mebibyte: the cut falls inside it, far from its end.
+        let token = "t".repeat(1 << 20);
+        let body = format!("{{\"access_token\":\"{token}\",\"token_type\":\"Bearer\"}}");
+        let mut secrets = Secrets::default();
+        let cut = redact_and_cut(&mut secrets, body, MAX_LOGGED_BODY);
+        assert!(!cut.contains("tttt"), "{}", &cut[..200]);
+        assert!(cut.contains("[access-token#1]"), "{}", &cut[..200]);
+        assert!(cut.len() < MAX_LOGGED_BODY, "{} bytes", cut.len());
+    }
+
+    #[test]
+    fn the_artifact_look_back_is_bounded() {
+        // Many `Artifact>` and no `<`: each match looks back a bounded distance only.
+        let body = "Artifact>".repeat(200_000);
+        let started = std::time::Instant::now();
+        assert!(xml_texts(&body, "Artifact").is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     /// A PEM block with a recognisable body, so a test can tell whether any of it survived.
     fn pem(label: &str, body: &str) -> String {
         format!("-----BEGIN {label}-----\nMIIB{body}\nQUJD{body}==\n-----END {label}-----\n")

@@ -504,6 +504,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_page_nested_beyond_the_limit_is_refused_in_linear_time() {
+        let deep = "<div>".repeat(10_000);
+        let started = std::time::Instant::now();
+        let reason = too_deep(&deep).expect("too deep");
+        assert!(
+            reason.contains("more than the browser reads (256)"),
+            "{reason}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(too_deep("<form><input name=a></form>"), None);
+    }
+
+    #[test]
     fn finds_forms_fields_buttons_and_selects() {
         let html = r#"<html><title>Toestemming &amp; meer</title><FORM id="kt-consent" method=POST action='/oauth/consent?a=1&amp;b=2'>
             <input type="hidden" name="csrf" value="x&quot;y"><input type=checkbox name=remember>
