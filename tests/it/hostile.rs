@@ -167,7 +167,6 @@ pub struct Case {
 #[derive(Debug)]
 pub struct Measured {
     pub peak_kib: u64,
-    pub dir: PathBuf,
 }
 
 impl Case {
@@ -403,7 +402,9 @@ impl Case {
             koppeltest::limits::shorten(&reason)
         );
         record(&self.name, step_ms, peak_kib, outcome);
-        Measured { peak_kib, dir }
+        // Kept when an assertion above failed, for a look; removed when the case held.
+        std::fs::remove_dir_all(&dir).ok();
+        Measured { peak_kib }
     }
 }
 
@@ -652,5 +653,4 @@ fn benign_run_is_the_baseline() {
         .may_fail()
         .run();
     assert!(m.peak_kib > 0, "the peak RSS was measured");
-    std::fs::remove_dir_all(m.dir).ok();
 }
