@@ -251,13 +251,21 @@ fn now_rfc3339() -> String {
 /// Redacts `body` and cuts it to `limit` bytes. Redaction runs on a margin beyond the cut, so
 /// a secret that straddles the cut is replaced whole, never left half; the rest of a large body
 /// is not scanned at all.
+///
+/// Secrets are learnt from the whole body first (a linear scan of their positions), so one
+/// longer than the margin (a hostile DVA's megabyte access token) is known; the prefix of it
+/// that the cut leaves is then cut off too, behind its label.
 fn redact_and_cut(s: &mut Secrets, mut body: String, limit: usize) -> String {
     const MARGIN: usize = 8 * 1024;
     let total = body.len();
     if total > limit.saturating_add(MARGIN) {
+        s.learn(&body);
         body.truncate(char_boundary(&body, limit + MARGIN));
     }
-    let redacted = s.redact(&body);
+    let mut redacted = s.redact(&body);
+    if total > limit.saturating_add(MARGIN) {
+        s.cut_secret_remnant(&mut redacted);
+    }
     if total > limit {
         cut_with_note(redacted, limit, total)
     } else {
@@ -334,8 +342,32 @@ impl Secrets {
         self.redact(value)
     }
 
+    /// Where `text` ends in the first part of a known secret (what a cut leaves of a secret
+    /// longer than the margin: every whole occurrence was replaced already), cuts it there and
+    /// puts the secret's label in its place.
+    fn cut_secret_remnant(&self, text: &mut String) {
+        const PREFIX: usize = 16;
+        for (value, label) in &self.values {
+            if value.len() <= PREFIX {
+                continue;
+            }
+            let prefix = &value[..char_boundary(value, PREFIX)];
+            if let Some(at) = text.find(prefix) {
+                text.truncate(at);
+                text.push_str(label);
+                return;
+            }
+        }
+    }
+
     fn redact(&mut self, text: &str) -> String {
-        // Learn secrets from their well-known positions first, then replace every occurrence.
+        self.learn(text);
+        self.replace_known(text)
+    }
+
+    /// Learns secrets from their well-known positions (query and form parameters, JSON members,
+    /// SAML artifacts).
+    fn learn(&mut self, text: &str) {
         for (param, kind) in SECRET_PARAMS {
             for v in param_values(text, param) {
                 // A FHIR token search (`code=system|value`) is a query, not an OAuth code.
@@ -353,6 +385,10 @@ impl Secrets {
         for v in xml_texts(text, "Artifact") {
             self.register("artifact", &v);
         }
+    }
+
+    /// Replaces every occurrence of every known secret, and private keys and BSNs by shape.
+    fn replace_known(&self, text: &str) -> String {
         let mut out = text.to_string();
         for (value, label) in &self.values {
             if out.contains(value.as_str()) {
@@ -439,7 +475,14 @@ fn xml_texts(text: &str, local: &str) -> Vec<String> {
     let close = format!("{local}>");
     for (i, _) in text.match_indices(&close) {
         // Only opening tags: `<Artifact>` or `<p:Artifact>`; the closing tag has `</`.
-        let Some(lt) = text[..i].rfind('<') else {
+        // The tag's `<` is within a short look-back: an unbounded one would make a body of
+        // many `Artifact>` and no `<` quadratic.
+        let lo = i.saturating_sub(64);
+        let Some(lt) = text.as_bytes()[lo..i]
+            .iter()
+            .rposition(|b| *b == b'<')
+            .map(|p| lo + p)
+        else {
             continue;
         };
         let tag = &text[lt + 1..i];
@@ -618,6 +661,27 @@ mod tests {
         let cut = redact_and_cut(&mut Secrets::default(), body, 120);
         assert!(!cut.contains("aaaa"), "{cut}");
         assert!(cut.contains("truncated"), "{cut}");
+    }
+
+    #[test]
+    fn a_secret_longer_than_the_margin_leaves_nothing_of_itself_before_the_cut() {
+        // A hostile DVA's access token of a mebibyte: the cut falls inside it, far from its end.
+        let token = "t".repeat(1 << 20);
+        let body = format!("{{\"access_token\":\"{token}\",\"token_type\":\"Bearer\"}}");
+        let mut secrets = Secrets::default();
+        let cut = redact_and_cut(&mut secrets, body, MAX_LOGGED_BODY);
+        assert!(!cut.contains("tttt"), "{}", &cut[..200]);
+        assert!(cut.contains("[access-token#1]"), "{}", &cut[..200]);
+        assert!(cut.len() < MAX_LOGGED_BODY, "{} bytes", cut.len());
+    }
+
+    #[test]
+    fn the_artifact_look_back_is_bounded() {
+        // Many `Artifact>` and no `<`: each match looks back a bounded distance only.
+        let body = "Artifact>".repeat(200_000);
+        let started = std::time::Instant::now();
+        assert!(xml_texts(&body, "Artifact").is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     /// A PEM block with a recognisable body, so a test can tell whether any of it survived.

@@ -15,6 +15,7 @@ pub mod exit;
 pub mod fixtures;
 pub mod ids;
 pub mod legacy_tls;
+pub mod limits;
 pub mod lists;
 pub mod matrix;
 pub mod outcome;

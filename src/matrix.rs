@@ -78,8 +78,12 @@ pub struct Matrix {
     /// How TLS and certificates are judged.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// Whether and how a recent soak counts for the cells (`koppeltest soak`).
     #[serde(default)]
     pub soak: SoakSettings,
+    /// How long the mock PGO waits for a DVA.
+    #[serde(default)]
+    pub timeouts: Timeouts,
     #[serde(rename = "his")]
     pub rows: Vec<HisRow>,
     #[serde(rename = "pgo")]
@@ -132,6 +136,35 @@ impl Default for TlsSettings {
             edition: crate::checks::Edition::default(),
             expiry_warning_days: expiry_warning_days(),
         }
+    }
+}
+
+/// The matrix's `timeouts` table.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// How long one HTTP exchange with the DVA may take, connect to last body byte, in ms
+    /// (default 30,000; at least 500). A DVA that takes longer ends the step as `error`.
+    #[serde(default = "request_ms")]
+    pub request_ms: u64,
+}
+
+fn request_ms() -> u64 {
+    crate::limits::REQUEST_TIMEOUT_MS
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            request_ms: request_ms(),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The request time-out as a duration.
+    pub fn request(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_ms)
     }
 }
 
@@ -436,6 +469,16 @@ impl Matrix {
                 &self.tvs.bsn,
                 "tvs.bsn",
                 "not a test BSN (9999xxxxx with a valid 11-check)".into(),
+            ));
+        }
+        if self.timeouts.request_ms < crate::limits::MIN_REQUEST_TIMEOUT_MS {
+            return Err(invalid(
+                "request_ms",
+                "timeouts.request_ms",
+                format!(
+                    "at least {} ms: a shorter time-out reads ordinary latency as a hostile DVA",
+                    crate::limits::MIN_REQUEST_TIMEOUT_MS
+                ),
             ));
         }
         let mut ids = std::collections::BTreeSet::new();

@@ -401,7 +401,7 @@ async fn environment(
             let bad: BadIdentityLookup =
                 Arc::new(move |kind| pki.broken(Channel::Back, &own, broken_kind(kind)?).ok());
             let pgo = pgo_for(
-                row,
+                (row, &prepared.matrix.timeouts),
                 column,
                 trust,
                 servers.hosts.clone(),
@@ -460,7 +460,15 @@ async fn environment(
                 BadClientCertificate::OtherHost => other_node.clone(),
                 _ => None,
             });
-            let mut pgo = pgo_for(row, column, trust, hosts, tvs_host, log, (others, bad))?;
+            let mut pgo = pgo_for(
+                (row, &prepared.matrix.timeouts),
+                column,
+                trust,
+                hosts,
+                tvs_host,
+                log,
+                (others, bad),
+            )?;
             pgo.set_witness(witness.tag.clone());
             Ok((None, Some(witness), pgo))
         }
@@ -513,7 +521,7 @@ async fn start_servers(
 }
 
 fn pgo_for(
-    row: &PreparedRow,
+    (row, timeouts): (&PreparedRow, &crate::matrix::Timeouts),
     column: &PgoProfile,
     trust: PgoTrust,
     hosts: HostMap,
@@ -533,6 +541,7 @@ fn pgo_for(
         log: log.clone(),
         other_identities,
         bad_identities,
+        request_timeout: timeouts.request(),
     })
     .map_err(|e| e.to_string())
 }
@@ -784,7 +793,8 @@ async fn wait(
             reason: "no lifetime to wait out (the token step returned no expires_in)".into(),
         };
     };
-    let seconds = lifetime + w.margin_s;
+    // Saturating: expires_in is the DVA's number, and u64::MAX must not overflow.
+    let seconds = lifetime.saturating_add(w.margin_s);
     if seconds > prepared.matrix.max_wait_s {
         return StepResult::Skipped {
             reason: format!(

@@ -614,3 +614,20 @@ fn response(h: &HttpResult) -> Result<(u16, &str), Verdict> {
 
 #[cfg(test)]
 mod tests;
+
+/// `problems` joined for a check's message, at most [`crate::limits::MAX_LISTED_PROBLEMS`] of
+/// them: a hostile Bundle of a million entries would otherwise make a message of tens of
+/// megabytes, which every report, redaction pass and sink would carry.
+pub(crate) fn problem_list(problems: &[String]) -> String {
+    let max = crate::limits::MAX_LISTED_PROBLEMS;
+    let mut out = problems
+        .iter()
+        .take(max)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > max {
+        out.push_str(&format!("; and {} more", problems.len() - max));
+    }
+    out
+}

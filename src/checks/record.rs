@@ -449,6 +449,6 @@ pub(super) fn no_bsn_in_bundle(h: &HttpResult, bsn: &str) -> Verdict {
     if found.is_empty() {
         v(Outcome::Pass, "no BSN anywhere in the Bundle", ev)
     } else {
-        v(Outcome::Fail, found.join("; "), ev)
+        v(Outcome::Fail, problem_list(&found), ev)
     }
 }

@@ -69,7 +69,7 @@ pub(super) fn resource_refused(
     } else {
         v(
             Outcome::Fail,
-            format!("HTTP {status}, but: {}", problems.join("; ")),
+            format!("HTTP {status}, but: {}", problem_list(&problems)),
             ev,
         )
     }

@@ -76,7 +76,7 @@ pub(super) fn paged(h: &HttpResult, max_entries: usize) -> Verdict {
             ev,
         )
     } else {
-        v(Outcome::Fail, problems.join("; "), ev)
+        v(Outcome::Fail, problem_list(&problems), ev)
     }
 }
 
@@ -174,6 +174,6 @@ pub(super) fn fhir_searchset(h: &HttpResult, types: &[&str]) -> Verdict {
             ev,
         )
     } else {
-        v(Outcome::Fail, problems.join("; "), ev)
+        v(Outcome::Fail, problem_list(&problems), ev)
     }
 }

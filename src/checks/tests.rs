@@ -942,3 +942,12 @@ fn entity_not_fetched_fails_on_a_fetch_and_needs_the_resolution() {
         Outcome::Error
     );
 }
+
+#[test]
+fn a_message_lists_at_most_twenty_problems_and_counts_the_rest() {
+    let problems: Vec<String> = (0..1_000_000).map(|i| format!("p{i}")).collect();
+    let listed = super::problem_list(&problems);
+    assert!(listed.starts_with("p0; p1; "), "{listed}");
+    assert!(listed.ends_with("; p19; and 999980 more"), "{listed}");
+    assert_eq!(super::problem_list(&problems[..2]), "p0; p1");
+}

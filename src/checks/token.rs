@@ -118,7 +118,7 @@ pub(super) fn token_issued(h: &HttpResult, max_expires_in: u64, services: &[Stri
     } else {
         v(
             Outcome::Fail,
-            format!("token response not conformant: {}", problems.join("; ")),
+            format!("token response not conformant: {}", problem_list(&problems)),
             ev,
         )
     }

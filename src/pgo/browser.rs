@@ -381,6 +381,31 @@ fn is_disabled(control: ElementRef<'_>) -> bool {
     false
 }
 
+/// How deep the document's elements nest, counted in one linear walk (the tree is an arena, so
+/// neither this nor dropping it recurses).
+pub fn nesting_depth(doc: &Html) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(doc.tree.root(), 0usize)];
+    while let Some((node, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        stack.extend(node.children().map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
+/// Why the browser will not read this page: nesting beyond
+/// [`crate::limits::MAX_HTML_DEPTH`], which every form and ancestor look-up would walk (10,000
+/// nested forms took the browser most of a minute).
+pub fn too_deep(html: &str) -> Option<String> {
+    let depth = nesting_depth(&parse(html));
+    (depth > crate::limits::MAX_HTML_DEPTH).then(|| {
+        format!(
+            "the page nests elements {depth} deep, more than the browser reads ({})",
+            crate::limits::MAX_HTML_DEPTH
+        )
+    })
+}
+
 /// Parses like a browser with scripting off: `<noscript>` content is markup, as it is for a
 /// user agent that runs no scripts.
 fn parse(html: &str) -> Html {
@@ -477,6 +502,19 @@ fn css_string(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_nested_beyond_the_limit_is_refused_in_linear_time() {
+        let deep = "<div>".repeat(10_000);
+        let started = std::time::Instant::now();
+        let reason = too_deep(&deep).expect("too deep");
+        assert!(
+            reason.contains("more than the browser reads (256)"),
+            "{reason}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(too_deep("<form><input name=a></form>"), None);
+    }
 
     #[test]
     fn finds_forms_fields_buttons_and_selects() {

@@ -41,8 +41,6 @@ const MAX_REFRESHES: usize = 5;
 /// Pages after the first are logged with this much of their body (the checks see all of it):
 /// a 10,000-resource record would otherwise fill the reports with megabytes of evidence.
 const LOGGED_PAGE_BODY: usize = 2 * 1024;
-/// How long the browser and the back channel wait for an answer.
-const BROWSER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A front channel that needs more hops than this is broken.
 const MAX_HOPS: usize = 25;
@@ -152,6 +150,7 @@ pub struct Pgo {
     /// The last assertion-consumer URL (with its `SAMLart`) the TVS sent the browser to: what
     /// a `replay_artifact` login delivers again.
     last_artifact: std::sync::Mutex<Option<reqwest::Url>>,
+    request_timeout: std::time::Duration,
 }
 
 /// Everything [`Pgo::new`] needs besides the clients it builds.
@@ -170,6 +169,9 @@ pub struct PgoSetup {
     /// Faulty client certificates for this node, for client-certificate scenarios; `None` where
     /// one cannot be made for the row (an expired certificate from a real CA, say).
     pub bad_identities: BadIdentityLookup,
+    /// How long the browser and the back channel wait for one exchange (the matrix's
+    /// `timeouts.request_ms`).
+    pub request_timeout: std::time::Duration,
 }
 
 /// Finds a PGO node's back-channel identity by hostname.
@@ -181,7 +183,7 @@ pub type BadIdentityLookup = Arc<dyn Fn(BadClientCertificate) -> Option<Arc<Leaf
 impl Pgo {
     pub fn new(setup: PgoSetup) -> Result<Pgo, TlsError> {
         let options = |cookies| tls::ClientOptions {
-            timeout: BROWSER_TIMEOUT,
+            timeout: setup.request_timeout,
             cookies,
         };
         let browser_tls = tls::client_config(&setup.trust.front_roots, None)?;
@@ -214,6 +216,7 @@ impl Pgo {
             bad_identities: setup.bad_identities,
             witness: None,
             last_artifact: std::sync::Mutex::new(None),
+            request_timeout: setup.request_timeout,
         })
     }
 
@@ -262,13 +265,19 @@ impl Pgo {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let headers = header_pairs(resp.headers());
-                match tls::read_limited(resp, MAX_BODY).await {
-                    Ok(body) => HttpOutcome::Response {
-                        status,
-                        headers,
-                        body: String::from_utf8_lossy(&body).into_owned(),
+                match unreadable(&headers) {
+                    Some(reason) => HttpOutcome::Transport { reason },
+                    None => match tls::read_limited(resp, MAX_BODY).await {
+                        Ok(body) => match undecodable(&headers, &body) {
+                            Some(reason) => HttpOutcome::Transport { reason },
+                            None => HttpOutcome::Response {
+                                status,
+                                headers,
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                            },
+                        },
+                        Err(reason) => HttpOutcome::Transport { reason },
                     },
-                    Err(reason) => HttpOutcome::Transport { reason },
                 }
             }
             Err(e) => HttpOutcome::Transport {
@@ -318,7 +327,7 @@ impl Pgo {
             self.browser_tls.clone(),
             &self.hosts,
             tls::ClientOptions {
-                timeout: BROWSER_TIMEOUT,
+                timeout: self.request_timeout,
                 cookies: Some(Arc::new(reqwest::cookie::Jar::default())),
             },
         )
@@ -434,6 +443,9 @@ impl Pgo {
                         evidence,
                     };
                 }
+                if let Err(reason) = self.may_browse(&next) {
+                    return broken(reason, Some(seq), evidence, sent_state);
+                }
                 if next.query_pairs().any(|(k, _)| k == "SAMLart") {
                     *self.last_artifact.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(next.clone());
@@ -441,6 +453,9 @@ impl Pgo {
                 url = next;
                 form = None;
                 continue;
+            }
+            if let Some(reason) = browser::too_deep(&body) {
+                return broken(reason, Some(seq), evidence, sent_state);
             }
             let page_title = browser::title(&body);
             let Some((target, fields, method)) = self.next_form(&body, &url, step, login) else {
@@ -454,6 +469,9 @@ impl Pgo {
                     evidence,
                 };
             };
+            if let Err(reason) = self.may_browse(&target) {
+                return broken(reason, Some(seq), evidence, sent_state);
+            }
             url = target;
             form = (method == "post").then_some(fields.clone());
             if method != "post" {
@@ -466,6 +484,27 @@ impl Pgo {
             evidence,
             sent_state,
         )
+    }
+
+    /// Whether the browser may go to `url` (a redirect's Location or a form's action) on the
+    /// DVA's say-so: only https, and only to a host on the Whitelist or the TVS's. A hostile DVA
+    /// could otherwise send koppeltest to `file:` URLs, plain http, or any host on the network.
+    /// (The redirect URI itself is recognised before this is asked.)
+    fn may_browse(&self, url: &reqwest::Url) -> Result<(), String> {
+        if url.scheme() != "https" {
+            return Err(format!(
+                "the DVA sent the browser to a {}: URL ({}); the browser follows https only",
+                url.scheme(),
+                crate::limits::shorten(url.as_str())
+            ));
+        }
+        let host = url.host_str().unwrap_or_default();
+        if self.tvs_host.as_deref() == Some(host) || self.whitelist.check(url.as_str()).is_ok() {
+            return Ok(());
+        }
+        Err(format!(
+            "the DVA sent the browser to {host}, a host off the Whitelist (and not the TVS)"
+        ))
     }
 
     /// Whether `url` goes to the redirect URI this authorization sent (ignoring query and
@@ -927,6 +966,39 @@ fn apply_overrides(
         }
     }
     params.retain(|(k, _)| !omit.contains(k));
+}
+
+/// Why a body cannot be read at all, judged on the head alone: a content coding the PGO never
+/// asked for (it sends no Accept-Encoding and decodes nothing), so a gzip or deflate bomb is
+/// never inflated and not even downloaded.
+fn unreadable(headers: &[(String, String)]) -> Option<String> {
+    let coding = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
+        .map(|(_, v)| v.trim())?;
+    (!coding.eq_ignore_ascii_case("identity")).then(|| {
+        format!(
+            "the body has Content-Encoding {}, which the PGO did not ask for; koppeltest reads identity-encoded bodies only",
+            crate::limits::shorten(coding)
+        )
+    })
+}
+
+/// Why a body that was read is no text the judge may see: JSON (and FHIR JSON) must be UTF-8
+/// (RFC 8259 §8.1); read lossily, invalid bytes would become U+FFFD and the body could pass.
+fn undecodable(headers: &[(String, String)], body: &[u8]) -> Option<String> {
+    let json = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("json")
+    });
+    let Err(e) = std::str::from_utf8(body) else {
+        return None;
+    };
+    json.then(|| {
+        format!(
+            "the JSON body is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        )
+    })
 }
 
 fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {

@@ -391,6 +391,12 @@ fn html(body: &str) -> String {
     use scraper::{Html, Selector};
     let doc = Html::parse_document(body);
     let mut out = String::new();
+    let depth = crate::pgo::browser::nesting_depth(&doc);
+    if depth > crate::limits::MAX_HTML_DEPTH {
+        // Every text node's ancestor walk below would make this quadratic.
+        let _ = writeln!(out, "html nested {depth} deep: not shown");
+        return out;
+    }
     let select = |s: &str| Selector::parse(s).ok();
     if let Some(title) = select("title").and_then(|s| doc.select(&s).next()) {
         let t = collapse(&title.text().collect::<String>());
