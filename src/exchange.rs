@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Bodies longer than this are cut in the log (the checks see the full body through step results).
-pub const MAX_LOGGED_BODY: usize = 64 * 1024;
+pub const MAX_LOGGED_BODY: usize = crate::limits::MAX_LOGGED_BODY;
 
 /// Who sent or received a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]

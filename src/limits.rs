@@ -1,6 +1,58 @@
 //! Every size, depth, hop and time bound koppeltest puts on what a DVA (or any peer) sends, in
 //! one place: a broken or hostile DVA must never hang a run, crash it or exhaust its memory
-//! (`tests/it/hostile*` holds the corpus that proves each bound).
+//! (`tests/it/hostile*` holds the corpus that proves each bound). The README's "Limits" table
+//! lists them. Those a vendor may need to raise are defaults of the matrix's `[timeouts]`
+//! (`request_ms`) and `[limits]` tables (`max_body_mib`, `max_pages`, `max_redirects`,
+//! `step_timeout_s`), and `max_wait_s`.
+
+// ---- Settable in the matrix: these are the defaults. ----
+
+/// The largest response body the mock PGO reads (`limits.max_body_mib`), in MiB: a GP record's
+/// largest page is a few MiB; a hostile DVA cannot exhaust memory.
+pub const MAX_BODY_MIB: u64 = 16;
+
+/// The most pages one search is followed through (`limits.max_pages`): a 10,000-result record
+/// is 100 pages at the simulated DVA's page size.
+pub const MAX_PAGES: usize = 1000;
+
+/// The most front-channel hops from the authorization request to the redirect URI
+/// (`limits.max_redirects`): a real login takes about ten.
+pub const MAX_REDIRECTS: usize = 25;
+
+/// The longest one scenario step may take (`limits.step_timeout_s`), in seconds: above
+/// MedMij's budgets (10 s and 60 s) with room for paging.
+pub const STEP_TIMEOUT_S: u64 = 90;
+
+// ---- Fixed. ----
+
+/// While paging, an expired access token is refreshed at most this many times.
+pub const MAX_REFRESHES: usize = 5;
+
+/// How much of a body the exchange log keeps (the checks see all of it); bodies beyond are cut
+/// in the reports, with the size said.
+pub const MAX_LOGGED_BODY: usize = 64 * 1024;
+
+/// Pages after the first are logged with this much of their body: a 10,000-resource record
+/// would otherwise fill the reports with megabytes of evidence.
+pub const LOGGED_PAGE_BODY: usize = 2 * 1024;
+
+/// A TLS handshake (koppeltest's listeners and probes) that takes longer is abandoned.
+pub const HANDSHAKE_TIMEOUT_S: u64 = 10;
+
+/// The most XML nodes koppeltest parses in one SAML message (entity-expansion and size bombs).
+pub const MAX_XML_NODES: u32 = 100_000;
+
+/// The deepest XML nesting koppeltest parses in one SAML message, and shows in a snapshot.
+pub const MAX_XML_DEPTH: usize = 64;
+
+/// The most an evidence bundle may unpack to: a bundle is a run folder, not a decompression bomb.
+pub const MAX_UNPACKED: u64 = 1 << 30;
+
+/// The largest TLS record fragment a hello-level probe reads (2^14 plus the expansion TLS allows).
+pub const MAX_TLS_FRAGMENT: usize = 16384 + 2048;
+
+/// The largest ServerHello a probe reassembles.
+pub const MAX_SERVER_HELLO: usize = 16384;
 
 /// The default time the mock PGO waits for one HTTP exchange (connect, TLS, head and body), on
 /// the front channel and the back channel alike; a matrix can set its own

@@ -84,6 +84,9 @@ pub struct Matrix {
     /// How long the mock PGO waits for a DVA.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// How much the mock PGO takes from a DVA: bodies, pages, redirects.
+    #[serde(default)]
+    pub limits: Limits,
     #[serde(rename = "his")]
     pub rows: Vec<HisRow>,
     #[serde(rename = "pgo")]
@@ -136,6 +139,65 @@ impl Default for TlsSettings {
             edition: crate::checks::Edition::default(),
             expiry_warning_days: expiry_warning_days(),
         }
+    }
+}
+
+/// The matrix's `[limits]` table: the bounds a vendor may need to raise for a large record or a
+/// long login. Their defaults, and every bound that is not settable, are in [`crate::limits`].
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest response body the mock PGO reads, in MiB (default 16); a larger one ends the
+    /// step as `error`.
+    #[serde(default = "max_body_mib")]
+    pub max_body_mib: u64,
+    /// The most pages one search is followed through (default 1000).
+    #[serde(default = "max_pages")]
+    pub max_pages: usize,
+    /// The most front-channel hops (redirects, form posts) from the authorization request to
+    /// the redirect URI (default 25).
+    #[serde(default = "max_redirects")]
+    pub max_redirects: usize,
+    /// The longest one scenario step may take, in seconds (default 90).
+    #[serde(default = "step_timeout_s")]
+    pub step_timeout_s: u64,
+}
+
+fn max_body_mib() -> u64 {
+    crate::limits::MAX_BODY_MIB
+}
+
+fn max_pages() -> usize {
+    crate::limits::MAX_PAGES
+}
+
+fn max_redirects() -> usize {
+    crate::limits::MAX_REDIRECTS
+}
+
+fn step_timeout_s() -> u64 {
+    crate::limits::STEP_TIMEOUT_S
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_mib: max_body_mib(),
+            max_pages: max_pages(),
+            max_redirects: max_redirects(),
+            step_timeout_s: step_timeout_s(),
+        }
+    }
+}
+
+impl Limits {
+    /// The largest body in bytes.
+    pub fn max_body(&self) -> usize {
+        usize::try_from(self.max_body_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    pub fn step_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.step_timeout_s)
     }
 }
 
@@ -480,6 +542,17 @@ impl Matrix {
                     crate::limits::MIN_REQUEST_TIMEOUT_MS
                 ),
             ));
+        }
+        let l = &self.limits;
+        for (field, value) in [
+            ("limits.max_body_mib", l.max_body_mib),
+            ("limits.max_pages", l.max_pages as u64),
+            ("limits.max_redirects", l.max_redirects as u64),
+            ("limits.step_timeout_s", l.step_timeout_s),
+        ] {
+            if value == 0 {
+                return Err(invalid("0", field, "must be at least 1".into()));
+            }
         }
         let mut ids = std::collections::BTreeSet::new();
         for id in self

@@ -132,9 +132,9 @@ const HRR_RANDOM: [u8; 32] = [
 const DOWNGRADE_TLS12: [u8; 8] = *b"DOWNGRD\x01";
 
 /// Largest record fragment a peer may send: 2^14 plus the TLS 1.2 expansion allowance.
-const MAX_FRAGMENT: usize = 16384 + 2048;
+const MAX_FRAGMENT: usize = crate::limits::MAX_TLS_FRAGMENT;
 /// A ServerHello claiming more than this is not one (real ones are a few hundred bytes).
-const MAX_SERVER_HELLO: usize = 16384;
+const MAX_SERVER_HELLO: usize = crate::limits::MAX_SERVER_HELLO;
 
 /// Groups offered when the group is not the question: the common curves and the RFC 7919
 /// finite-field groups, so that a server finds one for ECDHE or DHE.

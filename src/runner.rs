@@ -32,9 +32,6 @@ use crate::scenario::{Scenario, Step};
 use crate::tls::HostMap;
 use crate::tvs::{self, TvsConfig};
 
-/// No single step may take longer than this (the MedMij budgets are 10 s and 60 s).
-const STEP_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// Everything a run needs, resolved before any traffic.
 pub struct Prepared {
     pub matrix: Matrix,
@@ -401,7 +398,7 @@ async fn environment(
             let bad: BadIdentityLookup =
                 Arc::new(move |kind| pki.broken(Channel::Back, &own, broken_kind(kind)?).ok());
             let pgo = pgo_for(
-                (row, &prepared.matrix.timeouts),
+                (row, &prepared.matrix.timeouts, &prepared.matrix.limits),
                 column,
                 trust,
                 servers.hosts.clone(),
@@ -461,7 +458,7 @@ async fn environment(
                 _ => None,
             });
             let mut pgo = pgo_for(
-                (row, &prepared.matrix.timeouts),
+                (row, &prepared.matrix.timeouts, &prepared.matrix.limits),
                 column,
                 trust,
                 hosts,
@@ -521,7 +518,11 @@ async fn start_servers(
 }
 
 fn pgo_for(
-    (row, timeouts): (&PreparedRow, &crate::matrix::Timeouts),
+    (row, timeouts, limits): (
+        &PreparedRow,
+        &crate::matrix::Timeouts,
+        &crate::matrix::Limits,
+    ),
     column: &PgoProfile,
     trust: PgoTrust,
     hosts: HostMap,
@@ -542,6 +543,7 @@ fn pgo_for(
         other_identities,
         bad_identities,
         request_timeout: timeouts.request(),
+        limits: *limits,
     })
     .map_err(|e| e.to_string())
 }
@@ -607,8 +609,9 @@ pub async fn run_scenario(
                     }
                     waited
                 } else {
+                    let step_timeout = prepared.matrix.limits.step_timeout();
                     match tokio::time::timeout(
-                        STEP_TIMEOUT,
+                        step_timeout,
                         run_step(&pgo, scenario, step, &results),
                     )
                     .await
@@ -617,7 +620,7 @@ pub async fn run_scenario(
                         Err(_) => StepResult::NotRun {
                             reason: format!(
                                 "the step took longer than {} s",
-                                STEP_TIMEOUT.as_secs()
+                                step_timeout.as_secs()
                             ),
                         },
                     }

@@ -34,7 +34,7 @@ use crate::pki::Leaf;
 pub type HostMap = BTreeMap<String, SocketAddr>;
 
 /// A handshake that takes longer than this is dropped (slow-loris protection).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(crate::limits::HANDSHAKE_TIMEOUT_S);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

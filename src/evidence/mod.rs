@@ -68,7 +68,7 @@ const REQUIRED: &[&str] = &[
 ];
 
 /// A bundle larger than this, unpacked, is refused: it is not one koppeltest made.
-const MAX_UNPACKED: u64 = 1 << 30;
+const MAX_UNPACKED: u64 = crate::limits::MAX_UNPACKED;
 
 /// The certifier's signature algorithms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

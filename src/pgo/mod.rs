@@ -29,21 +29,7 @@ pub use crate::steps::{
 use crate::tls::{self, HostMap, TlsError};
 pub use browser::Selectors;
 
-/// Responses larger than this are refused (a hostile DVA cannot exhaust memory).
-const MAX_BODY: usize = 16 << 20;
-
-/// A search is followed through at most this many pages.
-pub const MAX_PAGES: usize = 1000;
-
-/// While paging, an expired access token is refreshed at most this many times.
-const MAX_REFRESHES: usize = 5;
-
-/// Pages after the first are logged with this much of their body (the checks see all of it):
-/// a 10,000-resource record would otherwise fill the reports with megabytes of evidence.
-const LOGGED_PAGE_BODY: usize = 2 * 1024;
-
-/// A front channel that needs more hops than this is broken.
-const MAX_HOPS: usize = 25;
+use crate::limits::{LOGGED_PAGE_BODY, MAX_REFRESHES};
 
 /// The Afsprakenstelsel release a PGO speaks, which fixes its scope dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -151,6 +137,7 @@ pub struct Pgo {
     /// a `replay_artifact` login delivers again.
     last_artifact: std::sync::Mutex<Option<reqwest::Url>>,
     request_timeout: std::time::Duration,
+    limits: crate::matrix::Limits,
 }
 
 /// Everything [`Pgo::new`] needs besides the clients it builds.
@@ -172,6 +159,8 @@ pub struct PgoSetup {
     /// How long the browser and the back channel wait for one exchange (the matrix's
     /// `timeouts.request_ms`).
     pub request_timeout: std::time::Duration,
+    /// The matrix's `[limits]`: largest body, most pages, most front-channel hops.
+    pub limits: crate::matrix::Limits,
 }
 
 /// Finds a PGO node's back-channel identity by hostname.
@@ -217,6 +206,7 @@ impl Pgo {
             witness: None,
             last_artifact: std::sync::Mutex::new(None),
             request_timeout: setup.request_timeout,
+            limits: setup.limits,
         })
     }
 
@@ -267,7 +257,7 @@ impl Pgo {
                 let headers = header_pairs(resp.headers());
                 match unreadable(&headers) {
                     Some(reason) => HttpOutcome::Transport { reason },
-                    None => match tls::read_limited(resp, MAX_BODY).await {
+                    None => match tls::read_limited(resp, self.limits.max_body()).await {
                         Ok(body) => match undecodable(&headers, &body) {
                             Some(reason) => HttpOutcome::Transport { reason },
                             None => HttpOutcome::Response {
@@ -400,7 +390,7 @@ impl Pgo {
             }
         };
         let mut form: Option<Vec<(String, String)>> = None;
-        for _ in 0..MAX_HOPS {
+        for _ in 0..self.limits.max_redirects {
             let req = match &form {
                 Some(fields) => browser.post(url.clone()).form(fields),
                 None => browser.get(url.clone()),
@@ -479,7 +469,10 @@ impl Pgo {
             }
         }
         broken(
-            format!("more than {MAX_HOPS} hops without reaching the redirect URI"),
+            format!(
+                "more than {} hops without reaching the redirect URI",
+                self.limits.max_redirects
+            ),
             None,
             evidence,
             sent_state,
@@ -847,7 +840,7 @@ impl Pgo {
 
     /// Fetches the further pages of a searchset through its `next` links, as a PGO must to get
     /// the whole record. Only links on the resource endpoint's own host are followed; a link
-    /// seen before or more than [`MAX_PAGES`] pages stop it, with the reason kept. When the
+    /// seen before or more than the matrix's `limits.max_pages` pages stop it, with the reason kept. When the
     /// access token expires on the way (HTTP 401), the PGO refreshes it, as a real one would,
     /// up to [`MAX_REFRESHES`] times, and asks for the page again.
     async fn follow_pages(
@@ -882,8 +875,8 @@ impl Pgo {
                 first.paging_stopped = stop("a next link repeats an earlier page".into());
                 break;
             }
-            if first.pages.len() + 1 >= MAX_PAGES {
-                first.paging_stopped = stop(format!("more than {MAX_PAGES} pages"));
+            if first.pages.len() + 1 >= self.limits.max_pages {
+                first.paging_stopped = stop(format!("more than {} pages", self.limits.max_pages));
                 break;
             }
             let req = self

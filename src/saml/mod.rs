@@ -120,8 +120,8 @@ pub fn escape(s: &str) -> String {
 
 /// Bounds on a SAML message: nodes (at parse) and nesting depth (after it). Canonicalization
 /// recurses, so depth is bounded before anything walks the tree.
-const MAX_NODES: u32 = 100_000;
-const MAX_DEPTH: usize = 64;
+const MAX_NODES: u32 = crate::limits::MAX_XML_NODES;
+const MAX_DEPTH: usize = crate::limits::MAX_XML_DEPTH;
 
 fn parse(xml: &str) -> Result<Document<'_>, SamlError> {
     let doc = Document::parse_with_options(

@@ -51,7 +51,7 @@ const OPAQUE_ELEMENTS: &[&str] = &[
 ];
 
 /// XML is shown to this depth; deeper elements are summarised in one line.
-const MAX_XML_DEPTH: usize = 64;
+const MAX_XML_DEPTH: usize = crate::limits::MAX_XML_DEPTH;
 
 /// Form fields and query parameters that carry a base64-encoded SAML message.
 const SAML_FIELDS: &[&str] = &["SAMLRequest", "SAMLResponse"];

@@ -577,3 +577,44 @@ fn a_scenario_that_always_passes_is_no_flake() {
     assert_eq!(report["summary"]["flaky"], 0);
     std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).ok();
 }
+
+#[test]
+fn the_matrix_sets_the_limits_a_vendor_may_need_to_change() {
+    // One front-channel hop: the login is cut off, with the matrix's bound named.
+    let dir = temp_dir("cli-limits");
+    let mut text = crate::helpers::matrix_toml(&[], &[], "2.2");
+    text = text.replacen(
+        "[[his]]",
+        "limits = { max_pages = 2, max_redirects = 1 }\n[[his]]",
+        1,
+    );
+    let matrix = dir.join("matrix.toml");
+    std::fs::write(&matrix, &text).unwrap();
+    let scenarios = crate::helpers::scenario_folder(&dir, &["happy-path.toml"]);
+    let out = dir.join("reports");
+    let output = koppeltest()
+        .args(["run", "--quiet", "--snapshots", "off", "--matrix"])
+        .arg(&matrix)
+        .arg("--scenarios")
+        .arg(&scenarios)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let report = std::fs::read_to_string(run_dir(&out).join("report.json")).unwrap();
+    assert!(
+        report.contains("more than 1 hops without reaching the redirect URI"),
+        "the hop bound is the matrix's"
+    );
+    // A zero bound is refused with its field.
+    std::fs::write(&matrix, text.replace("max_pages = 2", "max_pages = 0")).unwrap();
+    let output = koppeltest()
+        .args(["check", "--matrix"])
+        .arg(&matrix)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("limits.max_pages"));
+    std::fs::remove_dir_all(dir).ok();
+}
