@@ -626,10 +626,15 @@ pub fn judge_expiry(chain: &[Vec<u8>], now: i64, warn_days: u32) -> (Status, Str
         .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
         .any(|(_, c)| c.validity().not_before.timestamp() > now);
     let (status, detail) = if days < 0 {
-        (
-            Status::Fail,
-            format!("expired {} days ago", days.unsigned_abs()),
-        )
+        // The date says more than a floored day count ("-1 days" is "some hours ago").
+        let expired_on = chain
+            .iter()
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, c)| c.validity().not_after.to_datetime())
+            .min()
+            .map(|t| t.date().to_string())
+            .unwrap_or_default();
+        (Status::Fail, format!("expired on {expired_on}"))
     } else if not_yet_valid {
         (
             Status::Fail,

@@ -11,6 +11,7 @@ mod golden;
 mod helpers;
 mod invariants;
 mod mutation;
+mod preflight;
 mod privacy;
 mod saml;
 mod saml_sp;
