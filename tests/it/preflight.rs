@@ -329,8 +329,16 @@ release = "2.2"
     assert!((0..60).contains(&days), "{days}");
 }
 
-/// An external row with one PGO column, its endpoints resolved to `front` and `back`.
-fn external_row(id: &str, front: u16, back: u16) -> String {
+/// An external row with one PGO column, its endpoints resolved to `front` and `back` (`None`:
+/// no `resolve` entries, so DNS is asked).
+fn external_row(id: &str, ports: Option<(u16, u16)>) -> String {
+    let resolve = match ports {
+        Some((front, back)) => format!(
+            "{{ \"medmij.conform.dva.koppeltest.test\" = \"127.0.0.1:{front}\", \
+             \"api.conform.dva.koppeltest.test\" = \"127.0.0.1:{back}\" }}"
+        ),
+        None => "{}".to_string(),
+    };
     format!(
         r#"
 [[his]]
@@ -347,7 +355,7 @@ kind = "external"
 front_roots = "pki/front-ca.pem"
 back_roots = "pki/back-root-ca.pem"
 client_certificates = {{ col = {{ cert = "pki/back/medmij.pgo-alfa.koppeltest.test.pem", key = "pki/back/medmij.pgo-alfa.koppeltest.test.key.pem" }} }}
-resolve = {{ "medmij.conform.dva.koppeltest.test" = "127.0.0.1:{front}", "api.conform.dva.koppeltest.test" = "127.0.0.1:{back}" }}
+resolve = {resolve}
 tvs = {{ front_host = "tvs.koppeltest.test:9443", back_host = "soap.tvs.koppeltest.test:9444", front_listen = "127.0.0.1:9443", back_listen = "127.0.0.1:9444", sp_metadata = "sp-metadata.xml" }}
 "#
     )
@@ -401,14 +409,28 @@ fn an_external_row_fails_on_an_expired_certificate_and_on_endpoints_that_do_not_
         &back_leaf,
         ClientAuth::Required(pki.roots(Channel::Back)),
     );
+    // A good front channel, and a back channel that trusts only the front-channel CA for
+    // client certificates, so the PGO node's certificate is refused after the handshake.
+    let front_leaf = pki
+        .leaf(Channel::Front, "medmij.conform.dva.koppeltest.test")
+        .unwrap();
+    let (_good_front, good_front) = serve(&rt, &front_leaf, ClientAuth::None);
+    let (_picky_back, picky_back) = serve(
+        &rt,
+        &back_leaf,
+        ClientAuth::Required(pki.roots(Channel::Front)),
+    );
     // Nothing listens on `closed`; `silent` accepts connections and never says a word.
     let closed = free_port();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
 
     let mut matrix = String::from("name = \"preflight external\"\n");
-    matrix += &external_row("expired", front, back);
-    matrix += &external_row("unreachable", closed, silent_port);
+    matrix += &external_row("expired", Some((front, back)));
+    matrix += &external_row("unreachable", Some((closed, silent_port)));
+    matrix += &external_row("client-refused", Some((good_front, picky_back)));
+    // The .test domain is reserved: these names are in no DNS.
+    matrix += &external_row("not-in-dns", None);
     matrix += r#"
 [[pgo]]
 id = "col"
@@ -460,6 +482,34 @@ release = "1.x"
         tls_detail.contains(&format!("connect 127.0.0.1:{closed}"))
             && tls_detail.contains("no handshake within 1000 ms"),
         "{tls_detail}"
+    );
+    assert_eq!(
+        not_ok(&report, "client-refused"),
+        expected(&[("tls.accepts", "fail")]),
+        "{report:#}"
+    );
+    let tls_detail = detail(&report, "client-refused", "tls.accepts");
+    assert!(
+        tls_detail.contains("api.conform.dva.koppeltest.test (token, resource): ")
+            && tls_detail.contains("refused after the handshake")
+            && !tls_detail
+                .contains("client certificate of medmij.pgo-alfa.koppeltest.test accepted"),
+        "{tls_detail}"
+    );
+
+    assert_eq!(
+        not_ok(&report, "not-in-dns"),
+        expected(&[
+            ("dns.resolves", "fail"),
+            ("tls.accepts", "skip"),
+            ("certificate.expiry", "skip"),
+        ]),
+        "{report:#}"
+    );
+    let dns = detail(&report, "not-in-dns", "dns.resolves");
+    assert!(
+        dns.contains("medmij.conform.dva.koppeltest.test: ") && dns.contains("DNS"),
+        "{dns}"
     );
     // A silent endpoint costs its time-outs, not a hang.
     assert!(took < Duration::from_secs(30), "{took:?}");
