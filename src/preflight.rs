@@ -705,8 +705,8 @@ async fn accepts_tls(
     })
 }
 
-/// The terminal table: checks down, rows across, then the details of every check that is not
-/// `ok`, then the verdict.
+/// The terminal table: checks down, rows across, then the details of every check that warns or
+/// fails, then the verdict.
 pub fn render(report: &PreflightReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -759,7 +759,8 @@ pub fn render(report: &PreflightReport) -> String {
         .flat_map(|r| {
             r.checks
                 .iter()
-                .filter(|c| c.status != Status::Ok)
+                // A skip is explained by the failure it follows; JSON keeps its detail.
+                .filter(|c| matches!(c.status, Status::Warn | Status::Fail))
                 .map(move |c| format!("  {} {} {}: {}", r.row, c.name, c.status.label(), c.detail))
         })
         .collect();

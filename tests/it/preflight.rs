@@ -515,3 +515,44 @@ release = "1.x"
     assert!(took < Duration::from_secs(30), "{took:?}");
     drop(silent);
 }
+
+#[test]
+fn a_bad_matrix_is_exit_three_and_help_names_the_exit_codes() {
+    let dir = temp_dir("preflight-bad");
+    let bad =
+        koppeltest::matrix::EMBEDDED_DEFAULT
+            .1
+            .replacen("zal_release = 3", "zal_release = 4", 1);
+    std::fs::write(dir.join("matrix.toml"), bad).unwrap();
+    let out = Command::new(BIN)
+        .args(["preflight", "--matrix"])
+        .arg(dir.join("matrix.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("field `zal_release`") && stderr.contains("releases are 2 and 3"),
+        "{stderr}"
+    );
+    let missing = Command::new(BIN)
+        .args(["preflight", "--matrix"])
+        .arg(dir.join("no-such-matrix.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3));
+    let both = Command::new(BIN)
+        .args(["preflight", "--json", "--format", "table"])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2), "--json and --format conflict");
+    let help = Command::new(BIN)
+        .args(["preflight", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Exit codes:") && help.contains("every row can be run"),
+        "{help}"
+    );
+}
