@@ -143,7 +143,8 @@ pub async fn run(
 ) -> Result<PreflightReport, String> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (ix, unresolved) in unresolved.into_iter().enumerate().take(prepared.rows.len()) {
+    for ix in 0..prepared.rows.len() {
+        let unresolved = unresolved.get(ix).cloned().flatten();
         let prepared = prepared.clone();
         tasks.spawn(async move {
             let report = probe_row(&prepared, ix, unresolved.as_deref(), options).await;
