@@ -45,6 +45,12 @@ enum Command {
     },
     /// Validate a matrix and scenarios without running them.
     Check(SourceArgs),
+    /// Is my practice connected? For each matrix row, in seconds and without logging anyone in:
+    /// the practice on the ZAL with gegevensdienst 49 in the claimed release, its name, its
+    /// endpoints on the Whitelist, resolving and accepting TLS, days to certificate expiry, and
+    /// every PGO column on the OCL.
+    #[command(after_help = PREFLIGHT_HELP)]
+    Preflight(PreflightArgs),
     /// Work with the test patients.
     Fixtures {
         #[command(subcommand)]
@@ -82,6 +88,20 @@ enum Command {
     /// certifier key to try it with.
     Evidence(crate::evidence::command::EvidenceArgs),
 }
+
+const PREFLIGHT_HELP: &str =
+    "Checks per row: zal.listed, zal.service-49, zal.release, zal.naming, \
+whitelist.endpoints, ocl.columns, dns.resolves, tls.accepts, certificate.expiry; each ok, warn, \
+fail or skip (not checked because an earlier check failed). A simulated row's DVA is started for \
+the probe; an external row is reached through its `resolve` map or DNS. Only TCP and TLS \
+handshakes: no HTTP request, no login.
+
+Exit codes:
+  0    every row can be run (warnings allowed)
+  1    some check fails: a full run makes no sense until it passes
+  2    usage error
+  3    invalid matrix, scenario, fixture or list file
+  4    environment: the test PKI, or a simulated DVA that did not start";
 
 const SNAPSHOT_HELP: &str = "Snapshots live in <dir>/<matrix>/<row>/<column>/<scenario>.snap \
 (insta's format: a header, then the normalised exchanges). A run compares each scenario with the \
@@ -220,6 +240,31 @@ struct SourceArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct PreflightArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Test PKI folder made by `koppeltest pki init`. Default: a fresh PKI in memory.
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// The longest one probe (a name lookup, a connection with its TLS handshake) may take, in
+    /// milliseconds; an endpoint that does not answer in time fails with that reason.
+    #[arg(long, default_value_t = 3000)]
+    timeout_ms: u64,
+    /// Output: a table for the terminal, or the same as JSON on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
 struct RunArgs {
     #[command(flatten)]
     sources: SourceArgs,
@@ -336,6 +381,7 @@ pub fn main() -> i32 {
                 code
             }
         },
+        Command::Preflight(args) => runtime.block_on(preflight(args)),
         Command::Fixtures {
             command: FixturesCommand::Export { fixtures, out },
         } => export_fixtures(fixtures.as_deref(), &out),
@@ -354,6 +400,19 @@ pub fn main() -> i32 {
 
 /// Loads and validates everything a run needs. Errors carry their exit code.
 fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, String)> {
+    prepare_with(args, pki, false).map(|(p, _)| p)
+}
+
+/// A prepared run, and per row why its practice did not resolve (`None`: it did).
+type PreparedUnresolved = (Prepared, Vec<Option<String>>);
+
+/// As [`prepare`]; with `unresolved_ok` a practice its ZAL cannot resolve is no error, and the
+/// reason is returned per row instead (for `preflight`).
+fn prepare_with(
+    args: &SourceArgs,
+    pki: Option<&Path>,
+    unresolved_ok: bool,
+) -> Result<PreparedUnresolved, (i32, String)> {
     let config = |e: &dyn std::fmt::Display| (exit::INVALID_CONFIG, e.to_string());
     let scenarios = match &args.scenarios {
         Some(dir) => crate::scenario::load_dir(dir),
@@ -380,9 +439,21 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
             )
         }
     };
-    let rows = matrix
-        .prepare(&path, &text, &base, &scenarios)
-        .map_err(|e| config(&e))?;
+    let (rows, unresolved): (Vec<_>, Vec<_>) = if unresolved_ok {
+        matrix
+            .prepare_unresolved(&path, &text, &base, &scenarios)
+            .map_err(|e| config(&e))?
+            .into_iter()
+            .map(|(row, e)| (row, e.map(|e| e.to_string())))
+            .unzip()
+    } else {
+        matrix
+            .prepare(&path, &text, &base, &scenarios)
+            .map_err(|e| config(&e))?
+            .into_iter()
+            .map(|row| (row, None))
+            .unzip()
+    };
     let patients = match &args.fixtures {
         Some(dir) => PatientStore::load_dir(dir),
         None => PatientStore::embedded(),
@@ -413,7 +484,30 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
         matrix: Some(text),
         manifest: manifest_text,
     };
-    Ok(prepared)
+    Ok((prepared, unresolved))
+}
+
+async fn preflight(args: PreflightArgs) -> i32 {
+    let (prepared, unresolved) = match prepare_with(&args.sources, args.pki.as_deref(), true) {
+        Ok(p) => p,
+        Err((code, message)) => return fail(code, message),
+    };
+    let options = crate::preflight::Options {
+        timeout: std::time::Duration::from_millis(args.timeout_ms.max(1)),
+    };
+    let report = match crate::preflight::run(Arc::new(prepared), unresolved, options).await {
+        Ok(r) => r,
+        Err(e) => return fail(exit::ENVIRONMENT, e),
+    };
+    if args.json || args.format == OutputFormat::Json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => return fail(exit::ENVIRONMENT, format!("failed to write JSON: {e}")),
+        }
+    } else {
+        print!("{}", crate::preflight::render(&report));
+    }
+    report.exit_code
 }
 
 fn run_id() -> String {

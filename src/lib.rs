@@ -21,6 +21,7 @@ pub mod matrix;
 pub mod outcome;
 pub mod pgo;
 pub mod pki;
+pub mod preflight;
 pub mod probe;
 pub mod profiles;
 pub mod report;

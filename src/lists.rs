@@ -207,13 +207,16 @@ pub fn parse_zal(xml: &str) -> Result<Zal, ListError> {
     Ok(zal)
 }
 
-/// The GP naming policy proposes `naam.type.woonplaats@medmij`; release-2 XSDs allow only
-/// `[a-z]+@medmij`. Neither shape is an error here; anything else gets a warning.
-fn naming_policy_warning(naam: &str, release: u8) -> Option<String> {
-    let local = naam.trim_end_matches("@medmij");
-    let lower_letters = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase());
+/// The release-2 XSD's name form: `[a-z]+` before `@medmij`.
+fn lower_letters(local: &str) -> bool {
+    !local.is_empty() && local.chars().all(|c| c.is_ascii_lowercase())
+}
+
+/// The GP naming policy's form `naam.type.woonplaats`, type `huisartspraktijk` or
+/// `apothekhoudendehuisartspraktijk`, lower case, digits and hyphens.
+fn gp_policy(local: &str) -> bool {
     let parts: Vec<&str> = local.split('.').collect();
-    let policy = parts.len() == 3
+    parts.len() == 3
         && parts.iter().all(|p| {
             !p.is_empty()
                 && p.chars()
@@ -222,8 +225,14 @@ fn naming_policy_warning(naam: &str, release: u8) -> Option<String> {
         && matches!(
             parts[1],
             "huisartspraktijk" | "apothekhoudendehuisartspraktijk"
-        );
-    if lower_letters(local) || policy {
+        )
+}
+
+/// The GP naming policy proposes `naam.type.woonplaats@medmij`; release-2 XSDs allow only
+/// `[a-z]+@medmij`. Neither shape is an error here; anything else gets a warning.
+fn naming_policy_warning(naam: &str, release: u8) -> Option<String> {
+    let local = naam.trim_end_matches("@medmij");
+    if lower_letters(local) || gp_policy(local) {
         if release == 2 && !lower_letters(local) {
             return Some(format!("{naam}: release-2 XSD allows only [a-z]+@medmij"));
         }
@@ -232,6 +241,37 @@ fn naming_policy_warning(naam: &str, release: u8) -> Option<String> {
     Some(format!(
         "{naam}: follows neither [a-z]+@medmij nor the GP naming policy naam.type.woonplaats@medmij"
     ))
+}
+
+/// How a zorgaanbieder name fares against the naming form, for `preflight`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// Follows a form; the text says which.
+    Follows(&'static str),
+    /// Allowed on the list, but follows neither form: the brief says warn, not fail.
+    Warning(String),
+    /// Not a name the list allows: no `…@medmij`, or a release-2 list and not `[a-z]+@medmij`
+    /// (its XSD's pattern).
+    Invalid(String),
+}
+
+/// Judges `naam` as a name on a ZAL of `release`.
+pub fn judge_name(naam: &str, release: u8) -> Naming {
+    let Some(local) = naam.strip_suffix("@medmij").filter(|l| !l.is_empty()) else {
+        return Naming::Invalid(format!("{naam:?} does not end in @medmij"));
+    };
+    match (lower_letters(local), gp_policy(local), release) {
+        (true, _, _) => Naming::Follows("[a-z]+@medmij"),
+        (false, _, 2) => Naming::Invalid(format!(
+            "{naam:?} on a release-2 ZAL: its XSD allows only [a-z]+@medmij"
+        )),
+        (false, true, _) => Naming::Follows("naam.type.woonplaats@medmij (GP naming policy)"),
+        (false, false, _) => Naming::Warning(format!(
+            "{naam:?} follows neither [a-z]+@medmij nor the GP naming policy \
+             naam.type.woonplaats@medmij (lower case, type huisartspraktijk or \
+             apothekhoudendehuisartspraktijk)"
+        )),
+    }
 }
 
 impl Zal {
@@ -459,5 +499,30 @@ mod tests {
         );
         assert_eq!(naming_policy_warning("hoekstra@medmij", 2), None);
         assert!(naming_policy_warning("De_Waard@medmij", 3).is_some());
+    }
+
+    #[test]
+    fn names_are_judged_against_the_release_and_the_policy() {
+        assert!(matches!(
+            judge_name("dewaard.huisartspraktijk.utrecht@medmij", 3),
+            Naming::Follows(f) if f.contains("GP naming policy")
+        ));
+        assert_eq!(
+            judge_name("hoekstra@medmij", 2),
+            Naming::Follows("[a-z]+@medmij")
+        );
+        assert!(matches!(
+            judge_name("dewaard.huisartspraktijk.utrecht@medmij", 2),
+            Naming::Invalid(m) if m.contains("release-2")
+        ));
+        assert!(matches!(
+            judge_name("De_Waard@medmij", 3),
+            Naming::Warning(_)
+        ));
+        assert!(matches!(
+            judge_name("dewaard@example", 3),
+            Naming::Invalid(_)
+        ));
+        assert!(matches!(judge_name("@medmij", 3), Naming::Invalid(_)));
     }
 }

@@ -279,6 +279,14 @@ pub struct HisRow {
     pub zal: String,
     pub ocl: String,
     pub whitelist: String,
+    /// The ZAL release (2 or 3) the practice is published in, as the row claims it; `preflight`
+    /// compares it with the list. Unset: nothing is claimed, and nothing compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zal_release: Option<u8>,
+    /// The InterfaceversieId under which the practice publishes gegevensdienst 49 (release 3
+    /// only), as the row claims it; `preflight` compares it with the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaceversie: Option<String>,
     pub target: DvaTarget,
     /// The lowest level of assurance this row's DVA must accept (and asks the TVS for):
     /// substantieel by default, as GP care starts there; `high` where the Wet digitale overheid
@@ -466,6 +474,9 @@ pub struct PreparedRow {
     pub zal: Arc<Zal>,
     pub ocl: Arc<Ocl>,
     pub whitelist: Arc<Whitelist>,
+    /// The ZAL's endpoints for the practice and gegevensdienst 49. Always resolved after
+    /// [`Matrix::prepare`]; after [`Matrix::prepare_unresolved`] empty where the practice or
+    /// its service is not on the ZAL (the preflight reports why).
     pub endpoints: Endpoints,
     /// Set for external targets.
     pub external: Option<Arc<ExternalResolved>>,
@@ -506,6 +517,7 @@ impl Matrix {
     }
 
     /// Semantic checks and list resolution. `base` is the folder relative list paths start at.
+    /// A practice (or its gegevensdienst 49) that is not on the row's ZAL is an error here.
     pub fn prepare(
         &self,
         path: &Path,
@@ -513,6 +525,32 @@ impl Matrix {
         base: &Path,
         scenarios: &[Scenario],
     ) -> Result<Vec<PreparedRow>, MatrixError> {
+        let rows = self.prepare_unresolved(path, text, base, scenarios)?;
+        let mut prepared = Vec::with_capacity(rows.len());
+        for (row, unresolved) in rows {
+            if let Some(e) = unresolved {
+                return Err(MatrixError::Invalid {
+                    path: path.to_path_buf(),
+                    line: line_of(text, &row.row.practice),
+                    field: "practice".to_string(),
+                    message: e.to_string(),
+                });
+            }
+            prepared.push(row);
+        }
+        Ok(prepared)
+    }
+
+    /// As [`Matrix::prepare`], except that a practice the row's ZAL cannot resolve to endpoints
+    /// is returned with the reason instead of failing the matrix: for `preflight`, which reports
+    /// exactly that as a failed check. Such a row's endpoints are empty.
+    pub fn prepare_unresolved(
+        &self,
+        path: &Path,
+        text: &str,
+        base: &Path,
+        scenarios: &[Scenario],
+    ) -> Result<Vec<(PreparedRow, Option<lists::ListError>)>, MatrixError> {
         let invalid = |needle: &str, field: &str, message: String| MatrixError::Invalid {
             path: path.to_path_buf(),
             line: line_of(text, needle),
@@ -611,6 +649,15 @@ impl Matrix {
             }
             // GP data starts at substantieel (brief §8): the basis and midden scenarios
             // expect a refusal on every row.
+            if let Some(release) = row.zal_release {
+                if !matches!(release, 2 | 3) {
+                    return Err(invalid(
+                        "zal_release",
+                        "zal_release",
+                        format!("ZAL release {release} does not exist; releases are 2 and 3"),
+                    ));
+                }
+            }
             if row.min_loa < Loa::Substantial {
                 return Err(invalid(
                     "min_loa",
@@ -711,21 +758,34 @@ impl Matrix {
                 .map_err(|e| invalid(&row.ocl, "ocl", e.to_string()))?;
             let whitelist = lists::parse_whitelist(&list(&row.whitelist, "whitelist")?)
                 .map_err(|e| invalid(&row.whitelist, "whitelist", e.to_string()))?;
-            let endpoints = zal
-                .resolve(&row.practice, GEGEVENSDIENST)
-                .map_err(|e| invalid(&row.practice, "practice", e.to_string()))?;
-            prepared.push(PreparedRow {
-                row: row.clone(),
-                zal: Arc::new(zal),
-                ocl: Arc::new(ocl),
-                whitelist: Arc::new(whitelist),
-                endpoints,
-                external,
-                availability: Arc::new(crate::dva::quirks::Availability::new(match &row.target {
-                    DvaTarget::Simulated { seed, .. } => *seed,
-                    DvaTarget::External { .. } => 0,
-                })),
-            });
+            let (endpoints, unresolved) = match zal.resolve(&row.practice, GEGEVENSDIENST) {
+                Ok(e) => (e, None),
+                Err(e) => (
+                    Endpoints {
+                        authorization: String::new(),
+                        token: String::new(),
+                        resource: String::new(),
+                    },
+                    Some(e),
+                ),
+            };
+            prepared.push((
+                PreparedRow {
+                    row: row.clone(),
+                    zal: Arc::new(zal),
+                    ocl: Arc::new(ocl),
+                    whitelist: Arc::new(whitelist),
+                    endpoints,
+                    external,
+                    availability: Arc::new(crate::dva::quirks::Availability::new(
+                        match &row.target {
+                            DvaTarget::Simulated { seed, .. } => *seed,
+                            DvaTarget::External { .. } => 0,
+                        },
+                    )),
+                },
+                unresolved,
+            ));
         }
         Ok(prepared)
     }

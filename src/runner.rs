@@ -325,6 +325,32 @@ impl Servers {
     }
 }
 
+/// A simulated row's DVA, with the mock TVS it is registered with, on ephemeral loopback ports:
+/// what `preflight` probes. Its exchanges are discarded; dropping it stops the servers.
+pub struct SimulatedDva(Servers);
+
+impl SimulatedDva {
+    /// Where the DVA's (and the TVS's) host names are listening.
+    pub fn hosts(&self) -> &HostMap {
+        &self.0.hosts
+    }
+
+    pub async fn shutdown(self) {
+        self.0.shutdown().await;
+    }
+}
+
+/// Starts `row`'s simulated DVA as a scenario would get it (`Err` for an external row, or when a
+/// listener or the PKI fails).
+pub async fn start_simulated(
+    prepared: &Prepared,
+    row: &PreparedRow,
+) -> Result<SimulatedDva, String> {
+    start_servers(prepared, row, &ExchangeLog::discarding())
+        .await
+        .map(SimulatedDva)
+}
+
 /// Starts the shared mock TVS of an external row (once) on its configured addresses.
 async fn shared_tvs(
     prepared: &Prepared,
