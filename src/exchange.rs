@@ -355,7 +355,10 @@ impl Secrets {
     }
 
     fn redact(&mut self, text: &str) -> String {
-        // Learn secrets from their well-known positions first, then replace every occurrence.
+        // Private keys go first: a learned value may be part of a key's BEGIN line (`code=-----BEGIN`
+        // registers `-----BEGIN`), and replacing it would hide the key from its redaction.
+        let text = &redact_private_keys(text);
+        // Learn secrets from their well-known positions, then replace every occurrence.
         for (param, kind) in SECRET_PARAMS {
             for v in param_values(text, param) {
                 // A FHIR token search (`code=system|value`) is a query, not an OAuth code.
@@ -384,7 +387,6 @@ impl Secrets {
                 out = out.replace(encoded.as_str(), label);
             }
         }
-        let out = redact_private_keys(&out);
         redact_bsns(&out)
     }
 }
@@ -775,5 +777,17 @@ mod tests {
             e.response_headers[0].1,
             "sid=[redacted]; bsn=[bsn]; Path=/; HttpOnly"
         );
+    }
+
+    /// Found by the `redactor` fuzz target: a `code=` right before a key's BEGIN line taught the
+    /// log `-----BEGIN` as a code, whose label then replaced the marker the key redaction
+    /// looks for, and the whole key was logged.
+    #[test]
+    fn a_secret_learned_from_a_key_header_does_not_hide_the_key() {
+        let log = ExchangeLog::new();
+        let text = "{\"ks1&code=-----BEGIN ENCRYPTED PRIVATE KEY-----\\r\\nMIIEvwKeyBody\\r\\n-----END ENCRYPTED PRIVATE KEY-----";
+        let out = log.redact(text);
+        assert!(!out.contains("MIIEvwKeyBody"), "{out}");
+        assert_eq!(out, "{\"ks1&code=[private-key]");
     }
 }
