@@ -20,7 +20,7 @@
 use std::sync::LazyLock;
 
 use base64::Engine;
-use koppeltest::exchange::{ExchangeLog, Party, RawExchange, redact_decoded};
+use koppeltest::exchange::{Exchange, ExchangeLog, Party, RawExchange, redact_decoded};
 use koppeltest_fuzz::{KEYS, Switches, switches};
 use libfuzzer_sys::fuzz_target;
 
@@ -139,6 +139,21 @@ fn private_key(on: Switches) -> Secret {
     }
 }
 
+/// Every text of a recorded exchange, one per line, as written (not JSON-escaped: an escape
+/// such as `\u0004` next to digits would make up a run that is not in the text).
+fn texts(e: &Exchange) -> String {
+    let headers = e.request_headers.iter().chain(&e.response_headers);
+    [&e.url]
+        .into_iter()
+        .chain(headers.flat_map(|(k, v)| [k, v]))
+        .chain(&e.request_body)
+        .chain(&e.response_body)
+        .chain(&e.transport_error)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn assert_gone(secret: &Secret, what: &str, out: &str) {
     let digit_at = |i: Option<usize>| {
         i.and_then(|i| out.as_bytes().get(i))
@@ -185,11 +200,23 @@ fuzz_target!(|data: &[u8]| {
         // Inside a longer digit run: not a BSN by its shape (a phone number, an OID).
         return;
     }
+    if kind >= 2
+        && secret
+            .needles
+            .iter()
+            .any(|n| prefix.contains(n.as_str()) || suffix.contains(n.as_str()))
+    {
+        // A shape is only promised where it is whole: key material outside a PEM block, or the
+        // BSN's digits inside a longer number, have none (and a cut body may end such a number
+        // after nine digits). The fuzzer learns the secret from the comparisons and writes it
+        // into the surrounding text, so this is not rare.
+        return;
+    }
     let text = format!("{prefix}{}{suffix}", secret.written);
     let log = ExchangeLog::new();
     if let Some(x) = secret.teach.take() {
         let seq = log.record(x);
-        let learned = serde_json::to_string(&log.entries()[seq]).unwrap_or_default();
+        let learned = texts(&log.entries()[seq]);
         assert_gone(
             &secret,
             "recording the secret where it is learned",
@@ -223,6 +250,6 @@ fuzz_target!(|data: &[u8]| {
         x.logged_body_limit = usize::from(on.on(12)) << 4 | (rest.len() / 3);
     }
     let seq = log.record(x);
-    let recorded = serde_json::to_string(&log.entries()[seq]).unwrap_or_default();
+    let recorded = texts(&log.entries()[seq]);
     assert_gone(&secret, "ExchangeLog::record", &recorded);
 });
