@@ -337,9 +337,29 @@ impl Secrets {
             return "[redacted]".to_string();
         }
         if lower == "cookie" || lower == "set-cookie" {
-            return redact_cookie(value);
+            return self.redact_cookie(value, lower == "cookie");
         }
         self.redact(value)
+    }
+
+    /// A `Cookie` header is all `name=value` pairs, every value a possible session; a
+    /// `Set-Cookie` header is one pair, then attributes (`Path`, `Expires`, …), which stay
+    /// readable but get the redactions every text gets (learned secrets, BSNs, keys).
+    fn redact_cookie(&mut self, value: &str, request: bool) -> String {
+        value
+            .split(';')
+            .enumerate()
+            .map(
+                |(i, part)| match (i == 0 || request, part.split_once('=')) {
+                    // The name stays readable, with the redactions every text gets.
+                    (true, Some((name, _))) => format!("{}=[redacted]", self.redact(name.trim())),
+                    // A cookie without a name is all value.
+                    (true, None) if !part.trim().is_empty() => "[redacted]".to_string(),
+                    _ => self.redact(part.trim()),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Where `text` ends in the first part of a known secret (what a cut leaves of a secret
@@ -361,6 +381,10 @@ impl Secrets {
     }
 
     fn redact(&mut self, text: &str) -> String {
+        // Private keys go first: a learned value may be part of a key's BEGIN line
+        // (`code=-----BEGIN` registers `-----BEGIN`), and replacing it would hide the key from
+        // its redaction.
+        let text = &redact_private_keys(text);
         self.learn(text);
         self.replace_known(text)
     }
@@ -389,7 +413,8 @@ impl Secrets {
 
     /// Replaces every occurrence of every known secret, and private keys and BSNs by shape.
     fn replace_known(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        // Keys first here too: a value learned from a key's BEGIN line must not hide the key.
+        let mut out = redact_private_keys(text);
         for (value, label) in &self.values {
             if out.contains(value.as_str()) {
                 out = out.replace(value.as_str(), label);
@@ -400,21 +425,8 @@ impl Secrets {
                 out = out.replace(encoded.as_str(), label);
             }
         }
-        let out = redact_private_keys(&out);
         redact_bsns(&out)
     }
-}
-
-fn redact_cookie(value: &str) -> String {
-    value
-        .split(';')
-        .enumerate()
-        .map(|(i, part)| match (i, part.split_once('=')) {
-            (0, Some((name, _))) => format!("{}=[redacted]", name.trim()),
-            _ => part.trim().to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Values of `name=` in query strings and form bodies.
@@ -538,7 +550,7 @@ fn redact_private_keys(text: &str) -> String {
 
 /// What the recorder redacts by its shape (BSNs, PEM private keys), for text a reader decodes
 /// from what was recorded (a base64 SAML message): the recorder never saw inside it.
-pub(crate) fn redact_decoded(text: &str) -> String {
+pub fn redact_decoded(text: &str) -> String {
     redact_bsns(&redact_private_keys(text))
 }
 
@@ -788,5 +800,60 @@ mod tests {
             !out.contains("KeyBody") && out.contains("[private-key]"),
             "{out}"
         );
+    }
+
+    /// Found by the `redactor` fuzz target (fuzz/): only the first pair of a cookie header was
+    /// redacted, so a second cookie (`Cookie: a=1; sid=…`) and anything after the first `;` of
+    /// a `Set-Cookie`, BSNs included, were logged as they were; and a known secret in the first
+    /// cookie's name was kept (the minimised input: a learned code inside the name).
+    #[test]
+    fn every_cookie_of_a_cookie_header_is_redacted_and_set_cookie_attributes_too() {
+        let log = ExchangeLog::new();
+        record_url(
+            &log,
+            "https://pgo.example/cb?code=c0de-ZZ99_aa.bb~cc1234&state=s1",
+        );
+        let mut x = RawExchange::request(Party::Browser, Party::Dva, "GET", "https://dva/");
+        x.response_headers.push((
+            "cookie".into(),
+            "https:Gc0de-ZZ99_aa.bb~cc1234pgo.example/cb?state=s1&code=".into(),
+        ));
+        let seq = log.record(x);
+        assert_eq!(
+            log.entries()[seq].response_headers[0].1,
+            "https:G[code#1]pgo.example/cb?state=[redacted]"
+        );
+
+        let mut x = RawExchange::request(Party::Browser, Party::Dva, "GET", "https://dva/");
+        x.request_headers.push((
+            "Cookie".into(),
+            "theme=dark; kt_session=s3ss10n-SECRET; bare-value-secret".into(),
+        ));
+        x.response_headers.push((
+            "set-cookie".into(),
+            "sid=abc; bsn=999911533; Path=/; HttpOnly".into(),
+        ));
+        let seq = log.record(x);
+        let e = &log.entries()[seq];
+        assert_eq!(
+            e.request_headers[0].1,
+            "theme=[redacted]; kt_session=[redacted]; [redacted]"
+        );
+        assert_eq!(
+            e.response_headers[0].1,
+            "sid=[redacted]; bsn=[bsn]; Path=/; HttpOnly"
+        );
+    }
+
+    /// Found by the `redactor` fuzz target: a `code=` right before a key's BEGIN line taught the
+    /// log `-----BEGIN` as a code, whose label then replaced the marker the key redaction
+    /// looks for, and the whole key was logged.
+    #[test]
+    fn a_secret_learned_from_a_key_header_does_not_hide_the_key() {
+        let log = ExchangeLog::new();
+        let text = "{\"ks1&code=-----BEGIN ENCRYPTED PRIVATE KEY-----\\r\\nMIIEvwKeyBody\\r\\n-----END ENCRYPTED PRIVATE KEY-----";
+        let out = log.redact(text);
+        assert!(!out.contains("MIIEvwKeyBody"), "{out}");
+        assert_eq!(out, "{\"ks1&code=[private-key]");
     }
 }

@@ -135,7 +135,9 @@ impl HttpResult {
         }
     }
 
-    pub(crate) fn broken(reason: String) -> HttpResult {
+    /// A result with no response, only `reason`. Also the starting point for a result made
+    /// outside the crate (the fuzz targets): set `outcome` and `pages` on it.
+    pub fn broken(reason: String) -> HttpResult {
         HttpResult {
             seq: None,
             outcome: HttpOutcome::Transport { reason },

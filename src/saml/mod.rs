@@ -123,7 +123,10 @@ pub fn escape(s: &str) -> String {
 const MAX_NODES: u32 = crate::limits::MAX_XML_NODES;
 const MAX_DEPTH: usize = crate::limits::MAX_XML_DEPTH;
 
-fn parse(xml: &str) -> Result<Document<'_>, SamlError> {
+/// Parses a SAML message or metadata the strict way: no DTD, at most `MAX_NODES` nodes and
+/// `MAX_DEPTH` levels. Public so that the fuzz targets (`fuzz/`) canonicalize exactly what
+/// the TVS and the DV would.
+pub fn parse(xml: &str) -> Result<Document<'_>, SamlError> {
     let doc = Document::parse_with_options(
         xml,
         roxmltree::ParsingOptions {
