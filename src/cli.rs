@@ -309,13 +309,14 @@ struct SoakArgs {
     #[arg(long, default_value = "reports")]
     out: PathBuf,
     /// Flows per cell (at most, with --duration).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     flows: u64,
     /// Start no flow after this long: 90s, 10m, 2h.
     #[arg(long, value_parser = crate::soak::parse_duration)]
     duration: Option<std::time::Duration>,
-    /// Flows started per second, over all cells. Default: as fast as --jobs allows.
-    #[arg(long)]
+    /// Flows started per second, over all cells (0.001 to 10000). Default: as fast as --jobs
+    /// allows.
+    #[arg(long, value_parser = crate::soak::parse_rate)]
     rate: Option<f64>,
     /// Flows at once.
     #[arg(long, default_value_t = 8)]
@@ -332,12 +333,14 @@ Per cell and endpoint the soak reports that share with its 95 % Wilson score int
 meets MedMij's figure (token 99.5 %, resource 98.5 %), misses it, or is undecided (the interval
 straddles the figure; the summary says about how many more flows would decide), p50/p95/p99
 latency and the failures by kind. Every finished flow is appended to samples.jsonl at once:
-Ctrl-C keeps what was measured. A later `koppeltest run` of the same matrix shows the newest soak
+Ctrl-C keeps what was measured. External rows are soaked as they are, with the shared mock TVS.
+A later `koppeltest run` of the same matrix shows the newest soak
 per cell (within [soak] max_age_days) as \"reliable operation demonstrated\" or not.
 
 Exit codes:
   0    every figure met in every cell
   1    some figure missed
+  2    usage error
   3    invalid matrix, scenario or fixture file
   4    environment failure (PKI, ports, report folder)
   5    no figure missed, but some undecided: soak longer
@@ -568,8 +571,8 @@ async fn run(args: RunArgs) -> i32 {
     }
     // Each finished scenario is appended here at once, so even a killed run loses nothing.
     let events_path = run_dir.join("events.jsonl");
-    let mut events = match std::fs::File::create(&events_path) {
-        Ok(file) => EventsFile { file, len: 0 },
+    let mut events = match crate::report::JsonLines::create(&events_path) {
+        Ok(file) => file,
         Err(e) => {
             eprintln!("error: failed to create {}: {e}", events_path.display());
             return exit::ENVIRONMENT;
@@ -593,6 +596,9 @@ async fn run(args: RunArgs) -> i32 {
     // A report folder that fills up or becomes unwritable ends the run: what is not on disk
     // would be lost, and a report without it would claim a run that did not happen.
     let mut write_failure: Option<String> = None;
+    // One Ctrl-C future for the whole run, so a signal while a scenario is being written is kept.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
@@ -613,20 +619,26 @@ async fn run(args: RunArgs) -> i32 {
                     let line = serde_json::json!({
                         "row": prepared.rows[row].row.id, "column": prepared.matrix.columns[column].id, "scenario": *report,
                     });
-                    if let Err(e) = events.append(&line) {
-                        write_failure.get_or_insert(format!("failed to write {}: {e}", events_path.display()));
+                    // What events.jsonl holds, the report holds: a scenario whose line was
+                    // written is kept even when its snapshot failed.
+                    match events.append(&line) {
+                        Ok(()) => {
+                            progress.set_message(format!("{} × {}: {} {}", prepared.rows[row].row.id, prepared.matrix.columns[column].id, report.id, report.verdict.label()));
+                            progress.inc(1);
+                            finished.push(Finished { row, column, scenario, report: *report, secrets });
+                        }
+                        Err(e) => {
+                            write_failure.get_or_insert(format!("failed to write {}: {e}", events_path.display()));
+                        }
                     }
                     if write_failure.is_some() {
                         tasks.abort_all();
                         break;
                     }
-                    progress.set_message(format!("{} × {}: {} {}", prepared.rows[row].row.id, prepared.matrix.columns[column].id, report.id, report.verdict.label()));
-                    progress.inc(1);
-                    finished.push(Finished { row, column, scenario, report: *report, secrets });
                 }
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut ctrl_c => {
                 interrupted = true;
                 tasks.abort_all();
                 break;
@@ -786,32 +798,6 @@ fn matrix_digest(prepared: &Prepared) -> String {
             .unwrap_or_default()
             .as_bytes(),
     )
-}
-
-/// `events.jsonl`: one line per finished scenario, written whole or not at all.
-struct EventsFile {
-    file: std::fs::File,
-    /// The length of the lines written whole so far.
-    len: u64,
-}
-
-impl EventsFile {
-    /// Appends `line`; when the write fails (a full disk takes part of it), cuts the file back to
-    /// the lines before, so every line in it stays a finished scenario.
-    fn append(&mut self, line: &serde_json::Value) -> std::io::Result<()> {
-        let mut bytes = line.to_string().into_bytes();
-        bytes.push(b'\n');
-        match self.file.write_all(&bytes) {
-            Ok(()) => {
-                self.len += bytes.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.file.set_len(self.len);
-                Err(e)
-            }
-        }
-    }
 }
 
 /// Ends a run whose report folder stopped taking writes: says why and what is kept, tries to

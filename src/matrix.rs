@@ -589,7 +589,8 @@ impl Matrix {
             ("limits.step_timeout_s", l.step_timeout_s),
         ] {
             if value == 0 {
-                return Err(invalid("0", field, "must be at least 1".into()));
+                let key = field.rsplit('.').next().unwrap_or(field);
+                return Err(invalid(key, field, "must be at least 1".into()));
             }
         }
         let mut ids = std::collections::BTreeSet::new();

@@ -480,7 +480,7 @@ pub struct ScenarioReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<TlsEndpoint>,
     /// Over `run --repeat N` (N > 1): how its runs went. The report shown is the first run
-    /// that failed or errored, where there was one, else the first.
+    /// with a privacy failure, else the first that failed or errored, else the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
     /// This scenario's snapshot against the accepted one; absent with `--snapshots off`.
@@ -527,9 +527,14 @@ pub fn join_repeats(mut runs: Vec<ScenarioReport>) -> Option<ScenarioReport> {
         errored,
         pass_rate: passed as f64 / runs.len().max(1) as f64,
     };
+    // A privacy failure in any run is the one shown: it must never hide behind another failure.
     let shown = runs
         .iter()
-        .position(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error))
+        .position(|r| r.privacy_failure)
+        .or_else(|| {
+            runs.iter()
+                .position(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error))
+        })
         .unwrap_or(0);
     if runs.is_empty() {
         return None;
@@ -611,6 +616,41 @@ impl Summary {
 pub struct WriteError {
     pub path: PathBuf,
     pub source: std::io::Error,
+}
+
+/// A JSON Lines file (`events.jsonl`, a soak's `samples.jsonl`) appended one finished item at a
+/// time, each line whole or not at all.
+pub struct JsonLines {
+    file: std::fs::File,
+    /// The length of the lines written whole so far.
+    len: u64,
+}
+
+impl JsonLines {
+    pub fn create(path: &Path) -> std::io::Result<JsonLines> {
+        Ok(JsonLines {
+            file: std::fs::File::create(path)?,
+            len: 0,
+        })
+    }
+
+    /// Appends `line`; when the write fails (a full disk takes part of it), cuts the file back to
+    /// the lines before, so every line in it stays a finished item.
+    pub fn append(&mut self, line: &serde_json::Value) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        match self.file.write_all(&bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Writes `path` whole or not at all: into `<path>.part`, then renamed over it, so a disk that

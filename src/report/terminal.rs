@@ -96,8 +96,8 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         for sc in cell.scenarios.iter().filter(|x| {
             x.verdict.is_failure() || matches!(x.verdict, Verdict::Error | Verdict::Warn)
         }) {
-            let runs = match (&sc.repeat, sc.verdict) {
-                (Some(r), _) if r.runs > 1 => format!(" ({})", r.line()),
+            let runs = match &sc.repeat {
+                Some(r) if r.runs > 1 => format!(" ({})", r.line()),
                 _ => String::new(),
             };
             out.push_str(&format!(
@@ -283,7 +283,6 @@ fn record_lines(report: &RunReport) -> String {
     out
 }
 
-/// A line per cell with a TLS scan: versions, worst NCSC class, days to the earliest expiry.
 /// One line per cell with a soak; one line in all when no cell has one.
 fn reliability_lines(report: &RunReport) -> String {
     if report.cells.is_empty() {
@@ -311,6 +310,7 @@ fn reliability_lines(report: &RunReport) -> String {
     out
 }
 
+/// A line per cell with a TLS scan: versions, worst NCSC class, days to the earliest expiry.
 fn tls_lines(report: &RunReport) -> String {
     let mut out = String::new();
     for cell in report.cells.iter() {

@@ -3,20 +3,21 @@
 //! 10 s, 99.5 % of the time; core.rscint.202: the resource endpoint within 60 s, 98.5 %).
 //!
 //! Each flow is the embedded [`FLOW`] scenario, run by the same runner as `koppeltest run`
-//! (fresh servers and state per flow against a simulated DVA). The soak reads the answers from
+//! (fresh servers and state per flow against a simulated DVA; an external row's DVA is soaked
+//! as it is, with the shared mock TVS). The soak reads the answers from
 //! the flow's recorded exchanges: every request of the mock PGO to the row's token endpoint or
 //! resource endpoint is one answer, within budget when a response below 500 came within the
 //! matrix's `[budgets]`. A 5xx or no response at all counts as not available.
 //!
 //! Every finished flow is appended to `samples.jsonl` at once (timings and statuses only: no
-//! URLs, tokens or bodies), and only numbers are kept in memory, so a soak of any length stays
-//! flat in memory and an interrupted soak keeps what it measured.
+//! URLs, tokens or bodies), and only numbers are kept in memory (about 16 bytes per answer, for
+//! the percentiles and the timeline; no reports or bodies), so an interrupted soak keeps what it
+//! measured.
 
 pub mod stats;
 pub mod svg;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -423,6 +424,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Parses `--rate`: a finite number of flows per second from 0.001 to 10,000.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && (0.001..=10_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{text:?} is not a rate from 0.001 to 10000 flows per second"
+        )),
+    }
+}
+
 /// Runs the soak and writes `soak.json`, `samples.jsonl` and `soak.html` into `dir`, which
 /// must exist. Returns the report (also when interrupted).
 pub async fn soak(
@@ -440,7 +451,8 @@ pub async fn soak(
         let path = path.to_path_buf();
         move |source| SoakError::Write { path, source }
     };
-    let mut samples = std::fs::File::create(&samples_path).map_err(write_err(&samples_path))?;
+    let mut samples =
+        crate::report::JsonLines::create(&samples_path).map_err(write_err(&samples_path))?;
     let cells: Vec<(usize, usize)> = (0..prepared.rows.len())
         .flat_map(|r| (0..prepared.matrix.columns.len()).map(move |c| (r, c)))
         .collect();
@@ -456,7 +468,7 @@ pub async fn soak(
             resource: Tally::default(),
         })
         .collect();
-    progress.set_length(settings.flows * cells.len() as u64);
+    progress.set_length(settings.flows.saturating_mul(cells.len() as u64));
     let (tx, mut rx) = mpsc::unbounded_channel::<FlowDone>();
     let deadline = settings.duration_s.map(|s| clock + Duration::from_secs(s));
     let spawner = tokio::spawn(spawn_flows(
@@ -470,6 +482,9 @@ pub async fn soak(
     ));
     let mut interrupted = false;
     let mut write_failure = None;
+    // One Ctrl-C future for the whole soak, so a signal during a flow's bookkeeping is kept.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             done = rx.recv() => {
@@ -483,7 +498,7 @@ pub async fn soak(
                     "end_ms": done.end_ms,
                     "answers": done.answers,
                 });
-                if let Err(e) = writeln!(samples, "{line}") {
+                if let Err(e) = samples.append(&line) {
                     write_failure = Some(SoakError::Write { path: samples_path.clone(), source: e });
                     spawner.abort();
                     break;
@@ -505,7 +520,7 @@ pub async fn soak(
                     prepared.rows[row].row.id, prepared.matrix.columns[column].id
                 ));
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut ctrl_c => {
                 interrupted = true;
                 spawner.abort();
                 break;
@@ -548,8 +563,13 @@ async fn spawn_flows(
     let permits = Arc::new(Semaphore::new(settings.jobs.max(1)));
     let mut ticker = settings
         .rate
-        .filter(|r| *r > 0.0)
-        .map(|r| tokio::time::interval(Duration::from_secs_f64(1.0 / r)));
+        .and_then(|r| parse_rate(&r.to_string()).ok())
+        .map(|r| {
+            let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+            // After --jobs held flows back, the rate resumes; missed ticks do not burst.
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
     let mut tasks = tokio::task::JoinSet::new();
     'flows: for flow in 0..settings.flows {
         for (cell, &(row, column)) in cells.iter().enumerate() {

@@ -11,8 +11,8 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 22.0;
 const BOTTOM: f64 = 30.0;
 
-/// The timeline draws at most this many answers (all those outside budget, then an even
-/// sample of the rest); `data-answers` keeps the full count.
+/// The timeline draws at most this many answers (those outside budget first, up to half of
+/// them, then an even sample of the rest); `data-answers` and `data-outside` keep the counts.
 pub const MAX_POINTS: usize = 2000;
 
 /// Latency bucket upper bounds in ms (the last bucket is open).

@@ -361,9 +361,11 @@ fn wait_for_events(out: &Path, n: usize) -> std::path::PathBuf {
     loop {
         if let Some(dir) = std::fs::read_dir(out)
             .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
+            .into_iter()
+            .flatten()
+            .flatten()
             .map(|e| e.path())
+            .find(|p| p.join("events.jsonl").exists())
             && std::fs::read_to_string(dir.join("events.jsonl"))
                 .is_ok_and(|t| t.lines().count() >= n)
         {
@@ -434,7 +436,7 @@ fn a_report_folder_that_fills_up_ends_the_run_with_exit_four() {
 fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
     // Root writes through permissions, so as root the run is made as `nobody`.
     let out = temp_dir("cli-readonly");
-    let snapshots = out.join("accepted");
+    let snapshots = temp_dir("cli-readonly-accepted");
     std::fs::create_dir_all(&snapshots).unwrap();
     let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     let mut command = if root {
@@ -491,6 +493,7 @@ fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
         .status()
         .unwrap();
     std::fs::remove_dir_all(out).ok();
+    std::fs::remove_dir_all(snapshots).ok();
 }
 
 /// `run --repeat N` on one scenario of a one-cell matrix with `quirks`; the exit code, the
