@@ -69,6 +69,11 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         if s.flaky > 0 { format!(", {} flaky", s.flaky) } else { String::new() }
     ));
     out.push_str("PASS* = passed except for declared known deviations; STALE = a declared deviation did not occur; WARN = failed a SHOULD only\n");
+    if s.flaky > 0 {
+        out.push_str(
+            "FLAKY = over --repeat, passed some runs and failed or errored in others: a failure\n",
+        );
+    }
     out.push_str(&record_lines(report));
     if s.privacy_failures > 0 {
         out.push_str(&format!(
