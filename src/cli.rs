@@ -581,15 +581,9 @@ async fn run(args: RunArgs) -> i32 {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let repeat = usize::from(args.repeat);
     let mut tasks = runner::start_repeated(prepared.clone(), args.jobs, repeat, tx);
-    let progress = indicatif::ProgressBar::new(0);
-    if args.quiet {
-        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} scenarios {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let progress = progress_bar(
+        args.quiet,
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} scenarios {msg}",
     );
     let mut finished: Vec<Finished> = Vec::new();
     let mut interrupted = false;
@@ -738,15 +732,9 @@ async fn soak(args: SoakArgs) -> i32 {
         rate: args.rate,
         jobs: args.jobs.max(1),
     };
-    let progress = indicatif::ProgressBar::new(0);
-    if args.quiet {
-        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows, about {eta} left {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let progress = progress_bar(
+        args.quiet,
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} flows, about {eta} left {msg}",
     );
     let prepared = Arc::new(prepared);
     let result = crate::soak::soak(
@@ -785,6 +773,19 @@ async fn soak(args: SoakArgs) -> i32 {
     } else {
         exit::OK
     }
+}
+
+/// A progress bar on stderr in `template`'s style, hidden with `--quiet`.
+fn progress_bar(quiet: bool, template: &str) -> indicatif::ProgressBar {
+    let progress = indicatif::ProgressBar::new(0);
+    if quiet {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    progress
 }
 
 /// The SHA-256 of the matrix's text (of the embedded default's when none was given): a run
