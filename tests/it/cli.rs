@@ -304,7 +304,7 @@ fn pki_init_writes_a_hierarchy_that_a_run_can_use() {
 #[test]
 fn an_interrupted_run_keeps_what_it_had_finished() {
     let out = temp_dir("cli-interrupt");
-    let mut child = koppeltest()
+    let child = koppeltest()
         .args(["run", "--quiet", "--jobs", "1", "--out"])
         .arg(&out)
         .stdout(std::process::Stdio::piped())
@@ -324,12 +324,7 @@ fn an_interrupted_run_keeps_what_it_had_finished() {
         assert!(std::time::Instant::now() < deadline, "no scenario finished");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
+    let status = crate::helpers::interrupt(child);
     if status.code() == Some(0) {
         // The run finished before the signal arrived; nothing to judge on this machine.
         return;
@@ -500,20 +495,28 @@ fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
 /// terminal and the run folder.
 fn repeated(tag: &str, quirks: &[&str], n: &str) -> (Option<i32>, String, std::path::PathBuf) {
     let dir = temp_dir(tag);
+    happy_path_run(
+        &dir,
+        &crate::helpers::matrix_toml(quirks, &[], "2.2"),
+        &["--repeat", n],
+    )
+}
+
+/// `run --snapshots off` of the happy path alone under `matrix_text` (written to
+/// `dir/matrix.toml`) with `args`; the exit code, the terminal and the run folder.
+fn happy_path_run(
+    dir: &Path,
+    matrix_text: &str,
+    args: &[&str],
+) -> (Option<i32>, String, std::path::PathBuf) {
     let matrix = dir.join("matrix.toml");
-    std::fs::write(&matrix, crate::helpers::matrix_toml(quirks, &[], "2.2")).unwrap();
-    let scenarios = crate::helpers::scenario_folder(&dir, &["happy-path.toml"]);
+    std::fs::write(&matrix, matrix_text).unwrap();
+    let scenarios = crate::helpers::scenario_folder(dir, &["happy-path.toml"]);
     let out = dir.join("reports");
     let output = koppeltest()
-        .args([
-            "run",
-            "--quiet",
-            "--snapshots",
-            "off",
-            "--repeat",
-            n,
-            "--matrix",
-        ])
+        .args(["run", "--quiet", "--snapshots", "off"])
+        .args(args)
+        .arg("--matrix")
         .arg(&matrix)
         .arg("--scenarios")
         .arg(&scenarios)
@@ -591,21 +594,10 @@ fn the_matrix_sets_the_limits_a_vendor_may_need_to_change() {
         "limits = { max_pages = 2, max_redirects = 1 }\n[[his]]",
         1,
     );
+    let (code, _, run) = happy_path_run(&dir, &text, &[]);
+    assert_ne!(code, Some(0));
+    let report = std::fs::read_to_string(run.join("report.json")).unwrap();
     let matrix = dir.join("matrix.toml");
-    std::fs::write(&matrix, &text).unwrap();
-    let scenarios = crate::helpers::scenario_folder(&dir, &["happy-path.toml"]);
-    let out = dir.join("reports");
-    let output = koppeltest()
-        .args(["run", "--quiet", "--snapshots", "off", "--matrix"])
-        .arg(&matrix)
-        .arg("--scenarios")
-        .arg(&scenarios)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_ne!(output.status.code(), Some(0));
-    let report = std::fs::read_to_string(run_dir(&out).join("report.json")).unwrap();
     assert!(
         report.contains("more than 1 hops without reaching the redirect URI"),
         "the hop bound is the matrix's"

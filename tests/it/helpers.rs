@@ -215,3 +215,13 @@ pub fn pki_init(dir: &Path) {
         String::from_utf8_lossy(&init.stderr)
     );
 }
+
+/// Interrupts `child` as Ctrl-C would (SIGINT) and waits for it to end.
+pub fn interrupt(mut child: std::process::Child) -> std::process::ExitStatus {
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success(), "SIGINT delivered");
+    child.wait().expect("the interrupted process ends")
+}

@@ -313,7 +313,7 @@ fn an_interrupted_soak_keeps_what_it_measured() {
     let matrix_file = dir.join("matrix.toml");
     std::fs::write(&matrix_file, matrix(&[], "", 11_000)).unwrap();
     let out = dir.join("reports");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    let child = Command::new(env!("CARGO_BIN_EXE_koppeltest"))
         .args([
             "soak", "--quiet", "--flows", "100000", "--jobs", "2", "--matrix",
         ])
@@ -339,12 +339,7 @@ fn an_interrupted_soak_keeps_what_it_measured() {
         assert!(std::time::Instant::now() < deadline, "no flow finished");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
+    let status = crate::helpers::interrupt(child);
     assert_eq!(status.code(), Some(130));
     let soak = json(&folder.join("soak.json"));
     assert_eq!(soak["interrupted"], true);
