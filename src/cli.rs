@@ -87,6 +87,47 @@ enum Command {
     /// Pack a finished run into a signed evidence bundle for certifiers, verify one, or make a
     /// certifier key to try it with.
     Evidence(crate::evidence::command::EvidenceArgs),
+    /// Play a PGO under test: collect from every practice a PGO suite lists (what `run` serves
+    /// for a PGO column of kind "external"), as a PGO server does, optionally with a fault.
+    /// koppeltest's own reference PGO, and an example of what a PGO vendor's test automation
+    /// does with its real PGO.
+    #[command(name = "mock-pgo", after_help = MOCK_PGO_HELP)]
+    MockPgo(MockPgoArgs),
+}
+
+const MOCK_PGO_HELP: &str = "Start `koppeltest run --matrix M` first (M has a [[pgo]] column with \
+kind = \"external\"); it prints the lists URL. Then:\n  koppeltest mock-pgo --matrix M --column ID \
+--lists https://lists.koppeltest.test:PORT\nExit 0 when every practice was collected from (the \
+run judges how), 3 for a bad matrix or argument, 4 when the lists cannot be read.";
+
+#[derive(Debug, clap::Args)]
+struct MockPgoArgs {
+    /// The matrix whose PGO column to play (its hostname, redirect URI, release, Accept).
+    #[arg(long)]
+    matrix: PathBuf,
+    /// The PGO column's id.
+    #[arg(long)]
+    column: String,
+    /// The PGO suite's list server, as `run` prints it (`https://lists.koppeltest.test:PORT`).
+    #[arg(long)]
+    lists: String,
+    /// The address every host of the suite is reached at.
+    #[arg(long, default_value = "127.0.0.1")]
+    connect_to: std::net::IpAddr,
+    /// Test PKI folder (`koppeltest pki init`): the PGO's client certificate and the CAs it trusts.
+    #[arg(long, default_value = "pki")]
+    pki: PathBuf,
+    /// A deliberate fault (repeatable): state-not-checked, old-refresh-token-reused,
+    /// accept-header-r4, whitelist-ignored, token-in-query, paging-not-followed,
+    /// predictable-state, and more (`koppeltest mock-pgo --fault help` lists them).
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+    /// Collect only from this practice (repeatable). Default: every practice on the ZAL.
+    #[arg(long = "practice")]
+    practices: Vec<String>,
+    /// Practices collected from at once.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
 }
 
 const PREFLIGHT_HELP: &str =
@@ -398,6 +439,74 @@ pub fn main() -> i32 {
         Command::Snapshots { command } => snapshots(command),
         Command::Schema { dir, check } => crate::report::schema::write_or_check(&dir, check),
         Command::Evidence(args) => crate::evidence::command::main(args),
+        Command::MockPgo(args) => runtime.block_on(mock_pgo(args)),
+    }
+}
+
+async fn mock_pgo(args: MockPgoArgs) -> i32 {
+    use crate::pgo::PgoFault;
+    let mut faults = std::collections::BTreeSet::new();
+    for name in &args.faults {
+        match PgoFault::parse(name) {
+            Some(f) => {
+                faults.insert(f);
+            }
+            None => {
+                let all: Vec<String> = PgoFault::ALL.iter().map(|f| f.name()).collect();
+                return fail(
+                    exit::USAGE,
+                    format!(
+                        "--fault {name:?} is not a fault; faults: {}",
+                        all.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let (matrix, _) = match Matrix::load(&args.matrix) {
+        Ok(m) => m,
+        Err(e) => return fail(exit::INVALID_CONFIG, e),
+    };
+    let Some(profile) = matrix.columns.iter().find(|c| c.id == args.column).cloned() else {
+        let ids: Vec<&str> = matrix.columns.iter().map(|c| c.id.as_str()).collect();
+        return fail(
+            exit::USAGE,
+            format!(
+                "no PGO column {:?}; columns: {}",
+                args.column,
+                ids.join(", ")
+            ),
+        );
+    };
+    let pki = match Pki::load(&args.pki) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            return fail(
+                exit::ENVIRONMENT,
+                format!("failed to load the test PKI (run `koppeltest pki init`): {e}"),
+            );
+        }
+    };
+    let request_timeout = if faults.contains(&PgoFault::Impatient) {
+        std::time::Duration::from_millis((matrix.pgo_suite.slow_answer_ms / 3).max(100))
+    } else {
+        matrix.timeouts.request()
+    };
+    let collector = crate::pgo::collect::Collector {
+        profile,
+        lists_url: args.lists.clone(),
+        connect_to: args.connect_to,
+        pki,
+        faults,
+        request_timeout,
+        practices: args.practices.clone(),
+    };
+    let result = collector
+        .collect_all(args.jobs, |c| println!("{}: {}", c.practice, c.summary))
+        .await;
+    match result {
+        Ok(_) => exit::OK,
+        Err(e) => fail(exit::ENVIRONMENT, e),
     }
 }
 
@@ -457,6 +566,25 @@ fn prepare_with(
             .map(|row| (row, None))
             .unzip()
     };
+    if matrix
+        .columns
+        .iter()
+        .any(|c| c.kind == crate::pgo::PgoKind::External)
+    {
+        crate::bench::suite().map_err(|e| (exit::INVALID_CONFIG, e))?;
+        if matrix.pgo_suite.listen.parse::<std::net::IpAddr>().is_err() {
+            return Err((
+                exit::INVALID_CONFIG,
+                format!(
+                    "{}:{}: field `pgo_suite.listen`: {:?} is not an IP address",
+                    path.display(),
+                    text.find("listen")
+                        .map_or(1, |o| text[..o].matches('\n').count() + 1),
+                    matrix.pgo_suite.listen
+                ),
+            ));
+        }
+    }
     let patients = match &args.fixtures {
         Some(dir) => PatientStore::load_dir(dir),
         None => PatientStore::embedded(),
@@ -597,9 +725,18 @@ async fn run(args: RunArgs) -> i32 {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(RunEvent::Started { total }) => progress.set_length(total as u64),
+                Some(RunEvent::Notice(text)) => progress.suspend(|| eprintln!("{text}")),
+                Some(RunEvent::Progress(line)) => {
+                    if args.quiet {
+                        eprintln!("{line}");
+                    } else {
+                        progress.set_message(line);
+                    }
+                }
                 Some(RunEvent::ScenarioFinished { row, column, scenario, mut report, secrets }) => {
                     // Repeated runs are snapshotted once joined, below.
-                    if let Some(store) = snapshots.as_mut().filter(|_| repeat == 1) {
+                    // The PGO side's exchanges are a real PGO's: nothing to hold to a snapshot.
+                    if let Some(store) = snapshots.as_mut().filter(|_| repeat == 1 && report.side == crate::report::Side::Dva) {
                         report.drift = Some(store.observe(
                             &prepared.rows[row].row.id,
                             &prepared.matrix.columns[column].id,
@@ -646,7 +783,10 @@ async fn run(args: RunArgs) -> i32 {
         && write_failure.is_none()
         && let Some(store) = snapshots.as_mut()
     {
-        for f in &mut finished {
+        for f in finished
+            .iter_mut()
+            .filter(|f| f.report.side == crate::report::Side::Dva)
+        {
             f.report.drift = Some(store.observe(
                 &prepared.rows[f.row].row.id,
                 &prepared.matrix.columns[f.column].id,

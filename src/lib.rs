@@ -6,6 +6,7 @@
 //! [`report`] sinks.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod checks;
 pub mod cli;
 pub mod dva;

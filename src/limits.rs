@@ -87,3 +87,11 @@ pub const MAX_HTML_DEPTH: usize = 256;
 /// Twenty show what is wrong; a Bundle of a million faulty entries must not make a message (and
 /// a report) of tens of megabytes.
 pub const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// The largest request body the simulated DVA reads from a PGO under test (the PGO suite); a
+/// larger one is answered 413. A token request is well under 1 KiB.
+pub const MAX_PGO_REQUEST_BODY: usize = 1 << 20;
+
+/// The most refreshes the mock PGO makes in one collection when it plays a PGO under test
+/// (`koppeltest mock-pgo`): one per query and page with single-use tokens, and then some.
+pub const MAX_COLLECT_REFRESHES: usize = 64;

@@ -87,6 +87,9 @@ pub struct Matrix {
     /// How much the mock PGO takes from a DVA: bodies, pages, redirects.
     #[serde(default)]
     pub limits: Limits,
+    /// How the PGO suite judges a PGO column of kind `external` (a real PGO).
+    #[serde(default)]
+    pub pgo_suite: PgoSuiteSettings,
     #[serde(rename = "his")]
     pub rows: Vec<HisRow>,
     #[serde(rename = "pgo")]
@@ -112,6 +115,61 @@ impl Default for SoakSettings {
     fn default() -> Self {
         SoakSettings {
             max_age_days: max_age_days(),
+        }
+    }
+}
+
+/// The matrix's `[pgo_suite]` table: where the PGO suite serves its lists and DVAs, and how
+/// long it waits for a real PGO (a column with `kind = "external"`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgoSuiteSettings {
+    /// The address every listener of the suite binds (default 127.0.0.1; 0.0.0.0 to let a PGO
+    /// on another machine in).
+    #[serde(default = "suite_listen")]
+    pub listen: String,
+    /// The list server's port (default 0: any free port, printed when the suite starts). Fix
+    /// it so the PGO's configuration can name the lists.
+    #[serde(default)]
+    pub lists_port: u16,
+    /// How long the run waits for the PGO to collect from every listed practice, in seconds
+    /// (default 900). A practice it never visits ends its scenario as `skip`.
+    #[serde(default = "suite_wait_s")]
+    pub wait_s: u64,
+    /// A practice counts as done when the PGO has sent nothing there for this long, in ms
+    /// (default 3000). [U] MedMij says nothing about it; it must cover the PGO's own pauses.
+    #[serde(default = "suite_quiet_ms")]
+    pub quiet_ms: u64,
+    /// How late the slow answer of the `slow-answer` scenario comes, in ms (default 3000:
+    /// well inside MedMij's 60 s).
+    #[serde(default = "suite_slow_answer_ms")]
+    pub slow_answer_ms: u64,
+}
+
+fn suite_listen() -> String {
+    "127.0.0.1".to_string()
+}
+
+fn suite_wait_s() -> u64 {
+    900
+}
+
+fn suite_quiet_ms() -> u64 {
+    3000
+}
+
+fn suite_slow_answer_ms() -> u64 {
+    3000
+}
+
+impl Default for PgoSuiteSettings {
+    fn default() -> Self {
+        PgoSuiteSettings {
+            listen: suite_listen(),
+            lists_port: 0,
+            wait_s: suite_wait_s(),
+            quiet_ms: suite_quiet_ms(),
+            slow_answer_ms: suite_slow_answer_ms(),
         }
     }
 }
@@ -370,8 +428,11 @@ fn slow_answer_ms() -> u64 {
     11_000
 }
 
+/// The simulated DVA's page size unless a row says otherwise.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
 fn page_size() -> usize {
-    100
+    DEFAULT_PAGE_SIZE
 }
 
 fn code_s() -> u64 {

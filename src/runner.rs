@@ -91,6 +91,11 @@ pub enum RunEvent {
     Started {
         total: usize,
     },
+    /// Something the person running koppeltest must act on (the PGO suite is ready: where its
+    /// lists are).
+    Notice(String),
+    /// How a long wait stands (the PGO suite: which practices are done, which are waiting).
+    Progress(String),
     /// `secrets` are the values redacted from this scenario's log: in memory only, so tests can
     /// prove none of them reached a file.
     ScenarioFinished {
@@ -131,11 +136,34 @@ pub fn start_repeated(
     events: mpsc::UnboundedSender<RunEvent>,
 ) -> JoinSet<()> {
     let repeat = repeat.max(1);
+    let external: Vec<usize> = prepared
+        .matrix
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.kind == crate::pgo::PgoKind::External)
+        .map(|(i, _)| i)
+        .collect();
+    let suite_len = crate::bench::suite().map_or(0, |s| s.len());
     let total =
-        prepared.rows.len() * prepared.matrix.columns.len() * prepared.scenarios.len() * repeat;
+        prepared.rows.len() * prepared.matrix.columns.len() * prepared.scenarios.len() * repeat
+            + prepared.rows.len() * external.len() * suite_len;
     let _ = events.send(RunEvent::Started { total });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = JoinSet::new();
+    // The PGO side of each external column: one suite per row, waiting for the real PGO. Suites
+    // run one at a time (each binds `[pgo_suite] lists_port`), beside the DVA-side scenarios.
+    if !external.is_empty() {
+        let prepared = prepared.clone();
+        let events = events.clone();
+        set.spawn(async move {
+            for row in 0..prepared.rows.len() {
+                for &column in &external {
+                    run_suite(&prepared, row, column, &events).await;
+                }
+            }
+        });
+    }
     for _ in 0..repeat {
         for row in 0..prepared.rows.len() {
             for column in 0..prepared.matrix.columns.len() {
@@ -162,6 +190,99 @@ pub fn start_repeated(
         }
     }
     set
+}
+
+/// Runs the PGO suite for `row` × the external `column`: starts it, says where its lists are,
+/// waits for the PGO, judges, and sends one finished scenario per practice (after the row's
+/// DVA-side scenarios in the cell's order).
+async fn run_suite(
+    prepared: &Prepared,
+    row: usize,
+    column: usize,
+    events: &mpsc::UnboundedSender<RunEvent>,
+) {
+    let profile = &prepared.matrix.columns[column];
+    let row_id = &prepared.rows[row].row.id;
+    let first = prepared.scenarios.len();
+    let bench = match crate::bench::Bench::start(prepared, row, profile).await {
+        Ok(b) => b,
+        Err(e) => {
+            // Every scenario of the suite ends in `error` with the reason.
+            for (k, s) in crate::bench::suite().unwrap_or_default().iter().enumerate() {
+                let report = crate::report::ScenarioReport {
+                    id: crate::bench::report_id(&s.id),
+                    title: s.title.clone(),
+                    side: crate::report::Side::Pgo,
+                    outcome: Outcome::Error,
+                    verdict: Verdict::of(Outcome::Error, false),
+                    duration_ms: 0,
+                    known_deviation: None,
+                    privacy_failure: false,
+                    failed_requirements: Vec::new(),
+                    checks: vec![checks::CheckResult {
+                        kind: "pgo.suite".into(),
+                        step: "pgo".into(),
+                        outcome: Outcome::Error,
+                        message: format!("the PGO suite could not start: {e}"),
+                        requirements: Vec::new(),
+                        evidence: Vec::new(),
+                        privacy: false,
+                        dataset: None,
+                    }],
+                    steps: Vec::new(),
+                    tls: Vec::new(),
+                    repeat: None,
+                    drift: None,
+                    exchanges: Vec::new(),
+                };
+                let _ = events.send(RunEvent::ScenarioFinished {
+                    row,
+                    column,
+                    scenario: first + k,
+                    report: Box::new(report),
+                    secrets: Vec::new(),
+                });
+            }
+            return;
+        }
+    };
+    let practices: Vec<String> = bench.practices.iter().map(|p| p.name.clone()).collect();
+    let _ = events.send(RunEvent::Notice(format!(
+        "PGO suite for {} × {row_id} is ready. Collect from each of these {} practices with the PGO {}:\n  {}\n\
+         Lists (ZAL, OCL, Whitelist) at {}/ (host {} on {}); where every host listens: {}/{}.\n\
+         Waiting up to {} s; a practice is done after {} ms without a request.",
+        profile.id,
+        practices.len(),
+        profile.hostname,
+        practices.join("\n  "),
+        bench.lists_url,
+        crate::bench::lists_host(),
+        bench.listen,
+        bench.lists_url,
+        crate::pgo::collect::HOSTS_FILE,
+        prepared.matrix.pgo_suite.wait_s,
+        prepared.matrix.pgo_suite.quiet_ms,
+    )));
+    bench
+        .wait(|line| {
+            let _ = events.send(RunEvent::Progress(format!(
+                "{} × {row_id}: {line}",
+                profile.id
+            )));
+        })
+        .await;
+    let reports = bench.judge();
+    let secrets = bench.secret_values();
+    bench.shutdown().await;
+    for (k, report) in reports.into_iter().enumerate() {
+        let _ = events.send(RunEvent::ScenarioFinished {
+            row,
+            column,
+            scenario: first + k,
+            report: Box::new(report),
+            secrets: secrets.clone(),
+        });
+    }
 }
 
 /// Joins the runs of each repeated scenario into one [`Finished`] (see
@@ -261,6 +382,8 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         page_size: (*page_size).max(1),
         availability: row.availability.clone(),
         slow_answer: Duration::from_millis(*slow_answer_ms),
+        stimulus: None,
+        activity: None,
     })
 }
 
@@ -570,6 +693,7 @@ fn pgo_for(
         bad_identities,
         request_timeout: timeouts.request(),
         limits: *limits,
+        faults: Default::default(),
     })
     .map_err(|e| e.to_string())
 }
@@ -741,6 +865,7 @@ pub async fn run_scenario(
     failed_requirements.sort();
     failed_requirements.dedup();
     let report = ScenarioReport {
+        side: crate::report::Side::Dva,
         id: scenario.id.clone(),
         title: scenario.title.clone(),
         outcome,

@@ -199,6 +199,27 @@ pub fn client_config(
     Ok(config)
 }
 
+/// A client configuration that accepts any server certificate, keeping the client identity:
+/// only for the mock PGO's `certificate-unchecked` fault, which must really skip the check it
+/// is named for.
+pub fn client_config_unchecked(identity: Option<&Leaf>) -> Result<ClientConfig, TlsError> {
+    let provider = provider();
+    let verifier = Arc::new(RecordingVerifier {
+        provider: provider.clone(),
+        seen: std::sync::Mutex::default(),
+    });
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        Some(leaf) => builder.with_client_auth_cert(leaf.chain.clone(), leaf.key())?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Options for [`http_client`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {

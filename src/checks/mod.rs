@@ -29,6 +29,7 @@ use crate::outcome::Outcome;
 use crate::scenario::{CheckSpec, Scenario, Stage, Step};
 
 mod authorize;
+pub mod pgo;
 mod record;
 mod resource;
 mod saml;

@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::Dva;
 use super::oauth::{bearer, parse_pairs};
 use super::quirks::{Quirk, SLOW_ANSWER};
+use super::{Dva, Stimulus};
 use crate::fixtures::Patient;
 use crate::tls::PeerCertificates;
 
@@ -59,6 +59,24 @@ pub async fn search(
     headers: HeaderMap,
 ) -> Response {
     let quirks = &dva.cfg.quirks;
+    if let Some(st) = dva.stimulus() {
+        match st.stimulus {
+            Stimulus::ServerErrorOnce if st.first_time() => {
+                let mut r = outcome(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transient",
+                    "tijdelijk niet beschikbaar, probeer het zo opnieuw",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+            Stimulus::SlowAnswerOnce if st.first_time() => {
+                tokio::time::sleep(st.slow_answer).await;
+            }
+            _ => {}
+        }
+    }
     if quirks.has(Quirk::SlowResourceEndpoint) {
         tokio::time::sleep(SLOW_ANSWER).await;
     }
@@ -98,6 +116,26 @@ pub async fn search(
             return r;
         }
     };
+    if dva
+        .stimulus()
+        .is_some_and(|s| s.stimulus.single_use_tokens())
+    {
+        // This use is the token's last: the next request with it is answered 401.
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(g) = token.and_then(|t| Dva::lock(&dva.access).get(t).cloned()) {
+            let expired = super::TokenGrant {
+                expires: tokio::time::Instant::now(),
+                ..g
+            };
+            if let Some(t) = token {
+                Dva::lock(&dva.access).insert(t.to_string(), expired);
+            }
+        }
+    }
     // RFC 8705 §3 [U]: the certificate must belong to the client the token was issued to.
     if !names.is_empty()
         && !grant.client_id.is_empty()

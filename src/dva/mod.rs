@@ -15,6 +15,7 @@
 pub mod fhir;
 pub mod oauth;
 pub mod quirks;
+pub mod stimulus;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ use crate::pki::{Broken, Channel, Pki, PkiError, SamlKey};
 use crate::saml::{EntityMetadata, Loa};
 use crate::tls::{self, ClientAuth, HostMap, Server, TlsError};
 pub use quirks::{Quirk, Quirks};
+pub use stimulus::{Staged, Stimulus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DvaError {
@@ -88,6 +90,54 @@ pub struct DvaConfig {
     pub availability: Arc<quirks::Availability>,
     /// How late `token-slow-1-in-50`'s slow answers come.
     pub slow_answer: std::time::Duration,
+    /// What this DVA does on purpose to a PGO under test (the PGO suite); `None` otherwise.
+    pub stimulus: Option<Arc<Staged>>,
+    /// Set for the PGO suite: every request is recorded in the log, and counted here.
+    pub activity: Option<Arc<Activity>>,
+}
+
+/// What a PGO suite's DVA has seen so far: whether the PGO came, and whether it is still busy.
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    requests: std::sync::atomic::AtomicUsize,
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl Activity {
+    /// Requests (and refused handshakes) seen.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether a request is being answered now.
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// How long since the last request ended (`None` before the first).
+    pub fn idle(&self) -> Option<Duration> {
+        Dva::lock(&self.last).map(|t| t.elapsed())
+    }
+
+    fn begin(&self) {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        *Dva::lock(&self.last) = Some(std::time::Instant::now());
+        self.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A handshake the DVA's listener refused (or the PGO aborted) counts as a visit.
+    pub fn touched(&self) {
+        self.begin();
+        self.end();
+    }
 }
 
 impl DvaConfig {
@@ -189,6 +239,14 @@ impl Dva {
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn stimulus(&self) -> Option<&Staged> {
+        self.cfg.stimulus.as_deref()
+    }
+
+    fn stimulated(&self, s: Stimulus) -> bool {
+        self.stimulus().is_some_and(|st| st.stimulus == s)
+    }
 }
 
 /// The two running listeners; dropping this stops the DVA.
@@ -211,7 +269,12 @@ pub fn start(
     let back_leaf = pki.leaf(Channel::Back, &cfg.back_host)?;
     let quirks = &cfg.quirks;
     // The certificates the listeners present: conformant, unless a quirk says otherwise.
-    let back_served = if quirks.has(Quirk::PublicCertificateOnBackChannel) {
+    let stimulus = cfg.stimulus.as_ref().map(|s| s.stimulus);
+    let back_served = if stimulus == Some(Stimulus::UntrustedCertificate) {
+        pki.broken(Channel::Back, &cfg.back_host, Broken::UnknownCa)?
+    } else if stimulus == Some(Stimulus::WrongHostCertificate) {
+        pki.broken(Channel::Back, &cfg.back_host, Broken::OtherHost)?
+    } else if quirks.has(Quirk::PublicCertificateOnBackChannel) {
         pki.broken(Channel::Back, &cfg.back_host, Broken::OtherChannelCa)?
     } else if quirks.has(Quirk::CertificateExpiringSoon) {
         pki.broken(
@@ -270,7 +333,11 @@ pub fn start(
         resolved: Mutex::default(),
     });
     let refusal_log = log.clone();
+    let refusal_activity = dva.cfg.activity.clone();
     let on_refused: tls::RefusalHook = Arc::new(move |why| {
+        if let Some(a) = &refusal_activity {
+            a.touched();
+        }
         refusal_log.record(RawExchange::note(
             Party::Dva,
             Party::Pgo,
@@ -348,13 +415,109 @@ fn legacy_profile(quirks: &Quirks) -> Option<crate::legacy_tls::LegacyProfile> {
 }
 
 fn front_router(dva: Arc<Dva>) -> Router {
-    Router::new()
+    let recorder = Recorder::of(&dva, Party::Browser, &dva.cfg.front_host);
+    let router = Router::new()
         .route("/oauth/authorize", get(oauth::authorize))
         .route("/oauth/login", post(oauth::login))
         .route("/saml/acs", get(oauth::assertion_consumer))
         .route("/oauth/consent", post(oauth::consent))
         .route("/saml/metadata", get(oauth::metadata))
-        .with_state(dva)
+        .with_state(dva);
+    recorded(router, recorder)
+}
+
+/// For the PGO suite: who a listener's requests come from, where they are logged and counted.
+#[derive(Clone)]
+struct Recorder {
+    log: ExchangeLog,
+    from: Party,
+    host: String,
+    activity: Arc<Activity>,
+}
+
+impl Recorder {
+    fn of(dva: &Dva, from: Party, host: &str) -> Option<Recorder> {
+        Some(Recorder {
+            log: dva.log.clone(),
+            from,
+            host: host.to_string(),
+            activity: dva.cfg.activity.clone()?,
+        })
+    }
+}
+
+/// `router`, recording every request and answer when a recorder is given.
+fn recorded(router: Router, recorder: Option<Recorder>) -> Router {
+    match recorder {
+        Some(r) => router.layer(axum::middleware::from_fn_with_state(r, record)),
+        None => router,
+    }
+}
+
+/// Records one request and its answer as the DVA saw them: what the PGO suite's checks judge.
+/// Bodies are read up to the body limit (a larger request is refused with 413).
+async fn record(
+    axum::extract::State(r): axum::extract::State<Recorder>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    r.activity.begin();
+    let (parts, body) = req.into_parts();
+    let url = format!(
+        "https://{}{}",
+        r.host,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut x = RawExchange::request(r.from, Party::Dva, parts.method.as_str(), &url);
+    x.request_headers = header_pairs(&parts.headers);
+    x.client_certificate = parts
+        .extensions
+        .get::<tls::PeerCertificates>()
+        .and_then(tls::PeerCertificates::presented);
+    let limit = crate::limits::MAX_PGO_REQUEST_BODY;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            x.transport_error = Some(format!("request body unreadable: {e}"));
+            x.status = Some(413);
+            r.log.record(x);
+            r.activity.end();
+            return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+    };
+    if !bytes.is_empty() {
+        x.request_body = Some(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        ))
+        .await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    x.status = Some(parts.status.as_u16());
+    x.response_headers = header_pairs(&parts.headers);
+    if !bytes.is_empty() {
+        x.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    r.log.record(x);
+    r.activity.end();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+fn header_pairs(h: &axum::http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn back_router(dva: Arc<Dva>) -> Router {
@@ -365,8 +528,10 @@ fn back_router(dva: Arc<Dva>) -> Router {
     } else {
         "/fhir/{resource_type}"
     };
-    Router::new()
+    let recorder = Recorder::of(&dva, Party::Pgo, &dva.cfg.back_host);
+    let router = Router::new()
         .route("/oauth/token", post(oauth::token))
         .route(fhir_path, get(fhir::search))
-        .with_state(dva)
+        .with_state(dva);
+    recorded(router, recorder)
 }

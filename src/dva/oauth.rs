@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::quirks::{Quirk, SLOW_ANSWER, error_code};
-use super::{AuthSession, CodeGrant, Dva, TokenGrant};
+use super::{AuthSession, CodeGrant, Dva, Stimulus, TokenGrant};
 use crate::saml::{self, AssertionPolicy, AuthnRequest, LoginFailure, escape};
 use crate::tls::PeerCertificates;
 
@@ -250,6 +250,15 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
             );
         }
     }
+    if dva.stimulated(Stimulus::InvalidScope) {
+        return error_redirect(
+            &dva,
+            redirect_uri,
+            state,
+            "invalid_scope",
+            "deze zorgaanbieder kent deze scope niet (koppeltest: PGO-scenario)",
+        );
+    }
     let granted = param(&q, "scope").and_then(|s| granted_services(&dva, s));
     let Some(services) = granted.or_else(|| {
         quirks
@@ -287,6 +296,10 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
             practice = escape(&dva.cfg.practice),
         ),
     );
+    if let Some(trap) = dva.stimulus().and_then(|s| s.http_trap.as_deref()) {
+        // The login goes on over plain http: a PGO's browser must not follow.
+        r = found(&format!("{trap}/oauth/login"));
+    }
     let cookie = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -701,7 +714,10 @@ pub async fn consent(State(dva): State<Arc<Dva>>, headers: HeaderMap, body: Byte
     };
     // The session ends here, whatever the decision.
     Dva::lock(&dva.sessions).remove(&sid);
-    if param(&form, "decision") != Some("approve") && !dva.cfg.quirks.has(Quirk::ConsentIgnored) {
+    if dva.stimulated(Stimulus::AccessDenied)
+        || (param(&form, "decision") != Some("approve")
+            && !dva.cfg.quirks.has(Quirk::ConsentIgnored))
+    {
         return error_redirect(
             &dva,
             &sess.redirect_uri,
@@ -731,6 +747,13 @@ pub async fn consent(State(dva): State<Arc<Dva>>, headers: HeaderMap, body: Byte
         (true, _) => Some("koppeltest"),
         (false, true) => None,
         (false, false) => state,
+    };
+    // A state the PGO never sent: it must not exchange this code.
+    let foreign = crate::ids::random_hex(16);
+    let echoed = if dva.stimulated(Stimulus::WrongState) {
+        Some(foreign.as_str())
+    } else {
+        echoed
     };
     if let Some(s) = echoed {
         pairs.push(("state", s));
@@ -784,14 +807,29 @@ fn issue_tokens(
             ..grant
         },
     );
+    let expires_in = if dva
+        .stimulus()
+        .is_some_and(|s| s.stimulus.single_use_tokens())
+    {
+        1
+    } else {
+        lifetimes.access_token.as_secs()
+    };
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": lifetimes.access_token.as_secs(),
+        "expires_in": expires_in,
         "refresh_token": refresh,
         "scope": scope,
     });
     let mut body = body;
+    if dva.stimulated(Stimulus::ExtraField)
+        && let Some(o) = body.as_object_mut()
+    {
+        // Members MedMij does not define: a PGO must ignore them.
+        o.insert("koppeltest_extra".into(), json!({ "unknown": [1, 2, 3] }));
+        o.insert("id_token".into(), json!("niet-van-toepassing"));
+    }
     if dva.cfg.quirks.has(Quirk::TokenScopeMissing) {
         if let Some(o) = body.as_object_mut() {
             o.remove("scope");
@@ -1013,6 +1051,15 @@ fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Respo
             "refresh_token ontbreekt",
         );
     };
+    if dva.stimulated(Stimulus::RefreshRefused) {
+        Dva::lock(&dva.refresh).remove(token);
+        return token_error(
+            dva,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "de toestemming is ingetrokken",
+        );
+    }
     let rotate = !dva.cfg.quirks.has(Quirk::RefreshNotRotated);
     // Rotation: the presented refresh token dies now.
     let grant = if rotate {

@@ -7,6 +7,8 @@
 //! the scenario's exchange log. It reports what happened as [`StepResult`]s; it never judges.
 
 pub mod browser;
+pub mod collect;
+pub mod faults;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +30,7 @@ pub use crate::steps::{
 };
 use crate::tls::{self, HostMap, TlsError};
 pub use browser::Selectors;
+pub use faults::PgoFault;
 
 use crate::limits::{LOGGED_PAGE_BODY, MAX_REFRESHES};
 
@@ -75,6 +78,20 @@ pub struct PgoProfile {
     /// does. Real PGOs send none; the DVA must exclude older results either way (by default).
     #[serde(default)]
     pub lab_date_filter: bool,
+    /// `mock` (default): koppeltest's mock PGO plays this profile against every row.
+    /// `external`: a real PGO with this profile; the mock PGO still plays it against the rows
+    /// (the DVA side of the cell), and the PGO suite judges the real one (the PGO side).
+    #[serde(default)]
+    pub kind: PgoKind,
+}
+
+/// Who a PGO column is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PgoKind {
+    #[default]
+    Mock,
+    External,
 }
 
 fn default_services() -> Vec<String> {
@@ -138,6 +155,9 @@ pub struct Pgo {
     last_artifact: std::sync::Mutex<Option<reqwest::Url>>,
     request_timeout: std::time::Duration,
     limits: crate::matrix::Limits,
+    faults: std::collections::BTreeSet<PgoFault>,
+    /// The one MedMij-Request-ID of [`PgoFault::RequestIdReused`].
+    fixed_request_id: String,
 }
 
 /// Everything [`Pgo::new`] needs besides the clients it builds.
@@ -161,6 +181,8 @@ pub struct PgoSetup {
     pub request_timeout: std::time::Duration,
     /// The matrix's `[limits]`: largest body, most pages, most front-channel hops.
     pub limits: crate::matrix::Limits,
+    /// Deliberate faults (only when the mock PGO plays a PGO under test); empty otherwise.
+    pub faults: std::collections::BTreeSet<PgoFault>,
 }
 
 /// Finds a PGO node's back-channel identity by hostname.
@@ -176,11 +198,12 @@ impl Pgo {
             cookies,
         };
         let browser_tls = tls::client_config(&setup.trust.front_roots, None)?;
-        let back = tls::http_client(
-            tls::client_config(&setup.trust.back_roots, Some(&setup.trust.identity))?,
-            &setup.hosts,
-            options(None),
-        )?;
+        let back_config = if setup.faults.contains(&PgoFault::CertificateUnchecked) {
+            tls::client_config_unchecked(Some(&setup.trust.identity))?
+        } else {
+            tls::client_config(&setup.trust.back_roots, Some(&setup.trust.identity))?
+        };
+        let back = tls::http_client(back_config, &setup.hosts, options(None))?;
         let back_anonymous = tls::http_client(
             tls::client_config(&setup.trust.back_roots, None)?,
             &setup.hosts,
@@ -207,7 +230,35 @@ impl Pgo {
             last_artifact: std::sync::Mutex::new(None),
             request_timeout: setup.request_timeout,
             limits: setup.limits,
+            faults: setup.faults,
+            fixed_request_id: crate::ids::uuid_v4(),
         })
+    }
+
+    pub fn has(&self, fault: PgoFault) -> bool {
+        self.faults.contains(&fault)
+    }
+
+    /// A new MedMij-Request-ID (the same one every time under [`PgoFault::RequestIdReused`]).
+    fn request_id(&self) -> String {
+        if self.has(PgoFault::RequestIdReused) {
+            self.fixed_request_id.clone()
+        } else {
+            crate::ids::uuid_v4()
+        }
+    }
+
+    /// The Whitelist check before any connection ([`PgoFault::WhitelistIgnored`] skips it).
+    fn whitelisted(&self, uri: &str) -> Result<(), crate::lists::ListError> {
+        if self.has(PgoFault::WhitelistIgnored) {
+            return Ok(());
+        }
+        self.whitelist.check(uri)
+    }
+
+    /// The X-Correlation-ID of this session's authorization.
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
     }
 
     /// The tag a shared mock TVS files this scenario's artifact resolutions under; the PGO's
@@ -301,7 +352,7 @@ impl Pgo {
 
     fn medmij_headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(&crate::ids::uuid_v4()) {
+        if let Ok(v) = HeaderValue::from_str(&self.request_id()) {
             h.insert("MedMij-Request-ID", v);
         }
         if let Ok(v) = HeaderValue::from_str(&self.correlation_id) {
@@ -334,14 +385,15 @@ impl Pgo {
                 evidence,
             }
         };
-        let state = crate::ids::random_hex(12);
+        // 128 bits: RFC 6749 §10.10 asks for a value an attacker cannot guess.
+        let state = crate::ids::random_hex(16);
         let mut params: Vec<(String, String)> = vec![
             ("response_type".into(), "code".into()),
             ("client_id".into(), self.profile.hostname.clone()),
             ("redirect_uri".into(), self.profile.redirect_uri.clone()),
             ("scope".into(), self.profile.scope(&self.practice)),
             ("state".into(), state),
-            ("MedMij-Request-ID".into(), crate::ids::uuid_v4()),
+            ("MedMij-Request-ID".into(), self.request_id()),
             ("X-Correlation-ID".into(), self.correlation_id.clone()),
         ];
         let set = self.expand(&step.set);
@@ -356,7 +408,7 @@ impl Pgo {
             .iter()
             .find(|(k, _)| k == "state")
             .map(|(_, v)| v.clone());
-        if let Err(e) = self.whitelist.check(&self.endpoints.authorization) {
+        if let Err(e) = self.whitelisted(&self.endpoints.authorization) {
             return broken(
                 format!("the PGO refuses to connect: {e}"),
                 None,
@@ -484,6 +536,9 @@ impl Pgo {
     /// could otherwise send koppeltest to `file:` URLs, plain http, or any host on the network.
     /// (The redirect URI itself is recognised before this is asked.)
     fn may_browse(&self, url: &reqwest::Url) -> Result<(), String> {
+        if url.scheme() == "http" && self.has(PgoFault::HttpFollowed) {
+            return Ok(());
+        }
         if url.scheme() != "https" {
             return Err(format!(
                 "the DVA sent the browser to a {}: URL ({}); the browser follows https only",
@@ -492,7 +547,7 @@ impl Pgo {
             ));
         }
         let host = url.host_str().unwrap_or_default();
-        if self.tvs_host.as_deref() == Some(host) || self.whitelist.check(url.as_str()).is_ok() {
+        if self.tvs_host.as_deref() == Some(host) || self.whitelisted(url.as_str()).is_ok() {
             return Ok(());
         }
         Err(format!(
@@ -746,7 +801,7 @@ impl Pgo {
         client: &reqwest::Client,
         form: &[(String, String)],
     ) -> HttpResult {
-        if let Err(e) = self.whitelist.check(&self.endpoints.token) {
+        if let Err(e) = self.whitelisted(&self.endpoints.token) {
             return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
         }
         let req = client
@@ -772,7 +827,7 @@ impl Pgo {
     }
 
     async fn post_token(&self, client: &reqwest::Client, form: &[(String, String)]) -> HttpResult {
-        if let Err(e) = self.whitelist.check(&self.endpoints.token) {
+        if let Err(e) = self.whitelisted(&self.endpoints.token) {
             return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
         }
         let req = client
@@ -795,7 +850,7 @@ impl Pgo {
         access_token: Option<&str>,
         refresh_token: Option<String>,
     ) -> HttpResult {
-        if let Err(e) = self.whitelist.check(&self.endpoints.resource) {
+        if let Err(e) = self.whitelisted(&self.endpoints.resource) {
             return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
         }
         let today = time::OffsetDateTime::now_utc().date().to_string();
@@ -836,6 +891,28 @@ impl Pgo {
                 .await;
         }
         first
+    }
+
+    /// One resource request as a PGO collecting on its own makes it (`koppeltest mock-pgo`):
+    /// `url` with `token` as Bearer (or, under [`PgoFault::BearerInQuery`], in the query).
+    pub async fn get_resource(&self, url: &str, token: &str, accept: &str) -> HttpResult {
+        if let Err(e) = self.whitelisted(url) {
+            return HttpResult::broken(format!("the PGO refuses to connect: {e}"));
+        }
+        let mut req = self
+            .back
+            .get(url)
+            .headers(self.medmij_headers())
+            .header(reqwest::header::ACCEPT, accept);
+        req = if self.has(PgoFault::BearerInQuery) {
+            req.query(&[("access_token", token)])
+        } else {
+            req.bearer_auth(token)
+        };
+        match req.build() {
+            Ok(req) => self.send(&self.back, Party::Pgo, req).await,
+            Err(e) => HttpResult::broken(format!("could not build the FHIR request: {e}")),
+        }
     }
 
     /// Fetches the further pages of a searchset through its `next` links, as a PGO must to get
@@ -1019,6 +1096,7 @@ mod tests {
             gegevensdiensten: vec!["48".into(), "49".into()],
             accept: default_accept(),
             lab_date_filter: false,
+            kind: PgoKind::Mock,
         }
     }
 

@@ -461,10 +461,34 @@ pub struct Timing {
     pub resource_budget_ms: u64,
 }
 
+/// Which party of a cell a scenario judges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The HIS/DVA, with koppeltest's mock PGO playing the column's profile.
+    #[default]
+    Dva,
+    /// The PGO of an `external` column, judged by the PGO suite against a simulated DVA
+    /// configured like the row.
+    Pgo,
+}
+
+impl Side {
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Dva => "DVA",
+            Side::Pgo => "PGO",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ScenarioReport {
     pub id: String,
     pub title: String,
+    /// The party this scenario judges: `dva` (the row) or `pgo` (an external column).
+    #[serde(default)]
+    pub side: Side,
     pub outcome: Outcome,
     pub verdict: Verdict,
     pub duration_ms: u64,
