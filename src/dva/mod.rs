@@ -489,6 +489,12 @@ async fn record(
     if !bytes.is_empty() {
         x.request_body = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
+    // A PGO that closes the connection before the answer cancels this future: the guard still
+    // records the request, with that fact.
+    let mut pending = Pending {
+        x: Some(x),
+        recorder: r.clone(),
+    };
     let response = next
         .run(axum::extract::Request::from_parts(
             parts,
@@ -499,14 +505,35 @@ async fn record(
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    x.status = Some(parts.status.as_u16());
-    x.response_headers = header_pairs(&parts.headers);
-    if !bytes.is_empty() {
-        x.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
+    if let Some(mut x) = pending.x.take() {
+        x.status = Some(parts.status.as_u16());
+        x.response_headers = header_pairs(&parts.headers);
+        if !bytes.is_empty() {
+            x.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        r.log.record(x);
     }
-    r.log.record(x);
     r.activity.end();
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// What the PGO suite says of a request whose connection the PGO closed before the answer.
+pub const CLOSED_BEFORE_ANSWER: &str = "the client closed the connection before the answer";
+
+/// A request being answered; dropped unanswered, it is recorded as abandoned.
+struct Pending {
+    x: Option<RawExchange>,
+    recorder: Recorder,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut x) = self.x.take() {
+            x.transport_error = Some(CLOSED_BEFORE_ANSWER.to_string());
+            self.recorder.log.record(x);
+            self.recorder.activity.end();
+        }
+    }
 }
 
 fn header_pairs(h: &axum::http::HeaderMap) -> Vec<(String, String)> {

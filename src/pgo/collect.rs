@@ -410,13 +410,21 @@ async fn fetch_query(
     let mut next = Some(super::resource_url(&pgo.endpoints.resource, &relative));
     let mut seen = BTreeSet::new();
     let (mut server_errors, mut transport_errors, mut pages) = (0, 0, 0);
+    let mut just_refreshed = false;
     while let Some(url) = next.take() {
         let page = pgo.get_resource(&url, &tokens.access, &accept).await;
+        let refreshed = std::mem::take(&mut just_refreshed);
         match status(&page) {
             Some(401) => {
                 if pgo.has(PgoFault::NoRefresh) {
                     return Err(Stop("the access token was refused; gave up".into()));
                 }
+                if refreshed {
+                    return Err(Stop(
+                        "a freshly refreshed token was refused too: stopped".into(),
+                    ));
+                }
+                just_refreshed = true;
                 if tokens.refreshes >= crate::limits::MAX_COLLECT_REFRESHES {
                     return Err(Stop("too many refreshes".into()));
                 }

@@ -19,6 +19,7 @@ mod hostile_secrets;
 mod hostile_transport;
 mod invariants;
 mod mutation;
+mod pgo_suite;
 mod preflight;
 mod privacy;
 mod saml;
