@@ -39,6 +39,10 @@ pub struct Requirement {
     pub defects: Vec<u8>,
     /// Why nothing tests it.
     pub untested: Option<String>,
+    /// A rule for the PGO, judged by the PGO suite (`scenarios/pgo/suite.toml`) and killed by
+    /// the mock PGO's faults; otherwise a rule for the DVA.
+    #[serde(default)]
+    pub pgo: bool,
 }
 
 impl Catalogue {
@@ -56,21 +60,29 @@ pub fn verified_by(scenario: &Scenario) -> BTreeSet<String> {
         .collect()
 }
 
-/// The quirks of the simulated DVA that violate `id`: each claim is proven by the mutation
-/// test (a check crediting `id` fails against the quirk), so these are its killers.
+/// The quirks of the simulated DVA, and the faults of the mock PGO (as a PGO under test), that
+/// violate `id`: each claim is proven by a mutation test (a check crediting `id` fails against
+/// it), so these are its killers.
 pub fn killers(id: &str) -> Vec<String> {
-    crate::dva::Quirk::ALL
+    let quirks = crate::dva::Quirk::ALL
         .iter()
         .filter(|q| q.violates().contains(&id))
-        .map(|q| q.name())
-        .collect()
+        .map(|q| q.name());
+    let faults = crate::pgo::PgoFault::ALL
+        .iter()
+        .filter(|f| f.violates().contains(&id))
+        .map(|f| format!("PGO fault {}", f.name()));
+    quirks.chain(faults).collect()
 }
 
-/// Whether a check may credit `id` in a report: some quirk is proven to break it.
+/// Whether a check may credit `id` in a report: some quirk or PGO fault is proven to break it.
 pub fn is_killed(id: &str) -> bool {
     crate::dva::Quirk::ALL
         .iter()
         .any(|q| q.violates().contains(&id))
+        || crate::pgo::PgoFault::ALL
+            .iter()
+            .any(|f| f.violates().contains(&id))
 }
 
 /// Whether `ids` is non-empty and every one is a SHOULD (or MAY) in the embedded catalogue: a
@@ -119,6 +131,21 @@ impl<'a> Coverage<'a> {
                 tested_by.entry(id).or_default().push(s.id.clone());
             }
         }
+        // The PGO suite's scenarios credit the PGO rules their checks verify.
+        for s in crate::bench::suite().unwrap_or_default() {
+            let sid = crate::bench::report_id(&s.id);
+            for kind in &s.checks {
+                for id in crate::checks::pgo::requirements(kind) {
+                    if !known.contains(id) {
+                        unknown.push((id.to_string(), sid.clone()));
+                    }
+                    let by = tested_by.entry(id.to_string()).or_default();
+                    if !by.contains(&sid) {
+                        by.push(sid.clone());
+                    }
+                }
+            }
+        }
         Coverage {
             catalogue,
             tested_by,
@@ -151,6 +178,16 @@ impl<'a> Coverage<'a> {
                     out.push(format!(
                         "quirk {} claims to violate {id}, which is not in the catalogue",
                         q.name()
+                    ));
+                }
+            }
+        }
+        for f in crate::pgo::PgoFault::ALL {
+            for id in f.violates() {
+                if !known.contains(id) {
+                    out.push(format!(
+                        "PGO fault {} claims to violate {id}, which is not in the catalogue",
+                        f.name()
                     ));
                 }
             }
@@ -196,8 +233,9 @@ impl<'a> Coverage<'a> {
                 s.sort();
                 s.dedup();
                 format!(
-                    "tested by {}; killed by quirk {}",
+                    "tested by {}; killed by {}{}",
                     s.join(", "),
+                    if r.pgo { "" } else { "quirk " },
                     killers(&r.id).join(", ")
                 )
             } else {
@@ -300,6 +338,7 @@ mod tests {
             text: "t".into(),
             defects: vec![],
             untested: None,
+            pgo: false,
         });
         let problems = Coverage::of(&catalogue, &scenarios).problems();
         assert!(

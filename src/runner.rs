@@ -1149,6 +1149,7 @@ pub fn build_report(
                 timing,
                 dataset: crate::report::dataset_summary(&scenarios),
                 reliability: crate::report::Reliability::no_soak(matrix.soak.max_age_days),
+                sides: crate::report::SideSummary::of(&scenarios),
                 privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),
                 row: row.row.id.clone(),
                 column: column.id.clone(),

@@ -120,10 +120,20 @@ pub fn render(report: &RunReport) -> String {
             ));
         }
         suite.add_property(Property::new("reliability", cell.reliability.line.as_str()));
+        for side in &cell.sides {
+            suite.add_property(Property::new(
+                format!("{}-side", side.side.label().to_lowercase()),
+                side.line(),
+            ));
+        }
         for sc in &cell.scenarios {
             let (status, out) = status(sc);
             let mut case = TestCase::new(sc.id.as_str(), status);
-            case.set_classname(format!("{}.{}", cell.row, cell.column));
+            // The PGO side's scenarios are the column's PGO's: their class says so.
+            case.set_classname(match sc.side {
+                crate::report::Side::Dva => format!("{}.{}", cell.row, cell.column),
+                crate::report::Side::Pgo => format!("{}.{}.pgo", cell.row, cell.column),
+            });
             case.set_time(Duration::from_millis(sc.duration_ms));
             if let Some(out) = out {
                 case.set_system_out(out);

@@ -166,7 +166,70 @@ pub struct CellReport {
     pub tls: Option<TlsCell>,
     /// Whether a recent soak of this cell met MedMij's availability figures.
     pub reliability: Reliability,
+    /// Which side failed what, where the cell judges both (an `external` PGO column): the
+    /// row's DVA under the column's profile, and the column's PGO against a simulated DVA
+    /// configured like the row. Empty for a cell that judges the DVA only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<SideSummary>,
     pub scenarios: Vec<ScenarioReport>,
+}
+
+/// One side of a cell: its verdict and the scenarios that did not pass.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SideSummary {
+    pub side: Side,
+    pub verdict: Verdict,
+    pub scenarios: usize,
+    /// Ids of its scenarios that failed or errored (or were flaky).
+    pub not_passed: Vec<String>,
+}
+
+impl SideSummary {
+    /// Per side, for a cell with scenarios of both sides (empty otherwise).
+    pub fn of(scenarios: &[ScenarioReport]) -> Vec<SideSummary> {
+        if !scenarios.iter().any(|s| s.side == Side::Pgo) {
+            return Vec::new();
+        }
+        [Side::Dva, Side::Pgo]
+            .into_iter()
+            .map(|side| {
+                let mine: Vec<&ScenarioReport> =
+                    scenarios.iter().filter(|s| s.side == side).collect();
+                SideSummary {
+                    side,
+                    verdict: worst(mine.iter().map(|s| s.verdict)),
+                    scenarios: mine.len(),
+                    not_passed: mine
+                        .iter()
+                        .filter(|s| s.verdict.is_failure() || s.outcome == Outcome::Error)
+                        .map(|s| s.id.clone())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// "PGO side: FAIL (2 of 16: pgo.wrong-state, pgo.paging)".
+    pub fn line(&self) -> String {
+        let mut text = format!(
+            "{} side: {} ({} scenarios",
+            self.side.label(),
+            self.verdict.label().to_uppercase(),
+            self.scenarios
+        );
+        if !self.not_passed.is_empty() {
+            text.push_str(&format!(
+                "; not passed: {}",
+                crate::checks::some_of(
+                    self.not_passed.iter().map(String::as_str).take(8),
+                    self.not_passed.len(),
+                    ", "
+                )
+            ));
+        }
+        text.push(')');
+        text
+    }
 }
 
 /// "Reliable operation demonstrated", from the newest soak of the same matrix (`koppeltest

@@ -61,6 +61,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         out.push('\n');
     }
     out.push_str(&tls_lines(report));
+    out.push_str(&side_lines(report));
     out.push_str(&reliability_lines(report));
     let s = &report.summary;
     out.push_str(&format!(
@@ -333,6 +334,18 @@ fn tls_lines(report: &RunReport) -> String {
                 cell.column,
                 tls.line
             ));
+        }
+    }
+    out
+}
+
+/// For cells that judge both sides (an external PGO column): which side failed what.
+fn side_lines(report: &RunReport) -> String {
+    let mut out = String::new();
+    for cell in report.cells.iter().filter(|c| !c.sides.is_empty()) {
+        out.push_str(&format!("\n{} × {}:\n", cell.row, cell.column));
+        for side in &cell.sides {
+            out.push_str(&format!("  {}\n", side.line()));
         }
     }
     out

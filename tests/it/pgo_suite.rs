@@ -128,6 +128,24 @@ async fn the_mock_pgo_passes_every_pgo_scenario_and_each_fault_fails_exactly_its
         while let Some(done) = set.join_next().await {
             let (fault, (reports, secrets)) = done.expect("fault run");
             assert_no_secret(&reports, &secrets);
+            if fault == PgoFault::TokenInQuery {
+                // A malformed request gets the DVA's proper error, and is recorded redacted.
+                let token = reports
+                    .iter()
+                    .find(|r| r.id == "pgo.token-request")
+                    .and_then(|r| r.exchanges.iter().find(|x| x.url.contains("/oauth/token")))
+                    .expect("the token request is recorded");
+                assert_eq!(token.status, Some(400), "{token:?}");
+                assert!(
+                    token
+                        .response_body
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("invalid_request"),
+                    "{token:?}"
+                );
+                assert!(token.url.contains("code=[code#1]"), "{}", token.url);
+            }
             let broken = non_passing(&reports);
             // The rules the fault claims to break are killed: a failing check credits each.
             for id in fault.violates() {
@@ -258,6 +276,9 @@ fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() 
     );
     assert!(stderr.contains("16 of 16 practices done"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("PGO side: PASS (16 scenarios)"), "{stdout}");
+    assert!(stdout.contains("DVA side: PASS (1 scenarios)"), "{stdout}");
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("reports/latest/report.json")).unwrap(),
     )
