@@ -70,6 +70,18 @@ pub struct Exchange {
     /// only; never a key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<PresentedCertificate>,
+    /// Where the receiving party counts its events (the PGO suite's DVA): when the request
+    /// arrived and when it was answered. The log's order is the order answers were recorded;
+    /// these tell what a concurrent client sent before what.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticks: Option<Ticks>,
+}
+
+/// The receiving party's event counter at a request's arrival and at its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Ticks {
+    pub received: u64,
+    pub answered: u64,
 }
 
 /// What identifies a client certificate presented in a TLS handshake, as evidence.
@@ -100,6 +112,7 @@ pub struct RawExchange {
     /// Bodies are logged up to this many bytes (the checks always see all of it).
     pub logged_body_limit: usize,
     pub client_certificate: Option<PresentedCertificate>,
+    pub ticks: Option<Ticks>,
 }
 
 impl RawExchange {
@@ -118,6 +131,7 @@ impl RawExchange {
             started: Some(Instant::now()),
             logged_body_limit: MAX_LOGGED_BODY,
             client_certificate: None,
+            ticks: None,
         }
     }
 
@@ -212,6 +226,7 @@ impl ExchangeLog {
             elapsed_ms,
             recorded_at: Some(now_rfc3339()),
             client_certificate: raw.client_certificate,
+            ticks: raw.ticks,
         };
         inner.entries.push(entry);
         seq
@@ -298,6 +313,9 @@ struct Secrets {
 /// Query or form parameters whose values are always secret.
 const SECRET_PARAMS: &[(&str, &str)] = &[
     ("code", "code"),
+    ("client_secret", "client-secret"),
+    ("client_assertion", "client-assertion"),
+    ("code_verifier", "code-verifier"),
     ("access_token", "access-token"),
     ("refresh_token", "refresh-token"),
     ("SAMLart", "artifact"),
@@ -329,7 +347,7 @@ impl Secrets {
 
     fn redact_header(&mut self, name: &str, value: &str) -> String {
         let lower = name.to_ascii_lowercase();
-        if lower == "authorization" {
+        if lower == "authorization" || lower == "proxy-authorization" {
             if let Some(token) = value.strip_prefix("Bearer ") {
                 let label = self.register("access-token", token.trim());
                 return format!("Bearer {label}");

@@ -92,6 +92,10 @@ pub const MAX_LISTED_PROBLEMS: usize = 20;
 /// larger one is answered 413. A token request is well under 1 KiB.
 pub const MAX_PGO_REQUEST_BODY: usize = 1 << 20;
 
+/// The most requests the PGO suite records per practice; more are counted, not kept (a PGO
+/// stuck in a loop must not fill memory or the report).
+pub const MAX_PGO_RECORDS: usize = 2000;
+
 /// The most refreshes the mock PGO makes in one collection when it plays a PGO under test
 /// (`koppeltest mock-pgo`): one per query and page with single-use tokens, and then some.
 pub const MAX_COLLECT_REFRESHES: usize = 64;

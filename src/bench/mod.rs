@@ -260,7 +260,10 @@ impl Bench {
                     .date(),
                 ocl: ocl_parsed.clone(),
                 patients: prepared.patients.clone(),
-                page_size: if p.scenario.stimulus == Stimulus::Paging {
+                page_size: if matches!(
+                    p.scenario.stimulus,
+                    Stimulus::Paging | Stimulus::NextLinkOffHost
+                ) {
                     2
                 } else {
                     page_size.max(1)
@@ -302,13 +305,24 @@ impl Bench {
         let mut dvas = Vec::new();
         let mut traps = Vec::new();
         for ((mut cfg, (f, b)), p) in configs.into_iter().zip(listeners).zip(&practices) {
-            let trap = if p.scenario.stimulus == Stimulus::HttpRedirect {
-                let l = bind(0).await?;
-                let port = port_of(&l)?;
-                traps.push(http_trap(l, p.log.clone(), p.activity.clone()));
-                Some(format!("http://{}:{port}", p.front_host))
-            } else {
-                None
+            let trap = match p.scenario.stimulus {
+                Stimulus::HttpRedirect => {
+                    let l = bind(0).await?;
+                    let port = port_of(&l)?;
+                    let base = format!("http://{}:{port}", p.front_host);
+                    traps.push(trap(l, base.clone(), p.log.clone(), p.activity.clone()));
+                    Some(base)
+                }
+                Stimulus::NextLinkOffHost => {
+                    let l = bind(0).await?;
+                    let port = port_of(&l)?;
+                    let host = off_host(p);
+                    ports.insert(host.clone(), port);
+                    let base = format!("https://{host}:{port}");
+                    traps.push(trap(l, base.clone(), p.log.clone(), p.activity.clone()));
+                    Some(base)
+                }
+                _ => None,
             };
             cfg.stimulus = Some(Arc::new(Staged::new(
                 p.scenario.stimulus,
@@ -453,7 +467,8 @@ impl Bench {
                     .into_iter()
                     .filter(|x| x.url.contains("/oauth/authorize"))
                     .filter_map(move |x| {
-                        let u = url::Url::parse(&x.url).ok()?;
+                        // `#` only appears in the log's redaction labels.
+                        let u = url::Url::parse(&x.url.replace('#', "%23")).ok()?;
                         let s = u
                             .query_pairs()
                             .find(|(k, _)| k == "state")
@@ -554,54 +569,59 @@ impl Bench {
     }
 }
 
-/// A plain-TCP listener that records every connection as the browser following a redirect to
-/// http: (what `http-redirect` must not see), and answers 400.
-fn http_trap(
+/// A plain-TCP listener that records every connection to `base` (`http://host:port` or
+/// `https://host:port`): a browser following a redirect to http:, or a PGO following a next link
+/// off the resource host. It answers 400 and closes; a TLS client sees its handshake fail, after
+/// its connection was recorded.
+fn trap(
     listener: tokio::net::TcpListener,
+    base: String,
     log: ExchangeLog,
     activity: Arc<Activity>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut stream, _)) = listener.accept().await {
-            activity.touched();
-            let mut buf = vec![0u8; 2048];
-            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let line = head.lines().next().unwrap_or("").to_string();
-            let path = line.split_whitespace().nth(1).unwrap_or("/");
-            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-            let host = head
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("Host: ")
-                        .or_else(|| l.strip_prefix("host: "))
-                })
-                .unwrap_or("unknown")
-                .trim()
-                .to_string();
-            let host = if host.contains(':') {
-                host
-            } else {
-                format!("{host}:{port}")
+        let tls = base.starts_with("https://");
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                // A failed accept (no file descriptors, say) must not end the watch.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             };
-            let mut x = RawExchange::request(
-                Party::Browser,
-                Party::Dva,
-                "GET",
-                &format!("http://{host}{path}"),
-            );
-            x.status = Some(400);
-            log.record(x);
-            let _ = stream
-                .write_all(
-                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                )
-                .await;
+            let (log, activity, base) = (log.clone(), activity.clone(), base.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let request_line = head.lines().next().and_then(|l| {
+                    let mut w = l.split_whitespace();
+                    let (method, path) = (w.next()?, w.next()?);
+                    (w.next()?.starts_with("HTTP/") && path.starts_with('/'))
+                        .then(|| (method.to_string(), path.to_string()))
+                });
+                // The next-link host counts any connection (a TLS handshake, 0x16, is the PGO
+                // setting off to send its token there); the http: trap only an HTTP request, so
+                // a browser's idle preconnect or an HTTPS upgrade attempt is no "follow".
+                let (from, method, path) = match (tls, request_line) {
+                    (true, _) if n > 0 => (Party::Pgo, "CONNECT".to_string(), "/".to_string()),
+                    (false, Some((m, p))) => (Party::Browser, m, p),
+                    _ => return,
+                };
+                activity.touched();
+                let mut x =
+                    RawExchange::request(from, Party::Dva, &method, &format!("{base}{path}"));
+                x.status = Some(400);
+                log.record(x);
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
         }
     })
 }
@@ -645,6 +665,11 @@ fn ocl_xml(column: &PgoProfile) -> String {
     )
 }
 
+/// The other host `next-link-off-host`'s next links name.
+fn off_host(p: &Practice) -> String {
+    format!("elsewhere.{}", p.back_host)
+}
+
 /// Every host of the suite except the back channel of `off-whitelist`.
 fn whitelist_xml(practices: &[Practice]) -> String {
     let mut out = format!(
@@ -662,6 +687,14 @@ fn whitelist_xml(practices: &[Practice]) -> String {
             out.push_str(&format!(
                 "<MedMijNode><Hostname>{}</Hostname></MedMijNode>\n",
                 p.back_host
+            ));
+        }
+        if p.scenario.stimulus == Stimulus::NextLinkOffHost {
+            // Listed, as another DVA's host would be: only the resource-host rule keeps the
+            // PGO (and its token) away from it.
+            out.push_str(&format!(
+                "<MedMijNode><Hostname>{}</Hostname></MedMijNode>\n",
+                off_host(p)
             ));
         }
     }

@@ -894,6 +894,7 @@ mod tests {
             elapsed_ms: Some(1),
             recorded_at: Some("2026-12-01T03:00:00.000Z".into()),
             client_certificate: None,
+            ticks: None,
         }
     }
 

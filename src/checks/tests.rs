@@ -149,6 +149,7 @@ fn dva_page(seq: usize, to: Party) -> Vec<Exchange> {
         elapsed_ms: Some(1),
         recorded_at: None,
         client_certificate: None,
+        ticks: None,
     }]
 }
 

@@ -242,7 +242,17 @@ pub async fn search(
     }
     let mut links = vec![json!({ "relation": "self", "url": self_link })];
     if page.has_next(matches.len()) {
-        links.push(json!({ "relation": "next", "url": link_to(Some(page.number + 1)) }));
+        let mut next = link_to(Some(page.number + 1));
+        // The PGO suite's off-host stimulus: the next link names another host, which a PGO
+        // must not follow (it may take the token there).
+        if let Some(trap) = dva
+            .stimulus()
+            .filter(|s| s.stimulus == Stimulus::NextLinkOffHost)
+            .and_then(|s| s.http_trap.as_deref())
+        {
+            next = next.replacen(&base, &format!("{trap}/fhir"), 1);
+        }
+        links.push(json!({ "relation": "next", "url": next }));
     }
     let strip_profile = dva.cfg.quirks.has(Quirk::MetaProfileMissing);
     let entry = |r: &Value, mode: &str| {

@@ -101,6 +101,8 @@ pub struct DvaConfig {
 pub struct Activity {
     in_flight: std::sync::atomic::AtomicUsize,
     requests: std::sync::atomic::AtomicUsize,
+    /// The practice's event counter: each request's arrival and answer (`exchange::Ticks`).
+    ticks: std::sync::atomic::AtomicU64,
     last: Mutex<Option<std::time::Instant>>,
 }
 
@@ -120,11 +122,17 @@ impl Activity {
         Dva::lock(&self.last).map(|t| t.elapsed())
     }
 
-    fn begin(&self) {
+    /// A request arrived; returns its arrival tick.
+    fn begin(&self) -> u64 {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.tick()
+    }
+
+    fn tick(&self) -> u64 {
+        self.ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     }
 
     fn end(&self) {
@@ -135,7 +143,7 @@ impl Activity {
 
     /// A handshake the DVA's listener refused (or the PGO aborted) counts as a visit.
     pub fn touched(&self) {
-        self.begin();
+        let _ = self.begin();
         self.end();
     }
 }
@@ -462,7 +470,7 @@ async fn record(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    r.activity.begin();
+    let received = r.activity.begin();
     let (parts, body) = req.into_parts();
     let url = format!(
         "https://{}{}",
@@ -475,26 +483,30 @@ async fn record(
         .extensions
         .get::<tls::PeerCertificates>()
         .and_then(tls::PeerCertificates::presented);
+    // From here on a PGO that closes the connection (mid-upload, or before the answer) cancels
+    // this future: the guard still records the request, with that fact, and ends it.
+    let mut pending = Pending {
+        x: Some(x),
+        received,
+        recorder: r.clone(),
+    };
     let limit = crate::limits::MAX_PGO_REQUEST_BODY;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
-            x.transport_error = Some(format!("request body unreadable: {e}"));
-            x.status = Some(413);
-            r.log.record(x);
-            r.activity.end();
+            if let Some(mut x) = pending.x.take() {
+                x.transport_error = Some(format!("request body unreadable: {e}"));
+                x.status = Some(413);
+                r.finish(x, received);
+            }
             return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
         }
     };
-    if !bytes.is_empty() {
+    if let Some(x) = pending.x.as_mut()
+        && !bytes.is_empty()
+    {
         x.request_body = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
-    // A PGO that closes the connection before the answer cancels this future: the guard still
-    // records the request, with that fact.
-    let mut pending = Pending {
-        x: Some(x),
-        recorder: r.clone(),
-    };
     let response = next
         .run(axum::extract::Request::from_parts(
             parts,
@@ -502,7 +514,8 @@ async fn record(
         ))
         .await;
     let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
+    // The DVA's own answer: a page of a search, bounded by the page size.
+    let bytes = axum::body::to_bytes(body, crate::limits::MAX_PGO_REQUEST_BODY * 64)
         .await
         .unwrap_or_default();
     if let Some(mut x) = pending.x.take() {
@@ -511,10 +524,31 @@ async fn record(
         if !bytes.is_empty() {
             x.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
         }
-        r.log.record(x);
+        r.finish(x, received);
     }
-    r.activity.end();
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+impl Recorder {
+    /// Records `x` (unless the practice is over its record limit) and ends its request.
+    fn finish(&self, mut x: RawExchange, received: u64) {
+        let answered = self.activity.tick();
+        x.ticks = Some(crate::exchange::Ticks { received, answered });
+        let n = self.activity.requests();
+        if n <= crate::limits::MAX_PGO_RECORDS {
+            self.log.record(x);
+        } else if n == crate::limits::MAX_PGO_RECORDS + 1 {
+            self.log.record(RawExchange::note(
+                Party::Dva,
+                self.from,
+                format!(
+                    "more than {} requests at this practice: the rest are counted, not recorded",
+                    crate::limits::MAX_PGO_RECORDS
+                ),
+            ));
+        }
+        self.activity.end();
+    }
 }
 
 /// What the PGO suite says of a request whose connection the PGO closed before the answer.
@@ -523,6 +557,7 @@ pub const CLOSED_BEFORE_ANSWER: &str = "the client closed the connection before 
 /// A request being answered; dropped unanswered, it is recorded as abandoned.
 struct Pending {
     x: Option<RawExchange>,
+    received: u64,
     recorder: Recorder,
 }
 
@@ -530,8 +565,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(mut x) = self.x.take() {
             x.transport_error = Some(CLOSED_BEFORE_ANSWER.to_string());
-            self.recorder.log.record(x);
-            self.recorder.activity.end();
+            self.recorder.finish(x, self.received);
         }
     }
 }

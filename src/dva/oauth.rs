@@ -296,7 +296,11 @@ pub async fn authorize(State(dva): State<Arc<Dva>>, RawQuery(query): RawQuery) -
             practice = escape(&dva.cfg.practice),
         ),
     );
-    if let Some(trap) = dva.stimulus().and_then(|s| s.http_trap.as_deref()) {
+    if let Some(trap) = dva
+        .stimulus()
+        .filter(|s| s.stimulus == Stimulus::HttpRedirect)
+        .and_then(|s| s.http_trap.as_deref())
+    {
         // The login goes on over plain http: a PGO's browser must not follow.
         r = found(&format!("{trap}/oauth/login"));
     }
@@ -807,18 +811,10 @@ fn issue_tokens(
             ..grant
         },
     );
-    let expires_in = if dva
-        .stimulus()
-        .is_some_and(|s| s.stimulus.single_use_tokens())
-    {
-        1
-    } else {
-        lifetimes.access_token.as_secs()
-    };
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": expires_in,
+        "expires_in": lifetimes.access_token.as_secs(),
         "refresh_token": refresh,
         "scope": scope,
     });

@@ -21,6 +21,8 @@ pub enum Stimulus {
     Conformant,
     /// Conformant, with searches answered in pages of two linked by `next`.
     Paging,
+    /// Pages of two, whose `next` links name another host (a listener the PGO suite watches).
+    NextLinkOffHost,
     /// The authorization response carries a code and a `state` the PGO never sent.
     WrongState,
     /// The authorization ends in a redirect with `error=access_denied` (consent refused).
@@ -29,8 +31,9 @@ pub enum Stimulus {
     InvalidScope,
     /// The landing page's login sends the browser to a plain `http:` URL.
     HttpRedirect,
-    /// Every access token is good for one resource request (`expires_in` 1): the next request
-    /// with it is answered 401 `invalid_token`. Refresh tokens rotate.
+    /// Every access token is revoked after one resource request (as a DVA may revoke a token
+    /// before its `expires_in`): the next request with it is answered 401 `invalid_token`, so
+    /// a PGO meets the 401 however early it refreshes by itself. Refresh tokens rotate.
     ExpiringTokens,
     /// As [`Self::ExpiringTokens`], and every refresh is answered `invalid_grant`.
     RefreshRefused,
@@ -69,8 +72,9 @@ pub struct Staged {
     pub stimulus: Stimulus,
     /// How late [`Stimulus::SlowAnswerOnce`] answers.
     pub slow_answer: Duration,
-    /// Where [`Stimulus::HttpRedirect`] sends the browser: a plain-http listener the PGO suite
-    /// watches (`http://host:port`).
+    /// Where [`Stimulus::HttpRedirect`] sends the browser (`http://host:port`), or where
+    /// [`Stimulus::NextLinkOffHost`]'s next links point (`https://host:port`): a listener the
+    /// PGO suite watches, which records every connection.
     pub http_trap: Option<String>,
     /// Whether the one-off answer (503 or slow) was given.
     once_given: AtomicBool,

@@ -449,9 +449,11 @@ async fn fetch_query(
                 if pgo.has(PgoFault::PagingNotFollowed) {
                     return Ok(pages);
                 }
+                let any_host = pgo.has(PgoFault::NextLinkHostUnchecked);
                 next = page.next_link().filter(|link| {
                     reqwest::Url::parse(link).is_ok_and(|u| {
-                        u.scheme() == "https" && u.host_str().map(str::to_string) == resource_host
+                        u.scheme() == "https"
+                            && (any_host || u.host_str().map(str::to_string) == resource_host)
                     }) && seen.insert(link.clone())
                         && pages < crate::limits::MAX_PAGES
                 });

@@ -24,6 +24,8 @@ pub enum PgoFault {
     TokenInQuery,
     /// Reads the first page of a search only.
     PagingNotFollowed,
+    /// Follows a next link to any https host, not only the resource host.
+    NextLinkHostUnchecked,
     /// Uses a counter as `state`.
     PredictableState,
     /// Sends its organisation's name as `client_id`.
@@ -71,6 +73,7 @@ impl PgoFault {
         PgoFault::WhitelistIgnored,
         PgoFault::TokenInQuery,
         PgoFault::PagingNotFollowed,
+        PgoFault::NextLinkHostUnchecked,
         PgoFault::PredictableState,
         PgoFault::ClientIdNotHostname,
         PgoFault::RedirectUriUnregistered,
@@ -111,6 +114,7 @@ impl PgoFault {
             PgoFault::WhitelistIgnored => &["pgo:trust.whitelist"],
             PgoFault::TokenInQuery => &["pgo:token.form"],
             PgoFault::PagingNotFollowed => &["pgo:resource.paging"],
+            PgoFault::NextLinkHostUnchecked => &["pgo:resource.paging-host"],
             PgoFault::PredictableState => &["pgo:authorize.state"],
             PgoFault::ClientIdNotHostname => &["pgo:authorize.client-id"],
             PgoFault::RedirectUriUnregistered => &["pgo:authorize.redirect-uri"],

@@ -662,6 +662,7 @@ mod tests {
             elapsed_ms: Some(12),
             recorded_at: Some("2026-12-01T05:49:16.78Z".into()),
             client_certificate: None,
+            ticks: None,
         }
     }
 

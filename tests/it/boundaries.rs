@@ -95,7 +95,15 @@ fn imports_of(name: &str, forbidden: &[&str]) -> Vec<String> {
 }
 
 /// The parties, and the tools with which the harness acts (the prober, the legacy listener).
-const PARTIES: &[&str] = &["dva", "tvs", "pgo", "runner", "probe", "legacy_tls"];
+const PARTIES: &[&str] = &[
+    "dva",
+    "tvs",
+    "pgo",
+    "runner",
+    "probe",
+    "legacy_tls",
+    "bench",
+];
 
 #[test]
 fn the_checks_import_nothing_from_the_parties_they_judge() {

@@ -267,17 +267,24 @@ fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() 
         "mock-pgo: {collected}\n{}",
         String::from_utf8_lossy(&pgo.stderr)
     );
-    assert_eq!(collected.lines().count(), 16, "{collected}");
+    let n = koppeltest::bench::suite().unwrap().len();
+    assert_eq!(collected.lines().count(), n, "{collected}");
     let out = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("PGO suite for real-pgo × sim-row is ready"),
         "{stderr}"
     );
-    assert!(stderr.contains("16 of 16 practices done"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{n} of {n} practices done")),
+        "{stderr}"
+    );
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("PGO side: PASS (16 scenarios)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("PGO side: PASS ({n} scenarios)")),
+        "{stdout}"
+    );
     assert!(stdout.contains("DVA side: PASS (1 scenarios)"), "{stdout}");
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("reports/latest/report.json")).unwrap(),
@@ -286,7 +293,7 @@ fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() 
     let scenarios = report["cells"][0]["scenarios"].as_array().unwrap();
     let pgo_side: Vec<&serde_json::Value> =
         scenarios.iter().filter(|s| s["side"] == "pgo").collect();
-    assert_eq!(pgo_side.len(), 16);
+    assert_eq!(pgo_side.len(), n);
     for s in &pgo_side {
         assert_eq!(s["outcome"], "pass", "{}", s["id"]);
     }
@@ -327,7 +334,7 @@ fn a_pgo_that_never_comes_ends_every_pgo_scenario_as_skip_with_the_reason() {
         .collect();
     assert_eq!(
         pgo_side.len(),
-        16,
+        koppeltest::bench::suite().unwrap().len(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
