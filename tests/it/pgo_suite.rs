@@ -219,24 +219,31 @@ fn compare_with_committed(observed: &BTreeMap<String, (Vec<String>, Vec<String>)
     );
 }
 
-#[test]
-fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() {
-    let dir = temp_dir("pgo-suite-process");
+/// `koppeltest run` on [`matrix`] in `dir` (with a test PKI and the happy path as the DVA side).
+fn run_command(dir: &Path, lists_port: u16, wait_s: u64) -> std::process::Command {
     pki_init(&dir.join("pki"));
-    let port = free_port();
     let matrix_path = dir.join("matrix.toml");
-    std::fs::write(&matrix_path, matrix(port, 120)).unwrap();
-    let scenarios = crate::helpers::scenario_folder(&dir, &["happy-path.toml"]);
-    let bin = env!("CARGO_BIN_EXE_koppeltest");
-    let run = std::process::Command::new(bin)
-        .args(["run", "--quiet", "--snapshots", "off", "--matrix"])
+    std::fs::write(&matrix_path, matrix(lists_port, wait_s)).unwrap();
+    let scenarios = crate::helpers::scenario_folder(dir, &["happy-path.toml"]);
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_koppeltest"));
+    run.args(["run", "--quiet", "--snapshots", "off", "--matrix"])
         .arg(&matrix_path)
         .arg("--scenarios")
         .arg(&scenarios)
         .arg("--pki")
         .arg(dir.join("pki"))
         .arg("--out")
-        .arg(dir.join("reports"))
+        .arg(dir.join("reports"));
+    run
+}
+
+#[test]
+fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() {
+    let dir = temp_dir("pgo-suite-process");
+    let port = free_port();
+    let matrix_path = dir.join("matrix.toml");
+    let bin = env!("CARGO_BIN_EXE_koppeltest");
+    let run = run_command(&dir, port, 120)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -307,21 +314,7 @@ fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() 
 #[test]
 fn a_pgo_that_never_comes_ends_every_pgo_scenario_as_skip_with_the_reason() {
     let dir = temp_dir("pgo-suite-absent");
-    pki_init(&dir.join("pki"));
-    let matrix_path = dir.join("matrix.toml");
-    std::fs::write(&matrix_path, matrix(0, 2)).unwrap();
-    let scenarios = crate::helpers::scenario_folder(&dir, &["happy-path.toml"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_koppeltest"))
-        .args(["run", "--quiet", "--snapshots", "off", "--matrix"])
-        .arg(&matrix_path)
-        .arg("--scenarios")
-        .arg(&scenarios)
-        .arg("--pki")
-        .arg(dir.join("pki"))
-        .arg("--out")
-        .arg(dir.join("reports"))
-        .output()
-        .unwrap();
+    let out = run_command(&dir, 0, 2).output().unwrap();
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("reports/latest/report.json")).unwrap(),
     )
