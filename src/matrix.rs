@@ -132,6 +132,12 @@ pub struct PgoSuiteSettings {
     /// it so the PGO's configuration can name the lists.
     #[serde(default)]
     pub lists_port: u16,
+    /// The one port of every front-channel host (the practices' authorization pages, the mock
+    /// TVS's login): the ZAL's front-channel URIs carry no port, so a browser goes to 443.
+    /// Set 443 where koppeltest may bind it, or forward 443 to this port (default 0: any free
+    /// port, in `koppeltest-hosts.json`). Back-channel URIs name their own ports.
+    #[serde(default)]
+    pub front_port: u16,
     /// How long the run waits for the PGO to collect from every listed practice, in seconds
     /// (default 900). A practice it never visits ends its scenario as `skip`.
     #[serde(default = "suite_wait_s")]
@@ -168,6 +174,7 @@ impl Default for PgoSuiteSettings {
         PgoSuiteSettings {
             listen: suite_listen(),
             lists_port: 0,
+            front_port: 0,
             wait_s: suite_wait_s(),
             quiet_ms: suite_quiet_ms(),
             slow_answer_ms: suite_slow_answer_ms(),

@@ -384,6 +384,7 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
         slow_answer: Duration::from_millis(*slow_answer_ms),
         stimulus: None,
         activity: None,
+        back_port: None,
     })
 }
 

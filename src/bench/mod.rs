@@ -35,6 +35,8 @@ use crate::report::{ScenarioReport, Side, Verdict};
 use crate::runner::Prepared;
 use crate::tls::{ClientAuth, HostMap, Server};
 
+mod sni;
+
 pub const SUITE: (&str, &str) = (
     "scenarios/pgo/suite.toml",
     include_str!("../../scenarios/pgo/suite.toml"),
@@ -179,13 +181,27 @@ impl Bench {
         let port_of = |l: &tokio::net::TcpListener| {
             l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
         };
+        // Front-channel listeners are internal, on loopback: the SNI router on `front_port` is
+        // their one public door.
+        let internal = || async {
+            crate::tls::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let front_listener = bind(settings.front_port).await?;
+        let front_port = port_of(&front_listener)?;
+        let mut routes: BTreeMap<String, SocketAddr> = BTreeMap::new();
         let mut ports: BTreeMap<String, u16> = BTreeMap::new();
         // The mock TVS.
         let tvs_front = format!("tvs.pgo-suite.{TEST_DOMAIN}");
         let tvs_back = format!("soap.tvs.pgo-suite.{TEST_DOMAIN}");
-        let (l_tvs_front, l_tvs_back) = (bind(0).await?, bind(0).await?);
-        ports.insert(tvs_front.clone(), port_of(&l_tvs_front)?);
-        ports.insert(tvs_back.clone(), port_of(&l_tvs_back)?);
+        let (l_tvs_front, l_tvs_back) = (internal().await?, internal().await?);
+        let tvs_back_addr = l_tvs_back.local_addr().map_err(|e| e.to_string())?;
+        routes.insert(
+            tvs_front.clone(),
+            l_tvs_front.local_addr().map_err(|e| e.to_string())?,
+        );
+        ports.insert(tvs_front.clone(), front_port);
         // The practices, their hosts and listeners.
         let (entity_base, lifetimes, page_size, min_loa) = match &row.row.target {
             DvaTarget::Simulated {
@@ -215,8 +231,12 @@ impl Bench {
         for s in &scenarios {
             let front_host = format!("{}.{rowtag}.pgo-suite.{TEST_DOMAIN}", s.id);
             let back_host = format!("api.{}.{rowtag}.pgo-suite.{TEST_DOMAIN}", s.id);
-            let (f, b) = (bind(0).await?, bind(0).await?);
-            ports.insert(front_host.clone(), port_of(&f)?);
+            let (f, b) = (internal().await?, bind(0).await?);
+            routes.insert(
+                front_host.clone(),
+                f.local_addr().map_err(|e| e.to_string())?,
+            );
+            ports.insert(front_host.clone(), front_port);
             ports.insert(back_host.clone(), port_of(&b)?);
             listeners.push((f, b));
             practices.push(Practice {
@@ -229,7 +249,7 @@ impl Bench {
             });
         }
         // The lists.
-        let zal = zal_xml(&practices);
+        let zal = zal_xml(&practices, &ports);
         let ocl = ocl_xml(column);
         let whitelist = whitelist_xml(&practices);
         let ocl_parsed =
@@ -272,6 +292,7 @@ impl Bench {
                 slow_answer: Duration::from_millis(settings.slow_answer_ms),
                 stimulus: None,
                 activity: Some(p.activity.clone()),
+                back_port: ports.get(&p.back_host).copied(),
             });
         }
         let mut sps = Vec::new();
@@ -299,9 +320,7 @@ impl Bench {
             ExchangeLog::discarding(),
         )
         .map_err(|e| e.to_string())?;
-        let soap_hosts: HostMap = [(tvs_back.clone(), SocketAddr::new(reach, ports[&tvs_back]))]
-            .into_iter()
-            .collect();
+        let soap_hosts: HostMap = [(tvs_back.clone(), tvs_back_addr)].into_iter().collect();
         let mut dvas = Vec::new();
         let mut traps = Vec::new();
         for ((mut cfg, (f, b)), p) in configs.into_iter().zip(listeners).zip(&practices) {
@@ -334,6 +353,7 @@ impl Bench {
                     .map_err(|e| e.to_string())?,
             );
         }
+        traps.push(sni::route(front_listener, routes));
         // The list server.
         let lists_listener = bind(settings.lists_port).await?;
         let lists_port = port_of(&lists_listener)?;
@@ -626,7 +646,9 @@ fn trap(
     })
 }
 
-fn zal_xml(practices: &[Practice]) -> String {
+/// The suite's ZAL: front-channel URIs without a port (the SNI router's one port stands for
+/// 443), back-channel URIs with each practice's own port, as the ZAL allows.
+fn zal_xml(practices: &[Practice], ports: &BTreeMap<String, u16>) -> String {
     let mut out = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- koppeltest PGO suite: one invented practice per scenario. -->\n\
          <Zorgaanbiederslijst xmlns=\"xmlns://afsprakenstelsel.medmij.nl/zorgaanbiederslijst/release3/\">\n\
@@ -645,7 +667,10 @@ fn zal_xml(practices: &[Practice]) -> String {
              </Gegevensdienst></Gegevensdiensten></Interfaceversie></Interfaceversies></Zorgaanbieder>\n",
             name = crate::saml::escape(&p.name),
             front = p.front_host,
-            back = p.back_host,
+            back = match ports.get(&p.back_host) {
+                Some(port) => format!("{}:{port}", p.back_host),
+                None => p.back_host.clone(),
+            },
         ));
     }
     out.push_str("</Zorgaanbieders></Zorgaanbiederslijst>\n");
@@ -732,7 +757,11 @@ mod tests {
                 activity: Arc::default(),
             })
             .collect();
-        let zal = crate::lists::parse_zal(&zal_xml(&practices)).unwrap();
+        let ports: BTreeMap<String, u16> = practices
+            .iter()
+            .map(|p| (p.back_host.clone(), 40000))
+            .collect();
+        let zal = crate::lists::parse_zal(&zal_xml(&practices, &ports)).unwrap();
         assert_eq!(zal.zorgaanbieders.len(), practices.len());
         let wl = crate::lists::parse_whitelist(&whitelist_xml(&practices)).unwrap();
         for p in &practices {

@@ -212,7 +212,10 @@ pub async fn search(
             m
         }
     };
-    let base = format!("https://{}/fhir", dva.cfg.back_host);
+    let base = match dva.cfg.back_port {
+        Some(port) => format!("https://{}:{port}/fhir", dva.cfg.back_host),
+        None => format!("https://{}/fhir", dva.cfg.back_host),
+    };
     let page = Paging::of(&params, dva.cfg.page_size, quirks.has(Quirk::NoPaging));
     let on_page: Vec<&Value> = page
         .slice(&matches)

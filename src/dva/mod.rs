@@ -94,6 +94,9 @@ pub struct DvaConfig {
     pub stimulus: Option<Arc<Staged>>,
     /// Set for the PGO suite: every request is recorded in the log, and counted here.
     pub activity: Option<Arc<Activity>>,
+    /// The back channel's public port where the ZAL names one (the PGO suite's), for the links
+    /// the DVA writes (a search's `next`); `None`: the links name no port.
+    pub back_port: Option<u16>,
 }
 
 /// What a PGO suite's DVA has seen so far: whether the PGO came, and whether it is still busy.
