@@ -348,9 +348,13 @@ impl Secrets {
     fn redact_header(&mut self, name: &str, value: &str) -> String {
         let lower = name.to_ascii_lowercase();
         if lower == "authorization" || lower == "proxy-authorization" {
-            if let Some(token) = value.strip_prefix("Bearer ") {
+            // The scheme is case-insensitive (RFC 7235 §2.1); it is kept as sent.
+            if let Some((scheme, token)) = value
+                .split_at_checked(7)
+                .filter(|(s, _)| s.eq_ignore_ascii_case("bearer "))
+            {
                 let label = self.register("access-token", token.trim());
-                return format!("Bearer {label}");
+                return format!("{scheme}{label}");
             }
             return "[redacted]".to_string();
         }

@@ -631,11 +631,17 @@ fn trap(
                     (false, Some((m, p))) => (Party::Browser, m, p),
                     _ => return,
                 };
-                activity.touched();
-                let mut x =
-                    RawExchange::request(from, Party::Dva, &method, &format!("{base}{path}"));
-                x.status = Some(400);
-                log.record(x);
+                let (recorded, tick) = activity.touched();
+                if recorded {
+                    let mut x =
+                        RawExchange::request(from, Party::Dva, &method, &format!("{base}{path}"));
+                    x.status = Some(400);
+                    x.ticks = Some(crate::exchange::Ticks {
+                        received: tick,
+                        answered: tick,
+                    });
+                    log.record(x);
+                }
                 let _ = stream
                     .write_all(
                         b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",

@@ -5,6 +5,8 @@
 //!
 //! The ZAL's front-channel URIs may not carry a port, so a real PGO's browser goes to port 443:
 //! with one port for every front host, one forward (or `front_port = 443`) serves the suite.
+//! Only the first TLS record is read: a ClientHello larger than one record (16 KiB; rustls's
+//! with a post-quantum key share is under 2 KiB) is not routed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,13 +27,16 @@ pub fn route(
 ) -> tokio::task::JoinHandle<()> {
     let routes = Arc::new(routes);
     tokio::spawn(async move {
+        // The connections are this task's: aborting the router ends them too.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            while connections.try_join_next().is_some() {}
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             let routes = routes.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let _ = pass_on(stream, &routes).await;
             });
         }
@@ -42,6 +47,7 @@ async fn pass_on(
     mut client: TcpStream,
     routes: &BTreeMap<String, SocketAddr>,
 ) -> std::io::Result<()> {
+    client.set_nodelay(true)?;
     let mut hello = Vec::with_capacity(1024);
     let name = tokio::time::timeout(
         Duration::from_secs(crate::limits::HANDSHAKE_TIMEOUT_S),
@@ -54,15 +60,29 @@ async fn pass_on(
         return Ok(());
     };
     let mut upstream = TcpStream::connect(target).await?;
+    upstream.set_nodelay(true)?;
     tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    // A connection idle this long is closed (a browser keeps one open for a while; a
+    // finished suite must not wait on it).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(IDLE_S),
+        tokio::io::copy_bidirectional(&mut client, &mut upstream),
+    )
+    .await;
     Ok(())
 }
+
+/// The longest one routed connection lives, in seconds.
+const IDLE_S: u64 = 600;
 
 /// Reads the first TLS record into `buf` and returns the ClientHello's server name.
 async fn read_server_name(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     let mut chunk = [0u8; 4096];
     loop {
+        // Not a TLS handshake record: nothing to route (plain HTTP to this port, say).
+        if buf.first().is_some_and(|b| *b != 0x16) {
+            return None;
+        }
         if let Some(need) = record_len(buf) {
             if buf.len() >= need {
                 return server_name(&buf[5..need]);

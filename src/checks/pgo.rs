@@ -1202,7 +1202,7 @@ impl<'a> Records<'a> {
                 n.seq > issued.x.seq
                     && n.response_body
                         .as_deref()
-                        .is_some_and(|b| b.contains("back channel: TLS handshake"))
+                        .is_some_and(|b| b.contains("back channel: TLS handshake refused"))
             }) {
                 Some(n) => pass(
                     "the PGO broke off the TLS handshake with the back channel and sent nothing over it",

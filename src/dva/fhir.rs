@@ -124,7 +124,7 @@ pub async fn search(
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(super::oauth::bearer_token)
             .map(str::trim);
         if let Some(g) = token.and_then(|t| Dva::lock(&dva.access).get(t).cloned()) {
             let expired = super::TokenGrant {

@@ -126,12 +126,14 @@ impl Activity {
     }
 
     /// A request arrived; returns its arrival tick.
-    fn begin(&self) -> u64 {
-        self.requests
+    /// A request arrived: returns its number at this practice (from 0) and its arrival tick.
+    fn begin(&self) -> (usize, u64) {
+        let number = self
+            .requests
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.tick()
+        (number, self.tick())
     }
 
     fn tick(&self) -> u64 {
@@ -145,9 +147,26 @@ impl Activity {
     }
 
     /// A handshake the DVA's listener refused (or the PGO aborted) counts as a visit.
-    pub fn touched(&self) {
-        let _ = self.begin();
+    /// Returns whether the visit may still be recorded (see [`Activity::admit`]) and its tick.
+    pub fn touched(&self) -> (bool, u64) {
+        let (number, tick) = self.begin();
         self.end();
+        (number < crate::limits::MAX_PGO_RECORDS, tick)
+    }
+
+    /// Whether the request numbered `number` is recorded: the first
+    /// [`crate::limits::MAX_PGO_RECORDS`] are; the rest are counted only, and the first of
+    /// those leaves a note saying so (`Some(note)`).
+    fn admit(number: usize) -> (bool, Option<String>) {
+        let cap = crate::limits::MAX_PGO_RECORDS;
+        (
+            number < cap,
+            (number == cap).then(|| {
+                format!(
+                    "more than {cap} requests at this practice: the rest are counted, not recorded"
+                )
+            }),
+        )
     }
 }
 
@@ -346,14 +365,14 @@ pub fn start(
     let refusal_log = log.clone();
     let refusal_activity = dva.cfg.activity.clone();
     let on_refused: tls::RefusalHook = Arc::new(move |why| {
-        if let Some(a) = &refusal_activity {
-            a.touched();
+        // A PGO retrying a refused back channel in a loop must not grow the log without end.
+        if refusal_activity.as_ref().is_none_or(|a| a.touched().0) {
+            refusal_log.record(RawExchange::note(
+                Party::Dva,
+                Party::Pgo,
+                format!("back channel: {why}"),
+            ));
         }
-        refusal_log.record(RawExchange::note(
-            Party::Dva,
-            Party::Pgo,
-            format!("back channel: {why}"),
-        ));
     });
     // The certificate is verified in the handshake when offered; whether one is required is
     // decided per endpoint (token: invalid_client; resource: 401). The quirks that claim legacy
@@ -473,7 +492,7 @@ async fn record(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let received = r.activity.begin();
+    let (number, received) = r.activity.begin();
     let (parts, body) = req.into_parts();
     let url = format!(
         "https://{}{}",
@@ -490,6 +509,7 @@ async fn record(
     // this future: the guard still records the request, with that fact, and ends it.
     let mut pending = Pending {
         x: Some(x),
+        number,
         received,
         recorder: r.clone(),
     };
@@ -497,10 +517,13 @@ async fn record(
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
-            if let Some(mut x) = pending.x.take() {
+            // Too large: answered 413. Anything else is the PGO going away mid-upload, which
+            // the guard records as an abandoned request when this future ends.
+            let too_large = e.to_string().contains("length limit");
+            if too_large && let Some(mut x) = pending.x.take() {
                 x.transport_error = Some(format!("request body unreadable: {e}"));
                 x.status = Some(413);
-                r.finish(x, received);
+                r.finish(x, number, received);
             }
             return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
         }
@@ -527,28 +550,24 @@ async fn record(
         if !bytes.is_empty() {
             x.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
         }
-        r.finish(x, received);
+        r.finish(x, number, received);
     }
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 impl Recorder {
-    /// Records `x` (unless the practice is over its record limit) and ends its request.
-    fn finish(&self, mut x: RawExchange, received: u64) {
+    /// Records `x`, the practice's request number `number` (unless past the record limit), and
+    /// ends its request.
+    fn finish(&self, mut x: RawExchange, number: usize, received: u64) {
         let answered = self.activity.tick();
         x.ticks = Some(crate::exchange::Ticks { received, answered });
-        let n = self.activity.requests();
-        if n <= crate::limits::MAX_PGO_RECORDS {
+        let (recorded, note) = Activity::admit(number);
+        if recorded {
             self.log.record(x);
-        } else if n == crate::limits::MAX_PGO_RECORDS + 1 {
-            self.log.record(RawExchange::note(
-                Party::Dva,
-                self.from,
-                format!(
-                    "more than {} requests at this practice: the rest are counted, not recorded",
-                    crate::limits::MAX_PGO_RECORDS
-                ),
-            ));
+        }
+        if let Some(note) = note {
+            self.log
+                .record(RawExchange::note(Party::Dva, self.from, note));
         }
         self.activity.end();
     }
@@ -560,6 +579,7 @@ pub const CLOSED_BEFORE_ANSWER: &str = "the client closed the connection before 
 /// A request being answered; dropped unanswered, it is recorded as abandoned.
 struct Pending {
     x: Option<RawExchange>,
+    number: usize,
     received: u64,
     recorder: Recorder,
 }
@@ -568,7 +588,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(mut x) = self.x.take() {
             x.transport_error = Some(CLOSED_BEFORE_ANSWER.to_string());
-            self.recorder.finish(x, self.received);
+            self.recorder.finish(x, self.number, self.received);
         }
     }
 }

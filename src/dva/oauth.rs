@@ -1101,6 +1101,14 @@ fn anyone(dva: &Dva) -> TokenGrant {
     }
 }
 
+/// The token of an `Authorization: Bearer …` value (the scheme is case-insensitive).
+pub(super) fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .split_at_checked(7)
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer "))
+        .map(|(_, token)| token)
+}
+
 /// Looks up a bearer token for the resource endpoint.
 pub(super) fn bearer(dva: &Dva, headers: &HeaderMap) -> Result<TokenGrant, &'static str> {
     if dva.cfg.quirks.has(Quirk::RefuseResources) {
@@ -1113,9 +1121,7 @@ pub(super) fn bearer(dva: &Dva, headers: &HeaderMap) -> Result<TokenGrant, &'sta
         None if dva.cfg.quirks.has(Quirk::BearerUnchecked) => return Ok(anyone(dva)),
         other => other.ok_or("no bearer token")?,
     };
-    let token = value
-        .strip_prefix("Bearer ")
-        .ok_or("authorization is not a bearer token")?;
+    let token = bearer_token(value).ok_or("authorization is not a bearer token")?;
     let grant = Dva::lock(&dva.access).get(token.trim()).cloned();
     let grant = match grant {
         None if dva.cfg.quirks.has(Quirk::BearerUnchecked) => anyone(dva),
