@@ -99,3 +99,7 @@ pub const MAX_PGO_RECORDS: usize = 2000;
 /// The most refreshes the mock PGO makes in one collection when it plays a PGO under test
 /// (`koppeltest mock-pgo`): one per query and page with single-use tokens, and then some.
 pub const MAX_COLLECT_REFRESHES: usize = 64;
+
+/// The longest one connection through the PGO suite's front-channel router lives, in seconds
+/// (a browser keeps one open a while; a finished suite must not wait on it).
+pub const ROUTED_CONNECTION_S: u64 = 600;

@@ -65,15 +65,12 @@ async fn pass_on(
     // A connection idle this long is closed (a browser keeps one open for a while; a
     // finished suite must not wait on it).
     let _ = tokio::time::timeout(
-        Duration::from_secs(IDLE_S),
+        Duration::from_secs(crate::limits::ROUTED_CONNECTION_S),
         tokio::io::copy_bidirectional(&mut client, &mut upstream),
     )
     .await;
     Ok(())
 }
-
-/// The longest one routed connection lives, in seconds.
-const IDLE_S: u64 = 600;
 
 /// Reads the first TLS record into `buf` and returns the ClientHello's server name.
 async fn read_server_name(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
