@@ -100,6 +100,6 @@ pub const MAX_PGO_RECORDS: usize = 2000;
 /// (`koppeltest mock-pgo`): one per query and page with single-use tokens, and then some.
 pub const MAX_COLLECT_REFRESHES: usize = 64;
 
-/// The longest one connection through the PGO suite's front-channel router lives, in seconds
-/// (a browser keeps one open a while; a finished suite must not wait on it).
+/// The longest one connection through the PGO suite's front-channel router lives, in seconds,
+/// idle or not (a browser keeps one open a while; a finished suite must not wait on it).
 pub const ROUTED_CONNECTION_S: u64 = 600;

@@ -62,7 +62,7 @@ async fn pass_on(
     let mut upstream = TcpStream::connect(target).await?;
     upstream.set_nodelay(true)?;
     tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello).await?;
-    // A connection idle this long is closed (a browser keeps one open for a while; a
+    // A routed connection lives at most this long (a browser keeps one open for a while; a
     // finished suite must not wait on it).
     let _ = tokio::time::timeout(
         Duration::from_secs(crate::limits::ROUTED_CONNECTION_S),
