@@ -601,11 +601,11 @@ enum Reply {
     Reset,
 }
 
-/// Bounds-checked reading of a byte slice.
-struct Cursor<'a>(&'a [u8]);
+/// Bounds-checked reading of a byte slice (also the PGO suite's SNI router's).
+pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -614,11 +614,11 @@ impl<'a> Cursor<'a> {
         Some(head)
     }
 
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         self.take(1).and_then(|b| b.first().copied())
     }
 
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         match self.take(2)? {
             &[hi, lo] => Some(u16::from_be_bytes([hi, lo])),
             _ => None,

@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::probe::Cursor;
+
 /// The most bytes read while looking for the server name: one TLS record.
 const MAX_HELLO: usize = crate::limits::MAX_TLS_FRAGMENT + 5;
 
@@ -106,7 +108,7 @@ fn record_len(buf: &[u8]) -> Option<usize> {
 
 /// The host name in a ClientHello handshake message (`None` when it has none, or is not one).
 pub fn server_name(handshake: &[u8]) -> Option<String> {
-    let mut r = Reader(handshake);
+    let mut r = Cursor(handshake);
     if r.u8()? != 1 {
         return None;
     }
@@ -120,15 +122,15 @@ pub fn server_name(handshake: &[u8]) -> Option<String> {
     let compression = usize::from(r.u8()?);
     r.take(compression)?;
     let len = usize::from(r.u16()?);
-    let mut extensions = Reader(r.take(len)?);
+    let mut extensions = Cursor(r.take(len)?);
     while let (Some(kind), Some(len)) = (extensions.u16(), extensions.u16()) {
         let data = extensions.take(usize::from(len))?;
         if kind != 0 {
             continue;
         }
-        let mut list = Reader(data);
+        let mut list = Cursor(data);
         let len = usize::from(list.u16()?);
-        let mut names = Reader(list.take(len)?);
+        let mut names = Cursor(list.take(len)?);
         while let Some(name_type) = names.u8() {
             let len = usize::from(names.u16()?);
             let name = names.take(len)?;
@@ -139,28 +141,6 @@ pub fn server_name(handshake: &[u8]) -> Option<String> {
         return None;
     }
     None
-}
-
-/// Reads big-endian fields off a slice; every read is bounds-checked.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
 }
 
 #[cfg(test)]
