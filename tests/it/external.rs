@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::helpers::{Killed, free_port, pki_init, spawn_ready, temp_dir};
+use crate::helpers::{
+    CONFORM_PRACTICE, Killed, external_target, free_port, pki_init, spawn_ready, temp_dir,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
@@ -63,25 +65,23 @@ fn run_external(dir: &Path, ports: &Ports) -> Output {
         tvs_front,
         tvs_back,
     } = ports;
+    let target = external_target(
+        "pki",
+        &format!(
+            "{{ \"medmij.conform.dva.koppeltest.test\" = \"127.0.0.1:{dva_front}\", \
+             \"api.conform.dva.koppeltest.test\" = \"127.0.0.1:{dva_back}\" }}"
+        ),
+        (*tvs_front, *tvs_back),
+        "dva-sp-metadata.xml",
+    );
     let matrix = format!(
         r#"name = "external test"
 [[his]]
 id = "vendor"
 name = "Vendor HIS"
 dva = "a DVA in another process"
-practice = "dewaard.huisartspraktijk.utrecht@medmij"
-zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
-ocl = "embedded:MedMij_OAuthclientlist.xml"
-whitelist = "embedded:MedMij_Whitelist.xml"
-
-[his.target]
-kind = "external"
-front_roots = "pki/front-ca.pem"
-back_roots = "pki/back-root-ca.pem"
-client_certificates = {{ col = {{ cert = "pki/back/medmij.pgo-alfa.koppeltest.test.pem", key = "pki/back/medmij.pgo-alfa.koppeltest.test.key.pem" }} }}
-resolve = {{ "medmij.conform.dva.koppeltest.test" = "127.0.0.1:{dva_front}", "api.conform.dva.koppeltest.test" = "127.0.0.1:{dva_back}" }}
-tvs = {{ front_host = "tvs.koppeltest.test:{tvs_front}", back_host = "soap.tvs.koppeltest.test:{tvs_back}", front_listen = "127.0.0.1:{tvs_front}", back_listen = "127.0.0.1:{tvs_back}", sp_metadata = "dva-sp-metadata.xml" }}
-
+{CONFORM_PRACTICE}
+{target}
 [[pgo]]
 id = "col"
 name = "PGO Alfa"

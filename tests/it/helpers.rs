@@ -19,6 +19,30 @@ pub fn pki() -> Arc<Pki> {
     .clone()
 }
 
+/// A matrix row's practice and lists: the conformant practice on the embedded lists.
+pub const CONFORM_PRACTICE: &str = r#"practice = "dewaard.huisartspraktijk.utrecht@medmij"
+zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
+ocl = "embedded:MedMij_OAuthclientlist.xml"
+whitelist = "embedded:MedMij_Whitelist.xml"
+"#;
+
+/// The `[his.target]` of an external row for the PGO column `col` (PGO Alfa): roots and its
+/// client certificate from the test PKI at `pki`, the DVA's hosts as `resolve` says (a TOML
+/// inline table), the mock TVS on `tvs` (front, back) on loopback, the DVA's SP metadata file.
+pub fn external_target(pki: &str, resolve: &str, tvs: (u16, u16), sp_metadata: &str) -> String {
+    let (tvs_front, tvs_back) = tvs;
+    format!(
+        r#"[his.target]
+kind = "external"
+front_roots = "{pki}/front-ca.pem"
+back_roots = "{pki}/back-root-ca.pem"
+client_certificates = {{ col = {{ cert = "{pki}/back/medmij.pgo-alfa.koppeltest.test.pem", key = "{pki}/back/medmij.pgo-alfa.koppeltest.test.key.pem" }} }}
+resolve = {resolve}
+tvs = {{ front_host = "tvs.koppeltest.test:{tvs_front}", back_host = "soap.tvs.koppeltest.test:{tvs_back}", front_listen = "127.0.0.1:{tvs_front}", back_listen = "127.0.0.1:{tvs_back}", sp_metadata = "{sp_metadata}" }}
+"#
+    )
+}
+
 /// A one-row, one-column matrix on the conformant practice's hosts with the given quirks and
 /// known deviations.
 pub fn matrix_toml(quirks: &[&str], known: &[(&str, &str)], release: &str) -> String {
@@ -32,11 +56,7 @@ budgets = {{ token_ms = 2500, resource_ms = 2500 }}
 id = "row"
 name = "Row"
 dva = "simulated"
-practice = "dewaard.huisartspraktijk.utrecht@medmij"
-zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
-ocl = "embedded:MedMij_OAuthclientlist.xml"
-whitelist = "embedded:MedMij_Whitelist.xml"
-target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], lifetimes = {{ code_s = 5, access_token_s = 10 }} }}
+{CONFORM_PRACTICE}target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], lifetimes = {{ code_s = 5, access_token_s = 10 }} }}
 "#,
         quirks.join(", ")
     );

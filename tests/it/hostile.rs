@@ -30,7 +30,7 @@ use tokio_rustls::server::TlsStream;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::helpers::{files_below, pki_init, temp_dir};
+use crate::helpers::{CONFORM_PRACTICE, external_target, files_below, pki_init, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
@@ -426,7 +426,14 @@ fn record(name: &str, step_ms: u64, peak_kib: u64, outcome: &str) {
 /// TVS on free ports, a short request time-out.
 fn matrix(pki: &Path, (front, back): (u16, u16), tvs: (u16, u16)) -> String {
     let pki = pki.display();
-    let (tvs_front, tvs_back) = tvs;
+    let target = external_target(
+        &pki.to_string(),
+        &format!(
+            "{{ \"{FRONT_HOST}\" = \"127.0.0.1:{front}\", \"{BACK_HOST}\" = \"127.0.0.1:{back}\" }}"
+        ),
+        tvs,
+        &format!("{pki}/hostile-sp-metadata.xml"),
+    );
     format!(
         r#"name = "hostile"
 timeouts = {{ request_ms = {REQUEST_MS} }}
@@ -434,19 +441,8 @@ timeouts = {{ request_ms = {REQUEST_MS} }}
 id = "hostile"
 name = "Hostile HIS"
 dva = "a hostile DVA"
-practice = "dewaard.huisartspraktijk.utrecht@medmij"
-zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
-ocl = "embedded:MedMij_OAuthclientlist.xml"
-whitelist = "embedded:MedMij_Whitelist.xml"
-
-[his.target]
-kind = "external"
-front_roots = "{pki}/front-ca.pem"
-back_roots = "{pki}/back-root-ca.pem"
-client_certificates = {{ col = {{ cert = "{pki}/back/medmij.pgo-alfa.koppeltest.test.pem", key = "{pki}/back/medmij.pgo-alfa.koppeltest.test.key.pem" }} }}
-resolve = {{ "{FRONT_HOST}" = "127.0.0.1:{front}", "{BACK_HOST}" = "127.0.0.1:{back}" }}
-tvs = {{ front_host = "tvs.koppeltest.test:{tvs_front}", back_host = "soap.tvs.koppeltest.test:{tvs_back}", front_listen = "127.0.0.1:{tvs_front}", back_listen = "127.0.0.1:{tvs_back}", sp_metadata = "{pki}/hostile-sp-metadata.xml" }}
-
+{CONFORM_PRACTICE}
+{target}
 [[pgo]]
 id = "col"
 name = "PGO Alfa"

@@ -17,7 +17,7 @@ use koppeltest::pgo::PgoFault;
 use koppeltest::pgo::collect::Collector;
 use koppeltest::report::{ScenarioReport, Side};
 
-use crate::helpers::{free_port, pki_init, prepare, temp_dir};
+use crate::helpers::{CONFORM_PRACTICE, free_port, pki_init, prepare, temp_dir};
 
 const SLOW_ANSWER_MS: u64 = 600;
 
@@ -35,11 +35,7 @@ slow_answer_ms = {SLOW_ANSWER_MS}
 id = "sim-row"
 name = "Row"
 dva = "simulated"
-practice = "dewaard.huisartspraktijk.utrecht@medmij"
-zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
-ocl = "embedded:MedMij_OAuthclientlist.xml"
-whitelist = "embedded:MedMij_Whitelist.xml"
-target = {{ kind = "simulated", entity_index = 9100, quirks = [] }}
+{CONFORM_PRACTICE}target = {{ kind = "simulated", entity_index = 9100, quirks = [] }}
 
 [[pgo]]
 id = "real-pgo"

@@ -12,7 +12,7 @@ use koppeltest::pki::{Broken, Channel, Pki};
 use koppeltest::tls::{self, ClientAuth};
 use serde_json::Value;
 
-use crate::helpers::{free_port, pki_init, temp_dir};
+use crate::helpers::{CONFORM_PRACTICE, external_target, free_port, pki_init, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
@@ -339,25 +339,15 @@ fn external_row(id: &str, ports: Option<(u16, u16)>) -> String {
         ),
         None => "{}".to_string(),
     };
+    let target = external_target("pki", &resolve, (9443, 9444), "sp-metadata.xml");
     format!(
         r#"
 [[his]]
 id = "{id}"
 name = "{id}"
 dva = "a DVA in another process"
-practice = "dewaard.huisartspraktijk.utrecht@medmij"
-zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
-ocl = "embedded:MedMij_OAuthclientlist.xml"
-whitelist = "embedded:MedMij_Whitelist.xml"
-
-[his.target]
-kind = "external"
-front_roots = "pki/front-ca.pem"
-back_roots = "pki/back-root-ca.pem"
-client_certificates = {{ col = {{ cert = "pki/back/medmij.pgo-alfa.koppeltest.test.pem", key = "pki/back/medmij.pgo-alfa.koppeltest.test.key.pem" }} }}
-resolve = {resolve}
-tvs = {{ front_host = "tvs.koppeltest.test:9443", back_host = "soap.tvs.koppeltest.test:9444", front_listen = "127.0.0.1:9443", back_listen = "127.0.0.1:9444", sp_metadata = "sp-metadata.xml" }}
-"#
+{CONFORM_PRACTICE}
+{target}"#
     )
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::helpers::{scenario_folder, temp_dir};
+use crate::helpers::{CONFORM_PRACTICE, scenario_folder, temp_dir};
 
 fn matrix(quirks: &[&str], budgets: &str, slow_answer_ms: u64) -> String {
     let quirks: Vec<String> = quirks.iter().map(|q| format!("\"{q}\"")).collect();
@@ -17,11 +17,7 @@ fn matrix(quirks: &[&str], budgets: &str, slow_answer_ms: u64) -> String {
 id = "row"
 name = "Row"
 dva = "simulated"
-practice = "dewaard.huisartspraktijk.utrecht@medmij"
-zal = "embedded:MedMij_Zorgaanbiederslijst.xml"
-ocl = "embedded:MedMij_OAuthclientlist.xml"
-whitelist = "embedded:MedMij_Whitelist.xml"
-target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], seed = 7, slow_answer_ms = {slow_answer_ms} }}
+{CONFORM_PRACTICE}target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], seed = 7, slow_answer_ms = {slow_answer_ms} }}
 
 [[pgo]]
 id = "col"
