@@ -477,14 +477,15 @@ impl Bench {
 
     /// Judges every practice from what its DVA recorded; `skip` where the PGO never came.
     pub fn judge(&self) -> Vec<ScenarioReport> {
-        let states: Vec<(usize, String)> = self
-            .practices
+        // Each log is copied once: the states of every practice's authorization requests (for
+        // the state check's "used elsewhere") and each practice's own judgement read it.
+        let logs: Vec<Vec<crate::exchange::Exchange>> =
+            self.practices.iter().map(|p| p.log.entries()).collect();
+        let states: Vec<(usize, String)> = logs
             .iter()
             .enumerate()
-            .flat_map(|(i, p)| {
-                p.log
-                    .entries()
-                    .into_iter()
+            .flat_map(|(i, log)| {
+                log.iter()
                     .filter(|x| x.url.contains("/oauth/authorize"))
                     .filter_map(move |x| {
                         // `#` only appears in the log's redaction labels.
@@ -500,9 +501,9 @@ impl Bench {
         let elapsed = self.started.elapsed().as_millis() as u64;
         self.practices
             .iter()
+            .zip(logs)
             .enumerate()
-            .map(|(i, p)| {
-                let log = p.log.entries();
+            .map(|(i, (p, log))| {
                 let expect = PgoExpectations {
                     hostname: self.profile.hostname.clone(),
                     redirect_uri: self.profile.redirect_uri.clone(),
