@@ -487,11 +487,10 @@ async fn mock_pgo(args: MockPgoArgs) -> i32 {
             );
         }
     };
-    let request_timeout = if faults.contains(&PgoFault::Impatient) {
-        std::time::Duration::from_millis((matrix.pgo_suite.slow_answer_ms / 3).max(100))
-    } else {
-        matrix.timeouts.request()
-    };
+    let request_timeout = matrix.timeouts.request();
+    let patience = faults
+        .contains(&PgoFault::Impatient)
+        .then(|| std::time::Duration::from_millis((matrix.pgo_suite.slow_answer_ms / 2).max(100)));
     let collector = crate::pgo::collect::Collector {
         profile,
         lists_url: args.lists.clone(),
@@ -499,6 +498,7 @@ async fn mock_pgo(args: MockPgoArgs) -> i32 {
         pki,
         faults,
         request_timeout,
+        patience,
         practices: args.practices.clone(),
     };
     let result = collector

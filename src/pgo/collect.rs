@@ -48,6 +48,9 @@ pub struct Collector {
     pub pki: Arc<Pki>,
     pub faults: BTreeSet<PgoFault>,
     pub request_timeout: Duration,
+    /// How long [`PgoFault::Impatient`] waits for one resource answer before it closes the
+    /// connection and asks again (only resource requests: the rest of the flow is unhurried).
+    pub patience: Option<Duration>,
     /// Collect only these practices (all listed ones when empty).
     pub practices: Vec<String>,
 }
@@ -219,7 +222,7 @@ impl Collector {
             faults: self.faults.clone(),
         });
         match pgo {
-            Ok(pgo) => collect(&pgo).await,
+            Ok(pgo) => collect(&pgo, self.patience).await,
             Err(e) => format!("not collected: {e}"),
         }
     }
@@ -235,7 +238,7 @@ fn step<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 }
 
 /// One collection from one practice, as a PGO server does it; returns what happened in a line.
-pub async fn collect(pgo: &Pgo) -> String {
+pub async fn collect(pgo: &Pgo, patience: Option<Duration>) -> String {
     let profile = &pgo.profile;
     let mut set = BTreeMap::new();
     if pgo.has(PgoFault::PredictableState) {
@@ -345,7 +348,7 @@ pub async fn collect(pgo: &Pgo) -> String {
             continue;
         }
         asked += 1;
-        match fetch_query(pgo, query, &mut tokens).await {
+        match fetch_query(pgo, query, &mut tokens, patience).await {
             Ok(n) => pages += n,
             Err(Stop(why)) => {
                 return format!("stopped after {asked} of 7 queries: {why}");
@@ -389,6 +392,7 @@ async fn fetch_query(
     pgo: &Pgo,
     query: &crate::fixtures::GpQuery,
     tokens: &mut Tokens,
+    patience: Option<Duration>,
 ) -> Result<usize, Stop> {
     let profile = &pgo.profile;
     let today = time::OffsetDateTime::now_utc().date();
@@ -412,7 +416,14 @@ async fn fetch_query(
     let (mut server_errors, mut transport_errors, mut pages) = (0, 0, 0);
     let mut just_refreshed = false;
     while let Some(url) = next.take() {
-        let page = pgo.get_resource(&url, &tokens.access, &accept).await;
+        let request = pgo.get_resource(&url, &tokens.access, &accept);
+        let page = match patience.filter(|_| pgo.has(PgoFault::Impatient)) {
+            // Dropping the request closes its connection: the DVA sees it abandoned.
+            Some(p) => tokio::time::timeout(p, request)
+                .await
+                .unwrap_or_else(|_| HttpResult::broken("gave up waiting".into())),
+            None => request.await,
+        };
         let refreshed = std::mem::take(&mut just_refreshed);
         match status(&page) {
             Some(401) => {

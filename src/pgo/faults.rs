@@ -59,7 +59,7 @@ pub enum PgoFault {
     HttpFollowed,
     /// Gives up on a query answered 5xx.
     NoRetryOnServerError,
-    /// Waits only a third of the slow answer, then asks again.
+    /// Waits for a resource answer only half as long as the slow answer takes, then asks again.
     Impatient,
     /// Refuses a token response with members it does not know.
     StrictTokenParser,

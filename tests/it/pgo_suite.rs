@@ -19,7 +19,9 @@ use koppeltest::report::{ScenarioReport, Side};
 
 use crate::helpers::{CONFORM_PRACTICE, free_port, pki_init, prepare, temp_dir};
 
-const SLOW_ANSWER_MS: u64 = 600;
+/// Long enough that half of it (the impatient fault's wait) is far above any ordinary answer
+/// on a loaded machine.
+const SLOW_ANSWER_MS: u64 = 3000;
 
 /// One simulated row and one external PGO column (1.x scopes, with the lab date filter).
 fn matrix(lists_port: u16, wait_s: u64) -> String {
@@ -62,11 +64,10 @@ async fn suite_with(faults: &[PgoFault]) -> (Vec<ScenarioReport>, Vec<String>) {
         lists_url: bench.lists_url.clone(),
         connect_to: bench.listen,
         pki: prepared.pki.clone(),
-        request_timeout: if faults.contains(&PgoFault::Impatient) {
-            Duration::from_millis(SLOW_ANSWER_MS / 3)
-        } else {
-            Duration::from_secs(10)
-        },
+        request_timeout: Duration::from_secs(10),
+        patience: faults
+            .contains(&PgoFault::Impatient)
+            .then(|| Duration::from_millis(SLOW_ANSWER_MS / 2)),
         faults,
         practices: Vec::new(),
     };
