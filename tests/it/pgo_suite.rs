@@ -116,7 +116,9 @@ async fn the_mock_pgo_passes_every_pgo_scenario_and_each_fault_fails_exactly_its
     }
     assert_no_secret(&conformant, &secrets);
     let mut observed: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    for group in PgoFault::ALL.chunks(6) {
+    // Three suites at a time: this test shares the machine with the timing-sensitive DVA
+    // mutation test, and a heavier load made that one flaky under CI.
+    for group in PgoFault::ALL.chunks(3) {
         let mut set = tokio::task::JoinSet::new();
         for fault in group {
             let fault = *fault;
