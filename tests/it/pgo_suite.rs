@@ -17,7 +17,7 @@ use koppeltest::pgo::PgoFault;
 use koppeltest::pgo::collect::Collector;
 use koppeltest::report::{ScenarioReport, Side};
 
-use crate::helpers::{CONFORM_PRACTICE, free_port, pki_init, prepare, temp_dir};
+use crate::helpers::{CONFORM_PRACTICE, pki_init, prepare, temp_dir};
 
 /// Long enough that half of it (the impatient fault's wait) is far above any ordinary answer
 /// on a loaded machine.
@@ -239,30 +239,49 @@ fn run_command(dir: &Path, lists_port: u16, wait_s: u64) -> std::process::Comman
 #[test]
 fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() {
     let dir = temp_dir("pgo-suite-process");
-    let port = free_port();
     let matrix_path = dir.join("matrix.toml");
     let bin = env!("CARGO_BIN_EXE_koppeltest");
-    let run = run_command(&dir, port, 120)
+    // The list server takes a port of its own (0): a port picked here and freed could be taken
+    // by another test's server before the run binds it. The run's notice names the lists URL.
+    let mut run = run_command(&dir, 0, 120)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The list server is up when its port answers.
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the suite's list server never came up"
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let stderr_pipe = run.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr_pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("Lists (ZAL, OCL, Whitelist) at ").nth(1) {
+                let url = rest.split('/').take(3).collect::<Vec<_>>().join("/");
+                let _ = url_tx.send(url);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let Ok(lists) = url_rx.recv_timeout(Duration::from_secs(90)) else {
+        let _ = run.kill();
+        panic!(
+            "the suite's list server never came up:\n{}",
+            stderr_reader.join().unwrap()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    assert!(
+        lists.starts_with("https://lists.koppeltest.test:"),
+        "{lists}"
+    );
     let pgo = std::process::Command::new(bin)
         .args([
             "mock-pgo", "--column", "real-pgo", "--jobs", "4", "--matrix",
         ])
         .arg(&matrix_path)
         .arg("--lists")
-        .arg(format!("https://lists.koppeltest.test:{port}"))
+        .arg(&lists)
         .arg("--pki")
         .arg(dir.join("pki"))
         .output()
@@ -276,7 +295,7 @@ fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() 
     let n = koppeltest::bench::suite().unwrap().len();
     assert_eq!(collected.lines().count(), n, "{collected}");
     let out = run.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr_reader.join().unwrap();
     assert!(
         stderr.contains("PGO suite for real-pgo × sim-row is ready"),
         "{stderr}"
