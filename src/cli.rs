@@ -93,6 +93,59 @@ enum Command {
     /// does with its real PGO.
     #[command(name = "mock-pgo", after_help = MOCK_PGO_HELP)]
     MockPgo(MockPgoArgs),
+    /// Join the run folders of the shards of one run (`run --shard K/N`) into one run folder:
+    /// the same report.json, junit.xml, matrix.html and launch list as an unsharded run.
+    #[command(after_help = MERGE_HELP)]
+    Merge(MergeArgs),
+    /// Decide per cell of a finished run: go, no-go or go with conditions, with the reasons, at a
+    /// date (waivers expire). Writes a dated launch list (launch-<date>.json and .csv).
+    #[command(after_help = LAUNCH_HELP)]
+    Launch(LaunchArgs),
+}
+
+const LAUNCH_HELP: &str = "A blocker makes a no-go: a privacy failure, a failed MUST in \
+authorization, token, TLS or SAML, or an error that leaves such a rule unexercised. A known \
+deviation does not unblock it; a [[his.waiver]] (scenario or requirement, reason, owner, expires) \
+does, until it expires. Other deviations, SHOULD warnings, errors and reliability not \
+demonstrated make a go with conditions.\n\nExit codes:\n  0    no cell is a no-go\n  1    some \
+cell is a no-go\n  3    no readable report.json in --run, a bad --date or --matrix\n  4    the \
+launch list could not be written";
+
+const MERGE_HELP: &str = "Example (4 CI jobs, then one merge job):\n  koppeltest run --shard 2/4 \
+--pki pki --out shard-2        (in each job, K = 1..4)\n  koppeltest merge shard-*/latest --out \
+merged\nThe shards must come from the same matrix, scenarios, fixtures, --pki and koppeltest \
+version; each shard once.\n\nExit codes: as `run` for the merged verdicts (0, 1, 5, 130), 2 usage \
+error, 3 folders that are not the shards of one run, 4 a folder that cannot be read or written.";
+
+#[derive(Debug, clap::Args)]
+struct MergeArgs {
+    /// The shards' run folders (`<out>/<run id>` or `<out>/latest` of each shard).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// The merged run folder (new or empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Print only the summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct LaunchArgs {
+    /// The run folder (`reports/<run id>`, or `reports/latest`) with its report.json.
+    #[arg(long)]
+    run: PathBuf,
+    /// The day to decide for, YYYY-MM-DD: a waiver holds up to and including its expiry day.
+    /// Default: today (UTC).
+    #[arg(long)]
+    date: Option<String>,
+    /// Take the waivers and the [launch] settings from this matrix (rows matched by id) instead
+    /// of those the run recorded: to re-decide after adding or renewing a waiver.
+    #[arg(long)]
+    matrix: Option<PathBuf>,
+    /// Folder for the launch list. Default: the run folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 const MOCK_PGO_HELP: &str = "Start `koppeltest run --matrix M` first (M has a [[pgo]] column with \
@@ -337,6 +390,15 @@ struct RunArgs {
     /// `CI=true` (as insta), `always`, or `never`.
     #[arg(long, value_enum, default_value_t = crate::snapshot::PendingPolicy::Auto)]
     pending: crate::snapshot::PendingPolicy,
+    /// Run only shard K of N (`2/4`): a deterministic slice of the cell × scenario list (a
+    /// cell's PGO suite stays whole). Join the shards' run folders with `koppeltest merge`.
+    /// Every shard must get the same matrix, scenarios, fixtures, --pki and --durations.
+    #[arg(long)]
+    shard: Option<crate::shard::Shard>,
+    /// With --shard: balance the shards by the durations an earlier run recorded (its run
+    /// folder or report.json): longest first onto the least-loaded shard. Default: round robin.
+    #[arg(long, requires = "shard")]
+    durations: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -440,6 +502,127 @@ pub fn main() -> i32 {
         Command::Schema { dir, check } => crate::report::schema::write_or_check(&dir, check),
         Command::Evidence(args) => crate::evidence::command::main(args),
         Command::MockPgo(args) => runtime.block_on(mock_pgo(args)),
+        Command::Launch(args) => launch(args),
+        Command::Merge(args) => merge(args),
+    }
+}
+
+fn merge(args: MergeArgs) -> i32 {
+    let started = std::time::Instant::now();
+    match crate::shard::merge::merge(&args.runs, &args.out, &run_id()) {
+        Ok(report) => {
+            if !args.quiet {
+                eprintln!(
+                    "merged {} shards in {} ms",
+                    args.runs.len(),
+                    started.elapsed().as_millis()
+                );
+            }
+            print!(
+                "{}",
+                crate::report::terminal::render(&report, &args.out.display().to_string())
+            );
+            report.summary.exit_code
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+fn launch(args: LaunchArgs) -> i32 {
+    let today = match &args.date {
+        Some(d) => match crate::matrix::parse_date(d) {
+            Some(date) => date,
+            None => {
+                return fail(
+                    exit::INVALID_CONFIG,
+                    format!("--date {d:?} is not a date (YYYY-MM-DD)"),
+                );
+            }
+        },
+        None => time::OffsetDateTime::now_utc().date(),
+    };
+    let mut report = match crate::report::RunReport::read(&args.run) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::INVALID_CONFIG, e),
+    };
+    if let Some(path) = &args.matrix {
+        let (matrix, text) = match Matrix::load(path) {
+            Ok(m) => m,
+            Err(e) => return fail(exit::INVALID_CONFIG, e),
+        };
+        let known: std::collections::BTreeSet<&str> = report
+            .cells
+            .iter()
+            .flat_map(|c| &c.scenarios)
+            .map(|s| s.id.as_str())
+            .collect();
+        if let Err(e) = matrix.check_waivers(path, &text, &known) {
+            return fail(exit::INVALID_CONFIG, e);
+        }
+        for row in &mut report.matrix.rows {
+            row.waivers = matrix
+                .rows
+                .iter()
+                .find(|r| r.id == row.id)
+                .map(|r| r.waivers.clone())
+                .unwrap_or_default();
+        }
+        report.matrix.launch = matrix.launch;
+    }
+    crate::launch::decide_all(&mut report, today);
+    let list = crate::launch::LaunchList::of(&report);
+    if list.cells.is_empty() {
+        return fail(
+            exit::INVALID_CONFIG,
+            format!("{}: the run has no cells to decide", args.run.display()),
+        );
+    }
+    if report.interrupted {
+        eprintln!(
+            "warning: run {} was interrupted: only its finished scenarios count",
+            report.run_id
+        );
+    }
+    println!(
+        "Launch decision as of {} for run {} ({}):",
+        list.date, list.run_id, list.matrix
+    );
+    for cell in &list.cells {
+        let l = report
+            .cells
+            .iter()
+            .find(|c| c.row == cell.row && c.column == cell.column)
+            .and_then(|c| c.launch.as_ref());
+        println!(
+            "  {} × {}: {}",
+            cell.row,
+            cell.column,
+            l.map_or(String::new(), crate::launch::Launch::line)
+        );
+        for r in &cell.reasons {
+            println!(
+                "      {}: {}",
+                if r.blocking { "blocker" } else { "condition" },
+                r.text
+            );
+        }
+    }
+    let out = args.out.as_deref().unwrap_or(&args.run);
+    if let Err(e) = std::fs::create_dir_all(out) {
+        return fail(exit::ENVIRONMENT, format!("create {}: {e}", out.display()));
+    }
+    match crate::launch::write(&list, out) {
+        Ok((json, csv)) => println!("wrote {} and {}", json.display(), csv.display()),
+        Err(e) => return fail(exit::ENVIRONMENT, e),
+    }
+    if list
+        .cells
+        .iter()
+        .any(|c| c.decision == crate::launch::Decision::NoGo)
+    {
+        exit::CONFORMANCE_FAILURE
+    } else {
+        exit::OK
     }
 }
 
@@ -708,7 +891,40 @@ async fn run(args: RunArgs) -> i32 {
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let repeat = usize::from(args.repeat);
-    let mut tasks = runner::start_repeated(prepared.clone(), args.jobs, repeat, tx);
+    let (units, shard) = match args.shard {
+        Some(shard) => {
+            let durations = match &args.durations {
+                Some(path) => {
+                    let dir = if path.is_dir() {
+                        path.clone()
+                    } else {
+                        path.parent().map(Path::to_path_buf).unwrap_or_default()
+                    };
+                    match crate::report::RunReport::read(&dir) {
+                        Ok(r) => Some(crate::shard::durations_of(&r)),
+                        Err(e) => return fail(exit::INVALID_CONFIG, format!("--durations: {e}")),
+                    }
+                }
+                None => None,
+            };
+            let (units, info) = crate::shard::select(&prepared, shard, durations.as_ref());
+            if !args.quiet {
+                eprintln!(
+                    "shard {shard}: {} of {} units{}",
+                    info.units_here,
+                    info.units_total,
+                    if durations.is_some() {
+                        ", balanced by recorded durations"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            (units, Some(info))
+        }
+        None => (crate::shard::units(&prepared), None),
+    };
+    let mut tasks = runner::start_units(prepared.clone(), args.jobs, repeat, units, tx);
     let progress = progress_bar(
         args.quiet,
         "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} scenarios {msg}",
@@ -817,12 +1033,22 @@ async fn run(args: RunArgs) -> i32 {
         &matrix_digest(&prepared),
         std::time::Duration::from_secs(u64::from(max_age_days) * 86_400),
     );
+    report.shard = shard;
     crate::report::attach_soak(&mut report, soak.as_ref(), max_age_days);
+    // Reliability is part of the launch decision: decide again with the soak attached.
+    let run_day = crate::launch::run_date(&report).unwrap_or(started.date());
+    crate::launch::decide_all(&mut report, run_day);
     if let Some(store) = &snapshots {
         let summary = store.finish(interrupted);
-        // Strict: drift fails a run that had nothing worse.
+        // Strict: drift fails a run that had nothing worse. A shard produces only its own
+        // snapshots: what it calls missing is judged by `merge`, over all shards.
+        let drifted = if report.shard.is_some() {
+            summary.changed + summary.new
+        } else {
+            summary.drifted()
+        };
         if summary.mode == crate::snapshot::Mode::Strict
-            && summary.drifted() > 0
+            && drifted > 0
             && matches!(report.summary.exit_code, exit::OK | exit::RUN_ERRORS)
         {
             report.summary.exit_code = exit::CONFORMANCE_FAILURE;

@@ -22,7 +22,7 @@ use serde::Serialize;
 pub const MAX_LOGGED_BODY: usize = crate::limits::MAX_LOGGED_BODY;
 
 /// Who sent or received a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Party {
     /// The user agent the mock PGO drives through the front channel.
@@ -36,7 +36,7 @@ pub enum Party {
 }
 
 /// One recorded HTTP exchange, or a note a party made about something it refused.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Exchange {
     /// Position in the scenario's log, from 0.
     pub seq: usize,
@@ -78,14 +78,14 @@ pub struct Exchange {
 }
 
 /// The receiving party's event counter at a request's arrival and at its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Ticks {
     pub received: u64,
     pub answered: u64,
 }
 
 /// What identifies a client certificate presented in a TLS handshake, as evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 pub struct PresentedCertificate {
     /// The leaf's subject distinguished name.
     pub subject: String,

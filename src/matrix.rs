@@ -81,6 +81,9 @@ pub struct Matrix {
     /// Whether and how a recent soak counts for the cells (`koppeltest soak`).
     #[serde(default)]
     pub soak: SoakSettings,
+    /// How the launch decision (`koppeltest launch`) weighs what is not a conformance failure.
+    #[serde(default)]
+    pub launch: LaunchSettings,
     /// How long the mock PGO waits for a DVA.
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -117,6 +120,25 @@ impl Default for SoakSettings {
             max_age_days: max_age_days(),
         }
     }
+}
+
+/// The matrix's `[launch]` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchSettings {
+    /// What a cell without demonstrated reliable operation (no recent soak, or one that missed
+    /// MedMij's figures) gets: `condition` (go with conditions, the default) or `blocker`
+    /// (no-go). [U] MedMij asks for availability but says nothing of launch decisions.
+    #[serde(default)]
+    pub unreliable: UnreliablePolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnreliablePolicy {
+    #[default]
+    Condition,
+    Blocker,
 }
 
 /// The matrix's `[pgo_suite]` table: where the PGO suite serves its lists and DVAs, and how
@@ -366,6 +388,11 @@ pub struct HisRow {
     pub selectors: Selectors,
     #[serde(default, rename = "known_deviation")]
     pub known_deviations: Vec<KnownDeviation>,
+    /// Blockers of the launch decision accepted until a date (`[[his.waiver]]`). A known
+    /// deviation never unblocks a privacy or security failure; only a waiver does, and only
+    /// until it expires.
+    #[serde(default, rename = "waiver", skip_serializing_if = "Vec::is_empty")]
+    pub waivers: Vec<Waiver>,
 }
 
 /// What answers for this row.
@@ -513,6 +540,44 @@ pub struct KnownDeviation {
     pub reason: String,
 }
 
+/// A blocker accepted for a while: a privacy or security failure (or a security rule left
+/// unexercised) of one scenario, or of one requirement in any scenario, in this row's cells.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    /// The scenario whose blocker it covers; set this or `requirement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// The catalogue requirement whose blockers it covers, in any scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
+    /// Only the cell with this PGO column; every cell of the row when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Why the coalition accepts the risk for now.
+    pub reason: String,
+    /// Who accepted it and answers for it.
+    pub owner: String,
+    /// The last day it holds, `YYYY-MM-DD`; from the day after, the blocker blocks again.
+    pub expires: String,
+}
+
+impl Waiver {
+    /// The last day it holds.
+    pub fn expiry(&self) -> Option<time::Date> {
+        parse_date(&self.expires)
+    }
+}
+
+/// A `YYYY-MM-DD` date.
+pub fn parse_date(text: &str) -> Option<time::Date> {
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
     #[error("read {path}: {source}")]
@@ -610,6 +675,86 @@ impl Matrix {
         Ok(prepared)
     }
 
+    /// Every row's `[[his.waiver]]`: a scenario of `known` (or of the PGO suite) or a catalogued
+    /// requirement (one of
+    /// the two), a column of the matrix, a reason, an owner and a `YYYY-MM-DD` expiry.
+    pub fn check_waivers(
+        &self,
+        path: &Path,
+        text: &str,
+        known: &std::collections::BTreeSet<&str>,
+    ) -> Result<(), MatrixError> {
+        let invalid = |needle: &str, field: &str, message: String| MatrixError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(text, needle),
+            field: field.to_string(),
+            message,
+        };
+        for row in &self.rows {
+            for w in &row.waivers {
+                let at = format!("\"{}\"", w.expires);
+                match (&w.scenario, &w.requirement) {
+                    (None, None) | (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            &at,
+                            "waiver",
+                            "a waiver names either a `scenario` or a `requirement`".into(),
+                        ));
+                    }
+                    (Some(id), None)
+                        if !known.contains(id.as_str())
+                            && !crate::bench::suite()
+                                .unwrap_or_default()
+                                .iter()
+                                .any(|s| &s.id == id) =>
+                    {
+                        return Err(invalid(
+                            &format!("\"{id}\""),
+                            "waiver.scenario",
+                            format!("no scenario with id {id:?}"),
+                        ));
+                    }
+                    (None, Some(id)) if crate::requirements::rule(id).is_none() => {
+                        return Err(invalid(
+                            &format!("\"{id}\""),
+                            "waiver.requirement",
+                            format!(
+                                "no requirement {id:?} in the catalogue (koppeltest requirements)"
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+                if let Some(c) = &w.column
+                    && !self.columns.iter().any(|p| &p.id == c)
+                {
+                    return Err(invalid(
+                        &format!("\"{c}\""),
+                        "waiver.column",
+                        format!("no [[pgo]] column with id {c:?}"),
+                    ));
+                }
+                for (field, value) in [("waiver.reason", &w.reason), ("waiver.owner", &w.owner)] {
+                    if value.trim().is_empty() {
+                        return Err(invalid(
+                            &at,
+                            field,
+                            "a waiver needs a reason and an owner".into(),
+                        ));
+                    }
+                }
+                if w.expiry().is_none() {
+                    return Err(invalid(
+                        &at,
+                        "waiver.expires",
+                        format!("{:?} is not a date (YYYY-MM-DD, quoted)", w.expires),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// As [`Matrix::prepare`], except that a practice the row's ZAL cannot resolve to endpoints
     /// is returned with the reason instead of failing the matrix: for `preflight`, which reports
     /// exactly that as a failed check. Such a row's endpoints are empty.
@@ -690,6 +835,7 @@ impl Matrix {
             }
         }
         let known = crate::scenario::ids(scenarios);
+        self.check_waivers(path, text, &known)?;
         let mut prepared = Vec::new();
         for row in &self.rows {
             let selectors = &row.selectors;

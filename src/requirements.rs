@@ -32,6 +32,9 @@ pub struct Catalogue {
 pub struct Requirement {
     pub id: String,
     pub level: String,
+    /// The family the rule belongs to; the launch decision treats failures in the security
+    /// families as blockers.
+    pub family: Family,
     pub source: String,
     pub text: String,
     /// Defects of the domain brief's section 10 this rule guards against.
@@ -43,6 +46,79 @@ pub struct Requirement {
     /// the mock PGO's faults; otherwise a rule for the DVA.
     #[serde(default)]
     pub pgo: bool,
+}
+
+/// Which part of MedMij a rule is about.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Authorization,
+    Token,
+    Tls,
+    Saml,
+    Resource,
+    Record,
+    Lists,
+}
+
+impl Family {
+    /// Authorization, token, TLS and SAML: a failed MUST there is a security failure.
+    pub fn is_security(self) -> bool {
+        matches!(
+            self,
+            Family::Authorization | Family::Token | Family::Tls | Family::Saml
+        )
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::Authorization => "authorization",
+            Family::Token => "token",
+            Family::Tls => "TLS",
+            Family::Saml => "SAML",
+            Family::Resource => "resource",
+            Family::Record => "GP record",
+            Family::Lists => "lists",
+        }
+    }
+}
+
+/// A catalogue entry's level and family, by id, from the embedded catalogue (`None`: not in it).
+pub fn rule(id: &str) -> Option<(&'static str, Family)> {
+    static RULES: std::sync::OnceLock<BTreeMap<String, (&'static str, Family)>> =
+        std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| {
+            Catalogue::embedded()
+                .map(|c| {
+                    c.requirements
+                        .into_iter()
+                        .map(|r| {
+                            let level = match r.level.as_str() {
+                                "MUST" => "MUST",
+                                "SHOULD" => "SHOULD",
+                                _ => "MAY",
+                            };
+                            (r.id, (level, r.family))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .get(id)
+        .copied()
 }
 
 impl Catalogue {
@@ -88,21 +164,10 @@ pub fn is_killed(id: &str) -> bool {
 /// Whether `ids` is non-empty and every one is a SHOULD (or MAY) in the embedded catalogue: a
 /// check failing only such rules is a warning, not a failure.
 pub fn only_should(ids: &[String]) -> bool {
-    static LEVELS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
-    let levels = LEVELS.get_or_init(|| {
-        Catalogue::embedded()
-            .map(|c| {
-                c.requirements
-                    .into_iter()
-                    .map(|r| (r.id, r.level))
-                    .collect()
-            })
-            .unwrap_or_default()
-    });
     !ids.is_empty()
         && ids
             .iter()
-            .all(|id| levels.get(id).is_some_and(|l| l != "MUST"))
+            .all(|id| rule(id).is_some_and(|(level, _)| level != "MUST"))
 }
 
 /// The catalogue against a set of scenarios.
@@ -334,6 +399,7 @@ mod tests {
         catalogue.requirements.push(Requirement {
             id: "x.untested".into(),
             level: "MUST".into(),
+            family: Family::Token,
             source: "s".into(),
             text: "t".into(),
             defects: vec![],

@@ -24,7 +24,7 @@ use crate::pgo::{
 use crate::pki::{Broken, Channel, Pki, TEST_DOMAIN};
 use crate::report::{
     CellReport, ColumnInfo, MatrixInfo, RowInfo, RunReport, ScenarioReport, StepReport, Summary,
-    Verdict, worst,
+    Verdict,
 };
 use crate::saml::parse_metadata;
 use crate::scenario::{BadClientCertificate, FhirStep, TokenStep};
@@ -135,58 +135,72 @@ pub fn start_repeated(
     repeat: usize,
     events: mpsc::UnboundedSender<RunEvent>,
 ) -> JoinSet<()> {
+    let units = crate::shard::units(&prepared);
+    start_units(prepared, jobs, repeat, units, events)
+}
+
+/// As [`start_repeated`], only `units` (a shard's, [`crate::shard::select`]).
+pub fn start_units(
+    prepared: Arc<Prepared>,
+    jobs: usize,
+    repeat: usize,
+    units: Vec<crate::shard::Unit>,
+    events: mpsc::UnboundedSender<RunEvent>,
+) -> JoinSet<()> {
+    use crate::shard::Unit;
     let repeat = repeat.max(1);
-    let external: Vec<usize> = prepared
-        .matrix
-        .columns
+    let suites: Vec<(usize, usize)> = units
         .iter()
-        .enumerate()
-        .filter(|(_, c)| c.kind == crate::pgo::PgoKind::External)
-        .map(|(i, _)| i)
+        .filter_map(|u| match *u {
+            Unit::Suite { row, column } => Some((row, column)),
+            Unit::Scenario { .. } => None,
+        })
+        .collect();
+    let scenarios: Vec<(usize, usize, usize)> = units
+        .iter()
+        .filter_map(|u| match *u {
+            Unit::Scenario {
+                row,
+                column,
+                scenario,
+            } => Some((row, column, scenario)),
+            Unit::Suite { .. } => None,
+        })
         .collect();
     let suite_len = crate::bench::suite().map_or(0, |s| s.len());
-    let total =
-        prepared.rows.len() * prepared.matrix.columns.len() * prepared.scenarios.len() * repeat
-            + prepared.rows.len() * external.len() * suite_len;
+    let total = scenarios.len() * repeat + suites.len() * suite_len;
     let _ = events.send(RunEvent::Started { total });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = JoinSet::new();
     // The PGO side of each external column: one suite per row, waiting for the real PGO. Suites
     // run one at a time (each binds `[pgo_suite] lists_port`), beside the DVA-side scenarios.
-    if !external.is_empty() {
+    if !suites.is_empty() {
         let prepared = prepared.clone();
         let events = events.clone();
         set.spawn(async move {
-            for row in 0..prepared.rows.len() {
-                for &column in &external {
-                    run_suite(&prepared, row, column, &events).await;
-                }
+            for (row, column) in suites {
+                run_suite(&prepared, row, column, &events).await;
             }
         });
     }
     for _ in 0..repeat {
-        for row in 0..prepared.rows.len() {
-            for column in 0..prepared.matrix.columns.len() {
-                for scenario in 0..prepared.scenarios.len() {
-                    let prepared = prepared.clone();
-                    let permits = permits.clone();
-                    let events = events.clone();
-                    set.spawn(async move {
-                        let Ok(_permit) = permits.acquire().await else {
-                            return;
-                        };
-                        let (report, secrets) =
-                            run_scenario(&prepared, row, column, scenario).await;
-                        let _ = events.send(RunEvent::ScenarioFinished {
-                            row,
-                            column,
-                            scenario,
-                            report: Box::new(report),
-                            secrets,
-                        });
-                    });
-                }
-            }
+        for &(row, column, scenario) in &scenarios {
+            let prepared = prepared.clone();
+            let permits = permits.clone();
+            let events = events.clone();
+            set.spawn(async move {
+                let Ok(_permit) = permits.acquire().await else {
+                    return;
+                };
+                let (report, secrets) = run_scenario(&prepared, row, column, scenario).await;
+                let _ = events.send(RunEvent::ScenarioFinished {
+                    row,
+                    column,
+                    scenario,
+                    report: Box::new(report),
+                    secrets,
+                });
+            });
         }
     }
     set
@@ -1127,42 +1141,16 @@ pub fn build_report(
             scenarios.sort_by_key(|f| f.scenario);
             let scenarios: Vec<ScenarioReport> =
                 scenarios.into_iter().map(|f| f.report.clone()).collect();
-            let slowest = |actions: &[&str]| {
-                scenarios
-                    .iter()
-                    .flat_map(|s| &s.steps)
-                    .filter(|st| actions.contains(&st.action.as_str()))
-                    .map(|st| st.duration_ms)
-                    .max()
-            };
-            let timing = crate::report::Timing {
-                token_max_ms: slowest(&["token", "refresh"]),
-                token_budget_ms: matrix.budgets.token_ms,
-                resource_max_ms: slowest(&["fhir"]),
-                resource_budget_ms: matrix.budgets.resource_ms,
-            };
-            cells.push(CellReport {
-                tls: crate::report::TlsCell::of(
-                    &scenarios,
-                    matrix.tls.edition,
-                    matrix.tls.expiry_warning_days,
-                ),
-                timing,
-                dataset: crate::report::dataset_summary(&scenarios),
-                reliability: crate::report::Reliability::no_soak(matrix.soak.max_age_days),
-                sides: crate::report::SideSummary::of(&scenarios),
-                privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),
-                row: row.row.id.clone(),
-                column: column.id.clone(),
-                outcome: roll_up(scenarios.iter().map(|s| s.outcome)),
-                verdict: worst(scenarios.iter().map(|s| s.verdict)),
-                duration_ms: scenarios.iter().map(|s| s.duration_ms).max().unwrap_or(0),
+            cells.push(CellReport::assemble(
+                &row.row.id,
+                &column.id,
                 scenarios,
-            });
+                matrix,
+            ));
         }
     }
     let summary = Summary::of(&cells, interrupted);
-    RunReport {
+    let mut report = RunReport {
         schema: crate::report::REPORT_SCHEMA.to_string(),
         run_id: run_id.to_string(),
         koppeltest_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -1188,6 +1176,7 @@ pub fn build_report(
                         target: target.into(),
                         quirks,
                         warnings: r.zal.warnings.clone(),
+                        waivers: r.row.waivers.clone(),
                     }
                 })
                 .collect(),
@@ -1201,9 +1190,15 @@ pub fn build_report(
                     release: c.release.label().to_string(),
                 })
                 .collect(),
+            launch: matrix.launch,
         },
         cells,
         snapshots: None,
+        shard: None,
         summary,
-    }
+    };
+    let today =
+        crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+    crate::launch::decide_all(&mut report, today);
+    report
 }

@@ -100,7 +100,7 @@ impl Default for Budgets {
 }
 
 /// The verdict of one check.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct CheckResult {
     pub kind: String,
     pub step: String,
@@ -118,7 +118,7 @@ pub struct CheckResult {
 }
 
 /// The set comparison behind a `dataset-complete` verdict, for the report's category summary.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct DatasetFinding {
     /// The gegevensdienst-49 query (`medication`, `results`, …).
     pub query: String,
@@ -150,7 +150,7 @@ pub fn some_of<'a>(
     text
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct LeakedItem {
     /// The fixture item, or the resource that carried a leaked part (S/O lines).
     pub item: String,

@@ -56,6 +56,21 @@ const RUN_ENTRIES: &[&str] = &[
     "snapshots",
 ];
 
+/// A name koppeltest writes at the top of a run folder: one of [`RUN_ENTRIES`], or a launch
+/// list (`launch-YYYY-MM-DD.json` or `.csv`, written by `run` and `koppeltest launch`).
+fn is_run_entry(name: &str) -> bool {
+    if RUN_ENTRIES.contains(&name) {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix("launch-") else {
+        return false;
+    };
+    let date = rest
+        .strip_suffix(".json")
+        .or_else(|| rest.strip_suffix(".csv"));
+    date.is_some_and(|d| d.len() == 10 && crate::matrix::parse_date(d).is_some())
+}
+
 /// Files every bundle holds: the reports and the inputs [`write_inputs`] writes.
 const REQUIRED: &[&str] = &[
     "report.json",
@@ -422,9 +437,9 @@ fn run_files(run_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError>
                     "a file name with a backslash or line break, which sha256sum cannot list plainly",
                 ));
             }
-            if prefix.is_empty() && !RUN_ENTRIES.contains(&name.as_str()) {
+            if prefix.is_empty() && !is_run_entry(&name) {
                 return Err(refuse(&format!(
-                    "not something koppeltest writes into a run folder (expected only {}); move it out",
+                    "not something koppeltest writes into a run folder (expected only {}, launch-<date>.json and .csv); move it out",
                     RUN_ENTRIES.join(", ")
                 )));
             }

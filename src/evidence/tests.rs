@@ -356,3 +356,22 @@ fn write_inputs_keeps_what_was_run_and_no_key() {
     assert_eq!(back.rows.len(), prepared.matrix.rows.len());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn launch_lists_are_run_entries_and_other_names_are_not() {
+    for name in [
+        "report.json",
+        "launch-2026-12-01.json",
+        "launch-2026-12-01.csv",
+    ] {
+        assert!(super::is_run_entry(name), "{name}");
+    }
+    for name in [
+        "launch-.csv",
+        "launch-2026-13-01.csv",
+        "launch-2026-12-01.txt",
+        "notes.txt",
+    ] {
+        assert!(!super::is_run_entry(name), "{name}");
+    }
+}

@@ -120,6 +120,9 @@ pub fn render(report: &RunReport) -> String {
             ));
         }
         suite.add_property(Property::new("reliability", cell.reliability.line.as_str()));
+        if let Some(launch) = &cell.launch {
+            suite.add_property(Property::new("launch", launch.line()));
+        }
         for side in &cell.sides {
             suite.add_property(Property::new(
                 format!("{}-side", side.side.label().to_lowercase()),

@@ -25,7 +25,7 @@ use crate::outcome::Outcome;
 pub const REPORT_SCHEMA: &str = "koppeltest.report/1";
 
 /// What a scenario's result means for the run, after known deviations are taken into account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Pass,
@@ -102,7 +102,7 @@ pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
         .unwrap_or(Verdict::Omit)
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct RunReport {
     /// Always `koppeltest.report/1` for this format.
     pub schema: String,
@@ -118,17 +118,41 @@ pub struct RunReport {
     /// Snapshot drift over the run; absent with `--snapshots off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<crate::snapshot::SnapshotSummary>,
+    /// This run is one shard of a split run (`run --shard K/N`), to be joined by `merge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+impl RunReport {
+    /// Reads the `report.json` of the finished run in `run_dir`.
+    pub fn read(run_dir: &Path) -> Result<RunReport, String> {
+        let path = run_dir.join("report.json");
+        let text = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let report: RunReport = serde_json::from_slice(&text)
+            .map_err(|e| format!("{}: not a koppeltest report: {e}", path.display()))?;
+        if report.schema != REPORT_SCHEMA {
+            return Err(format!(
+                "{}: a {} report; this koppeltest reads {REPORT_SCHEMA}",
+                path.display(),
+                report.schema
+            ));
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct MatrixInfo {
     pub name: String,
     pub description: String,
     pub rows: Vec<RowInfo>,
     pub columns: Vec<ColumnInfo>,
+    /// The matrix's `[launch]` settings, which the launch decision applies.
+    #[serde(default)]
+    pub launch: crate::matrix::LaunchSettings,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct RowInfo {
     pub id: String,
     pub name: String,
@@ -138,9 +162,12 @@ pub struct RowInfo {
     pub quirks: Vec<String>,
     /// Non-fatal remarks about the row's lists (naming policy).
     pub warnings: Vec<String>,
+    /// The row's `[[his.waiver]]`s, which the launch decision applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waivers: Vec<crate::matrix::Waiver>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct ColumnInfo {
     pub id: String,
     pub name: String,
@@ -148,7 +175,7 @@ pub struct ColumnInfo {
     pub release: String,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct CellReport {
     pub row: String,
     pub column: String,
@@ -171,11 +198,60 @@ pub struct CellReport {
     /// configured like the row. Empty for a cell that judges the DVA only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sides: Vec<SideSummary>,
+    /// Go, no-go or go with conditions, with the reasons (`crate::launch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<crate::launch::Launch>,
     pub scenarios: Vec<ScenarioReport>,
 }
 
+impl CellReport {
+    /// The cell of `row` × `column` from its finished scenarios (in the cell's order), with
+    /// everything derived from them; reliability says "no soak" and nothing is decided yet
+    /// (`attach_soak`, `crate::launch::decide_all`).
+    pub fn assemble(
+        row: &str,
+        column: &str,
+        scenarios: Vec<ScenarioReport>,
+        matrix: &crate::matrix::Matrix,
+    ) -> CellReport {
+        let slowest = |actions: &[&str]| {
+            scenarios
+                .iter()
+                .flat_map(|s| &s.steps)
+                .filter(|st| actions.contains(&st.action.as_str()))
+                .map(|st| st.duration_ms)
+                .max()
+        };
+        let timing = Timing {
+            token_max_ms: slowest(&["token", "refresh"]),
+            token_budget_ms: matrix.budgets.token_ms,
+            resource_max_ms: slowest(&["fhir"]),
+            resource_budget_ms: matrix.budgets.resource_ms,
+        };
+        CellReport {
+            tls: TlsCell::of(
+                &scenarios,
+                matrix.tls.edition,
+                matrix.tls.expiry_warning_days,
+            ),
+            timing,
+            dataset: dataset_summary(&scenarios),
+            reliability: Reliability::no_soak(matrix.soak.max_age_days),
+            sides: SideSummary::of(&scenarios),
+            launch: None,
+            privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),
+            row: row.to_string(),
+            column: column.to_string(),
+            outcome: crate::outcome::roll_up(scenarios.iter().map(|s| s.outcome)),
+            verdict: worst(scenarios.iter().map(|s| s.verdict)),
+            duration_ms: scenarios.iter().map(|s| s.duration_ms).max().unwrap_or(0),
+            scenarios,
+        }
+    }
+}
+
 /// One side of a cell: its verdict and the scenarios that did not pass.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct SideSummary {
     pub side: Side,
     pub verdict: Verdict,
@@ -234,7 +310,7 @@ impl SideSummary {
 
 /// "Reliable operation demonstrated", from the newest soak of the same matrix (`koppeltest
 /// soak`), or why not.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Reliability {
     pub demonstrated: bool,
     /// "reliable operation demonstrated: N flows over D, token X % [a–b], resource Y % [c–d]",
@@ -301,7 +377,7 @@ pub fn attach_soak(
 }
 
 /// One endpoint's TLS, as a scan found it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct TlsEndpoint {
     pub endpoint: String,
     pub host: String,
@@ -322,7 +398,7 @@ pub struct TlsEndpoint {
 }
 
 /// One accepted cipher suite, classed.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct TlsSuite {
     /// IANA name, e.g. `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`.
     pub name: String,
@@ -333,7 +409,7 @@ pub struct TlsSuite {
 }
 
 /// A cell's TLS in one line, and the figures behind it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct TlsCell {
     /// "TLS: 1.2+1.3, good · certificates: earliest expiry in N days".
     pub line: String,
@@ -418,7 +494,7 @@ impl TlsCell {
 }
 
 /// One guideline category of the GP record in one cell, over every test patient.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct CategoryReport {
     pub category: String,
     /// The gegevensdienst-49 query that carries it; none for what the service cannot carry.
@@ -435,7 +511,7 @@ pub struct CategoryReport {
     pub note: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CategoryStatus {
     /// Every expected item came, nothing excluded did.
@@ -454,7 +530,7 @@ pub enum CategoryStatus {
 
 /// Where a category's status comes from: a scenario (by id and its 1-based place in the cell,
 /// which the HTML report uses for links) and the exchanges of its response.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct CategoryEvidence {
     pub scenario: String,
     pub scenario_index: usize,
@@ -516,7 +592,7 @@ pub fn dataset_summary(scenarios: &[ScenarioReport]) -> Vec<CategoryReport> {
 }
 
 /// Slowest token-endpoint and resource-endpoint answers of a cell (whole step time).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Timing {
     pub token_max_ms: Option<u64>,
     pub token_budget_ms: u64,
@@ -525,7 +601,7 @@ pub struct Timing {
 }
 
 /// Which party of a cell a scenario judges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The HIS/DVA, with koppeltest's mock PGO playing the column's profile.
@@ -545,7 +621,7 @@ impl Side {
     }
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct ScenarioReport {
     pub id: String,
     pub title: String,
@@ -577,7 +653,7 @@ pub struct ScenarioReport {
 }
 
 /// How the runs of a repeated scenario went.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Repeat {
     pub runs: usize,
     /// Runs whose outcome was pass (or warn: a SHOULD only).
@@ -634,7 +710,7 @@ pub fn join_repeats(mut runs: Vec<ScenarioReport>) -> Option<ScenarioReport> {
     Some(report)
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct StepReport {
     pub id: String,
     pub action: String,
@@ -642,7 +718,7 @@ pub struct StepReport {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Summary {
     pub cells: usize,
     pub scenarios: usize,
@@ -757,7 +833,8 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError>
         })
 }
 
-/// Writes `report.json`, `junit.xml` and `matrix.html` into `dir`.
+/// Writes `report.json`, `junit.xml`, `matrix.html` and the launch list (`launch-<date>.json`
+/// and `.csv`) into `dir`.
 pub fn write_all(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
     std::fs::create_dir_all(dir).map_err(|source| WriteError {
         path: dir.to_path_buf(),
@@ -773,7 +850,12 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
         path: dir.join("matrix.html"),
         source: std::io::Error::other(e),
     })?;
-    write_file(&dir.join("matrix.html"), html.as_bytes())
+    write_file(&dir.join("matrix.html"), html.as_bytes())?;
+    let launch = crate::launch::LaunchList::of(report);
+    if !launch.cells.is_empty() {
+        crate::launch::write(&launch, dir)?;
+    }
+    Ok(())
 }
 
 /// Replaces `reports/latest` with a copy of the run's folder, subfolders included (the run's

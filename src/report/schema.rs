@@ -1,4 +1,4 @@
-//! JSON Schemas for the scenario, matrix, report and soak formats, generated from the Rust types.
+//! JSON Schemas for the scenario, matrix, report, launch-list and soak formats, generated from the Rust types.
 //! `koppeltest schema` writes them to `schemas/`; `--check` (run by the tests) fails when the
 //! committed files are stale.
 
@@ -21,6 +21,10 @@ pub fn generate() -> Vec<(&'static str, String)> {
         (
             "report.schema.json",
             pretty(schemars::schema_for!(super::RunReport)),
+        ),
+        (
+            "launch.schema.json",
+            pretty(schemars::schema_for!(crate::launch::LaunchList)),
         ),
         (
             "soak.schema.json",

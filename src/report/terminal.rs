@@ -60,6 +60,7 @@ pub fn render(report: &RunReport, report_dir: &str) -> String {
         out.truncate(trimmed);
         out.push('\n');
     }
+    out.push_str(&launch_lines(report));
     out.push_str(&tls_lines(report));
     out.push_str(&side_lines(report));
     out.push_str(&reliability_lines(report));
@@ -286,6 +287,41 @@ fn record_lines(report: &RunReport) -> String {
     }
     out.push('\n');
     out.extend(lines);
+    out
+}
+
+/// The launch decision per cell, with its blockers (the first three) named.
+fn launch_lines(report: &RunReport) -> String {
+    let mut decided = report
+        .cells
+        .iter()
+        .filter_map(|c| c.launch.as_ref().map(|l| (c, l)));
+    let Some((_, first)) = decided.clone().next() else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nLaunch decision as of {} (koppeltest launch; blockers need a [[his.waiver]]):\n",
+        first.decided_on
+    );
+    for (cell, launch) in decided.by_ref() {
+        out.push_str(&format!(
+            "  {} × {}: {}\n",
+            cell.row,
+            cell.column,
+            launch.line()
+        ));
+        let blockers: Vec<&crate::launch::Reason> =
+            launch.reasons.iter().filter(|r| r.blocking).collect();
+        for r in blockers.iter().take(3) {
+            out.push_str(&format!("      blocker: {}\n", r.text));
+        }
+        if blockers.len() > 3 {
+            out.push_str(&format!(
+                "      … and {} more blockers\n",
+                blockers.len() - 3
+            ));
+        }
+    }
     out
 }
 

@@ -27,7 +27,9 @@ use crate::report::ScenarioReport;
 pub use normalise::Reference;
 
 /// How a run uses snapshots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Neither compare nor write snapshots.
@@ -63,7 +65,7 @@ pub fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftState {
     Unchanged,
@@ -84,7 +86,7 @@ impl DriftState {
 }
 
 /// One scenario's snapshot against the accepted one.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Drift {
     pub state: DriftState,
     /// The snapshot's path below the matrix's snapshot folder (`<row>/<column>/<scenario>.snap`).
@@ -95,7 +97,7 @@ pub struct Drift {
 }
 
 /// The run's snapshots in figures.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct SnapshotSummary {
     pub mode: Mode,
     /// The accepted snapshots' folder for this matrix (`<dir>/<matrix>`).

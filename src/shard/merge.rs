@@ -1,0 +1,362 @@
+//! `koppeltest merge`: joins the run folders of the N shards of one run into one run folder with
+//! the same `report.json`, `junit.xml`, `matrix.html`, launch list and `events.jsonl` an
+//! unsharded run would have written, with the same verdicts.
+//!
+//! It refuses what would not be one run: a folder that is not a shard, shards of different
+//! counts, a shard missing or given twice, different inputs (matrix, scenarios, fixtures, test
+//! PKI) or koppeltest versions, a scenario of a cell reported by two shards.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::matrix::Matrix;
+use crate::report::{CellReport, RunReport, ScenarioReport, Side, Summary};
+use crate::snapshot::SnapshotSummary;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The shards are not the parts of one run (exit 3).
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading or writing failed (exit 4).
+    #[error("{0}")]
+    Io(String),
+}
+
+impl MergeError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MergeError::Invalid(_) => crate::exit::INVALID_CONFIG,
+            MergeError::Io(_) => crate::exit::ENVIRONMENT,
+        }
+    }
+}
+
+fn invalid(message: String) -> MergeError {
+    MergeError::Invalid(message)
+}
+
+/// Every file under `dir`, by path relative to it.
+fn tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, MergeError> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, prefix)) = stack.pop() {
+        let entries = std::fs::read_dir(&path)
+            .map_err(|e| MergeError::Io(format!("read {}: {e}", path.display())))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| MergeError::Io(format!("read {}: {e}", path.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let relative = format!("{prefix}{name}");
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push((entry.path(), format!("{relative}/")));
+            } else {
+                let bytes = std::fs::read(entry.path())
+                    .map_err(|e| MergeError::Io(format!("read {}: {e}", entry.path().display())))?;
+                out.insert(relative, bytes);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One shard's run folder, read.
+struct Part {
+    dir: PathBuf,
+    report: RunReport,
+    inputs: BTreeMap<String, Vec<u8>>,
+}
+
+/// Reads and checks the shards in `dirs`; returns them in shard order.
+fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
+    if dirs.is_empty() {
+        return Err(invalid("merge needs the run folders of the shards".into()));
+    }
+    let mut parts = Vec::new();
+    for dir in dirs {
+        let report = RunReport::read(dir).map_err(invalid)?;
+        if report.shard.is_none() {
+            return Err(invalid(format!(
+                "{}: not a shard (a run of `koppeltest run --shard K/N`)",
+                dir.display()
+            )));
+        }
+        let inputs_dir = dir.join(crate::evidence::INPUTS);
+        let inputs = tree(&inputs_dir).map_err(|e| {
+            invalid(format!(
+                "{}: the run's inputs cannot be read ({e})",
+                dir.display()
+            ))
+        })?;
+        parts.push(Part {
+            dir: dir.clone(),
+            report,
+            inputs,
+        });
+    }
+    parts.sort_by_key(|p| p.report.shard.as_ref().map_or(0, |s| s.index));
+    let first = &parts[0];
+    let info = first.report.shard.clone().unwrap_or_else(|| unreachable!());
+    let indexes: Vec<usize> = parts
+        .iter()
+        .map(|p| p.report.shard.as_ref().map_or(0, |s| s.index))
+        .collect();
+    for p in &parts {
+        let s = p.report.shard.as_ref().unwrap_or_else(|| unreachable!());
+        if s.count != info.count {
+            return Err(invalid(format!(
+                "{} is shard {}/{}, {} is shard {}/{}: not shards of one run",
+                first.dir.display(),
+                info.index,
+                info.count,
+                p.dir.display(),
+                s.index,
+                s.count
+            )));
+        }
+        if s.scenario_order != info.scenario_order
+            || p.report.koppeltest_version != first.report.koppeltest_version
+        {
+            return Err(invalid(format!(
+                "{} and {} ran other scenarios or another koppeltest version",
+                first.dir.display(),
+                p.dir.display()
+            )));
+        }
+        if p.inputs != first.inputs {
+            let differs = p
+                .inputs
+                .keys()
+                .chain(first.inputs.keys())
+                .find(|k| p.inputs.get(*k) != first.inputs.get(*k))
+                .cloned()
+                .unwrap_or_default();
+            return Err(invalid(format!(
+                "{} ran with other inputs than {} (inputs/{differs} differs): give every shard \
+                 the same matrix, scenarios, fixtures and --pki",
+                p.dir.display(),
+                first.dir.display()
+            )));
+        }
+    }
+    let expected: Vec<usize> = (1..=info.count).collect();
+    if indexes != expected {
+        let have: BTreeSet<usize> = indexes.iter().copied().collect();
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|k| !have.contains(k))
+            .map(|k| format!("{k}/{}", info.count))
+            .collect();
+        let twice: Vec<String> = have
+            .iter()
+            .filter(|k| indexes.iter().filter(|i| i == k).count() > 1)
+            .map(|k| format!("{k}/{}", info.count))
+            .collect();
+        return Err(invalid(format!(
+            "the shards do not make one run:{}{}",
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" missing {}", missing.join(", "))
+            },
+            if twice.is_empty() {
+                String::new()
+            } else {
+                format!(" given twice {}", twice.join(", "))
+            }
+        )));
+    }
+    Ok(parts)
+}
+
+/// The snapshot figures of the whole run: counts add up; a snapshot is missing only when no
+/// shard produced it, so in every shard's list.
+fn merge_snapshots(parts: &[Part]) -> Option<SnapshotSummary> {
+    let all: Vec<&SnapshotSummary> = parts
+        .iter()
+        .filter_map(|p| p.report.snapshots.as_ref())
+        .collect();
+    let first = (*all.first()?).clone();
+    let mut missing: BTreeSet<String> = first.missing.iter().cloned().collect();
+    let mut merged = SnapshotSummary {
+        unchanged: 0,
+        changed: 0,
+        new: 0,
+        pending_written: 0,
+        write_errors: Vec::new(),
+        ..first
+    };
+    for s in &all {
+        merged.unchanged += s.unchanged;
+        merged.changed += s.changed;
+        merged.new += s.new;
+        merged.pending_written += s.pending_written;
+        merged.write_errors.extend(s.write_errors.iter().cloned());
+        let theirs: BTreeSet<String> = s.missing.iter().cloned().collect();
+        missing = missing.intersection(&theirs).cloned().collect();
+    }
+    if merged.pending_written > 0 {
+        merged.pending_note = None;
+    }
+    merged.missing = missing.into_iter().collect();
+    Some(merged)
+}
+
+/// The merged cells, in matrix order, each assembled from every shard's scenarios.
+fn merge_cells(parts: &[Part], matrix: &Matrix) -> Result<Vec<CellReport>, MergeError> {
+    let info = &parts[0].report;
+    let order: BTreeMap<&str, usize> = info
+        .shard
+        .as_ref()
+        .map(|s| {
+            s.scenario_order
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut cells = Vec::new();
+    for row in &info.matrix.rows {
+        for column in &info.matrix.columns {
+            let mut scenarios: Vec<ScenarioReport> = Vec::new();
+            let mut reliability = None;
+            let mut seen = BTreeSet::new();
+            for p in parts {
+                let Some(cell) = p
+                    .report
+                    .cells
+                    .iter()
+                    .find(|c| c.row == row.id && c.column == column.id)
+                else {
+                    continue;
+                };
+                reliability.get_or_insert_with(|| cell.reliability.clone());
+                for s in &cell.scenarios {
+                    if !seen.insert((s.side == Side::Pgo, s.id.clone())) {
+                        return Err(invalid(format!(
+                            "{} × {}: scenario {} is in more than one shard",
+                            row.id, column.id, s.id
+                        )));
+                    }
+                    scenarios.push(s.clone());
+                }
+            }
+            if scenarios.is_empty() {
+                continue;
+            }
+            // DVA side in the run's scenario order, then the PGO side as its suite listed it.
+            scenarios.sort_by_key(|s| match s.side {
+                Side::Dva => (0, order.get(s.id.as_str()).copied().unwrap_or(usize::MAX)),
+                Side::Pgo => (1, 0),
+            });
+            let mut cell = CellReport::assemble(&row.id, &column.id, scenarios, matrix);
+            if let Some(r) = reliability {
+                cell.reliability = r;
+            }
+            cells.push(cell);
+        }
+    }
+    Ok(cells)
+}
+
+/// Merges the shards in `dirs` into `out` (a new or empty folder) as run `run_id`.
+pub fn merge(dirs: &[PathBuf], out: &Path, run_id: &str) -> Result<RunReport, MergeError> {
+    let parts = read_parts(dirs)?;
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(invalid(format!(
+            "{} is not empty: merge writes a whole run folder; give a new --out",
+            out.display()
+        )));
+    }
+    let first = &parts[0];
+    let matrix_path = first.dir.join(crate::evidence::INPUTS).join("matrix.toml");
+    let matrix_text = String::from_utf8_lossy(
+        first
+            .inputs
+            .get("matrix.toml")
+            .ok_or_else(|| invalid(format!("{}: missing", matrix_path.display())))?,
+    )
+    .into_owned();
+    let matrix = Matrix::parse(&matrix_path, &matrix_text).map_err(|e| invalid(e.to_string()))?;
+    let cells = merge_cells(&parts, &matrix)?;
+    let interrupted = parts.iter().any(|p| p.report.interrupted);
+    let started_at = parts
+        .iter()
+        .map(|p| p.report.started_at.clone())
+        .min()
+        .unwrap_or_default();
+    let finished_at = parts
+        .iter()
+        .map(|p| p.report.finished_at.clone())
+        .max()
+        .unwrap_or_default();
+    let mut summary = Summary::of(&cells, interrupted);
+    let snapshots = merge_snapshots(&parts);
+    if let Some(s) = &snapshots
+        && s.mode == crate::snapshot::Mode::Strict
+        && s.drifted() > 0
+        && matches!(summary.exit_code, crate::exit::OK | crate::exit::RUN_ERRORS)
+    {
+        summary.exit_code = crate::exit::CONFORMANCE_FAILURE;
+    }
+    let mut report = RunReport {
+        schema: crate::report::REPORT_SCHEMA.to_string(),
+        run_id: run_id.to_string(),
+        koppeltest_version: first.report.koppeltest_version.clone(),
+        started_at,
+        finished_at,
+        interrupted,
+        matrix: first.report.matrix.clone(),
+        cells,
+        summary,
+        snapshots,
+        shard: None,
+    };
+    let day =
+        crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+    crate::launch::decide_all(&mut report, day);
+    write(&parts, &report, out)?;
+    Ok(report)
+}
+
+/// The merged run folder: the first shard's inputs and VERSION, every shard's run snapshots,
+/// `events.jsonl` of all shards in shard order, and the reports.
+fn write(parts: &[Part], report: &RunReport, out: &Path) -> Result<(), MergeError> {
+    let io =
+        |path: &Path, e: std::io::Error| MergeError::Io(format!("write {}: {e}", path.display()));
+    let put = |relative: &str, bytes: &[u8]| -> Result<(), MergeError> {
+        let path = out.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))
+    };
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let first = &parts[0];
+    for (name, bytes) in &first.inputs {
+        put(&format!("{}/{name}", crate::evidence::INPUTS), bytes)?;
+    }
+    let version = std::fs::read(first.dir.join(crate::evidence::VERSION)).map_err(|e| {
+        MergeError::Io(format!("read {}: {e}", first.dir.join("VERSION").display()))
+    })?;
+    put(crate::evidence::VERSION, &version)?;
+    let mut events = Vec::new();
+    for p in parts {
+        let path = p.dir.join("events.jsonl");
+        let mut bytes = std::fs::read(&path)
+            .map_err(|e| MergeError::Io(format!("read {}: {e}", path.display())))?;
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        events.extend(bytes);
+        let snapshots = p.dir.join("snapshots");
+        if snapshots.is_dir() {
+            for (name, bytes) in tree(&snapshots)? {
+                put(&format!("snapshots/{name}"), &bytes)?;
+            }
+        }
+    }
+    put("events.jsonl", &events)?;
+    crate::report::write_all(report, out).map_err(|e| MergeError::Io(e.to_string()))
+}
