@@ -108,14 +108,15 @@ authorization, token, TLS or SAML, or an error that leaves such a rule unexercis
 deviation does not unblock it; a [[his.waiver]] (scenario or requirement, reason, owner, expires) \
 does, until it expires. Other deviations, SHOULD warnings, errors and reliability not \
 demonstrated make a go with conditions.\n\nExit codes:\n  0    no cell is a no-go\n  1    some \
-cell is a no-go\n  3    no readable report.json in --run, a bad --date or --matrix\n  4    the \
-launch list could not be written";
+cell is a no-go\n  3    no readable report.json in --run (or a shard's: merge first), a bad --date \
+or --matrix\n  4    the launch list could not be written\nDates are UTC days.";
 
 const MERGE_HELP: &str = "Example (4 CI jobs, then one merge job):\n  koppeltest run --shard 2/4 \
 --pki pki --out shard-2        (in each job, K = 1..4)\n  koppeltest merge shard-*/latest --out \
 merged\nThe shards must come from the same matrix, scenarios, fixtures, --pki and koppeltest \
-version; each shard once.\n\nExit codes: as `run` for the merged verdicts (0, 1, 5, 130), 2 usage \
-error, 3 folders that are not the shards of one run, 4 a folder that cannot be read or written.";
+version, with the same --repeat and --durations; each shard once, all of them.\n\nExit codes: as \
+`run` for the merged verdicts (0, 1, 5, 130), 2 usage error, 3 folders that are not (readable \
+as) the shards of one run, 4 the merged folder cannot be written.";
 
 #[derive(Debug, clap::Args)]
 struct MergeArgs {
@@ -545,6 +546,17 @@ fn launch(args: LaunchArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(exit::INVALID_CONFIG, e),
     };
+    if let Some(shard) = &report.shard {
+        return fail(
+            exit::INVALID_CONFIG,
+            format!(
+                "{} is shard {}/{} of a run: merge the shards first (koppeltest merge), then decide on the merged run",
+                args.run.display(),
+                shard.index,
+                shard.count
+            ),
+        );
+    }
     if let Some(path) = &args.matrix {
         let (matrix, text) = match Matrix::load(path) {
             Ok(m) => m,
@@ -895,19 +907,24 @@ async fn run(args: RunArgs) -> i32 {
         Some(shard) => {
             let durations = match &args.durations {
                 Some(path) => {
-                    let dir = if path.is_dir() {
-                        path.clone()
+                    let file = if path.is_dir() {
+                        path.join("report.json")
                     } else {
-                        path.parent().map(Path::to_path_buf).unwrap_or_default()
+                        path.clone()
                     };
-                    match crate::report::RunReport::read(&dir) {
-                        Ok(r) => Some(crate::shard::durations_of(&r)),
+                    match crate::report::RunReport::read_file(&file) {
+                        Ok((r, sha)) => Some((crate::shard::durations_of(&r), sha)),
                         Err(e) => return fail(exit::INVALID_CONFIG, format!("--durations: {e}")),
                     }
                 }
                 None => None,
             };
-            let (units, info) = crate::shard::select(&prepared, shard, durations.as_ref());
+            let (units, info) = crate::shard::select(
+                &prepared,
+                shard,
+                durations.as_ref().map(|(d, sha)| (d, sha.clone())),
+                repeat,
+            );
             if !args.quiet {
                 eprintln!(
                     "shard {shard}: {} of {} units{}",
@@ -930,6 +947,8 @@ async fn run(args: RunArgs) -> i32 {
         "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} scenarios {msg}",
     );
     let mut finished: Vec<Finished> = Vec::new();
+    let mut runs_seen: std::collections::BTreeMap<(usize, usize, usize), usize> =
+        std::collections::BTreeMap::new();
     let mut interrupted = false;
     // A report folder that fills up or becomes unwritable ends the run: what is not on disk
     // would be lost, and a report without it would claim a run that did not happen.
@@ -963,9 +982,26 @@ async fn run(args: RunArgs) -> i32 {
                             write_failure = Some(format!("failed to write a snapshot into the report folder: {e}"));
                         }
                     }
-                    let line = serde_json::json!({
-                        "row": prepared.rows[row].row.id, "column": prepared.matrix.columns[column].id, "scenario": *report,
+                    // Its exchanges go to a file of their own at once, and out of memory (a
+                    // repeated scenario's stay until its runs are joined and snapshotted): the
+                    // event line and report.json reference the file.
+                    let (row_id, column_id) = (&prepared.rows[row].row.id, &prepared.matrix.columns[column].id);
+                    let run_number = (repeat > 1).then(|| {
+                        let n = runs_seen.entry((row, column, scenario)).or_insert(0);
+                        *n += 1;
+                        *n
                     });
+                    let relative = crate::report::exchanges_path(row_id, column_id, report.side, &report.id, run_number);
+                    if let Err(e) = crate::report::write_exchanges(&mut report, &run_dir, relative) {
+                        write_failure.get_or_insert(format!("failed to write a scenario's exchanges: {e}"));
+                    } else if repeat == 1 {
+                        report.exchanges = Vec::new();
+                    }
+                    let kept = std::mem::take(&mut report.exchanges);
+                    let line = serde_json::json!({
+                        "row": row_id, "column": column_id, "scenario": *report,
+                    });
+                    report.exchanges = kept;
                     // What events.jsonl holds, the report holds: a scenario whose line was
                     // written is kept even when its snapshot failed.
                     match events.append(&line) {
@@ -1055,7 +1091,7 @@ async fn run(args: RunArgs) -> i32 {
         }
         report.snapshots = Some(summary);
     }
-    if let Err(e) = crate::report::write_all(&report, &run_dir)
+    if let Err(e) = crate::report::write_all(&mut report, &run_dir)
         .and_then(|_| crate::report::update_latest(&run_dir, &args.out.join("latest")))
     {
         eprintln!("error: {e}");
@@ -1186,7 +1222,7 @@ fn report_folder_failed(
     );
     let mut report = runner::build_report(prepared, run_id, started_at, finished, true);
     report.summary.exit_code = exit::ENVIRONMENT;
-    if let Err(e) = crate::report::write_all(&report, run_dir) {
+    if let Err(e) = crate::report::write_all(&mut report, run_dir) {
         eprintln!("error: no report was written either: {e}");
     }
     exit::ENVIRONMENT

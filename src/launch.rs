@@ -228,148 +228,210 @@ fn judge_scenario(s: &ScenarioReport, exercised: &BTreeSet<&str>, out: &mut Vec<
                 declared(s)
             ),
         ));
-        return;
     }
-    match s.outcome {
-        Outcome::Fail => {
-            let failed: Vec<&crate::checks::CheckResult> = s
-                .checks
-                .iter()
-                .filter(|c| c.outcome == Outcome::Fail)
-                .collect();
-            let mut security: Vec<String> = failed
-                .iter()
-                .flat_map(|c| security_musts(&c.requirements))
-                .collect();
-            security.sort();
-            security.dedup();
-            // A failure no catalogue rule classifies might be a security one: it blocks.
-            let unclassified: Vec<&str> = failed
-                .iter()
-                .filter(|c| rules_of(&c.requirements).is_none())
-                .map(|c| c.kind.as_str())
-                .collect();
-            if !security.is_empty() {
-                out.push(reason(
-                    ReasonKind::Security,
-                    true,
-                    id,
-                    security.clone(),
-                    format!(
-                        "{}: failed MUST {} ({}){}",
-                        who(s),
-                        security.join(", "),
-                        families(&security),
-                        declared(s)
-                    ),
-                ));
-            } else if !unclassified.is_empty() {
-                out.push(reason(
-                    ReasonKind::Security,
-                    true,
-                    id,
-                    Vec::new(),
-                    format!(
-                        "{}: failed check {} credits no catalogued rule, so it may be a security failure{}",
-                        who(s),
-                        unclassified.join(", "),
-                        declared(s)
-                    ),
-                ));
-            } else {
-                let reqs = s.failed_requirements.clone();
-                let known = s
-                    .known_deviation
-                    .as_ref()
-                    .map(|r| format!(" (known deviation: {r})"))
-                    .unwrap_or_default();
-                out.push(reason(
-                    ReasonKind::Deviation,
-                    false,
-                    id,
-                    reqs.clone(),
-                    format!(
-                        "{}: failed MUST {} ({}){known}",
-                        who(s),
-                        reqs.join(", "),
-                        families(&reqs)
-                    ),
-                ));
-            }
-        }
-        Outcome::Warn => {
-            let reqs = s.failed_requirements.clone();
+    // Failed, warned and errored checks each count on their own: an error must not hide
+    // behind a failure of the same scenario, nor a failure behind a warning (the privacy
+    // failures themselves are the reason above).
+    let with = |outcome: Outcome| -> Vec<&crate::checks::CheckResult> {
+        s.checks
+            .iter()
+            .filter(|c| c.outcome == outcome && !c.privacy)
+            .collect()
+    };
+    let failed = with(Outcome::Fail);
+    if !failed.is_empty() {
+        let mut security: Vec<String> = failed
+            .iter()
+            .flat_map(|c| security_musts(&c.requirements))
+            .collect();
+        security.sort();
+        security.dedup();
+        // A failure no catalogue rule classifies might be a security one: it blocks.
+        let unclassified: Vec<&str> = failed
+            .iter()
+            .filter(|c| rules_of(&c.requirements).is_none())
+            .map(|c| c.kind.as_str())
+            .collect();
+        if !security.is_empty() {
             out.push(reason(
-                ReasonKind::Should,
+                ReasonKind::Security,
+                true,
+                id,
+                security.clone(),
+                format!(
+                    "{}: failed MUST {} ({}){}",
+                    who(s),
+                    security.join(", "),
+                    families(&security),
+                    declared(s)
+                ),
+            ));
+        } else if !unclassified.is_empty() {
+            out.push(reason(
+                ReasonKind::Security,
+                true,
+                id,
+                Vec::new(),
+                format!(
+                    "{}: failed check {} credits no catalogued rule, so it may be a security failure{}",
+                    who(s),
+                    unclassified.join(", "),
+                    declared(s)
+                ),
+            ));
+        } else {
+            let mut reqs: Vec<String> = failed
+                .iter()
+                .flat_map(|c| c.requirements.iter().cloned())
+                .collect();
+            reqs.sort();
+            reqs.dedup();
+            let known = s
+                .known_deviation
+                .as_ref()
+                .map(|r| format!(" (known deviation: {r})"))
+                .unwrap_or_default();
+            out.push(reason(
+                ReasonKind::Deviation,
                 false,
                 id,
                 reqs.clone(),
-                format!("{}: SHOULD not met: {}", who(s), reqs.join(", ")),
+                format!(
+                    "{}: failed MUST {} ({}){known}",
+                    who(s),
+                    reqs.join(", "),
+                    families(&reqs)
+                ),
             ));
         }
-        Outcome::Error => {
-            let mut hidden: Vec<String> = s
-                .checks
-                .iter()
-                .filter(|c| c.outcome == Outcome::Error)
-                .flat_map(|c| security_musts(&c.requirements))
-                .filter(|r| !exercised.contains(r.as_str()))
-                .collect();
-            hidden.sort();
-            hidden.dedup();
-            let message = first_message(s, Outcome::Error);
-            if hidden.is_empty() {
-                out.push(reason(
-                    ReasonKind::Error,
-                    false,
-                    id,
-                    Vec::new(),
-                    format!(
-                        "{}: error, nothing security-relevant left unexercised: {message}",
-                        who(s)
-                    ),
-                ));
-            } else {
-                out.push(reason(
-                    ReasonKind::Unexercised,
-                    true,
-                    id,
-                    hidden.clone(),
-                    format!(
-                        "{}: an error leaves MUST {} ({}) unexercised: {message}",
-                        who(s),
-                        hidden.join(", "),
-                        families(&hidden)
-                    ),
-                ));
-            }
+    }
+    let warned = with(Outcome::Warn);
+    if !warned.is_empty() {
+        let mut reqs: Vec<String> = warned
+            .iter()
+            .flat_map(|c| c.requirements.iter().cloned())
+            .collect();
+        reqs.sort();
+        reqs.dedup();
+        out.push(reason(
+            ReasonKind::Should,
+            false,
+            id,
+            reqs.clone(),
+            format!("{}: SHOULD not met: {}", who(s), reqs.join(", ")),
+        ));
+    }
+    let errored = with(Outcome::Error);
+    if !errored.is_empty() {
+        let mut hidden: Vec<String> = errored
+            .iter()
+            .flat_map(|c| security_musts(&c.requirements))
+            .filter(|r| !exercised.contains(r.as_str()))
+            .collect();
+        hidden.sort();
+        hidden.dedup();
+        // An errored check that credits no catalogued rule (a PGO suite that could not start,
+        // say) may hide a security rule: it blocks, as an unclassified failure does.
+        let unclassified: Vec<&str> = errored
+            .iter()
+            .filter(|c| rules_of(&c.requirements).is_none())
+            .map(|c| c.kind.as_str())
+            .collect();
+        let message = first_message(s, Outcome::Error);
+        if !hidden.is_empty() {
+            out.push(reason(
+                ReasonKind::Unexercised,
+                true,
+                id,
+                hidden.clone(),
+                format!(
+                    "{}: an error leaves MUST {} ({}) unexercised: {message}",
+                    who(s),
+                    hidden.join(", "),
+                    families(&hidden)
+                ),
+            ));
+        } else if !unclassified.is_empty() {
+            out.push(reason(
+                ReasonKind::Unexercised,
+                true,
+                id,
+                Vec::new(),
+                format!(
+                    "{}: errored check {} credits no catalogued rule, so a security rule may be unexercised: {message}",
+                    who(s),
+                    unclassified.join(", ")
+                ),
+            ));
+        } else {
+            out.push(reason(
+                ReasonKind::Error,
+                false,
+                id,
+                Vec::new(),
+                format!(
+                    "{}: error, nothing security-relevant left unexercised: {message}",
+                    who(s)
+                ),
+            ));
         }
-        Outcome::Pass | Outcome::Skip | Outcome::Omit => {
-            if s.verdict == Verdict::UnexpectedPass {
-                out.push(reason(
-                    ReasonKind::StaleDeviation,
-                    false,
-                    id,
-                    Vec::new(),
-                    format!(
-                        "{}: declared as a known deviation but passed: update the matrix",
-                        who(s)
-                    ),
-                ));
-            }
-        }
+    }
+    if s.verdict == Verdict::UnexpectedPass {
+        out.push(reason(
+            ReasonKind::StaleDeviation,
+            false,
+            id,
+            Vec::new(),
+            format!(
+                "{}: declared as a known deviation but passed: update the matrix",
+                who(s)
+            ),
+        ));
     }
 }
 
-/// The waiver of `row_waivers` that covers `r` in `column`, if any.
-fn waiver_for<'a>(r: &Reason, column: &str, waivers: &'a [Waiver]) -> Option<&'a Waiver> {
-    waivers.iter().find(|w| {
-        w.column.as_deref().is_none_or(|c| c == column)
-            && (w.scenario.is_some() && w.scenario == r.scenario
-                || w.requirement
-                    .as_ref()
-                    .is_some_and(|q| r.requirements.contains(q)))
-    })
+/// Whether `w` applies to the cell of `column`.
+fn in_column(w: &Waiver, column: &str) -> bool {
+    w.column.as_deref().is_none_or(|c| c == column)
+}
+
+/// How the waivers stand for blocker `r` on `today`: `Ok` with the waivers that accept it (a
+/// holding waiver of its scenario; or, except for a privacy failure, holding waivers of every
+/// requirement it names), `Err` with the lapsed waivers that would have, if any.
+fn waivers_for<'a>(
+    r: &Reason,
+    column: &str,
+    waivers: &'a [Waiver],
+    today: time::Date,
+) -> Result<Vec<&'a Waiver>, Vec<&'a Waiver>> {
+    let holds = |w: &Waiver| w.expiry().is_some_and(|last| today <= last);
+    let by_scenario: Vec<&Waiver> = waivers
+        .iter()
+        .filter(|w| in_column(w, column) && w.scenario.is_some() && w.scenario == r.scenario)
+        .collect();
+    if let Some(w) = by_scenario.iter().find(|w| holds(w)) {
+        return Ok(vec![*w]);
+    }
+    let mut lapsed: Vec<&Waiver> = by_scenario;
+    // A requirement waiver accepts a risk named by rule; a privacy failure is accepted only for
+    // its scenario, by name.
+    if r.kind != ReasonKind::Privacy && !r.requirements.is_empty() {
+        let mut accepting = Vec::new();
+        for q in &r.requirements {
+            let of_q: Vec<&Waiver> = waivers
+                .iter()
+                .filter(|w| in_column(w, column) && w.requirement.as_ref() == Some(q))
+                .collect();
+            match of_q.iter().find(|w| holds(w)) {
+                Some(w) => accepting.push(*w),
+                None => lapsed.extend(of_q),
+            }
+        }
+        if accepting.len() == r.requirements.len() {
+            return Ok(accepting);
+        }
+    }
+    Err(lapsed)
 }
 
 /// The decision for `cell` on `today`, with its row's waivers and the matrix's settings.
@@ -442,22 +504,24 @@ pub fn decide(
         ));
     }
     for r in reasons.iter_mut().filter(|r| r.blocking) {
-        let Some(w) = waiver_for(r, &cell.column, waivers) else {
-            continue;
-        };
-        let holds = w.expiry().is_some_and(|last| today <= last);
-        if holds {
-            r.kind = ReasonKind::Waived;
-            r.blocking = false;
-            r.text = format!(
-                "{} — waived until {} by {}: {}",
-                r.text, w.expires, w.owner, w.reason
-            );
-        } else {
-            r.text = format!(
-                "{} — the waiver by {} lapsed after {}",
-                r.text, w.owner, w.expires
-            );
+        match waivers_for(r, &cell.column, waivers, today) {
+            Ok(accepting) => {
+                let by: Vec<String> = accepting
+                    .iter()
+                    .map(|w| format!("until {} by {}: {}", w.expires, w.owner, w.reason))
+                    .collect();
+                r.kind = ReasonKind::Waived;
+                r.blocking = false;
+                r.text = format!("{} — waived {}", r.text, by.join("; "));
+            }
+            Err(lapsed) if !lapsed.is_empty() => {
+                let by: Vec<String> = lapsed
+                    .iter()
+                    .map(|w| format!("the waiver by {} lapsed after {}", w.owner, w.expires))
+                    .collect();
+                r.text = format!("{} — {}", r.text, by.join("; "));
+            }
+            Err(_) => {}
         }
     }
     reasons.sort_by_key(|r| !r.blocking);
@@ -488,9 +552,18 @@ pub fn run_date(report: &RunReport) -> Option<time::Date> {
         .and_then(crate::matrix::parse_date)
 }
 
-/// Decides every cell of `report` on `today` (with the waivers and settings it records).
+/// Decides every cell of `report` on `today` (with the waivers and settings it records). A
+/// shard's report is not decided: only the merged run is a basis for a launch. In an
+/// interrupted run every cell has a blocker: what did not finish was not judged.
 pub fn decide_all(report: &mut RunReport, today: time::Date) {
+    if report.shard.is_some() {
+        for cell in &mut report.cells {
+            cell.launch = None;
+        }
+        return;
+    }
     let settings = report.matrix.launch;
+    let interrupted = report.interrupted;
     for cell in &mut report.cells {
         let waivers = report
             .matrix
@@ -499,7 +572,21 @@ pub fn decide_all(report: &mut RunReport, today: time::Date) {
             .find(|r| r.id == cell.row)
             .map(|r| r.waivers.as_slice())
             .unwrap_or_default();
-        cell.launch = Some(decide(cell, waivers, settings, today));
+        let mut launch = decide(cell, waivers, settings, today);
+        if interrupted {
+            launch.reasons.insert(
+                0,
+                reason(
+                    ReasonKind::Unexercised,
+                    true,
+                    None,
+                    Vec::new(),
+                    "the run was interrupted: scenarios that did not finish were not judged".into(),
+                ),
+            );
+            launch.decision = Decision::NoGo;
+        }
+        cell.launch = Some(launch);
     }
 }
 
@@ -592,7 +679,7 @@ impl LaunchList {
 
 /// One CSV field: quoted when it must be, and never read as a formula by a spreadsheet.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
         text.to_string()
@@ -661,6 +748,8 @@ mod tests {
             tls: Vec::new(),
             repeat: None,
             drift: None,
+            exchanges_file: None,
+            exchange_count: 0,
             exchanges: Vec::new(),
         }
     }
@@ -702,6 +791,7 @@ mod tests {
                 soak_id: Some("s".into()),
             },
             sides: Vec::new(),
+            page: None,
             launch: None,
             scenarios,
         }
@@ -775,16 +865,44 @@ mod tests {
                 .text
                 .contains("which does not accept the risk")
         );
+        // A privacy failure is accepted only by a waiver of its scenario, never by rule.
+        let c = cell(vec![scenario(
+            "dataset.bakker",
+            vec![{
+                let mut leak = check(
+                    "dataset-complete",
+                    Outcome::Fail,
+                    &["nhg:online-inzage.exclusions"],
+                );
+                leak.privacy = true;
+                leak
+            }],
+            None,
+        )]);
+        let by_rule = [waiver(None, Some("nhg:online-inzage.exclusions"), None)];
+        assert_eq!(
+            decide_on(&c, &by_rule, "2027-01-01").decision,
+            Decision::NoGo
+        );
+        let by_name = [waiver(Some("dataset.bakker"), None, None)];
+        assert_eq!(
+            decide_on(&c, &by_name, "2027-01-01").decision,
+            Decision::GoWithConditions
+        );
     }
 
     #[test]
     fn a_waiver_holds_through_its_last_day_and_blocks_again_after() {
         let c = cell(vec![replay_failure(Some("replays codes"))]);
-        for w in [
-            waiver(Some("token.code-replay"), None, None),
-            waiver(None, Some("core.tknint.204"), Some("col")),
+        // By scenario; or by requirement, one waiver for every rule the blocker names.
+        for ws in [
+            vec![waiver(Some("token.code-replay"), None, None)],
+            vec![
+                waiver(None, Some("core.tknint.204"), Some("col")),
+                waiver(None, Some("rfc6749#4.1.2"), None),
+            ],
         ] {
-            let held = decide_on(&c, std::slice::from_ref(&w), "2027-01-31");
+            let held = decide_on(&c, &ws, "2027-01-31");
             assert_eq!(held.decision, Decision::GoWithConditions);
             assert_eq!(held.reasons[0].kind, ReasonKind::Waived);
             assert!(
@@ -792,10 +910,21 @@ mod tests {
                     .text
                     .contains("waived until 2027-01-31 by coalition")
             );
-            let lapsed = decide_on(&c, std::slice::from_ref(&w), "2027-02-01");
+            let lapsed = decide_on(&c, &ws, "2027-02-01");
             assert_eq!(lapsed.decision, Decision::NoGo);
             assert!(lapsed.reasons[0].text.contains("lapsed after 2027-01-31"));
         }
+        // A waiver of one of its rules does not accept the other.
+        let one = [waiver(None, Some("core.tknint.204"), None)];
+        assert_eq!(decide_on(&c, &one, "2027-01-01").decision, Decision::NoGo);
+        // A lapsed waiver listed before its renewal does not hide the renewal.
+        let mut old = waiver(Some("token.code-replay"), None, None);
+        old.expires = "2026-06-30".into();
+        let renewed = [old, waiver(Some("token.code-replay"), None, None)];
+        assert_eq!(
+            decide_on(&c, &renewed, "2027-01-01").decision,
+            Decision::GoWithConditions
+        );
         // Another column's waiver, or another scenario's, covers nothing here.
         for w in [
             waiver(Some("token.code-replay"), None, Some("other")),
@@ -852,6 +981,37 @@ mod tests {
         let launch = decide_on(&cell(vec![errored, other]), &[], "2026-12-01");
         assert_eq!(launch.decision, Decision::GoWithConditions);
         assert_eq!(launch.reasons[0].kind, ReasonKind::Error);
+    }
+
+    #[test]
+    fn an_error_is_judged_even_beside_a_failure_and_an_unclassified_one_blocks() {
+        let mixed = scenario(
+            "token.client-certificate",
+            vec![
+                check(
+                    "dataset-complete",
+                    Outcome::Fail,
+                    &["nhg:online-inzage.dataset"],
+                ),
+                check("token-refused", Outcome::Error, &["rfc8705#2"]),
+            ],
+            None,
+        );
+        let launch = decide_on(&cell(vec![mixed]), &[], "2026-12-01");
+        assert_eq!(launch.decision, Decision::NoGo);
+        assert!(
+            launch
+                .reasons
+                .iter()
+                .any(|r| r.kind == ReasonKind::Unexercised && r.blocking)
+        );
+        let suite_down = scenario(
+            "pgo.wrong-state",
+            vec![check("suite", Outcome::Error, &[])],
+            None,
+        );
+        let launch = decide_on(&cell(vec![suite_down]), &[], "2026-12-01");
+        assert_eq!(launch.decision, Decision::NoGo);
     }
 
     #[test]

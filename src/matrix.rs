@@ -675,7 +675,8 @@ impl Matrix {
         Ok(prepared)
     }
 
-    /// Every row's `[[his.waiver]]`: a scenario of `known` (or of the PGO suite) or a catalogued
+    /// Every row's `[[his.waiver]]`: a scenario of `known` (or of the PGO suite, as reports name
+    /// it: `pgo.<scenario>`) or a catalogued
     /// requirement (one of
     /// the two), a column of the matrix, a reason, an owner and a `YYYY-MM-DD` expiry.
     pub fn check_waivers(
@@ -706,7 +707,7 @@ impl Matrix {
                             && !crate::bench::suite()
                                 .unwrap_or_default()
                                 .iter()
-                                .any(|s| &s.id == id) =>
+                                .any(|s| &crate::bench::report_id(&s.id) == id) =>
                     {
                         return Err(invalid(
                             &format!("\"{id}\""),

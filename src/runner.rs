@@ -247,6 +247,8 @@ async fn run_suite(
                     tls: Vec::new(),
                     repeat: None,
                     drift: None,
+                    exchanges_file: None,
+                    exchange_count: 0,
                     exchanges: Vec::new(),
                 };
                 let _ = events.send(RunEvent::ScenarioFinished {
@@ -894,6 +896,8 @@ pub async fn run_scenario(
         tls: tls_facts(&results, &tls),
         repeat: None,
         drift: None,
+        exchanges_file: None,
+        exchange_count: 0,
         exchanges,
     };
     (report, log.secret_values())

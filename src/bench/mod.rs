@@ -560,6 +560,8 @@ impl Bench {
                     tls: Vec::new(),
                     repeat: None,
                     drift: None,
+                    exchanges_file: None,
+                    exchange_count: 0,
                     exchanges: log,
                 }
             })

@@ -54,6 +54,7 @@ const RUN_ENTRIES: &[&str] = &[
     VERSION,
     INPUTS,
     "snapshots",
+    "cells",
 ];
 
 /// A name koppeltest writes at the top of a run folder: one of [`RUN_ENTRIES`], or a launch

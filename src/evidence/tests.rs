@@ -16,7 +16,7 @@ fn temp(tag: &str) -> PathBuf {
 fn run_folder(dir: &Path, interrupted: bool) -> PathBuf {
     let run = dir.join("run");
     let report = serde_json::json!({
-        "schema": "koppeltest.report/1", "run_id": "test-run", "finished_at": "2026-01-01T00:00:00Z",
+        "schema": "koppeltest.report/2", "run_id": "test-run", "finished_at": "2026-01-01T00:00:00Z",
         "interrupted": interrupted,
     });
     for (path, text) in [

@@ -22,7 +22,7 @@ use crate::exchange::Exchange;
 use crate::outcome::Outcome;
 
 /// The `schema` value of every report this version writes.
-pub const REPORT_SCHEMA: &str = "koppeltest.report/1";
+pub const REPORT_SCHEMA: &str = "koppeltest.report/2";
 
 /// What a scenario's result means for the run, after known deviations are taken into account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, JsonSchema)]
@@ -104,7 +104,8 @@ pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct RunReport {
-    /// Always `koppeltest.report/1` for this format.
+    /// Always `koppeltest.report/2` for this format (`/1` inlined every exchange and had no
+    /// `launch`, `page`, `exchanges_file` or `shard`).
     pub schema: String,
     pub run_id: String,
     pub koppeltest_version: String,
@@ -126,8 +127,12 @@ pub struct RunReport {
 impl RunReport {
     /// Reads the `report.json` of the finished run in `run_dir`.
     pub fn read(run_dir: &Path) -> Result<RunReport, String> {
-        let path = run_dir.join("report.json");
-        let text = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        RunReport::read_file(&run_dir.join("report.json")).map(|(r, _)| r)
+    }
+
+    /// Reads a `report.json`; with the SHA-256 of its bytes.
+    pub fn read_file(path: &Path) -> Result<(RunReport, String), String> {
+        let text = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
         let report: RunReport = serde_json::from_slice(&text)
             .map_err(|e| format!("{}: not a koppeltest report: {e}", path.display()))?;
         if report.schema != REPORT_SCHEMA {
@@ -137,7 +142,7 @@ impl RunReport {
                 report.schema
             ));
         }
-        Ok(report)
+        Ok((report, crate::ids::sha256_hex(&text)))
     }
 }
 
@@ -198,6 +203,9 @@ pub struct CellReport {
     /// configured like the row. Empty for a cell that judges the DVA only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sides: Vec<SideSummary>,
+    /// This cell's page, relative to the run folder (`cells/<row>/<column>/index.html`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
     /// Go, no-go or go with conditions, with the reasons (`crate::launch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<crate::launch::Launch>,
@@ -238,6 +246,7 @@ impl CellReport {
             dataset: dataset_summary(&scenarios),
             reliability: Reliability::no_soak(matrix.soak.max_age_days),
             sides: SideSummary::of(&scenarios),
+            page: None,
             launch: None,
             privacy_failures: scenarios.iter().filter(|s| s.privacy_failure).count(),
             row: row.to_string(),
@@ -643,12 +652,24 @@ pub struct ScenarioReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<TlsEndpoint>,
     /// Over `run --repeat N` (N > 1): how its runs went. The report shown is the first run
-    /// with a privacy failure, else the first that failed or errored, else the first.
+    /// with a privacy failure, else the first that failed, else the first that errored, else
+    /// the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
     /// This scenario's snapshot against the accepted one; absent with `--snapshots off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::snapshot::Drift>,
+    /// The scenario's recorded exchanges, relative to the run folder
+    /// (`cells/<row>/<column>/<side>/<scenario>.json`, a JSON array): `report.json` references
+    /// them instead of inlining every body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchanges_file: Option<String>,
+    /// How many exchanges that file holds.
+    #[serde(default)]
+    pub exchange_count: usize,
+    /// The exchanges themselves while the run holds them in memory; never in `report.json`
+    /// (see `exchanges_file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exchanges: Vec<Exchange>,
 }
 
@@ -691,13 +712,12 @@ pub fn join_repeats(mut runs: Vec<ScenarioReport>) -> Option<ScenarioReport> {
         pass_rate: passed as f64 / runs.len().max(1) as f64,
     };
     // A privacy failure in any run is the one shown: it must never hide behind another failure.
+    // Then a failure before an error: an errored run must not hide a failed one.
     let shown = runs
         .iter()
         .position(|r| r.privacy_failure)
-        .or_else(|| {
-            runs.iter()
-                .position(|r| matches!(r.outcome, Outcome::Fail | Outcome::Error))
-        })
+        .or_else(|| runs.iter().position(|r| r.outcome == Outcome::Fail))
+        .or_else(|| runs.iter().position(|r| r.outcome == Outcome::Error))
         .unwrap_or(0);
     if runs.is_empty() {
         return None;
@@ -833,18 +853,133 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError>
         })
 }
 
-/// Writes `report.json`, `junit.xml`, `matrix.html` and the launch list (`launch-<date>.json`
-/// and `.csv`) into `dir`.
-pub fn write_all(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
+/// The folder of a cell's page and exchange files, relative to the run folder.
+pub fn cell_dir(row: &str, column: &str) -> String {
+    format!(
+        "cells/{}/{}",
+        crate::snapshot::component(row),
+        crate::snapshot::component(column)
+    )
+}
+
+/// Where a scenario's exchanges go, relative to the run folder; `run` numbers the runs of a
+/// repeated scenario (`run --repeat N`), from 1.
+pub fn exchanges_path(row: &str, column: &str, side: Side, id: &str, run: Option<usize>) -> String {
+    let side = match side {
+        Side::Dva => "dva",
+        Side::Pgo => "pgo",
+    };
+    let stem = crate::snapshot::component(id);
+    match run {
+        Some(k) => format!("{}/{side}/{stem}.run-{k}.json", cell_dir(row, column)),
+        None => format!("{}/{side}/{stem}.json", cell_dir(row, column)),
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), WriteError> {
+    match path.parent() {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| WriteError {
+            path: parent.to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes `scenario`'s exchanges to its file (`relative` to `dir`, whole or not at all) and
+/// records the file and count in it; the exchanges stay in memory.
+pub fn write_exchanges(
+    scenario: &mut ScenarioReport,
+    dir: &Path,
+    relative: String,
+) -> Result<(), WriteError> {
+    let path = dir.join(&relative);
+    create_parent(&path)?;
+    let json = serde_json::to_vec_pretty(&scenario.exchanges).map_err(|e| WriteError {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    write_file(&path, &json)?;
+    scenario.exchange_count = scenario.exchanges.len();
+    scenario.exchanges_file = Some(relative);
+    Ok(())
+}
+
+/// Reads back the exchanges a scenario's file holds (none when it has no file).
+pub fn read_exchanges(scenario: &ScenarioReport, dir: &Path) -> Result<Vec<Exchange>, WriteError> {
+    let Some(relative) = &scenario.exchanges_file else {
+        return Ok(Vec::new());
+    };
+    let path = dir.join(relative);
+    let bytes = std::fs::read(&path).map_err(|source| WriteError {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| WriteError {
+        path,
+        source: std::io::Error::other(e),
+    })
+}
+
+/// Writes the reports into `dir`: each scenario's exchanges still in memory to its file, one
+/// page per cell (with the exchanges, read back from the files where the run no longer holds
+/// them), `report.json` (referencing the exchange files), `junit.xml`, `matrix.html` (the
+/// overview) and the launch list (`launch-<date>.json` and `.csv`). Sets each cell's `page`
+/// and each scenario's `exchanges_file`; one cell's exchanges are in memory at a time.
+pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
     std::fs::create_dir_all(dir).map_err(|source| WriteError {
         path: dir.to_path_buf(),
         source,
     })?;
-    let json = serde_json::to_vec_pretty(report).map_err(|e| WriteError {
+    // Each cell: its exchange files and its page. The exchanges are taken out while the rest is
+    // written, and put back, so a caller that held them still does.
+    let mut held: Vec<Vec<Vec<Exchange>>> = Vec::with_capacity(report.cells.len());
+    for i in 0..report.cells.len() {
+        let (row, column) = (report.cells[i].row.clone(), report.cells[i].column.clone());
+        for s in &mut report.cells[i].scenarios {
+            if s.exchanges_file.is_none() || !s.exchanges.is_empty() {
+                let relative = s
+                    .exchanges_file
+                    .clone()
+                    .unwrap_or_else(|| exchanges_path(&row, &column, s.side, &s.id, None));
+                write_exchanges(s, dir, relative)?;
+            }
+        }
+        let page = format!("{}/index.html", cell_dir(&row, &column));
+        report.cells[i].page = Some(page.clone());
+        let mut cell = report.cells[i].clone();
+        for s in &mut cell.scenarios {
+            if s.exchanges.is_empty() {
+                s.exchanges = read_exchanges(s, dir)?;
+            }
+        }
+        let html =
+            html::render_cell(report, &cell, "../../../matrix.html").map_err(|e| WriteError {
+                path: dir.join(&page),
+                source: std::io::Error::other(e),
+            })?;
+        drop(cell);
+        let path = dir.join(&page);
+        create_parent(&path)?;
+        write_file(&path, html.as_bytes())?;
+        held.push(
+            report.cells[i]
+                .scenarios
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.exchanges))
+                .collect(),
+        );
+    }
+    let json = serde_json::to_vec_pretty(&*report).map_err(|e| WriteError {
         path: dir.join("report.json"),
         source: std::io::Error::other(e),
-    })?;
-    write_file(&dir.join("report.json"), &json)?;
+    });
+    for (cell, exchanges) in report.cells.iter_mut().zip(held) {
+        for (s, x) in cell.scenarios.iter_mut().zip(exchanges) {
+            s.exchanges = x;
+        }
+    }
+    write_file(&dir.join("report.json"), &json?)?;
     write_file(&dir.join("junit.xml"), junit::render(report).as_bytes())?;
     let html = html::render(report).map_err(|e| WriteError {
         path: dir.join("matrix.html"),

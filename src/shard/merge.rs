@@ -48,7 +48,16 @@ fn tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, MergeError> {
                 entry.map_err(|e| MergeError::Io(format!("read {}: {e}", path.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let relative = format!("{prefix}{name}");
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let kind = entry
+                .file_type()
+                .map_err(|e| MergeError::Io(format!("read {}: {e}", entry.path().display())))?;
+            if kind.is_symlink() {
+                return Err(invalid(format!(
+                    "{}: a link; koppeltest writes none into a run folder",
+                    entry.path().display()
+                )));
+            }
+            if kind.is_dir() {
                 stack.push((entry.path(), format!("{relative}/")));
             } else {
                 let bytes = std::fs::read(entry.path())
@@ -94,15 +103,32 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
             inputs,
         });
     }
+    // report.json is outside input: bound what it says before anything is sized by it.
+    for p in &parts {
+        if p.report
+            .shard
+            .as_ref()
+            .is_some_and(|s| s.count > 1000 || !(1..=s.count).contains(&s.index))
+        {
+            return Err(invalid(format!(
+                "{}: not a shard K/N with 1 ≤ K ≤ N ≤ 1000",
+                p.dir.display()
+            )));
+        }
+    }
     parts.sort_by_key(|p| p.report.shard.as_ref().map_or(0, |s| s.index));
     let first = &parts[0];
-    let info = first.report.shard.clone().unwrap_or_else(|| unreachable!());
+    let Some(info) = first.report.shard.clone() else {
+        return Err(invalid(format!("{}: not a shard", first.dir.display())));
+    };
     let indexes: Vec<usize> = parts
         .iter()
         .map(|p| p.report.shard.as_ref().map_or(0, |s| s.index))
         .collect();
     for p in &parts {
-        let s = p.report.shard.as_ref().unwrap_or_else(|| unreachable!());
+        let Some(s) = p.report.shard.as_ref() else {
+            return Err(invalid(format!("{}: not a shard", p.dir.display())));
+        };
         if s.count != info.count {
             return Err(invalid(format!(
                 "{} is shard {}/{}, {} is shard {}/{}: not shards of one run",
@@ -114,11 +140,27 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
                 s.count
             )));
         }
+        let same_matrix = serde_json::to_value(&p.report.matrix).ok()
+            == serde_json::to_value(&first.report.matrix).ok();
+        let mode = |r: &RunReport| r.snapshots.as_ref().map(|s| s.mode);
         if s.scenario_order != info.scenario_order
             || p.report.koppeltest_version != first.report.koppeltest_version
+            || !same_matrix
         {
             return Err(invalid(format!(
-                "{} and {} ran other scenarios or another koppeltest version",
+                "{} and {} ran other scenarios, another matrix or another koppeltest version",
+                first.dir.display(),
+                p.dir.display()
+            )));
+        }
+        if s.repeat != info.repeat
+            || s.durations_sha256 != info.durations_sha256
+            || s.units_total != info.units_total
+            || mode(&p.report) != mode(&first.report)
+        {
+            return Err(invalid(format!(
+                "{} and {} were not sliced alike: give every shard the same --repeat, \
+                 --durations and --snapshots",
                 first.dir.display(),
                 p.dir.display()
             )));
@@ -139,7 +181,7 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
             )));
         }
     }
-    let expected: Vec<usize> = (1..=info.count).collect();
+    let expected: Vec<usize> = (1..=info.count.min(1000)).collect();
     if indexes != expected {
         let have: BTreeSet<usize> = indexes.iter().copied().collect();
         let missing: Vec<String> = expected
@@ -164,6 +206,19 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
             } else {
                 format!(" given twice {}", twice.join(", "))
             }
+        )));
+    }
+    // Every unit ran in exactly one shard, unless a shard was interrupted (then the merged run
+    // is too, and says so).
+    let here: usize = parts
+        .iter()
+        .filter_map(|p| p.report.shard.as_ref())
+        .map(|s| s.units_here)
+        .sum();
+    if here != info.units_total {
+        return Err(invalid(format!(
+            "the shards ran {here} units of {}: not the slices of one run",
+            info.units_total
         )));
     }
     Ok(parts)
@@ -281,6 +336,23 @@ pub fn merge(dirs: &[PathBuf], out: &Path, run_id: &str) -> Result<RunReport, Me
     let matrix = Matrix::parse(&matrix_path, &matrix_text).map_err(|e| invalid(e.to_string()))?;
     let cells = merge_cells(&parts, &matrix)?;
     let interrupted = parts.iter().any(|p| p.report.interrupted);
+    let scenarios = first
+        .report
+        .shard
+        .as_ref()
+        .map_or(0, |s| s.scenario_order.len());
+    let dva_side = cells
+        .iter()
+        .flat_map(|c| &c.scenarios)
+        .filter(|s| s.side == Side::Dva)
+        .count();
+    let expected = first.report.matrix.rows.len() * first.report.matrix.columns.len() * scenarios;
+    if !interrupted && dva_side != expected {
+        return Err(invalid(format!(
+            "the shards hold {dva_side} of the run's {expected} scenario results: a shard is \
+             incomplete"
+        )));
+    }
     let started_at = parts
         .iter()
         .map(|p| p.report.started_at.clone())
@@ -316,13 +388,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path, run_id: &str) -> Result<RunReport, Me
     let day =
         crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
     crate::launch::decide_all(&mut report, day);
-    write(&parts, &report, out)?;
+    write(&parts, &mut report, out)?;
     Ok(report)
 }
 
-/// The merged run folder: the first shard's inputs and VERSION, every shard's run snapshots,
-/// `events.jsonl` of all shards in shard order, and the reports.
-fn write(parts: &[Part], report: &RunReport, out: &Path) -> Result<(), MergeError> {
+/// The merged run folder: the first shard's inputs and VERSION, every shard's run snapshots
+/// and exchange files, `events.jsonl` of all shards in shard order, and the reports (cell pages
+/// read the exchanges back from the copied files).
+fn write(parts: &[Part], report: &mut RunReport, out: &Path) -> Result<(), MergeError> {
     let io =
         |path: &Path, e: std::io::Error| MergeError::Io(format!("write {}: {e}", path.display()));
     let put = |relative: &str, bytes: &[u8]| -> Result<(), MergeError> {
@@ -350,10 +423,17 @@ fn write(parts: &[Part], report: &RunReport, out: &Path) -> Result<(), MergeErro
             bytes.push(b'\n');
         }
         events.extend(bytes);
-        let snapshots = p.dir.join("snapshots");
-        if snapshots.is_dir() {
-            for (name, bytes) in tree(&snapshots)? {
-                put(&format!("snapshots/{name}"), &bytes)?;
+        // Run snapshots, and the exchange files report.json references (cells/ also holds
+        // the shard's cell pages, which are written again for the merged run).
+        for sub in ["snapshots", "cells"] {
+            let from = p.dir.join(sub);
+            if from.is_dir() {
+                for (name, bytes) in tree(&from)? {
+                    if sub == "cells" && !name.ends_with(".json") {
+                        continue;
+                    }
+                    put(&format!("{sub}/{name}"), &bytes)?;
+                }
             }
         }
     }

@@ -63,6 +63,12 @@ pub struct ShardInfo {
     /// Units in the whole run, and in this shard.
     pub units_total: usize,
     pub units_here: usize,
+    /// `run --repeat N`.
+    pub repeat: usize,
+    /// The SHA-256 of the `--durations` report the shards were balanced by, if any: every shard
+    /// must have had the same, or their slices do not fit together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durations_sha256: Option<String>,
 }
 
 /// One thing a shard runs.
@@ -178,12 +184,18 @@ fn known_durations(prepared: &Prepared, units: &[Unit], durations: &Durations) -
         .collect()
 }
 
-/// The units of `shard`.
+/// The units of `shard` (each run `repeat` times); `durations` with the SHA-256 of the report
+/// they come from.
 pub fn select(
     prepared: &Prepared,
     shard: Shard,
-    durations: Option<&Durations>,
+    durations: Option<(&Durations, String)>,
+    repeat: usize,
 ) -> (Vec<Unit>, ShardInfo) {
+    let (durations, durations_sha256) = match durations {
+        Some((d, sha)) => (Some(d), Some(sha)),
+        None => (None, None),
+    };
     let all = units(prepared);
     let known = durations.map_or_else(
         || vec![None; all.len()],
@@ -202,6 +214,8 @@ pub fn select(
         scenario_order: prepared.scenarios.iter().map(|s| s.id.clone()).collect(),
         units_total: all.len(),
         units_here: mine.len(),
+        repeat,
+        durations_sha256,
     };
     (mine, info)
 }

@@ -67,7 +67,7 @@ fn default_run_writes_four_valid_reports_and_exits_zero() {
         errors.is_empty(),
         "report.json does not validate: {errors:?}"
     );
-    assert_eq!(report["schema"], "koppeltest.report/1");
+    assert_eq!(report["schema"], "koppeltest.report/2");
     assert_eq!(report["summary"]["exit_code"], 0);
 
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
@@ -93,12 +93,36 @@ fn default_run_writes_four_valid_reports_and_exits_zero() {
 
     let html = std::fs::read_to_string(dir.join("matrix.html")).unwrap();
     assert!(
-        html.contains("<table class=\"matrix\">") && html.contains("cell-sim-conform-pgo-alfa")
+        html.contains("<table class=\"matrix\">")
+            && html.contains("href=\"cells/sim-conform/pgo-alfa/index.html\"")
     );
     assert!(
         !html.contains("<script"),
         "matrix.html is self-contained and static"
     );
+    // Every cell has its page and every scenario its exchanges file, as report.json names them.
+    for cell in report["cells"].as_array().unwrap() {
+        let page = std::fs::read_to_string(dir.join(cell["page"].as_str().unwrap())).unwrap();
+        assert!(!page.contains("<script"), "cell pages are static");
+        assert!(page.contains(&format!(
+            "id=\"cell-{}-{}\"",
+            cell["row"].as_str().unwrap(),
+            cell["column"].as_str().unwrap()
+        )));
+        for sc in cell["scenarios"].as_array().unwrap() {
+            assert!(
+                sc.get("exchanges").is_none(),
+                "report.json inlines no exchanges"
+            );
+            let file = dir.join(sc["exchanges_file"].as_str().unwrap());
+            let exchanges: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            assert_eq!(
+                exchanges.as_array().unwrap().len() as u64,
+                sc["exchange_count"].as_u64().unwrap()
+            );
+        }
+    }
 
     let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
     assert_eq!(
@@ -564,9 +588,12 @@ fn a_scenario_that_both_passes_and_fails_is_flaky_in_every_report() {
     assert!(junit.contains(&format!("FLAKY ({rate}")), "{junit}");
     assert!(junit.contains("<failure"), "a failure in JUnit, not a pass");
     let html = std::fs::read_to_string(dir.join("matrix.html")).unwrap();
+    assert!(html.contains("v-flaky"), "matrix.html: the cell is flaky");
+    let page = report["cells"][0]["page"].as_str().unwrap();
+    let html = std::fs::read_to_string(dir.join(page)).unwrap();
     assert!(
         html.contains("badge v-flaky") && html.contains(&rate),
-        "matrix.html"
+        "the cell's page"
     );
     std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).ok();
 }

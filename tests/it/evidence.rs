@@ -202,10 +202,21 @@ fn a_fresh_bundle_verifies_and_a_changed_byte_is_refused() {
             "{expected} not in {names:?}"
         );
     }
-    // The run's launch list, dated by the run, as JSON and CSV.
+    // The run's launch list, dated by the run, as JSON and CSV; the cell's page and its two
+    // scenarios' exchange files.
     let launch: Vec<&String> = names.iter().filter(|n| n.starts_with("launch-")).collect();
     assert_eq!(launch.len(), 2, "{names:?}");
-    assert_eq!(names.len(), 18, "{names:?}");
+    for expected in [
+        "cells/row/col/index.html",
+        "cells/row/col/dva/flow.happy-path.json",
+        "cells/row/col/dva/auth.state-echoed.json",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not in {names:?}"
+        );
+    }
+    assert_eq!(names.len(), 21, "{names:?}");
 
     // A changed byte in a file inside the bundle.
     let original = std::fs::read(&bundle).unwrap();

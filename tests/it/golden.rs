@@ -38,6 +38,8 @@ struct Golden {
     prepared: Arc<Prepared>,
     finished: Vec<Finished>,
     report: RunReport,
+    /// Where `report::write_all` wrote the reports of the run.
+    dir: std::path::PathBuf,
 }
 
 /// The one run every golden test reads (the test binary's threads share it).
@@ -58,17 +60,20 @@ fn golden() -> &'static Golden {
         let finished = tokio::runtime::Runtime::new()
             .expect("runtime")
             .block_on(crate::helpers::run(prepared.clone()));
-        let report = runner::build_report(
+        let mut report = runner::build_report(
             &prepared,
             "golden-run",
             "2026-01-01T00:00:00Z",
             &finished,
             false,
         );
+        let dir = crate::helpers::temp_dir("golden");
+        report::write_all(&mut report, &dir).expect("the reports are written");
         Golden {
             prepared,
             finished,
             report,
+            dir,
         }
     })
 }
@@ -84,8 +89,12 @@ fn text_filters() -> Vec<(&'static str, &'static str)> {
             r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
             "[uuid]",
         ),
-        // State and RelayState values and SAML ids: random hex.
-        (r"\b((?:state|RelayState)=)[0-9a-f]{8,}", "$1[random]"),
+        // State and RelayState values and SAML ids: random hex (where nine of its digits
+        // happen to pass the 11-check, the redactor has put a [bsn] label into it).
+        (
+            r"\b((?:state|RelayState)=)(?:[0-9a-f]|\[bsn\])+",
+            "$1[random]",
+        ),
         (r"\b_[0-9a-f]{16,}\b", "_[id]"),
         // Certificate fingerprints: the test PKI is generated per run.
         (r"(SHA-256 )[0-9a-f]+", "$1[fingerprint]"),
@@ -168,7 +177,12 @@ fn golden_report_json() {
         settings.add_filter(pattern, replacement);
     }
     settings.bind(|| {
-        insta::assert_json_snapshot!("report", g.report, {
+        // report.json as written: the exchanges are in files of their own, referenced.
+        let written: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(g.dir.join("report.json")).expect("report.json"),
+        )
+        .expect("report.json is JSON");
+        insta::assert_json_snapshot!("report", written, {
             ".run_id" => "[run-id]",
             ".started_at" => "[timestamp]",
             ".finished_at" => "[timestamp]",
@@ -178,15 +192,41 @@ fn golden_report_json() {
             ".cells[].timing.resource_max_ms" => "[ms]",
             ".cells[].scenarios[].duration_ms" => "[ms]",
             ".cells[].scenarios[].steps[].duration_ms" => "[ms]",
-            ".cells[].scenarios[].exchanges[].elapsed_ms" => "[ms]",
-            ".cells[].scenarios[].exchanges[].recorded_at" => "[timestamp]",
-            ".cells[].scenarios[].exchanges[].client_certificate.sha256" => "[fingerprint]",
-            ".cells[].scenarios[].exchanges[].request_headers" => insta::dynamic_redaction(|v, _| header_names(v)),
-            ".cells[].scenarios[].exchanges[].response_headers" => insta::dynamic_redaction(|v, _| header_names(v)),
+        });
+    });
+}
+
+#[test]
+fn golden_exchange_files() {
+    let g = golden();
+    // The files report.json references, as written: every scenario's exchanges.
+    let files: Vec<serde_json::Value> = g.report.cells[0]
+        .scenarios
+        .iter()
+        .map(|s| {
+            let path = s.exchanges_file.as_deref().expect("an exchanges file");
+            let exchanges: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(g.dir.join(path)).unwrap()).unwrap();
+            assert_eq!(exchanges.as_array().unwrap().len(), s.exchange_count);
+            serde_json::json!({ "file": path, "exchanges": exchanges })
+        })
+        .collect();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    for (pattern, replacement) in text_filters() {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.bind(|| {
+        insta::assert_json_snapshot!("exchange-files", files, {
+            "[].exchanges[].elapsed_ms" => "[ms]",
+            "[].exchanges[].recorded_at" => "[timestamp]",
+            "[].exchanges[].client_certificate.sha256" => "[fingerprint]",
+            "[].exchanges[].request_headers" => insta::dynamic_redaction(|v, _| header_names(v)),
+            "[].exchanges[].response_headers" => insta::dynamic_redaction(|v, _| header_names(v)),
             // The bodies hold SAML ids, instants, signatures and whole FHIR Bundles; the DVA's
             // answers have outlines of their own below.
-            ".cells[].scenarios[].exchanges[].request_body" => "[body]",
-            ".cells[].scenarios[].exchanges[].response_body" => "[body]",
+            "[].exchanges[].request_body" => "[body]",
+            "[].exchanges[].response_body" => "[body]",
         });
     });
 }
@@ -271,8 +311,15 @@ fn html_outline(html: &str) -> String {
 #[test]
 fn golden_html_outline() {
     let g = golden();
-    let html = report::html::render(&g.report).expect("matrix.html renders");
+    let html = std::fs::read_to_string(g.dir.join("matrix.html")).expect("matrix.html");
     with_text_filters(|| insta::assert_snapshot!("html-outline", html_outline(&html)));
+    // The cell's own page: its scenarios, checks and exchanges.
+    let page = g.report.cells[0]
+        .page
+        .as_deref()
+        .expect("the cell has a page");
+    let html = std::fs::read_to_string(g.dir.join(page)).expect("the cell page");
+    with_text_filters(|| insta::assert_snapshot!("html-cell-outline", html_outline(&html)));
 }
 
 /// An XML document's elements and attributes, indented; certificates and signature values

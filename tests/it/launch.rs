@@ -11,14 +11,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
 /// Two simulated rows with their failures declared as known deviations: one replays codes
 /// (token-family MUSTs, waived until `expires` when given: `token.code-replay` by scenario, and
-/// `token.replay-revokes`, which fails rfc6749#5.2 too, by requirement), one shares S/O lines
-/// (privacy).
+/// `token.replay-revokes`, which fails core.tknint.204 and rfc6749#5.2, by a waiver of each
+/// requirement), one shares S/O lines (privacy).
 fn matrix(waiver_expires: Option<&str>) -> String {
     let waiver = waiver_expires.map_or(String::new(), |d| {
         format!(
             "[[his.waiver]]\nscenario = \"token.code-replay\"\nreason = \"fix scheduled in release 7.2\"\n\
              owner = \"regio-coalitie test lead\"\nexpires = \"{d}\"\n\
              [[his.waiver]]\nrequirement = \"rfc6749#5.2\"\nreason = \"the same fix\"\n\
+             owner = \"regio-coalitie test lead\"\nexpires = \"{d}\"\n\
+             [[his.waiver]]\nrequirement = \"core.tknint.204\"\nreason = \"the same fix\"\n\
              owner = \"regio-coalitie test lead\"\nexpires = \"{d}\"\n"
         )
     });

@@ -36,7 +36,7 @@ async fn reports_contain_none_of_the_secrets_the_run_saw() {
     );
 
     let dir = temp_dir("privacy");
-    let report = runner::build_report(
+    let mut report = runner::build_report(
         &prepared,
         "test-run",
         "2026-01-01T00:00:00Z",
@@ -44,7 +44,7 @@ async fn reports_contain_none_of_the_secrets_the_run_saw() {
         false,
     );
     let run_dir = dir.join("run");
-    report::write_all(&report, &run_dir).unwrap();
+    report::write_all(&mut report, &run_dir).unwrap();
     // As `koppeltest run` writes them: the events as they came, the inputs as run.
     let events: String = finished
         .iter()

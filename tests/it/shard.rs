@@ -111,7 +111,7 @@ fn essence(report: &Value) -> Value {
                         "verdict": s["verdict"], "known": s["known_deviation"],
                         "privacy": s["privacy_failure"], "failed": s["failed_requirements"],
                         "checks": checks, "drift": s["drift"]["state"],
-                        "exchanges": s["exchanges"].as_array().map(Vec::len),
+                        "exchanges": s["exchange_count"], "file": s["exchanges_file"],
                     })
                 })
                 .collect();
@@ -235,6 +235,13 @@ fn assert_same_run(whole: &Path, merged: &Path) {
     );
     assert!(merged.join("matrix.html").exists());
     assert!(merged.join("inputs/matrix.toml").exists());
+    // Every page and exchange file the merged report names is there.
+    for cell in b["cells"].as_array().unwrap() {
+        assert!(merged.join(cell["page"].as_str().unwrap()).is_file());
+        for s in cell["scenarios"].as_array().unwrap() {
+            assert!(merged.join(s["exchanges_file"].as_str().unwrap()).is_file());
+        }
+    }
 }
 
 #[test]
@@ -287,6 +294,10 @@ fn a_sharded_run_merged_equals_the_unsharded_run() {
     assert_eq!(out.status.code(), Some(whole_code));
     assert_same_run(&whole, &dir.join("merged-balanced"));
 
+    // A shard sliced otherwise (here: every scenario twice) does not fit the others.
+    run(&dir, "repeated-1", &["--shard", "1/3", "--repeat", "2"]);
+    let repeated = dir.join("repeated-1/latest");
+
     // What is not one run is refused, with the reason.
     for (runs, needle) in [
         (vec![parts[0].clone(), parts[1].clone()], "missing 3/3"),
@@ -298,6 +309,10 @@ fn a_sharded_run_merged_equals_the_unsharded_run() {
         (
             vec![parts[0].clone(), balanced[1].clone()],
             "not shards of one run",
+        ),
+        (
+            vec![repeated, parts[1].clone(), parts[2].clone()],
+            "were not sliced alike",
         ),
     ] {
         let out = merge(&runs, &dir.join("refused"));
