@@ -997,7 +997,13 @@ async fn run(args: RunArgs) -> i32 {
                     } else if repeat == 1 {
                         report.exchanges = Vec::new();
                     }
-                    let kept = std::mem::take(&mut report.exchanges);
+                    // The line references the file; where it could not be written, the line
+                    // carries the exchanges themselves.
+                    let kept = if report.exchanges_file.is_some() {
+                        std::mem::take(&mut report.exchanges)
+                    } else {
+                        Vec::new()
+                    };
                     let line = serde_json::json!({
                         "row": row_id, "column": column_id, "scenario": *report,
                     });
@@ -1008,7 +1014,10 @@ async fn run(args: RunArgs) -> i32 {
                         Ok(()) => {
                             progress.set_message(format!("{} × {}: {} {}", prepared.rows[row].row.id, prepared.matrix.columns[column].id, report.id, report.verdict.label()));
                             progress.inc(1);
-                            finished.push(Finished { row, column, scenario, report: *report, secrets });
+                            // The secrets the log redacted are for the tests' leak checks; a run
+                            // keeps none of them.
+                            drop(secrets);
+                            finished.push(Finished { row, column, scenario, report: *report, secrets: Vec::new() });
                         }
                         Err(e) => {
                             write_failure.get_or_insert(format!("failed to write {}: {e}", events_path.display()));
@@ -1222,8 +1231,11 @@ fn report_folder_failed(
     );
     let mut report = runner::build_report(prepared, run_id, started_at, finished, true);
     report.summary.exit_code = exit::ENVIRONMENT;
-    if let Err(e) = crate::report::write_all(&mut report, run_dir) {
+    // report.json first: the verdicts matter most, and the rest may fail as the run did.
+    if let Err(e) = crate::report::write_report_json(&report, run_dir) {
         eprintln!("error: no report was written either: {e}");
+    } else if let Err(e) = crate::report::write_all(&mut report, run_dir) {
+        eprintln!("error: report.json was written, the other reports not: {e}");
     }
     exit::ENVIRONMENT
 }
@@ -1409,6 +1421,7 @@ async fn serve_dva(args: ServeDvaArgs) -> i32 {
         );
     };
     let tvs = crate::tvs::TvsConfig {
+        clock: Default::default(),
         front_host: args.tvs_front_host.clone(),
         back_host: args.tvs_back_host.clone(),
         bsn: prepared.matrix.tvs.bsn.clone(),
@@ -1529,6 +1542,7 @@ async fn serve_tvs(args: ServeTvsArgs) -> i32 {
         None => pki.roots(crate::pki::Channel::Back),
     };
     let cfg = crate::tvs::TvsConfig {
+        clock: Default::default(),
         front_host: args.front_host.clone(),
         back_host: args.back_host.clone(),
         bsn: args.bsn.clone(),

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod checks;
 pub mod cli;
+pub mod clock;
 pub mod dva;
 pub mod evidence;
 pub mod exchange;

@@ -103,3 +103,8 @@ pub const MAX_COLLECT_REFRESHES: usize = 64;
 /// The longest one connection through the PGO suite's front-channel router lives, in seconds,
 /// idle or not (a browser keeps one open a while; a finished suite must not wait on it).
 pub const ROUTED_CONNECTION_S: u64 = 600;
+
+/// The longest row, column or scenario id: ids name folders and files of a run
+/// (`cells/<row>/<column>/…`), and a file name may have 255 bytes on common file systems, with
+/// room left for suffixes such as `.run-10.json`.
+pub const MAX_ID_BYTES: usize = 100;

@@ -72,7 +72,8 @@ pub struct Matrix {
     /// that it must.
     #[serde(default)]
     pub lab_window: LabWindowPolicy,
-    /// The longest a `wait` step may wait; longer waits are skipped with the reason.
+    /// The longest a `wait` step may really wait (against an external DVA; against a simulated
+    /// one it advances the clock and costs nothing); longer waits are skipped with the reason.
     #[serde(default = "max_wait_s")]
     pub max_wait_s: u64,
     /// How TLS and certificates are judged.
@@ -442,9 +443,9 @@ pub enum DvaTarget {
     },
 }
 
-/// Lifetimes of a row's codes and tokens. For a simulated DVA they configure it (short ones let
-/// the expiry scenarios run in seconds); for an external one `code_s` states what the vendor
-/// says, and `wait` steps wait that long.
+/// Lifetimes of a row's codes and tokens. For a simulated DVA they configure it, and `wait` steps
+/// advance its clock past them (no real wait, whatever the lifetime); for an external one
+/// `code_s` states what the vendor says, and `wait` steps really wait that long.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifetimeSettings {
@@ -821,6 +822,47 @@ impl Matrix {
                     "id",
                     format!("id {id:?} is used twice"),
                 ));
+            }
+        }
+        // Ids name folders and files of the run (cells/<row>/<column>/…, snapshots): two that
+        // would share one, on any file system, or a name too long for one, are refused.
+        let named = [
+            (
+                "his.id",
+                self.rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ),
+            (
+                "pgo.id",
+                self.columns.iter().map(|c| c.id.as_str()).collect(),
+            ),
+            (
+                "scenario id",
+                scenarios.iter().map(|s| s.id.as_str()).collect(),
+            ),
+        ];
+        for (field, ids) in named {
+            let mut files: std::collections::BTreeMap<String, &str> = Default::default();
+            for id in ids {
+                let file = crate::snapshot::component(id).to_lowercase();
+                if id.len() > crate::limits::MAX_ID_BYTES {
+                    return Err(invalid(
+                        &format!("\"{id}\""),
+                        field,
+                        format!(
+                            "{id:?} is longer than {} bytes, too long for a file name",
+                            crate::limits::MAX_ID_BYTES
+                        ),
+                    ));
+                }
+                if let Some(other) = files.insert(file, id) {
+                    return Err(invalid(
+                        &format!("\"{id}\""),
+                        field,
+                        format!(
+                            "{id:?} and {other:?} would share one file name in the reports; rename one"
+                        ),
+                    ));
+                }
             }
         }
         for c in &self.columns {

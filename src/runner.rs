@@ -373,6 +373,7 @@ pub fn dva_config(prepared: &Prepared, row: &PreparedRow) -> Option<DvaConfig> {
             .and_then(|u| u.host_str().map(str::to_string))
     };
     Some(DvaConfig {
+        clock: Default::default(),
         id: row.row.id.clone(),
         practice: row.row.practice.clone(),
         front_host: host(&row.endpoints.authorization)?,
@@ -450,6 +451,8 @@ struct Servers {
     dva: dva::DvaServers,
     tvs: tvs::TvsServers,
     hosts: HostMap,
+    /// The clock the DVA and the mock TVS share: `wait` advances it.
+    clock: crate::clock::Clock,
 }
 
 impl Servers {
@@ -506,6 +509,7 @@ async fn shared_tvs(
                 .await
                 .map_err(|e| e.to_string())?;
             let cfg = TvsConfig {
+                clock: Default::default(),
                 front_host: ext.tvs.front_host.clone(),
                 back_host: ext.tvs.back_host.clone(),
                 bsn: prepared.matrix.tvs.bsn.clone(),
@@ -643,7 +647,9 @@ async fn start_servers(
     row: &PreparedRow,
     log: &ExchangeLog,
 ) -> Result<Servers, String> {
-    let cfg = dva_config(prepared, row).ok_or("the row's ZAL endpoints have no host names")?;
+    let mut cfg = dva_config(prepared, row).ok_or("the row's ZAL endpoints have no host names")?;
+    let clock = crate::clock::Clock::default();
+    cfg.clock = clock.clone();
     let pki = &prepared.pki;
     let (tvs_front, tvs_back) = tvs_hosts();
     let bind = || crate::tls::bind("127.0.0.1:0");
@@ -665,6 +671,7 @@ async fn start_servers(
     let sp = parse_metadata(&cfg.metadata(pki).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     let tvs_cfg = TvsConfig {
+        clock: clock.clone(),
         front_host: tvs_front,
         back_host: tvs_back,
         bsn: prepared.matrix.tvs.bsn.clone(),
@@ -680,7 +687,12 @@ async fn start_servers(
         .map_err(|e| e.to_string())?;
     let dva = dva::start(cfg, pki, idp, l_dva_front, l_dva_back, &hosts, log.clone())
         .map_err(|e| e.to_string())?;
-    Ok(Servers { dva, tvs, hosts })
+    Ok(Servers {
+        dva,
+        tvs,
+        hosts,
+        clock,
+    })
 }
 
 fn pgo_for(
@@ -769,7 +781,8 @@ pub async fn run_scenario(
                         reason: reason.clone(),
                     }
                 } else if let Step::Wait(w) = step {
-                    let waited = wait(prepared, row, w, &results).await;
+                    let clock = servers.as_ref().map(|s| &s.clock);
+                    let waited = wait(prepared, row, w, &results, clock).await;
                     // After a skipped wait, what follows would judge the wrong thing: skip it too.
                     if let StepResult::Skipped { reason } = &waited {
                         skip_rest = Some(reason.clone());
@@ -945,13 +958,15 @@ fn tls_facts(
         .collect()
 }
 
-/// Waits past a code's or an access token's lifetime, or skips when that is longer than the
-/// matrix allows.
+/// Waits past a code's or an access token's lifetime: against simulated parties by advancing
+/// their `clock` (no time passes), against an external DVA for real, and then skipped when that
+/// is longer than the matrix allows.
 async fn wait(
     prepared: &Prepared,
     row: &PreparedRow,
     w: &crate::scenario::WaitStep,
     results: &BTreeMap<String, StepResult>,
+    clock: Option<&crate::clock::Clock>,
 ) -> StepResult {
     let lifetime = match (w.past, &w.token_from) {
         (crate::scenario::Expiry::Code, _) => Some(row.row.target.lifetimes().code_s),
@@ -968,6 +983,13 @@ async fn wait(
     };
     // Saturating: expires_in is the DVA's number, and u64::MAX must not overflow.
     let seconds = lifetime.saturating_add(w.margin_s);
+    if let Some(clock) = clock {
+        clock.advance(Duration::from_secs(seconds));
+        return StepResult::Waited {
+            seconds,
+            advanced: true,
+        };
+    }
     if seconds > prepared.matrix.max_wait_s {
         return StepResult::Skipped {
             reason: format!(
@@ -977,7 +999,10 @@ async fn wait(
         };
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    StepResult::Waited { seconds }
+    StepResult::Waited {
+        seconds,
+        advanced: false,
+    }
 }
 
 async fn run_step(
@@ -1072,7 +1097,14 @@ fn summarize(result: &StepResult) -> String {
     match result {
         StepResult::NotRun { reason } => format!("not run: {reason}"),
         StepResult::Skipped { reason } => format!("skipped: {reason}"),
-        StepResult::Waited { seconds } => format!("waited {seconds} s"),
+        StepResult::Waited {
+            seconds,
+            advanced: false,
+        } => format!("waited {seconds} s"),
+        StepResult::Waited {
+            seconds,
+            advanced: true,
+        } => format!("waited {seconds} s on the simulated parties' clock (advanced, no real wait)"),
         StepResult::Tls(t) => {
             let versions: Vec<String> = t
                 .scan

@@ -16,9 +16,11 @@ pub enum StepResult {
     NotRun {
         reason: String,
     },
-    /// A wait step waited this long.
+    /// A wait step waited this long: for real, or (`advanced`) by advancing the simulated
+    /// parties' clock.
     Waited {
         seconds: u64,
+        advanced: bool,
     },
     /// The step cannot be exercised against this target (e.g. no second PGO identity for an
     /// external DVA); its checks are skipped, not failed.

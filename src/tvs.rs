@@ -29,7 +29,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -69,6 +68,8 @@ pub struct TvsConfig {
     pub service_providers: Vec<EntityMetadata>,
     /// CAs the DVs' back-channel client certificates chain to (artifact resolution is mTLS).
     pub client_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The time of its assertions and artifacts: a scenario's simulated DVA shares it.
+    pub clock: crate::clock::Clock,
 }
 
 impl TvsConfig {
@@ -407,7 +408,7 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
     } else {
         LoginStatus::Success
     };
-    let now = OffsetDateTime::now_utc();
+    let now = tvs.cfg.clock.utc();
     let mut spec = AssertionSpec {
         tvs_entity: TVS_ENTITY_ID.to_string(),
         audience: pending.sp.entity_id.clone(),
@@ -436,10 +437,10 @@ async fn login(State(tvs): State<Arc<Tvs>>, body: Bytes) -> Response {
     let artifact = saml::new_artifact(&fault.map_or(TVS_ENTITY_ID.to_string(), |f| {
         f.artifact_issuer(TVS_ENTITY_ID)
     }));
-    let created = Instant::now();
+    let created = tvs.cfg.clock.instant();
     let mut artifacts = lock(&tvs.artifacts);
     // A long-running TVS forgets artifacts past their lifetime: they can no longer resolve.
-    artifacts.retain(|_, a| a.created.elapsed() <= tvs.cfg.artifact_lifetime);
+    artifacts.retain(|_, a| tvs.cfg.clock.since(a.created) <= tvs.cfg.artifact_lifetime);
     artifacts.insert(
         artifact.clone(),
         Issued {
@@ -524,7 +525,7 @@ fn resolve(tvs: &Tvs, xml: &str) -> (ExchangeLog, (StatusCode, String)) {
         match artifacts.get_mut(&resolve.artifact) {
             Some(a)
                 if !a.used
-                    && a.created.elapsed() <= tvs.cfg.artifact_lifetime
+                    && tvs.cfg.clock.since(a.created) <= tvs.cfg.artifact_lifetime
                     && a.spec.encrypt_for == resolve.issuer =>
             {
                 // Single use: spent on first resolution.

@@ -262,6 +262,7 @@ impl Bench {
                 .saturating_add(k as u16)
                 .clamp(9000, 9999);
             configs.push(DvaConfig {
+                clock: Default::default(),
                 // One key pair for all the suite's DVs: their entity ids differ.
                 id: format!("pgo-suite-{rowtag}"),
                 practice: p.name.clone(),
@@ -301,6 +302,7 @@ impl Bench {
             sps.push(crate::saml::parse_metadata(&md).map_err(|e| e.to_string())?);
         }
         let tvs_cfg = crate::tvs::TvsConfig {
+            clock: Default::default(),
             front_host: tvs_front.clone(),
             back_host: tvs_back.clone(),
             bsn: prepared.matrix.tvs.bsn.clone(),

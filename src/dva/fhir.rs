@@ -128,7 +128,7 @@ pub async fn search(
             .map(str::trim);
         if let Some(g) = token.and_then(|t| Dva::lock(&dva.access).get(t).cloned()) {
             let expired = super::TokenGrant {
-                expires: tokio::time::Instant::now(),
+                expires: dva.cfg.clock.instant(),
                 ..g
             };
             if let Some(t) = token {

@@ -97,6 +97,9 @@ pub struct DvaConfig {
     /// The back channel's public port where the ZAL names one (the PGO suite's), for the links
     /// the DVA writes (a search's `next`); `None`: the links name no port.
     pub back_port: Option<u16>,
+    /// The time of codes, tokens and SAML checks: shared with the scenario's mock TVS and
+    /// advanced by `wait` steps instead of sleeping ([`crate::clock`]).
+    pub clock: crate::clock::Clock,
 }
 
 /// What a PGO suite's DVA has seen so far: whether the PGO came, and whether it is still busy.

@@ -12,7 +12,6 @@ use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
-use tokio::time::Instant;
 
 use super::quirks::{Quirk, SLOW_ANSWER, error_code};
 use super::{AuthSession, CodeGrant, Dva, Stimulus, TokenGrant};
@@ -594,7 +593,7 @@ async fn resolve_artifact(
         expected_artifact_resolve_id: &resolve_id,
         min_loa: dva.cfg.min_loa,
         decryption_key: &dva.encryption,
-        now: time::OffsetDateTime::now_utc(),
+        now: dva.cfg.clock.utc(),
         check_signatures: !quirks.has(Quirk::SamlSignatureUnchecked),
         check_audience: !quirks.has(Quirk::SamlAudienceUnchecked),
         check_loa: !quirks.has(Quirk::LoaUnchecked),
@@ -738,7 +737,7 @@ pub async fn consent(State(dva): State<Arc<Dva>>, headers: HeaderMap, body: Byte
             redirect_uri: sess.redirect_uri.clone(),
             bsn,
             services: sess.services.clone(),
-            issued: Instant::now(),
+            issued: dva.cfg.clock.instant(),
             used: false,
             issued_tokens: Vec::new(),
         },
@@ -800,14 +799,14 @@ fn issue_tokens(
     Dva::lock(&dva.access).insert(
         access.clone(),
         TokenGrant {
-            expires: Instant::now() + lifetimes.access_token,
+            expires: dva.cfg.clock.deadline(lifetimes.access_token),
             ..grant.clone()
         },
     );
     Dva::lock(&dva.refresh).insert(
         refresh.clone(),
         TokenGrant {
-            expires: Instant::now() + lifetimes.refresh_token,
+            expires: dva.cfg.clock.deadline(lifetimes.refresh_token),
             ..grant
         },
     );
@@ -954,7 +953,7 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
             redirect_uri: param(form, "redirect_uri").unwrap_or_default().to_string(),
             bsn: ANYONE.to_string(),
             services: dva.cfg.services.clone(),
-            issued: Instant::now(),
+            issued: dva.cfg.clock.instant(),
             used: false,
             issued_tokens: Vec::new(),
         });
@@ -988,7 +987,9 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
         grant.used = true;
         grant.clone()
     };
-    if grant.issued.elapsed() > dva.cfg.lifetimes.code && !quirks.has(Quirk::CodeExpiryUnchecked) {
+    if dva.cfg.clock.since(grant.issued) > dva.cfg.lifetimes.code
+        && !quirks.has(Quirk::CodeExpiryUnchecked)
+    {
         return token_error(
             dva,
             StatusCode::BAD_REQUEST,
@@ -1028,7 +1029,7 @@ fn code_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Response
             client_id: client_id.to_string(),
             bsn: grant.bsn,
             services: grant.services,
-            expires: Instant::now(),
+            expires: dva.cfg.clock.instant(),
         },
         None,
     );
@@ -1071,7 +1072,7 @@ fn refresh_grant(dva: &Dva, form: &[(String, String)], client_id: &str) -> Respo
             "onbekende of gebruikte refresh_token",
         );
     };
-    if grant.expires < Instant::now() {
+    if grant.expires < dva.cfg.clock.instant() {
         return token_error(
             dva,
             StatusCode::BAD_REQUEST,
@@ -1097,7 +1098,7 @@ fn anyone(dva: &Dva) -> TokenGrant {
         client_id: String::new(),
         bsn: ANYONE.to_string(),
         services: dva.cfg.services.clone(),
-        expires: Instant::now() + dva.cfg.lifetimes.access_token,
+        expires: dva.cfg.clock.deadline(dva.cfg.lifetimes.access_token),
     }
 }
 
@@ -1127,7 +1128,7 @@ pub(super) fn bearer(dva: &Dva, headers: &HeaderMap) -> Result<TokenGrant, &'sta
         None if dva.cfg.quirks.has(Quirk::BearerUnchecked) => anyone(dva),
         other => other.ok_or("unknown token")?,
     };
-    if grant.expires < Instant::now() && !dva.cfg.quirks.has(Quirk::TokenExpiryUnchecked) {
+    if grant.expires < dva.cfg.clock.instant() && !dva.cfg.quirks.has(Quirk::TokenExpiryUnchecked) {
         return Err("token expired");
     }
     Ok(grant)

@@ -470,6 +470,28 @@ fn run_files(run_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError>
             });
         }
     }
+    // Every page and exchange file report.json names is in the bundle: the evidence behind a
+    // verdict is never left out.
+    let report: serde_json::Value = files
+        .get("report.json")
+        .and_then(|r| serde_json::from_slice(r).ok())
+        .unwrap_or_default();
+    let named = report["cells"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            let scenarios = c["scenarios"].as_array().into_iter().flatten();
+            std::iter::once(&c["page"]).chain(scenarios.map(|s| &s["exchanges_file"]))
+        });
+    for name in named.filter_map(serde_json::Value::as_str) {
+        if !files.contains_key(name) {
+            return Err(EvidenceError::RunFolder {
+                path: run_dir.join(name),
+                problem: "missing, though report.json names it: the evidence behind a verdict would be left out".into(),
+            });
+        }
+    }
     Ok(files)
 }
 

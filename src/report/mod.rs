@@ -668,8 +668,8 @@ pub struct ScenarioReport {
     #[serde(default)]
     pub exchange_count: usize,
     /// The exchanges themselves while the run holds them in memory; never in `report.json`
-    /// (see `exchanges_file`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// (see `exchanges_file`), and never read from one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", skip_deserializing)]
     pub exchanges: Vec<Exchange>,
 }
 
@@ -853,6 +853,43 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError>
         })
 }
 
+/// Writes `report.json` alone (exchanges still in memory left out: they belong in their
+/// files). What a run whose folder failed writes first, so the verdicts survive.
+pub fn write_report_json(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
+    let mut value = serde_json::to_value(report).map_err(|e| WriteError {
+        path: dir.join("report.json"),
+        source: std::io::Error::other(e),
+    })?;
+    if let Some(cells) = value["cells"].as_array_mut() {
+        for s in cells
+            .iter_mut()
+            .filter_map(|c| c["scenarios"].as_array_mut())
+            .flatten()
+        {
+            if let Some(s) = s.as_object_mut() {
+                s.remove("exchanges");
+            }
+        }
+    }
+    let json = serde_json::to_vec_pretty(&value).map_err(|e| WriteError {
+        path: dir.join("report.json"),
+        source: std::io::Error::other(e),
+    })?;
+    write_file(&dir.join("report.json"), &json)
+}
+
+/// Whether `relative` is a path koppeltest writes below `cells/` (no `..`, not absolute, only
+/// the characters `exchanges_path` uses): a report.json from disk names no other file.
+pub fn is_cells_path(relative: &str) -> bool {
+    relative.starts_with("cells/")
+        && relative
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && relative
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+}
+
 /// The folder of a cell's page and exchange files, relative to the run folder.
 pub fn cell_dir(row: &str, column: &str) -> String {
     format!(
@@ -970,16 +1007,13 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
                 .collect(),
         );
     }
-    let json = serde_json::to_vec_pretty(&*report).map_err(|e| WriteError {
-        path: dir.join("report.json"),
-        source: std::io::Error::other(e),
-    });
+    let json = write_report_json(report, dir);
     for (cell, exchanges) in report.cells.iter_mut().zip(held) {
         for (s, x) in cell.scenarios.iter_mut().zip(exchanges) {
             s.exchanges = x;
         }
     }
-    write_file(&dir.join("report.json"), &json?)?;
+    json?;
     write_file(&dir.join("junit.xml"), junit::render(report).as_bytes())?;
     let html = html::render(report).map_err(|e| WriteError {
         path: dir.join("matrix.html"),

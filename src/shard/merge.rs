@@ -208,6 +208,32 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
             }
         )));
     }
+    // Every page and exchange file a shard's report names is one koppeltest writes, below its
+    // cell's folder, and is there: report.json is outside input.
+    for p in &parts {
+        for cell in &p.report.cells {
+            let own = format!("{}/", crate::report::cell_dir(&cell.row, &cell.column));
+            for s in &cell.scenarios {
+                let Some(file) = &s.exchanges_file else {
+                    continue;
+                };
+                if !crate::report::is_cells_path(file) || !file.starts_with(&own) {
+                    return Err(invalid(format!(
+                        "{}: scenario {} names {file:?}, not a file of its cell",
+                        p.dir.display(),
+                        s.id
+                    )));
+                }
+                let on_disk = std::fs::symlink_metadata(p.dir.join(file));
+                if !on_disk.is_ok_and(|m| m.is_file()) {
+                    return Err(invalid(format!(
+                        "{}: {file} is missing (a shard whose folder failed?)",
+                        p.dir.display()
+                    )));
+                }
+            }
+        }
+    }
     // Every unit ran in exactly one shard, unless a shard was interrupted (then the merged run
     // is too, and says so).
     let here: usize = parts
@@ -423,18 +449,26 @@ fn write(parts: &[Part], report: &mut RunReport, out: &Path) -> Result<(), Merge
             bytes.push(b'\n');
         }
         events.extend(bytes);
-        // Run snapshots, and the exchange files report.json references (cells/ also holds
-        // the shard's cell pages, which are written again for the merged run).
-        for sub in ["snapshots", "cells"] {
-            let from = p.dir.join(sub);
-            if from.is_dir() {
-                for (name, bytes) in tree(&from)? {
-                    if sub == "cells" && !name.ends_with(".json") {
-                        continue;
-                    }
-                    put(&format!("{sub}/{name}"), &bytes)?;
-                }
+        // Run snapshots, and the exchange files report.json references, one at a time (the
+        // cell pages are written again for the merged run).
+        let snapshots = p.dir.join("snapshots");
+        if snapshots.is_dir() {
+            for (name, bytes) in tree(&snapshots)? {
+                put(&format!("snapshots/{name}"), &bytes)?;
             }
+        }
+        for file in p
+            .report
+            .cells
+            .iter()
+            .flat_map(|c| &c.scenarios)
+            .filter_map(|s| s.exchanges_file.as_deref())
+        {
+            let to = out.join(file);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            std::fs::copy(p.dir.join(file), &to).map_err(|e| io(&to, e))?;
         }
     }
     put("events.jsonl", &events)?;

@@ -333,6 +333,19 @@ fn only_a_finished_run_is_bundled_and_nothing_is_overwritten() {
     );
     assert!(!bundle.exists());
 
+    // An exchange file report.json names is gone: the evidence behind a verdict would be
+    // left out.
+    let run = copy_run(&dir.join("no-exchanges"));
+    std::fs::remove_file(run.join("cells/row/col/dva/flow.happy-path.json")).unwrap();
+    assert_refused(
+        &make(&run, &key, &bundle),
+        &[
+            "flow.happy-path.json",
+            "missing, though report.json names it",
+        ],
+    );
+    assert!(!bundle.exists());
+
     std::fs::remove_file(run.join("report.json")).unwrap();
     assert_refused(
         &make(&run, &key, &bundle),

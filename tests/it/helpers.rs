@@ -56,7 +56,7 @@ budgets = {{ token_ms = 2500, resource_ms = 2500 }}
 id = "row"
 name = "Row"
 dva = "simulated"
-{CONFORM_PRACTICE}target = {{ kind = "simulated", entity_index = 9100, quirks = [{}], lifetimes = {{ code_s = 5, access_token_s = 10 }} }}
+{CONFORM_PRACTICE}target = {{ kind = "simulated", entity_index = 9100, quirks = [{}] }}
 "#,
         quirks.join(", ")
     );

@@ -36,7 +36,7 @@ async fn every_check_is_killed_by_a_quirk_and_every_quirk_is_noticed() {
             killers.insert((f.report.id.clone(), key), Vec::new());
         }
     }
-    // Quirks run eight at a time, so the expiry scenarios' waits overlap.
+    // Quirks run eight at a time (the expiry scenarios advance a clock; nothing waits).
     let mut batches = Vec::new();
     let quirks: Vec<Quirk> = Quirk::ALL
         .iter()
