@@ -1071,7 +1071,8 @@ async fn run(args: RunArgs) -> i32 {
             &run_dir,
         );
     }
-    let mut report = runner::build_report(&prepared, &run_id, &started_at, &finished, interrupted);
+    let mut report =
+        runner::build_report_from(&prepared, &run_id, &started_at, finished, interrupted);
     let max_age_days = prepared.matrix.soak.max_age_days;
     let soak = crate::soak::latest(
         &args.out,

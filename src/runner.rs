@@ -1163,20 +1163,33 @@ pub fn build_report(
     finished: &[Finished],
     interrupted: bool,
 ) -> RunReport {
+    build_report_from(prepared, run_id, started_at, finished.to_vec(), interrupted)
+}
+
+/// As [`build_report`], taking the finished scenarios (no copy of them is made).
+pub fn build_report_from(
+    prepared: &Prepared,
+    run_id: &str,
+    started_at: &str,
+    finished: Vec<Finished>,
+    interrupted: bool,
+) -> RunReport {
     let matrix = &prepared.matrix;
+    let mut by_cell: BTreeMap<(usize, usize), Vec<(usize, ScenarioReport)>> = BTreeMap::new();
+    for f in finished {
+        by_cell
+            .entry((f.row, f.column))
+            .or_default()
+            .push((f.scenario, f.report));
+    }
     let mut cells = Vec::new();
     for (ri, row) in prepared.rows.iter().enumerate() {
         for (ci, column) in matrix.columns.iter().enumerate() {
-            let mut scenarios: Vec<&Finished> = finished
-                .iter()
-                .filter(|f| f.row == ri && f.column == ci)
-                .collect();
-            if scenarios.is_empty() {
+            let Some(mut scenarios) = by_cell.remove(&(ri, ci)) else {
                 continue;
-            }
-            scenarios.sort_by_key(|f| f.scenario);
-            let scenarios: Vec<ScenarioReport> =
-                scenarios.into_iter().map(|f| f.report.clone()).collect();
+            };
+            scenarios.sort_by_key(|(k, _)| *k);
+            let scenarios: Vec<ScenarioReport> = scenarios.into_iter().map(|(_, r)| r).collect();
             cells.push(CellReport::assemble(
                 &row.row.id,
                 &column.id,

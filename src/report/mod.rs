@@ -853,29 +853,28 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError>
         })
 }
 
-/// Writes `report.json` alone (exchanges still in memory left out: they belong in their
-/// files). What a run whose folder failed writes first, so the verdicts survive.
+/// Writes `report.json` alone, streamed (no copy of the report in memory), whole or not at
+/// all. The run drops each scenario's exchanges once their file is written, and `write_all`
+/// sets them aside, so none are inlined; a report that still holds some (a test's, built in
+/// memory) is written through `write_all`. What a run whose folder failed writes first, so the
+/// verdicts survive.
 pub fn write_report_json(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
-    let mut value = serde_json::to_value(report).map_err(|e| WriteError {
-        path: dir.join("report.json"),
-        source: std::io::Error::other(e),
-    })?;
-    if let Some(cells) = value["cells"].as_array_mut() {
-        for s in cells
-            .iter_mut()
-            .filter_map(|c| c["scenarios"].as_array_mut())
-            .flatten()
-        {
-            if let Some(s) = s.as_object_mut() {
-                s.remove("exchanges");
-            }
-        }
-    }
-    let json = serde_json::to_vec_pretty(&value).map_err(|e| WriteError {
-        path: dir.join("report.json"),
-        source: std::io::Error::other(e),
-    })?;
-    write_file(&dir.join("report.json"), &json)
+    use std::io::Write;
+    let path = dir.join("report.json");
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    let written = std::fs::File::create(&part).and_then(|file| {
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::other)?;
+        out.flush()
+    });
+    written
+        .and_then(|()| std::fs::rename(&part, &path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&part);
+            WriteError { path, source }
+        })
 }
 
 /// Whether `relative` is a path koppeltest writes below `cells/` (no `..`, not absolute, only
