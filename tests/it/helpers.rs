@@ -185,13 +185,23 @@ impl Drop for Killed {
     }
 }
 
-/// A loopback port free at the moment of asking.
+/// A loopback port free at the moment of asking, for a server a test starts on a fixed port
+/// (an external row's mock TVS, a `serve` process). It comes from below Linux's ephemeral range
+/// (32768–60999), from which every `bind(0)` draws: a port released here used to be taken,
+/// now and then, by one of the test's own servers on port 0 before the intended one bound it
+/// (CI saw the hostile corpus's mock TVS fail to start). A counter keeps the ports of this
+/// process distinct; the process id spreads processes apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + (start.wrapping_add(n) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Spawns `command` (a `koppeltest serve …`) and returns once it prints a line saying it is
