@@ -90,7 +90,11 @@ pub fn sign_with(
 pub fn sign_bytes(message: &[u8], key: &SamlKey, alg: SignAlg) -> Result<Vec<u8>, SamlError> {
     match alg {
         SignAlg::RsaSha256 => {
-            let pair = RsaKeyPair::from_pkcs8(&key.pkcs8)
+            // Loaded once per key: each load validates the key and sets up a fresh RSA blinding.
+            let pair = key
+                .signer
+                .get_or_init(|| RsaKeyPair::from_pkcs8(&key.pkcs8).map_err(|e| e.to_string()))
+                .as_ref()
                 .map_err(|e| SamlError::Crypto(format!("load signing key: {e}")))?;
             let mut sig = vec![0u8; pair.public_modulus_len()];
             pair.sign(
