@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod census;
 pub mod checks;
 pub mod cli;
 pub mod clock;

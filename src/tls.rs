@@ -422,12 +422,15 @@ impl Handshake for tokio_rustls::TlsAcceptor {
         tcp: TcpStream,
     ) -> Result<(Self::Stream, Vec<CertificateDer<'static>>), String> {
         let stream = self.accept(tcp).await.map_err(|e| error_chain(&e))?;
-        let peer = stream
-            .get_ref()
-            .1
+        let conn = stream.get_ref().1;
+        let peer: Vec<CertificateDer<'static>> = conn
             .peer_certificates()
             .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
+        crate::census::handshake(
+            !peer.is_empty(),
+            conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        );
         Ok((stream, peer))
     }
 }
@@ -485,6 +488,10 @@ pub(crate) fn serve_with<H: Handshake>(
                     };
                 let svc = router.layer(axum::Extension(PeerCertificates(Arc::new(peer))));
                 let svc = hyper_util::service::TowerToHyperService::new(svc);
+                let svc = hyper::service::service_fn(move |request| {
+                    crate::census::request();
+                    hyper::service::Service::call(&svc, request)
+                });
                 let io = hyper_util::rt::TokioIo::new(tls_stream);
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),

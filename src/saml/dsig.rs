@@ -88,6 +88,7 @@ pub fn sign_with(
 
 /// An RSA PKCS#1 v1.5 signature over `message`.
 pub fn sign_bytes(message: &[u8], key: &SamlKey, alg: SignAlg) -> Result<Vec<u8>, SamlError> {
+    crate::census::saml_signature();
     match alg {
         SignAlg::RsaSha256 => {
             // Loaded once per key: each load validates the key and sets up a fresh RSA blinding.
@@ -386,6 +387,7 @@ pub fn verify_with(
             continue;
         };
         let key = UnparsedPublicKey::new(verify_alg, public);
+        crate::census::saml_verification();
         if key.verify(signed.as_bytes(), &sig_value).is_ok() {
             return Ok(());
         }
@@ -461,6 +463,7 @@ pub fn verify_detached(scope: Node<'_, '_>, trusted_certs: &[Vec<u8>]) -> Result
         .iter()
         .filter_map(|c| rsa_public_key(c))
         .any(|public| {
+            crate::census::saml_verification();
             UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
                 .verify(signed.as_bytes(), &sig_value)
                 .is_ok()

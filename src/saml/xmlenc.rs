@@ -109,6 +109,7 @@ pub fn encrypt_with(
         .ok_or_else(|| SamlError::Crypto("recipient certificate unreadable".into()))?;
     let public = PublicEncryptingKey::from_der(&spki)
         .map_err(|e| SamlError::Crypto(format!("recipient key: {e}")))?;
+    crate::census::key_encryption();
     let (wrapped, transport) = if options.rsa_1_5 {
         let pkcs1 = Pkcs1PublicEncryptingKey::new(public).map_err(crypto("rsa-1_5 key"))?;
         let mut out = vec![0u8; pkcs1.ciphertext_size()];
@@ -227,6 +228,7 @@ pub fn decrypt_with(
     let private = PrivateDecryptingKey::from_pkcs8(&key.pkcs8)
         .map_err(|e| SamlError::Crypto(format!("decryption key: {e}")))?;
     let wrapped = cipher_value(encrypted_key)?;
+    crate::census::key_decryption();
     let aes_key: Vec<u8> = match key_method {
         ALG_RSA_OAEP => {
             let oaep = OaepPrivateDecryptingKey::new(private).map_err(crypto("rsa-oaep key"))?;
