@@ -21,7 +21,7 @@ static KEY_DECRYPTIONS: AtomicU64 = AtomicU64::new(0);
 pub struct Census {
     /// Server-side TLS handshakes completed by a rustls server of a simulated party.
     pub handshakes: u64,
-    /// Of those, handshakes in which the client presented a certificate.
+    /// Of those, full handshakes in which the client signed with a certificate's key.
     pub mutual_handshakes: u64,
     /// Of those, handshakes that resumed an earlier session (no certificate signature).
     pub resumed_handshakes: u64,

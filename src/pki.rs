@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RsaKeySize, SanType,
+    SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -479,19 +480,36 @@ impl Pki {
     }
 
     fn issue(&self, channel: Channel, host: &str) -> Result<Leaf, PkiError> {
+        self.issue_with(channel, host, &*self.leaf_key()?)
+    }
+
+    fn issue_with(&self, channel: Channel, host: &str, key: &KeyPair) -> Result<Leaf, PkiError> {
         let params = self.leaf_params(channel, host, 365)?;
         let (issuer, intermediate) = match channel {
             Channel::Back => (&self.back_services, Some(&self.back_services)),
             Channel::Front => (&self.front, None),
         };
-        sign_leaf(params, host, &*self.leaf_key()?, issuer, intermediate)
+        sign_leaf(params, host, key, issuer, intermediate)
     }
 
-    /// The key every leaf carries. Generating an RSA-3072 key costs 0.05 to 0.7 s of CPU, and the
-    /// default run needs some twenty leaves: one key for all was a fifth of its CPU time saved.
-    /// What the checks judge is the certificate (chain, names, dates, usages), never whether
-    /// two parties' keys differ. Only the unknown CA has a key of its own: a CA sharing a leaf's
-    /// key would blur what it stands for, a signer no trust store knows.
+    /// A leaf for `host` with a key of its own, which from now on is the one [`Pki::leaf`]
+    /// gives: what [`Pki::write`] puts in a folder is what vendors register, and a DVA that binds
+    /// a client to its key must be able to tell the written parties apart.
+    fn leaf_with_own_key(&self, channel: Channel, host: &str) -> Result<Arc<Leaf>, PkiError> {
+        let leaf = Arc::new(self.issue_with(channel, host, &rsa_key(RsaKeySize::_3072, host)?)?);
+        self.leaves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((channel, host.to_string()), leaf.clone());
+        Ok(leaf)
+    }
+
+    /// The key every leaf issued on demand carries. Generating an RSA-3072 key costs 0.05 to
+    /// 0.7 s of CPU, and the default run needs some twenty leaves: one key for all saved a fifth
+    /// of its CPU time. What the checks judge is the certificate (chain, names, dates, usages),
+    /// never whether two parties' keys differ. Keys of their own: the leaves [`Pki::write`]
+    /// puts in a folder, the unknown CA (a CA sharing a leaf's key would blur what it stands
+    /// for, a signer no trust store knows), and the RSA-1024 and SHA-1 leaves OpenSSL makes.
     fn leaf_key(&self) -> Result<Arc<KeyPair>, PkiError> {
         let mut slot = self.leaf_key.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(key) = slot.as_ref() {
@@ -510,6 +528,11 @@ impl Pki {
         days: i64,
     ) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
+        // Random, not rcgen's default (a hash of the key): the leaves share a key, and issuer
+        // plus serial must be unique (RFC 5280 4.1.2.2; Firefox refuses a repeated pair).
+        let mut serial = crate::ids::random_bytes(16);
+        serial[0] = (serial[0] & 0x7f) | 0x40;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.distinguished_name = dn(host);
         params.subject_alt_names = vec![SanType::DnsName(host.try_into().map_err(gen_err(host))?)];
         params.key_usages = vec![
@@ -746,7 +769,7 @@ impl Pki {
             (Channel::Back, back_hosts, "back"),
         ] {
             for host in hosts {
-                let leaf = self.leaf(channel, host)?;
+                let leaf = self.leaf_with_own_key(channel, host)?;
                 write(&dir.join(sub).join(format!("{host}.pem")), &leaf.chain_pem)?;
                 write(
                     &dir.join(sub).join(format!("{host}.key.pem")),
@@ -869,7 +892,8 @@ fn readme(dir: &Path) -> String {
          | `front/<host>.pem` | front-channel leaf (serverAuth, no wildcard): authorization endpoint, TVS login |\n\
          | `saml/<name>.pem` | RSA-2048 SAML signing/encryption certificates as published in metadata |\n\n\
          The `*.key.pem` files are private keys of this test hierarchy. Do not reuse them anywhere.\n\
-         Leaves for hosts that are missing here are issued from these CAs when a run needs them.\n",
+         Every leaf here has a key of its own. Leaves for hosts that are missing here are issued\n\
+         from these CAs when a run needs them, all with one key made for that run.\n",
         version = env!("CARGO_PKG_VERSION"),
         date = OffsetDateTime::now_utc().date(),
         dir = dir.display(),
@@ -907,6 +931,40 @@ mod tests {
                 .unwrap()
                 .contains("pki init")
         );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn serial(leaf: &Leaf) -> Vec<u8> {
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf.chain[0]).unwrap();
+        cert.tbs_certificate.raw_serial().to_vec()
+    }
+
+    #[test]
+    fn leaves_sharing_the_key_still_have_serials_of_their_own() {
+        let pki = Pki::generate().unwrap();
+        let a = pki.leaf(Channel::Back, "api.a.koppeltest.test").unwrap();
+        let b = pki.leaf(Channel::Back, "api.b.koppeltest.test").unwrap();
+        let expired = pki
+            .broken(Channel::Back, "api.a.koppeltest.test", Broken::Expired)
+            .unwrap();
+        assert_eq!(a.key_pkcs8, b.key_pkcs8, "on-demand leaves share the key");
+        let serials = [serial(&a), serial(&b), serial(&expired)];
+        assert_ne!(serials[0], serials[1]);
+        assert_ne!(serials[0], serials[2]);
+        assert_ne!(serials[1], serials[2]);
+    }
+
+    #[test]
+    fn written_leaves_have_keys_of_their_own() {
+        let dir = std::env::temp_dir().join(format!("kt-pki-{}", crate::ids::random_hex(6)));
+        let pki = Pki::generate().unwrap();
+        let hosts = [
+            "medmij.pgo-a.koppeltest.test".to_string(),
+            "medmij.pgo-b.koppeltest.test".to_string(),
+        ];
+        pki.write(&dir, &[], &hosts, &[]).unwrap();
+        let key = |host: &str| std::fs::read(dir.join("back").join(format!("{host}.key.pem")));
+        assert_ne!(key(&hosts[0]).unwrap(), key(&hosts[1]).unwrap());
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -427,10 +427,9 @@ impl Handshake for tokio_rustls::TlsAcceptor {
             .peer_certificates()
             .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
-        crate::census::handshake(
-            !peer.is_empty(),
-            conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-        );
+        // A resumed session brings back the client's chain without a new signature: not mutual.
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        crate::census::handshake(!peer.is_empty() && !resumed, resumed);
         Ok((stream, peer))
     }
 }

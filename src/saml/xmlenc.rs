@@ -228,11 +228,11 @@ pub fn decrypt_with(
     let private = PrivateDecryptingKey::from_pkcs8(&key.pkcs8)
         .map_err(|e| SamlError::Crypto(format!("decryption key: {e}")))?;
     let wrapped = cipher_value(encrypted_key)?;
-    crate::census::key_decryption();
     let aes_key: Vec<u8> = match key_method {
         ALG_RSA_OAEP => {
             let oaep = OaepPrivateDecryptingKey::new(private).map_err(crypto("rsa-oaep key"))?;
             let mut out = vec![0u8; oaep.min_output_size()];
+            crate::census::key_decryption();
             oaep.decrypt(&OAEP_SHA1_MGF1SHA1, &wrapped, &mut out, None)
                 .map_err(crypto("EncryptedKey does not decrypt with our key"))?
                 .to_vec()
@@ -240,6 +240,7 @@ pub fn decrypt_with(
         ALG_RSA_1_5 if lax.rsa_1_5 => {
             let pkcs1 = Pkcs1PrivateDecryptingKey::new(private).map_err(crypto("rsa-1_5 key"))?;
             let mut out = vec![0u8; pkcs1.min_output_size()];
+            crate::census::key_decryption();
             pkcs1
                 .decrypt(&wrapped, &mut out)
                 .map_err(crypto("EncryptedKey does not decrypt with our key"))?
