@@ -171,7 +171,7 @@ pub struct Pki {
     broken: Mutex<HashMap<(Channel, String, Broken), Arc<Leaf>>>,
     /// A CA in no trust store, made on first use.
     unknown_ca: Mutex<Option<Arc<Ca>>>,
-    /// The one RSA-3072 key every leaf of this hierarchy carries, made on first use.
+    /// The one RSA-3072 key every leaf issued on demand carries, made on first use.
     leaf_key: Mutex<Option<Arc<KeyPair>>>,
     saml: Mutex<HashMap<String, Arc<SamlKey>>>,
 }
