@@ -39,11 +39,15 @@ impl Clock {
             });
     }
 
-    /// `after` from now on this clock (a lifetime's end); a lifetime too long to represent ends
-    /// in [`MAX_AHEAD`].
+    /// `after` from now on this clock (a lifetime's end). A lifetime that would end beyond the
+    /// furthest this clock can run ([`MAX_AHEAD`] past real time) ends there, so every lifetime
+    /// can be waited out.
     pub fn deadline(&self, after: Duration) -> tokio::time::Instant {
-        let now = self.instant();
-        now.checked_add(after.min(MAX_AHEAD)).unwrap_or(now)
+        let real = tokio::time::Instant::now();
+        let furthest = real.checked_add(MAX_AHEAD).unwrap_or(real);
+        let now = real.checked_add(self.ahead()).unwrap_or(real);
+        now.checked_add(after)
+            .map_or(furthest, |end| end.min(furthest))
     }
 
     /// Now, as a monotonic instant (for lifetimes).
@@ -85,6 +89,15 @@ mod tests {
         clock.advance(Duration::MAX);
         assert_eq!(clock.ahead(), MAX_AHEAD);
         assert!(clock.utc() > utc + time::Duration::days(365 * 99));
-        assert!(clock.deadline(Duration::MAX) > clock.instant());
+    }
+
+    #[test]
+    fn a_lifetime_too_long_to_represent_still_ends_once_the_clock_is_ahead() {
+        let clock = Clock::default();
+        clock.advance(Duration::from_secs(900));
+        let end = clock.deadline(Duration::MAX);
+        assert!(end > clock.instant(), "not over when issued");
+        clock.advance(Duration::MAX);
+        assert!(clock.instant() >= end, "waited out");
     }
 }
