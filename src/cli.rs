@@ -1062,14 +1062,7 @@ async fn run(args: RunArgs) -> i32 {
         }
     }
     if let Some(reason) = write_failure {
-        return report_folder_failed(
-            &reason,
-            &prepared,
-            &run_id,
-            &started_at,
-            &finished,
-            &run_dir,
-        );
+        return report_folder_failed(&reason, &prepared, &run_id, &started_at, finished, &run_dir);
     }
     let mut report =
         runner::build_report_from(&prepared, &run_id, &started_at, finished, interrupted);
@@ -1221,7 +1214,7 @@ fn report_folder_failed(
     prepared: &runner::Prepared,
     run_id: &str,
     started_at: &str,
-    finished: &[Finished],
+    finished: Vec<Finished>,
     run_dir: &Path,
 ) -> i32 {
     eprintln!("error: {reason}");
@@ -1230,10 +1223,11 @@ fn report_folder_failed(
         finished.len(),
         run_dir.join("events.jsonl").display()
     );
-    let mut report = runner::build_report(prepared, run_id, started_at, finished, true);
+    let mut report = runner::build_report_from(prepared, run_id, started_at, finished, true);
     report.summary.exit_code = exit::ENVIRONMENT;
-    // report.json first: the verdicts matter most, and the rest may fail as the run did.
-    if let Err(e) = crate::report::write_report_json(&report, run_dir) {
+    // report.json first: the verdicts matter most, and the rest may fail as the run did. If
+    // the rest is written, report.json is written again, now naming the pages and files.
+    if let Err(e) = crate::report::write_report_json(&mut report, run_dir) {
         eprintln!("error: no report was written either: {e}");
     } else if let Err(e) = crate::report::write_all(&mut report, run_dir) {
         eprintln!("error: report.json was written, the other reports not: {e}");

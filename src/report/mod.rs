@@ -839,10 +839,24 @@ impl JsonLines {
 /// Writes `path` whole or not at all: into `<path>.part`, then renamed over it, so a disk that
 /// fills up mid-write leaves no truncated report behind (the partial file is removed).
 pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+    write_with(path, |out| std::io::Write::write_all(out, contents))
+}
+
+/// [`write_file`] for what `fill` streams into the file.
+fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
+    use std::io::Write;
     let mut part = path.as_os_str().to_owned();
     part.push(".part");
     let part = std::path::PathBuf::from(part);
-    std::fs::write(&part, contents)
+    std::fs::File::create(&part)
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            fill(&mut out)?;
+            out.flush()
+        })
         .and_then(|()| std::fs::rename(&part, path))
         .map_err(|source| {
             let _ = std::fs::remove_file(&part);
@@ -853,28 +867,37 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), WriteError>
         })
 }
 
-/// Writes `report.json` alone, streamed (no copy of the report in memory), whole or not at
-/// all. The run drops each scenario's exchanges once their file is written, and `write_all`
-/// sets them aside, so none are inlined; a report that still holds some (a test's, built in
-/// memory) is written through `write_all`. What a run whose folder failed writes first, so the
-/// verdicts survive.
-pub fn write_report_json(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
-    use std::io::Write;
-    let path = dir.join("report.json");
-    let mut part = path.as_os_str().to_owned();
-    part.push(".part");
-    let part = std::path::PathBuf::from(part);
-    let written = std::fs::File::create(&part).and_then(|file| {
-        let mut out = std::io::BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::other)?;
-        out.flush()
-    });
-    written
-        .and_then(|()| std::fs::rename(&part, &path))
-        .map_err(|source| {
-            let _ = std::fs::remove_file(&part);
-            WriteError { path, source }
+/// Runs `f` with every scenario's exchanges set aside, and puts them back whatever it returns.
+fn without_exchanges<T>(report: &mut RunReport, f: impl FnOnce(&RunReport) -> T) -> T {
+    let held: Vec<Vec<Vec<Exchange>>> = report
+        .cells
+        .iter_mut()
+        .map(|c| {
+            c.scenarios
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.exchanges))
+                .collect()
         })
+        .collect();
+    let out = f(report);
+    for (cell, exchanges) in report.cells.iter_mut().zip(held) {
+        for (s, x) in cell.scenarios.iter_mut().zip(exchanges) {
+            s.exchanges = x;
+        }
+    }
+    out
+}
+
+/// Writes `report.json` alone, streamed (no copy of the report in memory), whole or not at
+/// all, and never with exchanges inlined: any still held are set aside meanwhile (they belong
+/// in their files, which `write_all` writes). What a run whose folder failed writes first, so
+/// the verdicts survive.
+pub fn write_report_json(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
+    without_exchanges(report, |report| {
+        write_with(&dir.join("report.json"), |out| {
+            serde_json::to_writer_pretty(out, report).map_err(std::io::Error::other)
+        })
+    })
 }
 
 /// Whether `relative` is a path koppeltest writes below `cells/` (no `..`, not absolute, only
@@ -967,9 +990,7 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    // Each cell: its exchange files and its page. The exchanges are taken out while the rest is
-    // written, and put back, so a caller that held them still does.
-    let mut held: Vec<Vec<Vec<Exchange>>> = Vec::with_capacity(report.cells.len());
+    // Each cell: its exchange files and its page.
     for i in 0..report.cells.len() {
         let (row, column) = (report.cells[i].row.clone(), report.cells[i].column.clone());
         for s in &mut report.cells[i].scenarios {
@@ -998,21 +1019,9 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
         let path = dir.join(&page);
         create_parent(&path)?;
         write_file(&path, html.as_bytes())?;
-        held.push(
-            report.cells[i]
-                .scenarios
-                .iter_mut()
-                .map(|s| std::mem::take(&mut s.exchanges))
-                .collect(),
-        );
     }
-    let json = write_report_json(report, dir);
-    for (cell, exchanges) in report.cells.iter_mut().zip(held) {
-        for (s, x) in cell.scenarios.iter_mut().zip(exchanges) {
-            s.exchanges = x;
-        }
-    }
-    json?;
+    // A caller that held exchanges still holds them afterwards.
+    write_report_json(report, dir)?;
     write_file(&dir.join("junit.xml"), junit::render(report).as_bytes())?;
     let html = html::render(report).map_err(|e| WriteError {
         path: dir.join("matrix.html"),
