@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use koppeltest::bench::Bench;
+use koppeltest::bench::{Bench, Progress};
 use koppeltest::outcome::Outcome;
 use koppeltest::pgo::PgoFault;
 use koppeltest::pgo::collect::Collector;
@@ -75,6 +75,13 @@ async fn suite_with(faults: &[PgoFault]) -> (Vec<ScenarioReport>, Vec<String>) {
         .collect_all(4, |_| {})
         .await
         .expect("the mock PGO reads the lists");
+    // A request the PGO abandoned may still be pending in its DVA (the impatient fault's slow
+    // answer) and is recorded only when it ends: judge once no practice is mid-request, as
+    // `Bench::wait` does in a run (which also waits for practices the PGO never reached).
+    let until = std::time::Instant::now() + Duration::from_millis(3 * SLOW_ANSWER_MS);
+    while bench.progress().contains(&Progress::Busy) && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let reports = bench.judge();
     let secrets = bench.secret_values();
     bench.shutdown().await;
