@@ -992,7 +992,7 @@ async fn run(args: RunArgs) -> i32 {
                         *n
                     });
                     let relative = crate::report::exchanges_path(row_id, column_id, report.side, &report.id, run_number);
-                    if let Err(e) = crate::report::write_exchanges(&mut report, &run_dir, relative) {
+                    if let Err(e) = crate::report::write_exchanges(&mut report, row_id, column_id, &run_dir, relative) {
                         write_failure.get_or_insert(format!("failed to write a scenario's exchanges: {e}"));
                     } else if repeat == 1 {
                         report.exchanges = Vec::new();

@@ -470,21 +470,29 @@ fn run_files(run_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError>
             });
         }
     }
-    // Every page and exchange file report.json names is in the bundle: the evidence behind a
-    // verdict is never left out.
-    let report: serde_json::Value = files
+    // Every page and exchange file report.json names, and each exchange file's page, is in
+    // the bundle: the evidence behind a verdict is never left out.
+    let report: Named = files
         .get("report.json")
-        .and_then(|r| serde_json::from_slice(r).ok())
+        .map(|r| serde_json::from_slice(r))
+        .transpose()
+        .map_err(|e| EvidenceError::RunFolder {
+            path: run_dir.join("report.json"),
+            problem: format!("not a koppeltest report: {e}"),
+        })?
         .unwrap_or_default();
-    let named = report["cells"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| {
-            let scenarios = c["scenarios"].as_array().into_iter().flatten();
-            std::iter::once(&c["page"]).chain(scenarios.map(|s| &s["exchanges_file"]))
-        });
-    for name in named.filter_map(serde_json::Value::as_str) {
+    let named = report.cells.iter().flat_map(|c| {
+        let exchanges = c
+            .scenarios
+            .iter()
+            .filter_map(|s| s.exchanges_file.as_deref());
+        c.page.iter().cloned().chain(
+            exchanges
+                .flat_map(|json| [json.to_string(), crate::report::html::exchanges_page(json)]),
+        )
+    });
+    for name in named {
+        let name = name.as_str();
         if !files.contains_key(name) {
             return Err(EvidenceError::RunFolder {
                 path: run_dir.join(name),
@@ -493,6 +501,27 @@ fn run_files(run_dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError>
         }
     }
     Ok(files)
+}
+
+/// What report.json names, and nothing else of it: read without holding the whole report.
+#[derive(Default, serde::Deserialize)]
+struct Named {
+    #[serde(default)]
+    cells: Vec<NamedCell>,
+}
+
+#[derive(serde::Deserialize)]
+struct NamedCell {
+    #[serde(default)]
+    page: Option<String>,
+    #[serde(default)]
+    scenarios: Vec<NamedScenario>,
+}
+
+#[derive(serde::Deserialize)]
+struct NamedScenario {
+    #[serde(default)]
+    exchanges_file: Option<String>,
 }
 
 /// Whether `contents` holds a PEM private key of any kind (PKCS#8, encrypted, RSA, EC, OpenSSH).

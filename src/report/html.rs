@@ -1,22 +1,26 @@
 //! The HTML report: `matrix.html`, the overview (summary, launch list, the HIS × PGO matrix with
 //! a summary per cell), and one page per cell (`cells/<row>/<column>/index.html`: the GP record
-//! by category, every scenario's checks, steps and recorded exchanges behind `<details>`). Every
+//! by category, every scenario's checks and steps), and one page per scenario's recorded
+//! exchanges beside its exchange file (`cells/<row>/<column>/<side>/<scenario>.html`). Every
 //! page is self-contained (inline CSS, no scripts, no external resources); the overview does not
-//! grow with the evidence, and no page holds more than one cell's.
+//! grow with the evidence, no page holds more than one cell's, and a cell's page holds no
+//! exchange bodies, so it is written from report.json alone.
 
 use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
-use super::{CellReport, RunReport};
+use super::{CellReport, RunReport, ScenarioReport};
 
 const OVERVIEW: &str = include_str!("matrix.html.j2");
 const CELL: &str = include_str!("cell.html.j2");
+const EXCHANGES: &str = include_str!("exchanges.html.j2");
 const STYLE: &str = include_str!("style.css");
 
 fn environment() -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
     env.add_template("matrix.html", OVERVIEW)?;
     env.add_template("cell.html", CELL)?;
+    env.add_template("exchanges.html", EXCHANGES)?;
     Ok(env)
 }
 
@@ -29,8 +33,8 @@ pub fn render(report: &RunReport) -> Result<String, minijinja::Error> {
     })
 }
 
-/// One cell's page, with its scenarios' exchanges (loaded by the caller); `back` is the
-/// relative link to `matrix.html`.
+/// One cell's page; `back` is the relative link to `matrix.html`. Each scenario links to its
+/// exchanges page ([`exchanges_page`] of its `exchanges_file`).
 pub fn render_cell(
     report: &RunReport,
     cell: &CellReport,
@@ -43,10 +47,52 @@ pub fn render_cell(
         koppeltest_version => &report.koppeltest_version,
         matrix => context! { name => &report.matrix.name },
     };
+    // Each scenario's exchanges page, relative to the cell's page (in the cell's folder).
+    let own = format!("{}/", super::cell_dir(&cell.row, &cell.column));
+    let pages: Vec<Option<String>> = cell
+        .scenarios
+        .iter()
+        .map(|s| {
+            let file = s.exchanges_file.as_deref()?;
+            Some(exchanges_page(file.strip_prefix(&own)?))
+        })
+        .collect();
     env.get_template("cell.html")?.render(context! {
         report => header,
         cell => Value::from(Serde(cell)),
+        pages => pages,
         back => back,
+        style => STYLE,
+    })
+}
+
+/// The exchanges page of the exchange file `json`: the same path ending in `.html`.
+pub fn exchanges_page(json: &str) -> String {
+    format!("{}.html", json.strip_suffix(".json").unwrap_or(json))
+}
+
+/// The page of `scenario`'s recorded exchanges (in memory), written beside its exchange file
+/// `json` (a relative path whose file name is used as the link): each exchange anchored
+/// `x-<seq>`, for the cell page's evidence links. It holds the scenario and its exchanges
+/// only, nothing of the run, so a merged run links a shard's page as it is.
+pub fn render_exchanges(
+    row: &str,
+    column: &str,
+    scenario: &ScenarioReport,
+    json: &str,
+) -> Result<String, minijinja::Error> {
+    let env = environment()?;
+    let json = json.rsplit('/').next().unwrap_or(json);
+    env.get_template("exchanges.html")?.render(context! {
+        row => row,
+        column => column,
+        scenario => context! {
+            id => &scenario.id,
+            title => &scenario.title,
+            side => Value::from(Serde(scenario.side)),
+        },
+        exchanges => Value::from(Serde(&scenario.exchanges)),
+        json => json,
         style => STYLE,
     })
 }

@@ -945,10 +945,13 @@ fn create_parent(path: &Path) -> Result<(), WriteError> {
     }
 }
 
-/// Writes `scenario`'s exchanges to its file (`relative` to `dir`, whole or not at all) and
-/// records the file and count in it; the exchanges stay in memory.
+/// Writes `scenario`'s exchanges (of the cell `row` × `column`) to its file (`relative` to
+/// `dir`, whole or not at all) and their page beside it ([`html::exchanges_page`]), and records
+/// the file and count in it; the exchanges stay in memory.
 pub fn write_exchanges(
     scenario: &mut ScenarioReport,
+    row: &str,
+    column: &str,
     dir: &Path,
     relative: String,
 ) -> Result<(), WriteError> {
@@ -958,33 +961,24 @@ pub fn write_exchanges(
         path: path.clone(),
         source: std::io::Error::other(e),
     })?;
+    let page = dir.join(html::exchanges_page(&relative));
+    let html =
+        html::render_exchanges(row, column, scenario, &relative).map_err(|e| WriteError {
+            path: page.clone(),
+            source: std::io::Error::other(e),
+        })?;
     write_file(&path, &json)?;
+    write_file(&page, html.as_bytes())?;
     scenario.exchange_count = scenario.exchanges.len();
     scenario.exchanges_file = Some(relative);
     Ok(())
 }
 
-/// Reads back the exchanges a scenario's file holds (none when it has no file).
-pub fn read_exchanges(scenario: &ScenarioReport, dir: &Path) -> Result<Vec<Exchange>, WriteError> {
-    let Some(relative) = &scenario.exchanges_file else {
-        return Ok(Vec::new());
-    };
-    let path = dir.join(relative);
-    let bytes = std::fs::read(&path).map_err(|source| WriteError {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| WriteError {
-        path,
-        source: std::io::Error::other(e),
-    })
-}
-
-/// Writes the reports into `dir`: each scenario's exchanges still in memory to its file, one
-/// page per cell (with the exchanges, read back from the files where the run no longer holds
-/// them), `report.json` (referencing the exchange files), `junit.xml`, `matrix.html` (the
-/// overview) and the launch list (`launch-<date>.json` and `.csv`). Sets each cell's `page`
-/// and each scenario's `exchanges_file`; one cell's exchanges are in memory at a time.
+/// Writes the reports into `dir`: each scenario's exchanges still in memory to its file and
+/// page, one page per cell (linking the exchanges pages, so no exchange is read back),
+/// `report.json` (referencing the exchange files), `junit.xml`, `matrix.html` (the overview)
+/// and the launch list (`launch-<date>.json` and `.csv`). Sets each cell's `page` and each
+/// scenario's `exchanges_file`.
 pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
     std::fs::create_dir_all(dir).map_err(|source| WriteError {
         path: dir.to_path_buf(),
@@ -999,23 +993,18 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
                     .exchanges_file
                     .clone()
                     .unwrap_or_else(|| exchanges_path(&row, &column, s.side, &s.id, None));
-                write_exchanges(s, dir, relative)?;
+                write_exchanges(s, &row, &column, dir, relative)?;
             }
         }
         let page = format!("{}/index.html", cell_dir(&row, &column));
         report.cells[i].page = Some(page.clone());
-        let mut cell = report.cells[i].clone();
-        for s in &mut cell.scenarios {
-            if s.exchanges.is_empty() {
-                s.exchanges = read_exchanges(s, dir)?;
-            }
-        }
         let html =
-            html::render_cell(report, &cell, "../../../matrix.html").map_err(|e| WriteError {
-                path: dir.join(&page),
-                source: std::io::Error::other(e),
+            html::render_cell(report, &report.cells[i], "../../../matrix.html").map_err(|e| {
+                WriteError {
+                    path: dir.join(&page),
+                    source: std::io::Error::other(e),
+                }
             })?;
-        drop(cell);
         let path = dir.join(&page);
         create_parent(&path)?;
         write_file(&path, html.as_bytes())?;
@@ -1035,8 +1024,17 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// `to` becomes the file `from`: a hard link where the file system allows one (a run's files
+/// are never changed in place: every write replaces the file whole), else a copy.
+pub(crate) fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(_) => std::fs::copy(from, to).map(|_| ()),
+    }
+}
+
 /// Replaces `reports/latest` with a copy of the run's folder, subfolders included (the run's
-/// inputs, snapshots).
+/// inputs, snapshots); files are hard-linked where the file system allows.
 pub fn update_latest(run_dir: &Path, latest: &Path) -> Result<(), WriteError> {
     let _ = std::fs::remove_dir_all(latest);
     copy_dir(run_dir, latest)
@@ -1056,7 +1054,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), WriteError> {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             copy_dir(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), &target).map_err(|source| WriteError {
+            link_or_copy(&entry.path(), &target).map_err(|source| WriteError {
                 path: target,
                 source,
             })?;

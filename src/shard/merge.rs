@@ -224,12 +224,14 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
                         s.id
                     )));
                 }
-                let on_disk = std::fs::symlink_metadata(p.dir.join(file));
-                if !on_disk.is_ok_and(|m| m.is_file()) {
-                    return Err(invalid(format!(
-                        "{}: {file} is missing (a shard whose folder failed?)",
-                        p.dir.display()
-                    )));
+                for file in [file.clone(), crate::report::html::exchanges_page(file)] {
+                    let on_disk = std::fs::symlink_metadata(p.dir.join(&file));
+                    if !on_disk.is_ok_and(|m| m.is_file()) {
+                        return Err(invalid(format!(
+                            "{}: {file} is missing (a shard whose folder failed?)",
+                            p.dir.display()
+                        )));
+                    }
                 }
             }
         }
@@ -449,26 +451,32 @@ fn write(parts: &[Part], report: &mut RunReport, out: &Path) -> Result<(), Merge
             bytes.push(b'\n');
         }
         events.extend(bytes);
-        // Run snapshots, and the exchange files report.json references, one at a time (the
-        // cell pages are written again for the merged run).
+        // Run snapshots, and the exchange files report.json references with their pages,
+        // hard-linked where the file system allows (the cell pages are written again for the
+        // merged run, from report.json alone).
         let snapshots = p.dir.join("snapshots");
         if snapshots.is_dir() {
             for (name, bytes) in tree(&snapshots)? {
                 put(&format!("snapshots/{name}"), &bytes)?;
             }
         }
-        for file in p
+        let mut made = std::collections::BTreeSet::new();
+        for json in p
             .report
             .cells
             .iter()
             .flat_map(|c| &c.scenarios)
             .filter_map(|s| s.exchanges_file.as_deref())
         {
-            let to = out.join(file);
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            for file in [json.to_string(), crate::report::html::exchanges_page(json)] {
+                let to = out.join(&file);
+                if let Some(parent) = to.parent()
+                    && made.insert(parent.to_path_buf())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+                }
+                crate::report::link_or_copy(&p.dir.join(&file), &to).map_err(|e| io(&to, e))?;
             }
-            std::fs::copy(p.dir.join(file), &to).map_err(|e| io(&to, e))?;
         }
     }
     put("events.jsonl", &events)?;

@@ -203,20 +203,22 @@ fn a_fresh_bundle_verifies_and_a_changed_byte_is_refused() {
         );
     }
     // The run's launch list, dated by the run, as JSON and CSV; the cell's page and its two
-    // scenarios' exchange files.
+    // scenarios' exchange files and pages.
     let launch: Vec<&String> = names.iter().filter(|n| n.starts_with("launch-")).collect();
     assert_eq!(launch.len(), 2, "{names:?}");
     for expected in [
         "cells/row/col/index.html",
         "cells/row/col/dva/flow.happy-path.json",
         "cells/row/col/dva/auth.state-echoed.json",
+        "cells/row/col/dva/flow.happy-path.html",
+        "cells/row/col/dva/auth.state-echoed.html",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} not in {names:?}"
         );
     }
-    assert_eq!(names.len(), 21, "{names:?}");
+    assert_eq!(names.len(), 23, "{names:?}");
 
     // A changed byte in a file inside the bundle.
     let original = std::fs::read(&bundle).unwrap();
@@ -341,6 +343,17 @@ fn only_a_finished_run_is_bundled_and_nothing_is_overwritten() {
         &make(&run, &key, &bundle),
         &[
             "flow.happy-path.json",
+            "missing, though report.json names it",
+        ],
+    );
+    assert!(!bundle.exists());
+    // So is the page of an exchange file.
+    let run = copy_run(&dir.join("no-exchanges-page"));
+    std::fs::remove_file(run.join("cells/row/col/dva/flow.happy-path.html")).unwrap();
+    assert_refused(
+        &make(&run, &key, &bundle),
+        &[
+            "flow.happy-path.html",
             "missing, though report.json names it",
         ],
     );

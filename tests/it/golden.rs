@@ -233,8 +233,9 @@ fn golden_exchange_files() {
 
 /// The page's structure without its contents: headings, section ids, each table's class and
 /// header, each row's cells as tag and class, scenario badges, and how many exchanges each
-/// scenario recorded. Text appears only where it is a label of the structure.
-fn html_outline(html: &str) -> String {
+/// scenario's exchanges page (relative to `dir`, the page's folder) holds. Text appears only
+/// where it is a label of the structure.
+fn html_outline(html: &str, dir: &std::path::Path) -> String {
     use scraper::{ElementRef, Html};
     fn classes(e: &ElementRef) -> String {
         e.value().classes().map(|c| format!(".{c}")).collect()
@@ -246,7 +247,7 @@ fn html_outline(html: &str) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     }
-    fn walk(e: ElementRef, depth: usize, out: &mut Vec<String>) {
+    fn walk(e: ElementRef, depth: usize, dir: &std::path::Path, out: &mut Vec<String>) {
         let pad = "  ".repeat(depth);
         let name = e.value().name();
         let mut deeper = depth;
@@ -287,9 +288,18 @@ fn html_outline(html: &str) -> String {
                     .next()
                     .map(|s| text(&s))
                     .unwrap_or_default();
+                // The exchanges are on a page of their own: each one anchored there.
                 let exchanges = e
-                    .select(&scraper::Selector::parse("details[id^=\"x-\"]").unwrap())
-                    .count();
+                    .select(&scraper::Selector::parse("a.exchanges").unwrap())
+                    .next()
+                    .and_then(|a| a.value().attr("href"))
+                    .map_or(0, |href| {
+                        let page = std::fs::read_to_string(dir.join(href))
+                            .unwrap_or_else(|e| panic!("the exchanges page {href}: {e}"));
+                        Html::parse_document(&page)
+                            .select(&scraper::Selector::parse("details[id^=\"x-\"]").unwrap())
+                            .count()
+                    });
                 out.push(format!(
                     "{pad}scenario {id} badge{badge} exchanges={exchanges}"
                 ));
@@ -299,12 +309,12 @@ fn html_outline(html: &str) -> String {
             _ => {}
         }
         for child in e.children().filter_map(ElementRef::wrap) {
-            walk(child, deeper, out);
+            walk(child, deeper, dir, out);
         }
     }
     let doc = Html::parse_document(html);
     let mut out = Vec::new();
-    walk(doc.root_element(), 0, &mut out);
+    walk(doc.root_element(), 0, dir, &mut out);
     out.join("\n")
 }
 
@@ -312,14 +322,16 @@ fn html_outline(html: &str) -> String {
 fn golden_html_outline() {
     let g = golden();
     let html = std::fs::read_to_string(g.dir.join("matrix.html")).expect("matrix.html");
-    with_text_filters(|| insta::assert_snapshot!("html-outline", html_outline(&html)));
+    with_text_filters(|| insta::assert_snapshot!("html-outline", html_outline(&html, &g.dir)));
     // The cell's own page: its scenarios, checks and exchanges.
     let page = g.report.cells[0]
         .page
         .as_deref()
         .expect("the cell has a page");
-    let html = std::fs::read_to_string(g.dir.join(page)).expect("the cell page");
-    with_text_filters(|| insta::assert_snapshot!("html-cell-outline", html_outline(&html)));
+    let page = g.dir.join(page);
+    let html = std::fs::read_to_string(&page).expect("the cell page");
+    let dir = page.parent().expect("the cell's folder");
+    with_text_filters(|| insta::assert_snapshot!("html-cell-outline", html_outline(&html, dir)));
 }
 
 /// An XML document's elements and attributes, indented; certificates and signature values

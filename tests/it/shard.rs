@@ -235,11 +235,23 @@ fn assert_same_run(whole: &Path, merged: &Path) {
     );
     assert!(merged.join("matrix.html").exists());
     assert!(merged.join("inputs/matrix.toml").exists());
-    // Every page and exchange file the merged report names is there.
+    // Every page and exchange file the merged report names is there, each exchange file with
+    // its page (every exchange anchored), which the cell's page links.
     for cell in b["cells"].as_array().unwrap() {
-        assert!(merged.join(cell["page"].as_str().unwrap()).is_file());
+        let page = std::fs::read_to_string(merged.join(cell["page"].as_str().unwrap())).unwrap();
         for s in cell["scenarios"].as_array().unwrap() {
-            assert!(merged.join(s["exchanges_file"].as_str().unwrap()).is_file());
+            let json = s["exchanges_file"].as_str().unwrap();
+            assert!(merged.join(json).is_file());
+            let html = format!("{}.html", json.strip_suffix(".json").unwrap());
+            let exchanges = std::fs::read_to_string(merged.join(&html)).unwrap();
+            let count = s["exchange_count"].as_u64().unwrap();
+            assert_eq!(
+                exchanges.matches("<details id=\"x-").count() as u64,
+                count,
+                "{html}"
+            );
+            let name = html.rsplit('/').next().unwrap();
+            assert!(page.contains(name), "the cell page links {html}");
         }
     }
 }
