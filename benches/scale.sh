@@ -59,15 +59,33 @@ scenario_args=()
 if [[ -n "${SCENARIOS:-}" ]]; then scenario_args=(--scenarios "$SCENARIOS"); fi
 
 "$BIN" pki init --out "$W/pki" > /dev/null
-measure() { # label, command…: prints wall s, CPU s, peak RSS MiB
+measure() { # label, command…: prints wall s, CPU s, peak RSS MiB, and the peak RSS in each
+    # quarter of the run (sampled every second): memory that grows with the finished work shows
+    # as rising quarters
     local label=$1
     shift
-    /usr/bin/time -f "%e %U %S %M" -o "$W/time" "$@" > "$W/$label.out" 2> "$W/$label.err" || true
+    /usr/bin/time -f "%e %U %S %M" -o "$W/time" "$@" > "$W/$label.out" 2> "$W/$label.err" &
+    local timer=$! pid
+    : > "$W/$label.rss"
+    while kill -0 "$timer" 2> /dev/null; do
+        pid=$(pgrep -P "$timer" | head -n1)
+        if [[ -n $pid ]]; then ps -o rss= -p "$pid" >> "$W/$label.rss" 2> /dev/null || true; fi
+        sleep 1
+    done
+    wait "$timer" || true
     # GNU time puts "Command exited with non-zero status N" first when it did: the figures are
     # the last line.
     read -r wall user sys rss < <(tail -n1 "$W/time")
     printf '%-28s wall %7.1f s  CPU %7.1f s  peak %6.0f MiB\n' "$label" "$wall" \
         "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc)"
+    python3 - "$W/$label.rss" <<'EOF'
+import sys
+rss = [int(l) for l in open(sys.argv[1]) if l.strip()]
+if len(rss) >= 4:
+    q = len(rss) // 4
+    parts = [rss[i * q:(i + 1) * q if i < 3 else len(rss)] for i in range(4)]
+    print('  peak RSS by quarter of the run: ' + ', '.join(f'{max(p) // 1024} MiB' for p in parts))
+EOF
 }
 
 echo "--- the whole run: $ROWS × $COLS cells"

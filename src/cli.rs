@@ -1011,12 +1011,18 @@ async fn run(args: RunArgs) -> i32 {
                     // What events.jsonl holds, the report holds: a scenario whose line was
                     // written is kept even when its snapshot failed.
                     match events.append(&line) {
-                        Ok(()) => {
+                        Ok(at) => {
                             progress.set_message(format!("{} × {}: {} {}", prepared.rows[row].row.id, prepared.matrix.columns[column].id, report.id, report.verdict.label()));
                             progress.inc(1);
                             // The secrets the log redacted are for the tests' leak checks; a run
                             // keeps none of them.
                             drop(secrets);
+                            // Its line holds it whole: memory keeps it slim, and the reports
+                            // read it back one cell at a time (a repeated scenario's runs stay
+                            // whole until they are joined).
+                            if repeat == 1 && report.exchanges_file.is_some() {
+                                report.slim(at);
+                            }
                             finished.push(Finished { row, column, scenario, report: *report, secrets: Vec::new() });
                         }
                         Err(e) => {
@@ -1061,22 +1067,69 @@ async fn run(args: RunArgs) -> i32 {
             ));
         }
     }
+    // What the slim reports leave out, events.jsonl holds.
+    let spill = match crate::report::Spill::open(&events_path) {
+        Ok(spill) => std::sync::Arc::new(spill),
+        Err(e) => {
+            let reason = format!("failed to read the finished scenarios back: {e}");
+            return report_folder_failed(
+                &reason,
+                &prepared,
+                &run_id,
+                &started_at,
+                finished,
+                &run_dir,
+                None,
+            );
+        }
+    };
     if let Some(reason) = write_failure {
-        return report_folder_failed(&reason, &prepared, &run_id, &started_at, finished, &run_dir);
+        return report_folder_failed(
+            &reason,
+            &prepared,
+            &run_id,
+            &started_at,
+            finished,
+            &run_dir,
+            Some(spill),
+        );
     }
-    let mut report =
-        runner::build_report_from(&prepared, &run_id, &started_at, finished, interrupted);
     let max_age_days = prepared.matrix.soak.max_age_days;
     let soak = crate::soak::latest(
         &args.out,
         &matrix_digest(&prepared),
         std::time::Duration::from_secs(u64::from(max_age_days) * 86_400),
     );
-    report.shard = shard;
-    crate::report::attach_soak(&mut report, soak.as_ref(), max_age_days);
-    // Reliability is part of the launch decision: decide again with the soak attached.
-    let run_day = crate::launch::run_date(&report).unwrap_or(started.date());
-    crate::launch::decide_all(&mut report, run_day);
+    // Each cell whole once, one at a time: assembled, given its reliability (part of the
+    // launch decision) and decided.
+    let built = runner::build_report_spilled(
+        &prepared,
+        &run_id,
+        &started_at,
+        &finished,
+        interrupted,
+        runner::Finish {
+            spill,
+            soak: soak.as_ref(),
+            shard,
+        },
+    );
+    let mut report = match built {
+        Ok(report) => report,
+        Err(e) => {
+            let reason = format!("failed to read the finished scenarios back: {e}");
+            return report_folder_failed(
+                &reason,
+                &prepared,
+                &run_id,
+                &started_at,
+                finished,
+                &run_dir,
+                None,
+            );
+        }
+    };
+    drop(finished);
     if let Some(store) = &snapshots {
         let summary = store.finish(interrupted);
         // Strict: drift fails a run that had nothing worse. A shard produces only its own
@@ -1216,6 +1269,7 @@ fn report_folder_failed(
     started_at: &str,
     finished: Vec<Finished>,
     run_dir: &Path,
+    spill: Option<std::sync::Arc<crate::report::Spill>>,
 ) -> i32 {
     eprintln!("error: {reason}");
     eprintln!(
@@ -1223,7 +1277,28 @@ fn report_folder_failed(
         finished.len(),
         run_dir.join("events.jsonl").display()
     );
-    let mut report = runner::build_report_from(prepared, run_id, started_at, finished, true);
+    let whole = spill.map(|spill| {
+        let finish = runner::Finish {
+            spill,
+            soak: None,
+            shard: None,
+        };
+        runner::build_report_spilled(prepared, run_id, started_at, &finished, true, finish)
+    });
+    let mut report = match whole {
+        Some(Ok(report)) => report,
+        failed => {
+            // What memory holds: every verdict and every check that did not pass; the passed
+            // checks and steps are in events.jsonl only.
+            if let Some(Err(e)) = failed {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "error: the reports hold every verdict but not the passed checks and steps of the slim scenarios"
+            );
+            runner::build_report_from(prepared, run_id, started_at, finished, true)
+        }
+    };
     report.summary.exit_code = exit::ENVIRONMENT;
     // report.json first: the verdicts matter most, and the rest may fail as the run did. If
     // the rest is written, report.json is written again, now naming the pages and files.

@@ -562,32 +562,40 @@ pub fn decide_all(report: &mut RunReport, today: time::Date) {
         }
         return;
     }
-    let settings = report.matrix.launch;
-    let interrupted = report.interrupted;
     for cell in &mut report.cells {
-        let waivers = report
-            .matrix
-            .rows
-            .iter()
-            .find(|r| r.id == cell.row)
-            .map(|r| r.waivers.as_slice())
-            .unwrap_or_default();
-        let mut launch = decide(cell, waivers, settings, today);
-        if interrupted {
-            launch.reasons.insert(
-                0,
-                reason(
-                    ReasonKind::Unexercised,
-                    true,
-                    None,
-                    Vec::new(),
-                    "the run was interrupted: scenarios that did not finish were not judged".into(),
-                ),
-            );
-            launch.decision = Decision::NoGo;
-        }
-        cell.launch = Some(launch);
+        decide_cell(cell, &report.matrix, report.interrupted, today);
     }
+}
+
+/// Decides one cell of a run (not a shard) on `today`, with the waivers and settings of
+/// `matrix`; in an interrupted run with a blocker.
+pub fn decide_cell(
+    cell: &mut CellReport,
+    matrix: &crate::report::MatrixInfo,
+    interrupted: bool,
+    today: time::Date,
+) {
+    let waivers = matrix
+        .rows
+        .iter()
+        .find(|r| r.id == cell.row)
+        .map(|r| r.waivers.as_slice())
+        .unwrap_or_default();
+    let mut launch = decide(cell, waivers, matrix.launch, today);
+    if interrupted {
+        launch.reasons.insert(
+            0,
+            reason(
+                ReasonKind::Unexercised,
+                true,
+                None,
+                Vec::new(),
+                "the run was interrupted: scenarios that did not finish were not judged".into(),
+            ),
+        );
+        launch.decision = Decision::NoGo;
+    }
+    cell.launch = Some(launch);
 }
 
 /// The launch list: one line per cell, dated, with the run it rests on.
@@ -751,6 +759,7 @@ mod tests {
             exchanges_file: None,
             exchange_count: 0,
             exchanges: Vec::new(),
+            spilled: None,
         }
     }
 

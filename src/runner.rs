@@ -250,6 +250,7 @@ async fn run_suite(
                     exchanges_file: None,
                     exchange_count: 0,
                     exchanges: Vec::new(),
+                    spilled: None,
                 };
                 let _ = events.send(RunEvent::ScenarioFinished {
                     row,
@@ -912,6 +913,7 @@ pub async fn run_scenario(
         exchanges_file: None,
         exchange_count: 0,
         exchanges,
+        spilled: None,
     };
     (report, log.secret_values())
 }
@@ -1175,6 +1177,81 @@ pub fn build_report_from(
     interrupted: bool,
 ) -> RunReport {
     let matrix = &prepared.matrix;
+    let mut report = report_header(prepared, run_id, started_at, interrupted);
+    for (row, column, scenarios) in by_cell(prepared, finished) {
+        let cell = CellReport::assemble(row, column, scenarios, matrix);
+        report.cells.push(cell);
+    }
+    report.summary = Summary::of(&report.cells, interrupted);
+    let today =
+        crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+    crate::launch::decide_all(&mut report, today);
+    report
+}
+
+/// What a run adds to its cells as they are assembled: where its slim scenarios are whole, the
+/// latest soak (reliability), and which shard it is (a shard decides nothing).
+pub struct Finish<'a> {
+    pub spill: std::sync::Arc<crate::report::Spill>,
+    pub soak: Option<&'a crate::soak::SoakReport>,
+    pub shard: Option<crate::shard::ShardInfo>,
+}
+
+/// As [`build_report_from`] for a run that holds its finished scenarios slim
+/// ([`ScenarioReport::slim`]): one cell at a time is read back whole from the spill, assembled,
+/// given its reliability from the soak and decided (unless the run is a shard), then held slim
+/// again. So memory does not grow with the evidence of the finished cells.
+pub fn build_report_spilled(
+    prepared: &Prepared,
+    run_id: &str,
+    started_at: &str,
+    finished: &[Finished],
+    interrupted: bool,
+    finish: Finish<'_>,
+) -> Result<RunReport, crate::report::WriteError> {
+    let Finish { spill, soak, shard } = finish;
+    let matrix = &prepared.matrix;
+    let mut report = report_header(prepared, run_id, started_at, interrupted);
+    report.shard = shard;
+    let today =
+        crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+    let mut by_cell: BTreeMap<(usize, usize), Vec<&Finished>> = BTreeMap::new();
+    for f in finished {
+        by_cell.entry((f.row, f.column)).or_default().push(f);
+    }
+    for ((ri, ci), mut scenarios) in by_cell {
+        scenarios.sort_by_key(|f| f.scenario);
+        let (row, column) = (&prepared.rows[ri].row.id, &prepared.matrix.columns[ci].id);
+        let at: Vec<_> = scenarios.iter().map(|f| f.report.spilled).collect();
+        let whole = scenarios
+            .iter()
+            .map(|f| spill.whole(&f.report))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cell = CellReport::assemble(row, column, whole, matrix);
+        cell.reliability = match soak {
+            Some(s) => crate::report::Reliability::from_soak(s, row, column),
+            None => crate::report::Reliability::no_soak(matrix.soak.max_age_days),
+        };
+        if report.shard.is_none() {
+            crate::launch::decide_cell(&mut cell, &report.matrix, interrupted, today);
+        }
+        for (s, at) in cell.scenarios.iter_mut().zip(at) {
+            if let Some(at) = at {
+                s.slim(at);
+            }
+        }
+        report.cells.push(cell);
+    }
+    report.summary = Summary::of(&report.cells, interrupted);
+    report.spill = Some(spill);
+    Ok(report)
+}
+
+/// The finished scenarios by cell, in matrix order, each cell's in scenario order.
+fn by_cell(
+    prepared: &Prepared,
+    finished: Vec<Finished>,
+) -> impl Iterator<Item = (&str, &str, Vec<ScenarioReport>)> {
     let mut by_cell: BTreeMap<(usize, usize), Vec<(usize, ScenarioReport)>> = BTreeMap::new();
     for f in finished {
         by_cell
@@ -1182,24 +1259,25 @@ pub fn build_report_from(
             .or_default()
             .push((f.scenario, f.report));
     }
-    let mut cells = Vec::new();
-    for (ri, row) in prepared.rows.iter().enumerate() {
-        for (ci, column) in matrix.columns.iter().enumerate() {
-            let Some(mut scenarios) = by_cell.remove(&(ri, ci)) else {
-                continue;
-            };
-            scenarios.sort_by_key(|(k, _)| *k);
-            let scenarios: Vec<ScenarioReport> = scenarios.into_iter().map(|(_, r)| r).collect();
-            cells.push(CellReport::assemble(
-                &row.row.id,
-                &column.id,
-                scenarios,
-                matrix,
-            ));
-        }
-    }
-    let summary = Summary::of(&cells, interrupted);
-    let mut report = RunReport {
+    by_cell.into_iter().map(|((ri, ci), mut scenarios)| {
+        scenarios.sort_by_key(|(k, _)| *k);
+        (
+            prepared.rows[ri].row.id.as_str(),
+            prepared.matrix.columns[ci].id.as_str(),
+            scenarios.into_iter().map(|(_, r)| r).collect(),
+        )
+    })
+}
+
+/// A run's report with no cells yet (and an empty summary).
+fn report_header(
+    prepared: &Prepared,
+    run_id: &str,
+    started_at: &str,
+    interrupted: bool,
+) -> RunReport {
+    let matrix = &prepared.matrix;
+    RunReport {
         schema: crate::report::REPORT_SCHEMA.to_string(),
         run_id: run_id.to_string(),
         koppeltest_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -1241,13 +1319,10 @@ pub fn build_report_from(
                 .collect(),
             launch: matrix.launch,
         },
-        cells,
+        cells: Vec::new(),
         snapshots: None,
         shard: None,
-        summary,
-    };
-    let today =
-        crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
-    crate::launch::decide_all(&mut report, today);
-    report
+        summary: Summary::default(),
+        spill: None,
+    }
 }

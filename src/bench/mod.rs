@@ -565,6 +565,7 @@ impl Bench {
                     exchanges_file: None,
                     exchange_count: 0,
                     exchanges: log,
+                    spilled: None,
                 }
             })
             .collect()

@@ -16,12 +16,21 @@ const CELL: &str = include_str!("cell.html.j2");
 const EXCHANGES: &str = include_str!("exchanges.html.j2");
 const STYLE: &str = include_str!("style.css");
 
-fn environment() -> Result<Environment<'static>, minijinja::Error> {
-    let mut env = Environment::new();
-    env.add_template("matrix.html", OVERVIEW)?;
-    env.add_template("cell.html", CELL)?;
-    env.add_template("exchanges.html", EXCHANGES)?;
-    Ok(env)
+/// The templates, compiled once per process (a run renders a page per scenario).
+fn environment() -> Result<&'static Environment<'static>, minijinja::Error> {
+    static ENV: std::sync::OnceLock<Result<Environment<'static>, String>> =
+        std::sync::OnceLock::new();
+    let compiled = ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.add_template("matrix.html", OVERVIEW)
+            .and_then(|()| env.add_template("cell.html", CELL))
+            .and_then(|()| env.add_template("exchanges.html", EXCHANGES))
+            .map(|()| env)
+            .map_err(|e| e.to_string())
+    });
+    compiled
+        .as_ref()
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.clone()))
 }
 
 /// `matrix.html`: the overview. Cells link to their pages (`CellReport::page`).

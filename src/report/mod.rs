@@ -122,6 +122,10 @@ pub struct RunReport {
     /// This run is one shard of a split run (`run --shard K/N`), to be joined by `merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::shard::ShardInfo>,
+    /// Where the whole reports of slim scenarios are ([`ScenarioReport::slim`]); the writers
+    /// read each cell back whole from it, one cell at a time. Never serialized.
+    #[serde(skip)]
+    pub spill: Option<std::sync::Arc<Spill>>,
 }
 
 impl RunReport {
@@ -671,6 +675,121 @@ pub struct ScenarioReport {
     /// (see `exchanges_file`), and never read from one.
     #[serde(default, skip_serializing_if = "Vec::is_empty", skip_deserializing)]
     pub exchanges: Vec<Exchange>,
+    /// Set while this report is held slim ([`ScenarioReport::slim`]): where it is whole.
+    /// Never serialized.
+    #[serde(skip)]
+    pub spilled: Option<Spilled>,
+}
+
+impl ScenarioReport {
+    /// Drops what only the reports on disk need (the passed checks, the steps, the TLS scans,
+    /// a snapshot's diff) once the whole report is `at` its line in `events.jsonl`. What stays
+    /// is what the summary, the terminal, JUnit and the overview read: verdicts, the checks
+    /// that did not pass, the drift state. So memory holds a few hundred bytes per finished
+    /// scenario, not its evidence.
+    pub fn slim(&mut self, at: Spilled) {
+        self.checks
+            .retain(|c| c.outcome != Outcome::Pass || c.privacy);
+        self.checks.shrink_to_fit();
+        self.steps = Vec::new();
+        self.tls = Vec::new();
+        self.exchanges = Vec::new();
+        if let Some(drift) = &mut self.drift {
+            drift.diff = None;
+        }
+        self.spilled = Some(at);
+    }
+}
+
+/// Where a slim scenario's whole report is: its line in `events.jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spilled {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// `events.jsonl`, read back: the whole reports of slim scenarios.
+#[derive(Debug)]
+pub struct Spill {
+    path: PathBuf,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl Spill {
+    pub fn open(path: &Path) -> Result<Spill, WriteError> {
+        let file = std::fs::File::open(path).map_err(|source| WriteError {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Spill {
+            path: path.to_path_buf(),
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    /// `scenario` whole: read back from its line when it is slim, else a copy.
+    pub fn whole(&self, scenario: &ScenarioReport) -> Result<ScenarioReport, WriteError> {
+        use std::io::{Read, Seek};
+        let Some(at) = scenario.spilled else {
+            return Ok(scenario.clone());
+        };
+        let failed = |source: std::io::Error| WriteError {
+            path: self.path.clone(),
+            source,
+        };
+        let len = usize::try_from(at.len)
+            .map_err(std::io::Error::other)
+            .map_err(failed)?;
+        let mut line = vec![0; len];
+        {
+            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            file.seek(std::io::SeekFrom::Start(at.offset))
+                .map_err(failed)?;
+            file.read_exact(&mut line).map_err(failed)?;
+        }
+        #[derive(serde::Deserialize)]
+        struct Line {
+            scenario: ScenarioReport,
+        }
+        let line: Line = serde_json::from_slice(&line)
+            .map_err(|e| failed(std::io::Error::other(format!("at byte {}: {e}", at.offset))))?;
+        let whole = line.scenario;
+        if whole.id != scenario.id {
+            return Err(failed(std::io::Error::other(format!(
+                "at byte {}: scenario {} where {} was written",
+                at.offset, whole.id, scenario.id
+            ))));
+        }
+        Ok(whole)
+    }
+
+    /// `cell` with every scenario whole.
+    pub fn whole_cell(&self, cell: &CellReport) -> Result<CellReport, WriteError> {
+        let scenarios = cell
+            .scenarios
+            .iter()
+            .map(|s| self.whole(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut whole = CellReport {
+            scenarios: Vec::new(),
+            ..cell.clone()
+        };
+        whole.scenarios = scenarios;
+        Ok(whole)
+    }
+}
+
+impl RunReport {
+    /// Cell `i` whole: as held, or read back from the spill when its scenarios are slim.
+    pub fn whole_cell(&self, i: usize) -> Result<std::borrow::Cow<'_, CellReport>, WriteError> {
+        let cell = &self.cells[i];
+        match &self.spill {
+            Some(spill) if cell.scenarios.iter().any(|s| s.spilled.is_some()) => {
+                spill.whole_cell(cell).map(std::borrow::Cow::Owned)
+            }
+            _ => Ok(std::borrow::Cow::Borrowed(cell)),
+        }
+    }
 }
 
 /// How the runs of a repeated scenario went.
@@ -817,16 +936,21 @@ impl JsonLines {
         })
     }
 
-    /// Appends `line`; when the write fails (a full disk takes part of it), cuts the file back to
-    /// the lines before, so every line in it stays a finished item.
-    pub fn append(&mut self, line: &serde_json::Value) -> std::io::Result<()> {
+    /// Appends `line` and says where it is (without its newline); when the write fails (a full
+    /// disk takes part of it), cuts the file back to the lines before, so every line in it
+    /// stays a finished item.
+    pub fn append(&mut self, line: &serde_json::Value) -> std::io::Result<Spilled> {
         use std::io::Write;
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
         match self.file.write_all(&bytes) {
             Ok(()) => {
+                let at = Spilled {
+                    offset: self.len,
+                    len: bytes.len() as u64 - 1,
+                };
                 self.len += bytes.len() as u64;
-                Ok(())
+                Ok(at)
             }
             Err(e) => {
                 let _ = self.file.set_len(self.len);
@@ -888,16 +1012,63 @@ fn without_exchanges<T>(report: &mut RunReport, f: impl FnOnce(&RunReport) -> T)
     out
 }
 
-/// Writes `report.json` alone, streamed (no copy of the report in memory), whole or not at
-/// all, and never with exchanges inlined: any still held are set aside meanwhile (they belong
-/// in their files, which `write_all` writes). What a run whose folder failed writes first, so
-/// the verdicts survive.
+/// Writes `report.json` alone, streamed (no copy of the report in memory; slim cells read back
+/// whole one at a time), whole or not at all, and never with exchanges inlined: any still held
+/// are set aside meanwhile (they belong in their files, which `write_all` writes). What a run
+/// whose folder failed writes first, so the verdicts survive.
 pub fn write_report_json(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
     without_exchanges(report, |report| {
         write_with(&dir.join("report.json"), |out| {
-            serde_json::to_writer_pretty(out, report).map_err(std::io::Error::other)
+            serde_json::to_writer_pretty(out, &Whole(report)).map_err(std::io::Error::other)
         })
     })
+}
+
+/// A run report serialized with every cell whole ([`RunReport::whole_cell`]): the same fields,
+/// in the same order, as the derived `Serialize` of [`RunReport`] (a test holds them equal).
+struct Whole<'a>(&'a RunReport);
+
+impl Serialize for Whole<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let r = self.0;
+        if r.spill.is_none() {
+            return r.serialize(serializer);
+        }
+        let mut out = serializer.serialize_struct("RunReport", 11)?;
+        out.serialize_field("schema", &r.schema)?;
+        out.serialize_field("run_id", &r.run_id)?;
+        out.serialize_field("koppeltest_version", &r.koppeltest_version)?;
+        out.serialize_field("started_at", &r.started_at)?;
+        out.serialize_field("finished_at", &r.finished_at)?;
+        out.serialize_field("interrupted", &r.interrupted)?;
+        out.serialize_field("matrix", &r.matrix)?;
+        out.serialize_field("cells", &WholeCells(r))?;
+        out.serialize_field("summary", &r.summary)?;
+        match &r.snapshots {
+            Some(s) => out.serialize_field("snapshots", s)?,
+            None => out.skip_field("snapshots")?,
+        }
+        match &r.shard {
+            Some(s) => out.serialize_field("shard", s)?,
+            None => out.skip_field("shard")?,
+        }
+        out.end()
+    }
+}
+
+struct WholeCells<'a>(&'a RunReport);
+
+impl Serialize for WholeCells<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut out = serializer.serialize_seq(Some(self.0.cells.len()))?;
+        for i in 0..self.0.cells.len() {
+            let cell = self.0.whole_cell(i).map_err(S::Error::custom)?;
+            out.serialize_element(&*cell)?;
+        }
+        out.end()
+    }
 }
 
 /// Whether `relative` is a path koppeltest writes below `cells/` (no `..`, not absolute, only
@@ -998,13 +1169,13 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
         }
         let page = format!("{}/index.html", cell_dir(&row, &column));
         report.cells[i].page = Some(page.clone());
+        let cell = report.whole_cell(i)?;
         let html =
-            html::render_cell(report, &report.cells[i], "../../../matrix.html").map_err(|e| {
-                WriteError {
-                    path: dir.join(&page),
-                    source: std::io::Error::other(e),
-                }
+            html::render_cell(report, &cell, "../../../matrix.html").map_err(|e| WriteError {
+                path: dir.join(&page),
+                source: std::io::Error::other(e),
             })?;
+        drop(cell);
         let path = dir.join(&page);
         create_parent(&path)?;
         write_file(&path, html.as_bytes())?;
@@ -1029,6 +1200,8 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
 pub(crate) fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
     match std::fs::hard_link(from, to) {
         Ok(()) => Ok(()),
+        // Never a copy into an existing file: it may be a link to another run's.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
         Err(_) => std::fs::copy(from, to).map(|_| ()),
     }
 }
@@ -1036,7 +1209,15 @@ pub(crate) fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Replaces `reports/latest` with a copy of the run's folder, subfolders included (the run's
 /// inputs, snapshots); files are hard-linked where the file system allows.
 pub fn update_latest(run_dir: &Path, latest: &Path) -> Result<(), WriteError> {
-    let _ = std::fs::remove_dir_all(latest);
+    match std::fs::remove_dir_all(latest) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(WriteError {
+                path: latest.to_path_buf(),
+                source: e,
+            });
+        }
+        _ => {}
+    }
     copy_dir(run_dir, latest)
 }
 
@@ -1061,4 +1242,100 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), WriteError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's report of one cell (from a default run): a scenario with a dataset finding and
+    /// one with a TLS scan, both with passed checks and steps.
+    fn one_cell() -> RunReport {
+        serde_json::from_str(include_str!("testdata/one-cell.json")).unwrap()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("koppeltest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn slim_scenarios_are_read_back_whole_and_report_json_is_unchanged() {
+        let whole = one_cell();
+        let expected = serde_json::to_string_pretty(&whole).unwrap();
+        let dir = temp_dir("spill");
+        let events = dir.join("events.jsonl");
+        let mut lines = JsonLines::create(&events).unwrap();
+        let mut report = whole.clone();
+        let cell = &mut report.cells[0];
+        let before: usize = cell.scenarios.iter().map(|s| s.checks.len()).sum();
+        for s in &mut cell.scenarios {
+            let line = serde_json::json!({ "row": "r", "column": "c", "scenario": &*s });
+            let at = lines.append(&line).unwrap();
+            s.slim(at);
+        }
+        // Slim: no passed check, no step, no scan.
+        let after: usize = cell.scenarios.iter().map(|s| s.checks.len()).sum();
+        assert!(after < before, "{after} of {before} checks kept");
+        assert!(
+            cell.scenarios
+                .iter()
+                .all(|s| s.steps.is_empty() && s.tls.is_empty())
+        );
+        assert!(
+            cell.scenarios
+                .iter()
+                .flat_map(|s| &s.checks)
+                .all(|c| c.outcome != Outcome::Pass)
+        );
+        // Without the spill the report is what memory holds; with it, whole again.
+        assert_ne!(
+            serde_json::to_string_pretty(&Whole(&report)).unwrap(),
+            expected
+        );
+        report.spill = Some(std::sync::Arc::new(Spill::open(&events).unwrap()));
+        assert_eq!(
+            serde_json::to_string_pretty(&Whole(&report)).unwrap(),
+            expected
+        );
+        let cell = report.whole_cell(0).unwrap();
+        assert_eq!(
+            serde_json::to_value(&*cell).unwrap(),
+            serde_json::to_value(&whole.cells[0]).unwrap()
+        );
+        // report.json on disk, as the run writes it.
+        write_report_json(&mut report, &dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("report.json")).unwrap(),
+            expected
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_line_that_is_not_the_scenario_is_an_error_not_a_report() {
+        let dir = temp_dir("spill-wrong");
+        let events = dir.join("events.jsonl");
+        let mut lines = JsonLines::create(&events).unwrap();
+        let mut report = one_cell();
+        let [first, second] = &mut report.cells[0].scenarios[..] else {
+            panic!("two scenarios");
+        };
+        let at = lines
+            .append(&serde_json::json!({ "scenario": &*first }))
+            .unwrap();
+        second.slim(at);
+        let spill = Spill::open(&events).unwrap();
+        let e = spill.whole(second).unwrap_err().to_string();
+        assert!(e.contains("where"), "{e}");
+        // Past the end of the file.
+        second.spilled = Some(Spilled {
+            offset: at.len + 10,
+            len: 5,
+        });
+        assert!(spill.whole(second).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

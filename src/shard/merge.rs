@@ -224,11 +224,19 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
                         s.id
                     )));
                 }
-                for file in [file.clone(), crate::report::html::exchanges_page(file)] {
-                    let on_disk = std::fs::symlink_metadata(p.dir.join(&file));
+                let page = crate::report::html::exchanges_page(file);
+                for (file, hint) in [
+                    (file.as_str(), "a shard whose folder failed?"),
+                    (
+                        page.as_str(),
+                        "the page of an exchange file; a shard from koppeltest before the \
+                         exchanges pages lacks it: run it again",
+                    ),
+                ] {
+                    let on_disk = std::fs::symlink_metadata(p.dir.join(file));
                     if !on_disk.is_ok_and(|m| m.is_file()) {
                         return Err(invalid(format!(
-                            "{}: {file} is missing (a shard whose folder failed?)",
+                            "{}: {file} is missing ({hint})",
                             p.dir.display()
                         )));
                     }
@@ -285,67 +293,86 @@ fn merge_snapshots(parts: &[Part]) -> Option<SnapshotSummary> {
     Some(merged)
 }
 
-/// The merged cells, in matrix order, each assembled from every shard's scenarios.
-fn merge_cells(parts: &[Part], matrix: &Matrix) -> Result<Vec<CellReport>, MergeError> {
+/// The merged cells, in matrix order, each assembled from every shard's scenarios (moved out
+/// of the shards' reports, not copied), and each exchange file with the shard it is in.
+type Links = Vec<(usize, String)>;
+
+fn merge_cells(
+    parts: &mut [Part],
+    matrix: &Matrix,
+) -> Result<(Vec<CellReport>, Links), MergeError> {
     let info = &parts[0].report;
-    let order: BTreeMap<&str, usize> = info
+    let order: BTreeMap<String, usize> = info
         .shard
         .as_ref()
         .map(|s| {
             s.scenario_order
                 .iter()
                 .enumerate()
-                .map(|(i, id)| (id.as_str(), i))
+                .map(|(i, id)| (id.clone(), i))
                 .collect()
         })
         .unwrap_or_default();
+    let ids: Vec<(String, String)> = info
+        .matrix
+        .rows
+        .iter()
+        .flat_map(|r| {
+            info.matrix
+                .columns
+                .iter()
+                .map(|c| (r.id.clone(), c.id.clone()))
+        })
+        .collect();
     let mut cells = Vec::new();
-    for row in &info.matrix.rows {
-        for column in &info.matrix.columns {
-            let mut scenarios: Vec<ScenarioReport> = Vec::new();
-            let mut reliability = None;
-            let mut seen = BTreeSet::new();
-            for p in parts {
-                let Some(cell) = p
-                    .report
-                    .cells
-                    .iter()
-                    .find(|c| c.row == row.id && c.column == column.id)
-                else {
-                    continue;
-                };
-                reliability.get_or_insert_with(|| cell.reliability.clone());
-                for s in &cell.scenarios {
-                    if !seen.insert((s.side == Side::Pgo, s.id.clone())) {
-                        return Err(invalid(format!(
-                            "{} × {}: scenario {} is in more than one shard",
-                            row.id, column.id, s.id
-                        )));
-                    }
-                    scenarios.push(s.clone());
-                }
-            }
-            if scenarios.is_empty() {
+    let mut links = Vec::new();
+    for (row, column) in &ids {
+        let mut scenarios: Vec<ScenarioReport> = Vec::new();
+        let mut reliability = None;
+        let mut seen = BTreeSet::new();
+        for (k, p) in parts.iter_mut().enumerate() {
+            let Some(cell) = p
+                .report
+                .cells
+                .iter_mut()
+                .find(|c| &c.row == row && &c.column == column)
+            else {
                 continue;
+            };
+            reliability.get_or_insert_with(|| cell.reliability.clone());
+            for s in std::mem::take(&mut cell.scenarios) {
+                if !seen.insert((s.side == Side::Pgo, s.id.clone())) {
+                    return Err(invalid(format!(
+                        "{row} × {column}: scenario {} is in more than one shard",
+                        s.id
+                    )));
+                }
+                if let Some(file) = &s.exchanges_file {
+                    links.push((k, file.clone()));
+                }
+                scenarios.push(s);
             }
-            // DVA side in the run's scenario order, then the PGO side as its suite listed it.
-            scenarios.sort_by_key(|s| match s.side {
-                Side::Dva => (0, order.get(s.id.as_str()).copied().unwrap_or(usize::MAX)),
-                Side::Pgo => (1, 0),
-            });
-            let mut cell = CellReport::assemble(&row.id, &column.id, scenarios, matrix);
-            if let Some(r) = reliability {
-                cell.reliability = r;
-            }
-            cells.push(cell);
         }
+        if scenarios.is_empty() {
+            continue;
+        }
+        // DVA side in the run's scenario order, then the PGO side as its suite listed it.
+        scenarios.sort_by_key(|s| match s.side {
+            Side::Dva => (0, order.get(s.id.as_str()).copied().unwrap_or(usize::MAX)),
+            Side::Pgo => (1, 0),
+        });
+        let mut cell = CellReport::assemble(row, column, scenarios, matrix);
+        if let Some(r) = reliability {
+            cell.reliability = r;
+        }
+        cells.push(cell);
     }
-    Ok(cells)
+    Ok((cells, links))
 }
 
 /// Merges the shards in `dirs` into `out` (a new or empty folder) as run `run_id`.
 pub fn merge(dirs: &[PathBuf], out: &Path, run_id: &str) -> Result<RunReport, MergeError> {
-    let parts = read_parts(dirs)?;
+    let mut parts = read_parts(dirs)?;
     if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
         return Err(invalid(format!(
             "{} is not empty: merge writes a whole run folder; give a new --out",
@@ -362,7 +389,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path, run_id: &str) -> Result<RunReport, Me
     )
     .into_owned();
     let matrix = Matrix::parse(&matrix_path, &matrix_text).map_err(|e| invalid(e.to_string()))?;
-    let cells = merge_cells(&parts, &matrix)?;
+    let (cells, links) = merge_cells(&mut parts, &matrix)?;
+    let first = &parts[0];
     let interrupted = parts.iter().any(|p| p.report.interrupted);
     let scenarios = first
         .report
@@ -412,18 +440,24 @@ pub fn merge(dirs: &[PathBuf], out: &Path, run_id: &str) -> Result<RunReport, Me
         summary,
         snapshots,
         shard: None,
+        spill: None,
     };
     let day =
         crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
     crate::launch::decide_all(&mut report, day);
-    write(&parts, &mut report, out)?;
+    write(&parts, &links, &mut report, out)?;
     Ok(report)
 }
 
 /// The merged run folder: the first shard's inputs and VERSION, every shard's run snapshots
-/// and exchange files, `events.jsonl` of all shards in shard order, and the reports (cell pages
-/// read the exchanges back from the copied files).
-fn write(parts: &[Part], report: &mut RunReport, out: &Path) -> Result<(), MergeError> {
+/// and exchange files with their pages, `events.jsonl` of all shards in shard order, and the
+/// reports.
+fn write(
+    parts: &[Part],
+    links: &[(usize, String)],
+    report: &mut RunReport,
+    out: &Path,
+) -> Result<(), MergeError> {
     let io =
         |path: &Path, e: std::io::Error| MergeError::Io(format!("write {}: {e}", path.display()));
     let put = |relative: &str, bytes: &[u8]| -> Result<(), MergeError> {
@@ -442,43 +476,57 @@ fn write(parts: &[Part], report: &mut RunReport, out: &Path) -> Result<(), Merge
         MergeError::Io(format!("read {}: {e}", first.dir.join("VERSION").display()))
     })?;
     put(crate::evidence::VERSION, &version)?;
-    let mut events = Vec::new();
+    // events.jsonl: the shards' lines in shard order, copied file to file.
+    let events_path = out.join("events.jsonl");
+    let mut events = std::fs::File::create(&events_path).map_err(|e| io(&events_path, e))?;
     for p in parts {
+        use std::io::{Read, Seek, Write};
         let path = p.dir.join("events.jsonl");
-        let mut bytes = std::fs::read(&path)
-            .map_err(|e| MergeError::Io(format!("read {}: {e}", path.display())))?;
-        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-            bytes.push(b'\n');
+        let read = |e: std::io::Error| MergeError::Io(format!("read {}: {e}", path.display()));
+        let mut from = std::fs::File::open(&path).map_err(read)?;
+        let copied = std::io::copy(&mut from, &mut events).map_err(|e| io(&events_path, e))?;
+        let mut last = [0u8];
+        if copied > 0 {
+            from.seek(std::io::SeekFrom::Start(copied - 1))
+                .and_then(|_| from.read_exact(&mut last))
+                .map_err(read)?;
+            if last[0] != b'\n' {
+                events.write_all(b"\n").map_err(|e| io(&events_path, e))?;
+            }
         }
-        events.extend(bytes);
-        // Run snapshots, and the exchange files report.json references with their pages,
-        // hard-linked where the file system allows (the cell pages are written again for the
-        // merged run, from report.json alone).
+        // Run snapshots.
         let snapshots = p.dir.join("snapshots");
         if snapshots.is_dir() {
             for (name, bytes) in tree(&snapshots)? {
                 put(&format!("snapshots/{name}"), &bytes)?;
             }
         }
-        let mut made = std::collections::BTreeSet::new();
-        for json in p
-            .report
-            .cells
-            .iter()
-            .flat_map(|c| &c.scenarios)
-            .filter_map(|s| s.exchanges_file.as_deref())
-        {
-            for file in [json.to_string(), crate::report::html::exchanges_page(json)] {
-                let to = out.join(&file);
-                if let Some(parent) = to.parent()
-                    && made.insert(parent.to_path_buf())
-                {
-                    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-                }
-                crate::report::link_or_copy(&p.dir.join(&file), &to).map_err(|e| io(&to, e))?;
-            }
-        }
     }
-    put("events.jsonl", &events)?;
-    crate::report::write_all(report, out).map_err(|e| MergeError::Io(e.to_string()))
+    // The exchange files report.json references with their pages, hard-linked where the file
+    // system allows, on a second thread while the reports are written (the cell pages from
+    // report.json alone: they read no exchange).
+    std::thread::scope(|scope| {
+        let linking = scope.spawn(|| -> Result<(), MergeError> {
+            let mut made = std::collections::BTreeSet::new();
+            for (k, json) in links {
+                let from = &parts[*k].dir;
+                for file in [json.to_string(), crate::report::html::exchanges_page(json)] {
+                    let to = out.join(&file);
+                    if let Some(parent) = to.parent()
+                        && made.insert(parent.to_path_buf())
+                    {
+                        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+                    }
+                    crate::report::link_or_copy(&from.join(&file), &to).map_err(|e| io(&to, e))?;
+                }
+            }
+            Ok(())
+        });
+        let written =
+            crate::report::write_all(report, out).map_err(|e| MergeError::Io(e.to_string()));
+        let linked = linking
+            .join()
+            .unwrap_or_else(|_| Err(MergeError::Io("linking the exchange files failed".into())));
+        linked.and(written)
+    })
 }

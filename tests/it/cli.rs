@@ -104,8 +104,31 @@ fn default_run_writes_four_valid_reports_and_exits_zero() {
     );
     // Every cell has its page and every scenario its exchanges file, as report.json names them.
     for cell in report["cells"].as_array().unwrap() {
-        let page = std::fs::read_to_string(dir.join(cell["page"].as_str().unwrap())).unwrap();
+        let page_path = dir.join(cell["page"].as_str().unwrap());
+        let page = std::fs::read_to_string(&page_path).unwrap();
         assert!(!page.contains("<script"), "cell pages are static");
+        // Written from the whole scenarios: their passed checks are on it. Each evidence link
+        // leads to an exchange anchored on its scenario's exchanges page.
+        assert!(page.contains("<td class=\"o-pass\">pass</td>"));
+        let mut links = 0;
+        let mut targets = std::collections::HashMap::new();
+        for href in page
+            .split("href=\"")
+            .skip(1)
+            .filter_map(|h| h.split('"').next())
+        {
+            let href = href.replace("&#x2f;", "/");
+            let Some((file, anchor)) = href.split_once('#') else {
+                continue;
+            };
+            let target = targets.entry(file.to_string()).or_insert_with(|| {
+                std::fs::read_to_string(page_path.parent().unwrap().join(file))
+                    .unwrap_or_else(|e| panic!("{href}: {e}"))
+            });
+            assert!(target.contains(&format!("id=\"{anchor}\"")), "{href}");
+            links += 1;
+        }
+        assert!(links > 0);
         assert!(page.contains(&format!(
             "id=\"cell-{}-{}\"",
             cell["row"].as_str().unwrap(),
@@ -130,6 +153,44 @@ fn default_run_writes_four_valid_reports_and_exits_zero() {
     assert_eq!(
         events.lines().count(),
         6 * koppeltest::scenario::EMBEDDED.len()
+    );
+    // The run holds finished scenarios slim (no passed checks, no steps) and reads each back
+    // whole from its line for the reports: report.json holds every scenario exactly as its
+    // line in events.jsonl does, passed checks and steps included.
+    let mut lines: std::collections::BTreeMap<(String, String, String), serde_json::Value> = events
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            let key = (
+                line["row"].as_str().unwrap().to_string(),
+                line["column"].as_str().unwrap().to_string(),
+                line["scenario"]["id"].as_str().unwrap().to_string(),
+            );
+            (key, line["scenario"].clone())
+        })
+        .collect();
+    let (mut passed_checks, mut steps) = (0, 0);
+    for cell in report["cells"].as_array().unwrap() {
+        for sc in cell["scenarios"].as_array().unwrap() {
+            let key = (
+                cell["row"].as_str().unwrap().to_string(),
+                cell["column"].as_str().unwrap().to_string(),
+                sc["id"].as_str().unwrap().to_string(),
+            );
+            assert_eq!(lines.remove(&key).as_ref(), Some(sc), "{key:?}");
+            passed_checks += sc["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["outcome"] == "pass")
+                .count();
+            steps += sc["steps"].as_array().unwrap().len();
+        }
+    }
+    assert!(lines.is_empty(), "{:?}", lines.keys());
+    assert!(
+        passed_checks > 1000 && steps > 1000,
+        "{passed_checks} {steps}"
     );
 
     // Pattern scan, for secrets this process never saw as values.

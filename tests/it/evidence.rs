@@ -354,7 +354,7 @@ fn only_a_finished_run_is_bundled_and_nothing_is_overwritten() {
         &make(&run, &key, &bundle),
         &[
             "flow.happy-path.html",
-            "missing, though report.json names it",
+            "missing: the page of an exchange file report.json names",
         ],
     );
     assert!(!bundle.exists());
