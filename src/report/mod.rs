@@ -1155,10 +1155,10 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    // Each cell: its exchange files and its page.
-    for i in 0..report.cells.len() {
-        let (row, column) = (report.cells[i].row.clone(), report.cells[i].column.clone());
-        for s in &mut report.cells[i].scenarios {
+    // The exchanges still in memory to their files; each cell's page named.
+    for cell in &mut report.cells {
+        let (row, column) = (cell.row.clone(), cell.column.clone());
+        for s in &mut cell.scenarios {
             if s.exchanges_file.is_none() || !s.exchanges.is_empty() {
                 let relative = s
                     .exchanges_file
@@ -1167,21 +1167,51 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
                 write_exchanges(s, &row, &column, dir, relative)?;
             }
         }
-        let page = format!("{}/index.html", cell_dir(&row, &column));
-        report.cells[i].page = Some(page.clone());
+        cell.page = Some(format!("{}/index.html", cell_dir(&row, &column)));
+    }
+    // The cell pages on a second thread while report.json and the run-wide files are written.
+    // A caller that held exchanges still holds them afterwards.
+    without_exchanges(report, |report| {
+        std::thread::scope(|scope| {
+            let pages = scope.spawn(|| write_cell_pages(report, dir));
+            let rest = write_run_files(report, dir);
+            let pages = pages.join().unwrap_or_else(|_| {
+                Err(WriteError {
+                    path: dir.join("cells"),
+                    source: std::io::Error::other("writing the cell pages failed"),
+                })
+            });
+            pages.and(rest)
+        })
+    })
+}
+
+/// Each cell's page, from the cell whole (one at a time).
+fn write_cell_pages(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
+    for i in 0..report.cells.len() {
+        let Some(page) = report.cells[i].page.as_deref() else {
+            continue;
+        };
+        let path = dir.join(page);
         let cell = report.whole_cell(i)?;
         let html =
             html::render_cell(report, &cell, "../../../matrix.html").map_err(|e| WriteError {
-                path: dir.join(&page),
+                path: path.clone(),
                 source: std::io::Error::other(e),
             })?;
         drop(cell);
-        let path = dir.join(&page);
         create_parent(&path)?;
         write_file(&path, html.as_bytes())?;
     }
-    // A caller that held exchanges still holds them afterwards.
-    write_report_json(report, dir)?;
+    Ok(())
+}
+
+/// `report.json` (of a report holding no exchanges), `junit.xml`, `matrix.html` and the launch
+/// list.
+fn write_run_files(report: &RunReport, dir: &Path) -> Result<(), WriteError> {
+    write_with(&dir.join("report.json"), |out| {
+        serde_json::to_writer_pretty(out, &Whole(report)).map_err(std::io::Error::other)
+    })?;
     write_file(&dir.join("junit.xml"), junit::render(report).as_bytes())?;
     let html = html::render(report).map_err(|e| WriteError {
         path: dir.join("matrix.html"),

@@ -81,9 +81,23 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
     if dirs.is_empty() {
         return Err(invalid("merge needs the run folders of the shards".into()));
     }
+    // The reports parsed side by side (a shard's report.json of a large matrix is tens of MB).
+    let reports: Vec<Result<RunReport, String>> = std::thread::scope(|scope| {
+        let reading: Vec<_> = dirs
+            .iter()
+            .map(|dir| scope.spawn(move || RunReport::read(dir)))
+            .collect();
+        reading
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err("reading a report failed".into()))
+            })
+            .collect()
+    });
     let mut parts = Vec::new();
-    for dir in dirs {
-        let report = RunReport::read(dir).map_err(invalid)?;
+    for (dir, report) in dirs.iter().zip(reports) {
+        let report = report.map_err(invalid)?;
         if report.shard.is_none() {
             return Err(invalid(format!(
                 "{}: not a shard (a run of `koppeltest run --shard K/N`)",
