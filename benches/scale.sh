@@ -122,6 +122,9 @@ for ((k = 1; k <= SHARDS; k++)); do
         > /dev/null 2>&1 || true
     parts+=("$W/shard-$k/latest")
 done
+# The shards' files reach the disk first, so the figure is the merge's own work, not the
+# flushing of the tenth shard's writes.
+sync
 measure "merge ($SHARDS shards)" "$BIN" merge --quiet "${parts[@]}" --out "$W/merged"
 python3 - "$run/report.json" "$W/merged/report.json" <<'EOF'
 import json, sys
