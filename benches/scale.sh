@@ -68,7 +68,7 @@ measure() { # label, command…: prints wall s, CPU s, peak RSS MiB, and the pea
     local timer=$! pid
     : > "$W/$label.rss"
     while kill -0 "$timer" 2> /dev/null; do
-        pid=$(pgrep -P "$timer" | head -n1)
+        pid=$(pgrep -P "$timer" | head -n1 || true)
         if [[ -n $pid ]]; then ps -o rss= -p "$pid" >> "$W/$label.rss" 2> /dev/null || true; fi
         sleep 1
     done

@@ -1068,21 +1068,7 @@ async fn run(args: RunArgs) -> i32 {
         }
     }
     // What the slim reports leave out, events.jsonl holds.
-    let spill = match crate::report::Spill::open(&events_path) {
-        Ok(spill) => std::sync::Arc::new(spill),
-        Err(e) => {
-            let reason = format!("failed to read the finished scenarios back: {e}");
-            return report_folder_failed(
-                &reason,
-                &prepared,
-                &run_id,
-                &started_at,
-                finished,
-                &run_dir,
-                None,
-            );
-        }
-    };
+    let spill = crate::report::Spill::open(&events_path).map(std::sync::Arc::new);
     if let Some(reason) = write_failure {
         return report_folder_failed(
             &reason,
@@ -1091,7 +1077,7 @@ async fn run(args: RunArgs) -> i32 {
             &started_at,
             finished,
             &run_dir,
-            Some(spill),
+            spill,
         );
     }
     let max_age_days = prepared.matrix.soak.max_age_days;
@@ -1102,34 +1088,31 @@ async fn run(args: RunArgs) -> i32 {
     );
     // Each cell whole once, one at a time: assembled, given its reliability (part of the
     // launch decision) and decided.
-    let built = runner::build_report_spilled(
-        &prepared,
-        &run_id,
-        &started_at,
-        &finished,
-        interrupted,
-        runner::Finish {
-            spill,
-            soak: soak.as_ref(),
-            shard,
-        },
-    );
+    let finish = |spill| runner::Finish {
+        spill,
+        soak: soak.as_ref(),
+        shard,
+    };
+    let built = spill.and_then(|spill| {
+        runner::build_report_spilled(
+            &prepared,
+            &run_id,
+            &started_at,
+            finished,
+            interrupted,
+            finish(spill),
+        )
+    });
     let mut report = match built {
         Ok(report) => report,
         Err(e) => {
-            let reason = format!("failed to read the finished scenarios back: {e}");
-            return report_folder_failed(
-                &reason,
-                &prepared,
-                &run_id,
-                &started_at,
-                finished,
-                &run_dir,
-                None,
+            eprintln!(
+                "error: failed to read the finished scenarios back: {e}; no report was written, each finished scenario is in {}",
+                events_path.display()
             );
+            return exit::ENVIRONMENT;
         }
     };
-    drop(finished);
     if let Some(store) = &snapshots {
         let summary = store.finish(interrupted);
         // Strict: drift fails a run that had nothing worse. A shard produces only its own
@@ -1269,7 +1252,7 @@ fn report_folder_failed(
     started_at: &str,
     finished: Vec<Finished>,
     run_dir: &Path,
-    spill: Option<std::sync::Arc<crate::report::Spill>>,
+    spill: Result<std::sync::Arc<crate::report::Spill>, crate::report::WriteError>,
 ) -> i32 {
     eprintln!("error: {reason}");
     eprintln!(
@@ -1277,26 +1260,19 @@ fn report_folder_failed(
         finished.len(),
         run_dir.join("events.jsonl").display()
     );
-    let whole = spill.map(|spill| {
+    let built = spill.and_then(|spill| {
         let finish = runner::Finish {
             spill,
             soak: None,
             shard: None,
         };
-        runner::build_report_spilled(prepared, run_id, started_at, &finished, true, finish)
+        runner::build_report_spilled(prepared, run_id, started_at, finished, true, finish)
     });
-    let mut report = match whole {
-        Some(Ok(report)) => report,
-        failed => {
-            // What memory holds: every verdict and every check that did not pass; the passed
-            // checks and steps are in events.jsonl only.
-            if let Some(Err(e)) = failed {
-                eprintln!("error: {e}");
-            }
-            eprintln!(
-                "error: the reports hold every verdict but not the passed checks and steps of the slim scenarios"
-            );
-            runner::build_report_from(prepared, run_id, started_at, finished, true)
+    let mut report = match built {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: no report was written either: {e}");
+            return exit::ENVIRONMENT;
         }
     };
     report.summary.exit_code = exit::ENVIRONMENT;

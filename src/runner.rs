@@ -1205,7 +1205,7 @@ pub fn build_report_spilled(
     prepared: &Prepared,
     run_id: &str,
     started_at: &str,
-    finished: &[Finished],
+    finished: Vec<Finished>,
     interrupted: bool,
     finish: Finish<'_>,
 ) -> Result<RunReport, crate::report::WriteError> {
@@ -1215,17 +1215,11 @@ pub fn build_report_spilled(
     report.shard = shard;
     let today =
         crate::launch::run_date(&report).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
-    let mut by_cell: BTreeMap<(usize, usize), Vec<&Finished>> = BTreeMap::new();
-    for f in finished {
-        by_cell.entry((f.row, f.column)).or_default().push(f);
-    }
-    for ((ri, ci), mut scenarios) in by_cell {
-        scenarios.sort_by_key(|f| f.scenario);
-        let (row, column) = (&prepared.rows[ri].row.id, &prepared.matrix.columns[ci].id);
-        let at: Vec<_> = scenarios.iter().map(|f| f.report.spilled).collect();
+    for (row, column, scenarios) in by_cell(prepared, finished) {
+        let at: Vec<_> = scenarios.iter().map(|s| s.spilled).collect();
         let whole = scenarios
-            .iter()
-            .map(|f| spill.whole(&f.report))
+            .into_iter()
+            .map(|s| spill.into_whole(s))
             .collect::<Result<Vec<_>, _>>()?;
         let mut cell = CellReport::assemble(row, column, whole, matrix);
         cell.reliability = match soak {

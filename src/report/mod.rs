@@ -123,7 +123,7 @@ pub struct RunReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::shard::ShardInfo>,
     /// Where the whole reports of slim scenarios are ([`ScenarioReport::slim`]); the writers
-    /// read each cell back whole from it, one cell at a time. Never serialized.
+    /// read each cell back whole from it, a cell at a time each. Never serialized.
     #[serde(skip)]
     pub spill: Option<std::sync::Arc<Spill>>,
 }
@@ -219,7 +219,7 @@ pub struct CellReport {
 impl CellReport {
     /// The cell of `row` × `column` from its finished scenarios (in the cell's order), with
     /// everything derived from them; reliability says "no soak" and nothing is decided yet
-    /// (`attach_soak`, `crate::launch::decide_all`).
+    /// (`runner::build_report_spilled`, `crate::launch::decide_all`).
     pub fn assemble(
         row: &str,
         column: &str,
@@ -372,20 +372,6 @@ impl Reliability {
             ),
             soak_id: Some(soak.soak_id.clone()),
         }
-    }
-}
-
-/// Sets every cell's reliability from `soak` (or says there is none).
-pub fn attach_soak(
-    report: &mut RunReport,
-    soak: Option<&crate::soak::SoakReport>,
-    max_age_days: u32,
-) {
-    for cell in &mut report.cells {
-        cell.reliability = match soak {
-            Some(s) => Reliability::from_soak(s, &cell.row, &cell.column),
-            None => Reliability::no_soak(max_age_days),
-        };
     }
 }
 
@@ -727,6 +713,14 @@ impl Spill {
         })
     }
 
+    /// `scenario` whole: read back from its line when it is slim, else as it is.
+    pub fn into_whole(&self, scenario: ScenarioReport) -> Result<ScenarioReport, WriteError> {
+        match scenario.spilled {
+            Some(_) => self.whole(&scenario),
+            None => Ok(scenario),
+        }
+    }
+
     /// `scenario` whole: read back from its line when it is slim, else a copy.
     pub fn whole(&self, scenario: &ScenarioReport) -> Result<ScenarioReport, WriteError> {
         use std::io::{Read, Seek};
@@ -765,17 +759,42 @@ impl Spill {
 
     /// `cell` with every scenario whole.
     pub fn whole_cell(&self, cell: &CellReport) -> Result<CellReport, WriteError> {
-        let scenarios = cell
-            .scenarios
-            .iter()
-            .map(|s| self.whole(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut whole = CellReport {
-            scenarios: Vec::new(),
-            ..cell.clone()
-        };
-        whole.scenarios = scenarios;
-        Ok(whole)
+        // Every field named, so a new one cannot be left out.
+        let CellReport {
+            row,
+            column,
+            outcome,
+            verdict,
+            duration_ms,
+            timing,
+            privacy_failures,
+            dataset,
+            tls,
+            reliability,
+            sides,
+            page,
+            launch,
+            scenarios,
+        } = cell;
+        Ok(CellReport {
+            row: row.clone(),
+            column: column.clone(),
+            outcome: *outcome,
+            verdict: *verdict,
+            duration_ms: *duration_ms,
+            timing: timing.clone(),
+            privacy_failures: *privacy_failures,
+            dataset: dataset.clone(),
+            tls: tls.clone(),
+            reliability: reliability.clone(),
+            sides: sides.clone(),
+            page: page.clone(),
+            launch: launch.clone(),
+            scenarios: scenarios
+                .iter()
+                .map(|s| self.whole(s))
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 
@@ -1181,7 +1200,8 @@ pub fn write_all(report: &mut RunReport, dir: &Path) -> Result<(), WriteError> {
                     source: std::io::Error::other("writing the cell pages failed"),
                 })
             });
-            pages.and(rest)
+            // report.json's failure first: the verdicts matter most.
+            rest.and(pages)
         })
     })
 }

@@ -541,6 +541,6 @@ fn write(
         let linked = linking
             .join()
             .unwrap_or_else(|_| Err(MergeError::Io("linking the exchange files failed".into())));
-        linked.and(written)
+        written.and(linked)
     })
 }
