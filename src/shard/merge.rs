@@ -307,10 +307,11 @@ fn merge_snapshots(parts: &[Part]) -> Option<SnapshotSummary> {
     Some(merged)
 }
 
-/// The merged cells, in matrix order, each assembled from every shard's scenarios (moved out
-/// of the shards' reports, not copied), and each exchange file with the shard it is in.
+/// Each exchange file of the merged run, with the index of the shard it is in.
 type Links = Vec<(usize, String)>;
 
+/// The merged cells, in matrix order, each assembled from every shard's scenarios (moved out
+/// of the shards' reports, not copied), and each exchange file with the shard it is in.
 fn merge_cells(
     parts: &mut [Part],
     matrix: &Matrix,
