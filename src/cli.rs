@@ -796,7 +796,9 @@ fn prepare_with(
     }
     let pki = match pki {
         Some(dir) => Pki::load(dir),
-        None => Pki::generate(),
+        // The preflight logs no one in: it needs no SAML key.
+        None if unresolved_ok => Pki::generate(),
+        None => Pki::generate_with(&keys_ahead(&rows)),
     }
     .map_err(|e| {
         (
@@ -1409,6 +1411,23 @@ fn pki_init(out: &Path, force: bool) -> i32 {
     }
 }
 
+/// The keys a run over `rows` makes on first use, to be made with the in-memory PKI instead:
+/// the leaves' shared key, the mock TVS's signing key and its impostor, and each simulated DVA's
+/// SAML keys.
+fn keys_ahead(rows: &[crate::matrix::PreparedRow]) -> crate::pki::Ahead {
+    let mut saml = vec![crate::tvs::SIGNING_KEY.to_string()];
+    for row in rows {
+        if matches!(row.row.target, crate::matrix::DvaTarget::Simulated { .. }) {
+            saml.extend(crate::dva::saml_key_names(&row.row.id));
+        }
+    }
+    crate::pki::Ahead {
+        leaf_key: true,
+        saml,
+        impostors: vec![crate::tvs::SIGNING_KEY.to_string()],
+    }
+}
+
 /// The hosts and SAML key names of a matrix, for `pki init`.
 fn default_hosts(matrix: &Matrix) -> (Vec<String>, Vec<String>, Vec<String>) {
     let host = |u: &str| {
@@ -1418,7 +1437,7 @@ fn default_hosts(matrix: &Matrix) -> (Vec<String>, Vec<String>, Vec<String>) {
     };
     let mut front = vec![format!("tvs.{}", crate::pki::TEST_DOMAIN)];
     let mut back = vec![format!("soap.tvs.{}", crate::pki::TEST_DOMAIN)];
-    let mut saml = vec!["tvs-signing".to_string()];
+    let mut saml = vec![crate::tvs::SIGNING_KEY.to_string()];
     for c in &matrix.columns {
         back.push(c.hostname.clone());
     }
@@ -1432,8 +1451,7 @@ fn default_hosts(matrix: &Matrix) -> (Vec<String>, Vec<String>, Vec<String>) {
         for r in rows {
             front.extend(host(&r.endpoints.authorization));
             back.extend(host(&r.endpoints.token));
-            saml.push(format!("dva-{}-signing", r.row.id));
-            saml.push(format!("dva-{}-encryption", r.row.id));
+            saml.extend(crate::dva::saml_key_names(&r.row.id));
         }
     }
     (front, back, saml)

@@ -352,29 +352,98 @@ const BACK_ROOT: &str = "back-root-ca";
 const BACK_SERVICES: &str = "back-services-ca";
 const FRONT: &str = "front-ca";
 
+/// Keys a run will need, made side by side with the CA keys rather than one at a time on first
+/// use, where each search for primes held the SAML key lock, and every scenario waiting on it,
+/// while one core did the work. They are the keys first use would make; only the moment differs.
+#[derive(Debug, Default, Clone)]
+pub struct Ahead {
+    /// The key every leaf issued on demand carries.
+    pub leaf_key: bool,
+    /// SAML key pairs, by name ([`Pki::saml_key`]).
+    pub saml: Vec<String>,
+    /// Impostors of SAML keys, by the name of the key they imitate ([`Pki::saml_impostor`]).
+    pub impostors: Vec<String>,
+}
+
+/// SAML keys being sought, each on a thread of its own, by name.
+type Searches<'scope, 'env> = Vec<(
+    &'env String,
+    std::thread::ScopedJoinHandle<'scope, Result<SamlKey, PkiError>>,
+)>;
+
+/// A SAML key for each of `names`, each sought on a thread of its own.
+fn saml_keys<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    names: &'env [String],
+) -> Searches<'scope, 'env> {
+    names
+        .iter()
+        .map(|name| (name, scope.spawn(move || generate_saml_key(name))))
+        .collect()
+}
+
+/// A key search's result, or an error naming `what` if its thread panicked.
+fn joined<T>(
+    handle: std::thread::ScopedJoinHandle<'_, Result<T, PkiError>>,
+    what: &str,
+) -> Result<T, PkiError> {
+    handle.join().unwrap_or_else(|_| {
+        Err(PkiError::Generate {
+            what: what.to_string(),
+            source: rcgen::Error::KeyGenerationUnavailable,
+        })
+    })
+}
+
 impl Pki {
     /// A fresh hierarchy in memory.
     pub fn generate() -> Result<Pki, PkiError> {
+        Pki::generate_with(&Ahead::default())
+    }
+
+    /// A fresh hierarchy in memory, with the keys `ahead` names made at the same time.
+    pub fn generate_with(ahead: &Ahead) -> Result<Pki, PkiError> {
         const BACK_ROOT_CN: &str = "koppeltest TEST Private Root CA - G1";
         const SERVICES_CN: &str = "koppeltest TEST Private Services CA - G1";
         const FRONT_CN: &str = "koppeltest TEST Public OV CA";
-        // An RSA-4096 key takes 0.3 to 1.5 s to find, so the three are sought side by side.
-        let [back_root, services, front] = std::thread::scope(|s| {
-            [BACK_ROOT_CN, SERVICES_CN, FRONT_CN]
-                .map(|cn| s.spawn(move || rsa_key(RsaKeySize::_4096, cn)))
-                .map(|handle| {
-                    handle.join().unwrap_or_else(|_| {
-                        Err(PkiError::Generate {
-                            what: "CA key".into(),
-                            source: rcgen::Error::KeyGenerationUnavailable,
-                        })
-                    })
-                })
+        // An RSA-4096 key takes 0.3 to 1.5 s to find: every key is sought on a thread of its
+        // own, so the searches share the cores and the last one ends about when the CPU time
+        // of all of them, spread over the cores, is spent.
+        let ([back_root, services, front], leaf_key, saml, impostors) = std::thread::scope(|s| {
+            let cas = [BACK_ROOT_CN, SERVICES_CN, FRONT_CN]
+                .map(|cn| s.spawn(move || rsa_key(RsaKeySize::_4096, cn)));
+            let leaf_key = ahead
+                .leaf_key
+                .then(|| s.spawn(|| rsa_key(RsaKeySize::_3072, "leaf key")));
+            let (saml, impostors) = (saml_keys(s, &ahead.saml), saml_keys(s, &ahead.impostors));
+            let keys = |made: Vec<(&String, _)>| {
+                made.into_iter()
+                    .map(|(name, handle)| Ok((name.clone(), joined(handle, name)?)))
+                    .collect::<Result<Vec<(String, SamlKey)>, PkiError>>()
+            };
+            (
+                cas.map(|handle| joined(handle, "CA key")),
+                leaf_key
+                    .map(|handle| joined(handle, "leaf key"))
+                    .transpose(),
+                keys(saml),
+                keys(impostors),
+            )
         });
         let back_root = Ca::new_root(BACK_ROOT_CN, back_root?)?;
         let back_services = Ca::new_intermediate(SERVICES_CN, services?, &back_root)?;
         let front = Ca::new_root(FRONT_CN, front?)?;
-        Ok(Pki::from_cas(back_root, back_services, front, None))
+        let pki = Pki::from_cas(back_root, back_services, front, None);
+        *pki.leaf_key.lock().unwrap_or_else(|e| e.into_inner()) = leaf_key?.map(Arc::new);
+        let mut cache = pki.saml.lock().unwrap_or_else(|e| e.into_inner());
+        cache.extend(saml?.into_iter().map(|(name, key)| (name, Arc::new(key))));
+        cache.extend(
+            impostors?
+                .into_iter()
+                .map(|(name, key)| (impostor_tag(&name), Arc::new(key))),
+        );
+        drop(cache);
+        Ok(pki)
     }
 
     /// Loads a hierarchy written by [`Pki::write`]. Leaves and SAML keys found in the folder are
@@ -731,7 +800,7 @@ impl Pki {
     /// A fresh key whose self-signed certificate copies the subject of the SAML key `name`: an
     /// impostor for the mock TVS's foreign-key fault, never written to disk.
     pub fn saml_impostor(&self, name: &str) -> Result<Arc<SamlKey>, PkiError> {
-        let tag = format!("impostor:{name}");
+        let tag = impostor_tag(name);
         let mut cache = self.saml.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = cache.get(&tag) {
             return Ok(k.clone());
@@ -813,6 +882,11 @@ fn sign_leaf(
         key_pem: key.serialize_pem(),
         certified: OnceLock::new(),
     })
+}
+
+/// The SAML key cache's name for the impostor of the key `name`.
+fn impostor_tag(name: &str) -> String {
+    format!("impostor:{name}")
 }
 
 fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {
@@ -937,6 +1011,45 @@ mod tests {
     fn serial(leaf: &Leaf) -> Vec<u8> {
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf.chain[0]).unwrap();
         cert.tbs_certificate.raw_serial().to_vec()
+    }
+
+    #[test]
+    fn keys_made_ahead_are_the_ones_first_use_hands_out() {
+        let named = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let pki = Pki::generate_with(&Ahead {
+            leaf_key: true,
+            saml: named(&["tvs-signing", "dva-x-encryption"]),
+            impostors: named(&["tvs-signing"]),
+        })
+        .unwrap();
+        let ahead = pki.leaf_key.lock().unwrap().clone().unwrap();
+        let leaf = pki.leaf(Channel::Back, "api.z.koppeltest.test").unwrap();
+        assert_eq!(
+            leaf.key_pkcs8,
+            ahead.serialize_der(),
+            "a leaf issued on demand carries the key made ahead"
+        );
+        let cached = |name: &str| pki.saml.lock().unwrap().get(name).cloned().unwrap();
+        let (signing, impostor) = (cached("tvs-signing"), cached("impostor:tvs-signing"));
+        assert!(Arc::ptr_eq(&pki.saml_key("tvs-signing").unwrap(), &signing));
+        assert!(Arc::ptr_eq(
+            &pki.saml_impostor("tvs-signing").unwrap(),
+            &impostor
+        ));
+        assert!(Arc::ptr_eq(
+            &pki.saml_key("dva-x-encryption").unwrap(),
+            &cached("dva-x-encryption")
+        ));
+        assert_eq!(pki.saml.lock().unwrap().len(), 3, "first use made no key");
+        assert_ne!(
+            impostor.pkcs8, signing.pkcs8,
+            "an impostor has a key of its own"
+        );
+        assert_ne!(
+            pki.saml_key("dva-y-signing").unwrap().pkcs8,
+            signing.pkcs8,
+            "a key not made ahead is still made on first use"
+        );
     }
 
     #[test]

@@ -40,6 +40,9 @@ use crate::tls::{self, ClientAuth, Server, TlsError};
 /// The TVS's test entityID (RD role, test index 9000).
 pub const TVS_ENTITY_ID: &str = "urn:nl-eid-gdi:1.0:RD:00000009999999999000:entities:9000";
 
+/// The name of the mock TVS's SAML signing key ([`Pki::saml_key`]); it also has an impostor.
+pub const SIGNING_KEY: &str = "tvs-signing";
+
 /// A deliberate fault in what the mock TVS sends: built by [`saml::forge`].
 pub use crate::saml::forge::Fault as TvsFault;
 
@@ -84,7 +87,7 @@ impl TvsConfig {
     pub fn metadata(&self, pki: &Pki) -> Result<String, TvsError> {
         Ok(saml::idp_metadata(
             TVS_ENTITY_ID,
-            &*pki.saml_key("tvs-signing")?,
+            &*pki.saml_key(SIGNING_KEY)?,
             &self.sso_url(),
             &self.ars_url(),
         ))
@@ -234,8 +237,8 @@ pub fn start(
     let entity_port = entity_listener.local_addr()?.port();
     let tvs = Arc::new(Tvs {
         entity_base: format!("http://{}:{entity_port}", host_only(&cfg.back_host)),
-        key: pki.saml_key("tvs-signing")?,
-        impostor: pki.saml_impostor("tvs-signing")?,
+        key: pki.saml_key(SIGNING_KEY)?,
+        impostor: pki.saml_impostor(SIGNING_KEY)?,
         metadata_xml: cfg.metadata(pki)?,
         cfg,
         log,

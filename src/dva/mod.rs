@@ -173,21 +173,27 @@ impl Activity {
     }
 }
 
+/// The names of the SAML keys of the simulated DVA of row `row_id`: signing, then encryption.
+pub fn saml_key_names(row_id: &str) -> [String; 2] {
+    [
+        format!("dva-{row_id}-signing"),
+        format!("dva-{row_id}-encryption"),
+    ]
+}
+
 impl DvaConfig {
     pub fn acs_url(&self) -> String {
         format!("https://{}/saml/acs", self.front_host)
     }
 
     fn signing_key_name(&self) -> String {
-        format!("dva-{}-signing", self.id)
+        let [signing, _] = saml_key_names(&self.id);
+        signing
     }
 
     fn encryption_key_name(&self) -> String {
-        format!("dva-{}-encryption", self.id)
-    }
-
-    pub fn saml_key_names(&self) -> Vec<String> {
-        vec![self.signing_key_name(), self.encryption_key_name()]
+        let [_, encryption] = saml_key_names(&self.id);
+        encryption
     }
 
     /// The provider name without `@medmij`, as 2.2.x scopes use it.
