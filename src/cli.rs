@@ -473,7 +473,8 @@ pub fn main() -> i32 {
         Command::Pki {
             command: PkiCommand::Init { out, force },
         } => pki_init(&out, force),
-        Command::Check(args) => match prepare(&args, None) {
+        // Checking the configuration makes only the CAs' keys: it logs no one in.
+        Command::Check(args) => match prepare_with(&args, None, false, false).map(|(p, _)| p) {
             Ok(p) => {
                 println!(
                     "ok: {} HIS rows × {} PGO profiles × {} scenarios",
@@ -707,18 +708,20 @@ async fn mock_pgo(args: MockPgoArgs) -> i32 {
 
 /// Loads and validates everything a run needs. Errors carry their exit code.
 fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, String)> {
-    prepare_with(args, pki, false).map(|(p, _)| p)
+    prepare_with(args, pki, false, true).map(|(p, _)| p)
 }
 
 /// A prepared run, and per row why its practice did not resolve (`None`: it did).
 type PreparedUnresolved = (Prepared, Vec<Option<String>>);
 
 /// As [`prepare`]; with `unresolved_ok` a practice its ZAL cannot resolve is no error, and the
-/// reason is returned per row instead (for `preflight`).
+/// reason is returned per row instead (for `preflight`); with `ahead` an in-memory PKI makes the
+/// keys the parties will use at once ([`keys_ahead`]), without only the CAs' keys.
 fn prepare_with(
     args: &SourceArgs,
     pki: Option<&Path>,
     unresolved_ok: bool,
+    ahead: bool,
 ) -> Result<PreparedUnresolved, (i32, String)> {
     let config = |e: &dyn std::fmt::Display| (exit::INVALID_CONFIG, e.to_string());
     let scenarios = match &args.scenarios {
@@ -796,9 +799,8 @@ fn prepare_with(
     }
     let pki = match pki {
         Some(dir) => Pki::load(dir),
-        // The preflight logs no one in: it needs no SAML key.
-        None if unresolved_ok => Pki::generate(),
-        None => Pki::generate_with(&keys_ahead(&rows)),
+        None if ahead => Pki::generate_with(&keys_ahead(&rows)),
+        None => Pki::generate(),
     }
     .map_err(|e| {
         (
@@ -816,7 +818,8 @@ fn prepare_with(
 }
 
 async fn preflight(args: PreflightArgs) -> i32 {
-    let (prepared, unresolved) = match prepare_with(&args.sources, args.pki.as_deref(), true) {
+    let (prepared, unresolved) = match prepare_with(&args.sources, args.pki.as_deref(), true, true)
+    {
         Ok(p) => p,
         Err((code, message)) => return fail(code, message),
     };
@@ -1738,5 +1741,32 @@ fn export_fixtures(fixtures: Option<&Path>, out: &Path) -> i32 {
             exit::OK
         }
         Err(e) => fail(exit::ENVIRONMENT, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starting every row's simulated parties, as each scenario does, makes no SAML key: a run
+    /// made them all ahead ([`keys_ahead`]).
+    #[tokio::test]
+    async fn a_run_makes_the_keys_of_its_simulated_parties_ahead() {
+        let sources = SourceArgs {
+            matrix: None,
+            scenarios: None,
+            fixtures: None,
+        };
+        let prepared = prepare(&sources, None).unwrap();
+        let ahead = prepared.pki.saml_keys_made();
+        assert!(ahead > 2, "{ahead} SAML keys made ahead");
+        for row in &prepared.rows {
+            runner::start_simulated(&prepared, row)
+                .await
+                .unwrap()
+                .shutdown()
+                .await;
+        }
+        assert_eq!(prepared.pki.saml_keys_made(), ahead);
     }
 }

@@ -353,7 +353,7 @@ const BACK_SERVICES: &str = "back-services-ca";
 const FRONT: &str = "front-ca";
 
 /// Keys a run will need, made side by side with the CA keys rather than one at a time on first
-/// use, where each search for primes held the SAML key lock, and every scenario waiting on it,
+/// use, where each search for primes held the SAML key lock, and the scenarios waiting on it,
 /// while one core did the work. They are the keys first use would make; only the moment differs.
 #[derive(Debug, Default, Clone)]
 pub struct Ahead {
@@ -365,34 +365,78 @@ pub struct Ahead {
     pub impostors: Vec<String>,
 }
 
-/// SAML keys being sought, each on a thread of its own, by name.
-type Searches<'scope, 'env> = Vec<(
-    &'env String,
-    std::thread::ScopedJoinHandle<'scope, Result<SamlKey, PkiError>>,
-)>;
-
-/// A SAML key for each of `names`, each sought on a thread of its own.
-fn saml_keys<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    names: &'env [String],
-) -> Searches<'scope, 'env> {
-    names
-        .iter()
-        .map(|name| (name, scope.spawn(move || generate_saml_key(name))))
-        .collect()
+/// One key to make.
+enum Search<'a> {
+    Ca(&'static str),
+    LeafKey,
+    Saml(&'a str),
 }
 
-/// A key search's result, or an error naming `what` if its thread panicked.
-fn joined<T>(
-    handle: std::thread::ScopedJoinHandle<'_, Result<T, PkiError>>,
-    what: &str,
-) -> Result<T, PkiError> {
-    handle.join().unwrap_or_else(|_| {
-        Err(PkiError::Generate {
-            what: what.to_string(),
-            source: rcgen::Error::KeyGenerationUnavailable,
+/// A key made.
+enum Found {
+    Rsa(KeyPair),
+    Saml(SamlKey),
+}
+
+impl Search<'_> {
+    fn run(&self) -> Result<Found, PkiError> {
+        match self {
+            Search::Ca(cn) => rsa_key(RsaKeySize::_4096, cn).map(Found::Rsa),
+            Search::LeafKey => rsa_key(RsaKeySize::_3072, "leaf key").map(Found::Rsa),
+            Search::Saml(name) => generate_saml_key(name).map(Found::Saml),
+        }
+    }
+
+    fn what(&self) -> &str {
+        match self {
+            Search::Ca(cn) => cn,
+            Search::LeafKey => "leaf key",
+            Search::Saml(name) => name,
+        }
+    }
+}
+
+/// Each of `searches`' keys, in order, made on one thread per core: the searches are taken in
+/// order, so the slow ones should come first. A search whose thread panicked is an error.
+fn search_all(searches: &[Search<'_>]) -> Vec<Result<Found, PkiError>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found: Vec<Mutex<Option<Result<Found, PkiError>>>> =
+        searches.iter().map(|_| Mutex::new(None)).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .min(searches.len());
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(search) = searches.get(i) else { break };
+                        let made = search.run();
+                        *found[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(made);
+                    }
+                })
+            })
+            .collect();
+        // Joined here, so a panic is a missing key below rather than a panic of the scope.
+        for worker in workers {
+            let _ = worker.join();
+        }
+    });
+    found
+        .into_iter()
+        .zip(searches)
+        .map(|(slot, search)| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| {
+                    Err(PkiError::Generate {
+                        what: search.what().to_string(),
+                        source: rcgen::Error::KeyGenerationUnavailable,
+                    })
+                })
         })
-    })
+        .collect()
 }
 
 impl Pki {
@@ -406,41 +450,54 @@ impl Pki {
         const BACK_ROOT_CN: &str = "koppeltest TEST Private Root CA - G1";
         const SERVICES_CN: &str = "koppeltest TEST Private Services CA - G1";
         const FRONT_CN: &str = "koppeltest TEST Public OV CA";
-        // An RSA-4096 key takes 0.3 to 1.5 s to find: every key is sought on a thread of its
-        // own, so the searches share the cores and the last one ends about when the CPU time
-        // of all of them, spread over the cores, is spent.
-        let ([back_root, services, front], leaf_key, saml, impostors) = std::thread::scope(|s| {
-            let cas = [BACK_ROOT_CN, SERVICES_CN, FRONT_CN]
-                .map(|cn| s.spawn(move || rsa_key(RsaKeySize::_4096, cn)));
-            let leaf_key = ahead
-                .leaf_key
-                .then(|| s.spawn(|| rsa_key(RsaKeySize::_3072, "leaf key")));
-            let (saml, impostors) = (saml_keys(s, &ahead.saml), saml_keys(s, &ahead.impostors));
-            let keys = |made: Vec<(&String, _)>| {
-                made.into_iter()
-                    .map(|(name, handle)| Ok((name.clone(), joined(handle, name)?)))
-                    .collect::<Result<Vec<(String, SamlKey)>, PkiError>>()
-            };
-            (
-                cas.map(|handle| joined(handle, "CA key")),
-                leaf_key
-                    .map(|handle| joined(handle, "leaf key"))
-                    .transpose(),
-                keys(saml),
-                keys(impostors),
-            )
-        });
+        // An RSA-4096 key takes 0.3 to 1.5 s to find: the CAs' keys are sought first, and every
+        // key on whichever core is free, so the last one is found about when the CPU time of
+        // all of them, spread over the cores, is spent.
+        let mut searches = vec![
+            Search::Ca(BACK_ROOT_CN),
+            Search::Ca(SERVICES_CN),
+            Search::Ca(FRONT_CN),
+        ];
+        if ahead.leaf_key {
+            searches.push(Search::LeafKey);
+        }
+        searches.extend(ahead.saml.iter().map(|name| Search::Saml(name)));
+        searches.extend(ahead.impostors.iter().map(|name| Search::Saml(name)));
+        let mut found = search_all(&searches).into_iter();
+        // Not expected: search_all answers each search, in order, with its kind of key.
+        let lost = || PkiError::Generate {
+            what: "a key made ahead".into(),
+            source: rcgen::Error::KeyGenerationUnavailable,
+        };
+        let mut rsa = || match found.next() {
+            Some(Ok(Found::Rsa(key))) => Ok(key),
+            Some(Err(e)) => Err(e),
+            _ => Err(lost()),
+        };
+        let (back_root, services, front) = (rsa(), rsa(), rsa());
+        let leaf_key = ahead.leaf_key.then(&mut rsa).transpose();
+        let mut saml = |names: &[String]| {
+            names
+                .iter()
+                .map(|name| match found.next() {
+                    Some(Ok(Found::Saml(key))) => Ok((name.clone(), Arc::new(key))),
+                    Some(Err(e)) => Err(e),
+                    _ => Err(lost()),
+                })
+                .collect::<Result<Vec<_>, PkiError>>()
+        };
+        let (saml_keys, impostors) = (saml(&ahead.saml), saml(&ahead.impostors));
         let back_root = Ca::new_root(BACK_ROOT_CN, back_root?)?;
         let back_services = Ca::new_intermediate(SERVICES_CN, services?, &back_root)?;
         let front = Ca::new_root(FRONT_CN, front?)?;
         let pki = Pki::from_cas(back_root, back_services, front, None);
         *pki.leaf_key.lock().unwrap_or_else(|e| e.into_inner()) = leaf_key?.map(Arc::new);
         let mut cache = pki.saml.lock().unwrap_or_else(|e| e.into_inner());
-        cache.extend(saml?.into_iter().map(|(name, key)| (name, Arc::new(key))));
+        cache.extend(saml_keys?);
         cache.extend(
             impostors?
                 .into_iter()
-                .map(|(name, key)| (impostor_tag(&name), Arc::new(key))),
+                .map(|(name, key)| (impostor_tag(&name), key)),
         );
         drop(cache);
         Ok(pki)
@@ -795,6 +852,12 @@ impl Pki {
         let key = Arc::new(loaded);
         cache.insert(name.to_string(), key.clone());
         Ok(key)
+    }
+
+    /// How many SAML keys and impostors this PKI holds, made or loaded.
+    #[cfg(test)]
+    pub(crate) fn saml_keys_made(&self) -> usize {
+        self.saml.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// A fresh key whose self-signed certificate copies the subject of the SAML key `name`: an
