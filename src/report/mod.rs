@@ -1313,7 +1313,21 @@ mod tests {
 
     #[test]
     fn slim_scenarios_are_read_back_whole_and_report_json_is_unchanged() {
-        let whole = one_cell();
+        let mut whole = one_cell();
+        // As a shard's report, so the streamed writer's optional fields are covered too.
+        whole.shard = Some(crate::shard::ShardInfo {
+            index: 2,
+            count: 3,
+            scenario_order: whole.cells[0]
+                .scenarios
+                .iter()
+                .map(|s| s.id.clone())
+                .collect(),
+            units_total: 6,
+            units_here: 2,
+            repeat: 1,
+            durations_sha256: Some("ab".repeat(32)),
+        });
         let expected = serde_json::to_string_pretty(&whole).unwrap();
         let dir = temp_dir("spill");
         let events = dir.join("events.jsonl");
