@@ -715,8 +715,8 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, Stri
 type PreparedUnresolved = (Prepared, Vec<Option<String>>);
 
 /// As [`prepare`]; with `unresolved_ok` a practice its ZAL cannot resolve is no error, and the
-/// reason is returned per row instead (for `preflight`); with `ahead` an in-memory PKI makes the
-/// keys the parties will use at once ([`keys_ahead`]), without only the CAs' keys.
+/// reason is returned per row instead (for `preflight`). With `ahead`, an in-memory PKI makes the
+/// keys the simulated parties will use at once ([`keys_ahead`]); without, only the CAs' keys.
 fn prepare_with(
     args: &SourceArgs,
     pki: Option<&Path>,
@@ -1003,16 +1003,17 @@ async fn run(args: RunArgs) -> i32 {
                         report.exchanges = Vec::new();
                     }
                     // The line references the file; where it could not be written, the line
-                    // carries the exchanges themselves.
-                    let kept = if report.exchanges_file.is_some() {
-                        std::mem::take(&mut report.exchanges)
-                    } else {
-                        Vec::new()
-                    };
+                    // carries the exchanges themselves, and so does the report.
+                    let kept = report
+                        .exchanges_file
+                        .is_some()
+                        .then(|| std::mem::take(&mut report.exchanges));
                     let line = serde_json::json!({
                         "row": row_id, "column": column_id, "scenario": *report,
                     });
-                    report.exchanges = kept;
+                    if let Some(kept) = kept {
+                        report.exchanges = kept;
+                    }
                     // What events.jsonl holds, the report holds: a scenario whose line was
                     // written is kept even when its snapshot failed.
                     match events.append(&line) {

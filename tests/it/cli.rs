@@ -514,15 +514,16 @@ fn a_report_folder_that_fills_up_ends_the_run_with_exit_four() {
     std::fs::remove_dir_all(out).ok();
 }
 
-#[test]
-fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
-    // Root writes through permissions, so as root the run is made as `nobody`.
-    let out = temp_dir("cli-readonly");
-    let snapshots = temp_dir("cli-readonly-accepted");
-    std::fs::create_dir_all(&snapshots).unwrap();
+/// `koppeltest run` of the default matrix, one scenario at a time, writing to `out` and comparing
+/// with the accepted snapshots in `snapshots` (both made here); as `nobody` when run as root,
+/// since root writes through permissions.
+fn spawn_run_unprivileged(out: &Path, snapshots: &Path) -> std::process::Child {
+    for dir in [out, snapshots] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     let mut command = if root {
-        for dir in [&out, &snapshots] {
+        for dir in [out, snapshots] {
             std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
         }
         let mut c = Command::new("setpriv");
@@ -532,7 +533,7 @@ fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
     } else {
         Command::new(env!("CARGO_BIN_EXE_koppeltest"))
     };
-    let child = command
+    command
         .args([
             "run",
             "--quiet",
@@ -542,26 +543,50 @@ fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
             "check",
             "--snapshot-dir",
         ])
-        .arg(&snapshots)
+        .arg(snapshots)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .env("CI", "true")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    let dir = wait_for_events(&out, 3);
-    // Every folder of the run read-only: the next scenario's snapshot cannot be written.
-    let mut folders = vec![dir.clone()];
+        .unwrap()
+}
+
+/// Makes every folder below `dir` read-only, and `dir` itself too with `itself`.
+fn make_read_only(dir: &Path, itself: bool) {
+    let mut folders = vec![dir.to_path_buf()];
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(&folder).unwrap().flatten() {
             if entry.file_type().unwrap().is_dir() {
                 folders.push(entry.path());
             }
         }
-        std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o555))
-            .unwrap();
+        if itself || folder != dir {
+            std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+                .unwrap();
+        }
     }
+}
+
+/// Removes what [`spawn_run_unprivileged`] wrote, read-only folders included.
+fn remove_unprivileged_run(out: &Path, snapshots: &Path) {
+    Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(out)
+        .status()
+        .unwrap();
+    std::fs::remove_dir_all(out).ok();
+    std::fs::remove_dir_all(snapshots).ok();
+}
+
+#[test]
+fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
+    let (out, snapshots) = (temp_dir("cli-readonly"), temp_dir("cli-readonly-accepted"));
+    let child = spawn_run_unprivileged(&out, &snapshots);
+    let dir = wait_for_events(&out, 3);
+    // Every folder of the run read-only: the next scenario's snapshot cannot be written.
+    make_read_only(&dir, true);
     let output = child.wait_with_output().unwrap();
     assert_stopped_by_the_folder(&output, &dir, "Permission denied");
     assert!(
@@ -569,13 +594,89 @@ fn a_report_folder_made_unwritable_mid_run_ends_the_run_with_exit_four() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    std::fs::remove_dir_all(out).ok();
-    std::fs::remove_dir_all(snapshots).ok();
+    remove_unprivileged_run(&out, &snapshots);
+}
+
+#[test]
+fn a_run_stopped_by_its_report_folder_reports_each_finished_scenario_whole() {
+    let (out, snapshots) = (
+        temp_dir("cli-cells-readonly"),
+        temp_dir("cli-cells-accepted"),
+    );
+    let child = spawn_run_unprivileged(&out, &snapshots);
+    let dir = wait_for_events(&out, 3);
+    // The folders below the run's read-only, the run's own not: the next scenario's files
+    // cannot be written, report.json can, read back from events.jsonl.
+    make_read_only(&dir, false);
+    let output = child.wait_with_output().unwrap();
+    assert_stopped_by_the_folder(&output, &dir, "Permission denied");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("report.json was written, the other reports not"),
+        "{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let reported: Vec<&serde_json::Value> = report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|cell| cell["scenarios"].as_array().unwrap())
+        .collect();
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(events.len() >= 3, "{} scenarios finished", events.len());
+    assert_eq!(reported.len(), events.len());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["scenario"].get("exchanges_file").is_none()),
+        "the scenario the folder stopped has no exchanges file"
+    );
+    // Whole, as events.jsonl holds them: steps and passed checks, not the slim form.
+    for event in &events {
+        let line = &event["scenario"];
+        let Some(kept) = reported
+            .iter()
+            .find(|s| s["id"] == line["id"] && s["side"] == line["side"])
+        else {
+            panic!("{} is not in report.json", line["id"]);
+        };
+        // report.json never inlines exchanges; a line does where their file could not be
+        // written, and then so does nothing else.
+        if line.get("exchanges_file").is_none() {
+            assert!(
+                line["exchanges"].as_array().is_some_and(|x| !x.is_empty()),
+                "{}: the exchanges are in the line",
+                line["id"]
+            );
+        }
+        for (field, value) in line.as_object().unwrap() {
+            if field != "exchanges" {
+                assert_eq!(
+                    &kept[field], value,
+                    "{}: field {field} in report.json as in its line",
+                    line["id"]
+                );
+            }
+        }
+        assert_eq!(
+            kept.as_object().unwrap().len(),
+            line.as_object().unwrap().len() - usize::from(line.get("exchanges").is_some()),
+            "{}: no field of its own in report.json",
+            line["id"]
+        );
+    }
+    assert!(
+        reported
+            .iter()
+            .any(|s| s["steps"].as_array().is_some_and(|steps| !steps.is_empty())),
+        "steps kept"
+    );
+    remove_unprivileged_run(&out, &snapshots);
 }
 
 /// `run --repeat N` on one scenario of a one-cell matrix with `quirks`; the exit code, the
