@@ -988,8 +988,9 @@ async fn run(args: RunArgs) -> i32 {
                         }
                     }
                     // Its exchanges go to a file of their own at once, and out of memory (a
-                    // repeated scenario's stay until its runs are joined and snapshotted): the
-                    // event line and report.json reference the file.
+                    // repeated scenario's stay until its runs are joined and snapshotted, and
+                    // those of a file that failed stay too): the event line and report.json
+                    // reference the file.
                     let (row_id, column_id) = (&prepared.rows[row].row.id, &prepared.matrix.columns[column].id);
                     let run_number = (repeat > 1).then(|| {
                         let n = runs_seen.entry((row, column, scenario)).or_insert(0);
@@ -1003,7 +1004,8 @@ async fn run(args: RunArgs) -> i32 {
                         report.exchanges = Vec::new();
                     }
                     // The line references the file; where it could not be written, the line
-                    // carries the exchanges themselves, and so does the report.
+                    // carries the exchanges themselves, and the scenario keeps them in memory
+                    // for the reports to try their file again (`report::write_all`).
                     let kept = report
                         .exchanges_file
                         .is_some()

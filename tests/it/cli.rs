@@ -646,7 +646,7 @@ fn a_run_stopped_by_its_report_folder_reports_each_finished_scenario_whole() {
             panic!("{} is not in report.json", line["id"]);
         };
         // report.json never inlines exchanges; a line does where their file could not be
-        // written, and then so does nothing else.
+        // written (every scenario of the default matrix records some).
         if line.get("exchanges_file").is_none() {
             assert!(
                 line["exchanges"].as_array().is_some_and(|x| !x.is_empty()),
