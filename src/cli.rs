@@ -338,9 +338,15 @@ struct SourceArgs {
 struct PreflightArgs {
     #[command(flatten)]
     sources: SourceArgs,
-    /// Test PKI folder made by `koppeltest pki init`. Default: a fresh PKI in memory.
+    /// Test PKI folder made by `koppeltest pki init`. Default: a PKI made in memory for this
+    /// run, its certificates issued afresh, its keys taken from the key cache (--fresh-keys).
     #[arg(long)]
     pki: Option<PathBuf>,
+    /// Make the in-memory PKI's keys afresh instead of taking those an earlier run kept in the
+    /// key cache: $KOPPELTEST_KEY_CACHE (`off`: none), else $XDG_CACHE_HOME/koppeltest/keys,
+    /// else ~/.cache/koppeltest/keys. Keys only, never certificates: every run issues its own.
+    #[arg(long, conflicts_with = "pki")]
+    fresh_keys: bool,
     /// The longest one probe (a name lookup, a connection with its TLS handshake) may take, in
     /// milliseconds; an endpoint that does not answer in time fails with that reason.
     #[arg(long, default_value_t = 3000)]
@@ -363,9 +369,15 @@ enum OutputFormat {
 struct RunArgs {
     #[command(flatten)]
     sources: SourceArgs,
-    /// Test PKI folder made by `koppeltest pki init`. Default: a fresh PKI in memory.
+    /// Test PKI folder made by `koppeltest pki init`. Default: a PKI made in memory for this
+    /// run, its certificates issued afresh, its keys taken from the key cache (--fresh-keys).
     #[arg(long)]
     pki: Option<PathBuf>,
+    /// Make the in-memory PKI's keys afresh instead of taking those an earlier run kept in the
+    /// key cache: $KOPPELTEST_KEY_CACHE (`off`: none), else $XDG_CACHE_HOME/koppeltest/keys,
+    /// else ~/.cache/koppeltest/keys. Keys only, never certificates: every run issues its own.
+    #[arg(long, conflicts_with = "pki")]
+    fresh_keys: bool,
     /// Where reports go: <out>/<run-id>/ and <out>/latest/.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
@@ -406,9 +418,15 @@ struct RunArgs {
 struct SoakArgs {
     #[command(flatten)]
     sources: SourceArgs,
-    /// Test PKI folder made by `koppeltest pki init`. Default: a fresh PKI in memory.
+    /// Test PKI folder made by `koppeltest pki init`. Default: a PKI made in memory for this
+    /// run, its certificates issued afresh, its keys taken from the key cache (--fresh-keys).
     #[arg(long)]
     pki: Option<PathBuf>,
+    /// Make the in-memory PKI's keys afresh instead of taking those an earlier run kept in the
+    /// key cache: $KOPPELTEST_KEY_CACHE (`off`: none), else $XDG_CACHE_HOME/koppeltest/keys,
+    /// else ~/.cache/koppeltest/keys. Keys only, never certificates: every run issues its own.
+    #[arg(long, conflicts_with = "pki")]
+    fresh_keys: bool,
     /// Where the soak goes: <out>/soak-<id>/ and <out>/soak-latest/.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
@@ -474,21 +492,23 @@ pub fn main() -> i32 {
             command: PkiCommand::Init { out, force },
         } => pki_init(&out, force),
         // Checking the configuration makes only the CAs' keys: it logs no one in.
-        Command::Check(args) => match prepare_with(&args, None, false, false).map(|(p, _)| p) {
-            Ok(p) => {
-                println!(
-                    "ok: {} HIS rows × {} PGO profiles × {} scenarios",
-                    p.rows.len(),
-                    p.matrix.columns.len(),
-                    p.scenarios.len()
-                );
-                exit::OK
+        Command::Check(args) => {
+            match prepare_with(&args, None, false, Keys::CasOnly).map(|(p, _)| p) {
+                Ok(p) => {
+                    println!(
+                        "ok: {} HIS rows × {} PGO profiles × {} scenarios",
+                        p.rows.len(),
+                        p.matrix.columns.len(),
+                        p.scenarios.len()
+                    );
+                    exit::OK
+                }
+                Err((code, message)) => {
+                    eprintln!("error: {message}");
+                    code
+                }
             }
-            Err((code, message)) => {
-                eprintln!("error: {message}");
-                code
-            }
-        },
+        }
         Command::Preflight(args) => runtime.block_on(preflight(args)),
         Command::Fixtures {
             command: FixturesCommand::Export { fixtures, out },
@@ -707,21 +727,30 @@ async fn mock_pgo(args: MockPgoArgs) -> i32 {
 }
 
 /// Loads and validates everything a run needs. Errors carry their exit code.
-fn prepare(args: &SourceArgs, pki: Option<&Path>) -> Result<Prepared, (i32, String)> {
-    prepare_with(args, pki, false, true).map(|(p, _)| p)
+fn prepare(args: &SourceArgs, pki: Option<&Path>, keys: Keys) -> Result<Prepared, (i32, String)> {
+    prepare_with(args, pki, false, keys).map(|(p, _)| p)
+}
+
+/// Which keys an in-memory PKI makes at set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Only the CAs' keys, made afresh (`check`, which starts no party).
+    CasOnly,
+    /// Every key the simulated parties will use ([`keys_ahead`]), taken from the key cache
+    /// ([`crate::pki::KeyCache::from_env`]) unless `fresh`.
+    Ahead { fresh: bool },
 }
 
 /// A prepared run, and per row why its practice did not resolve (`None`: it did).
 type PreparedUnresolved = (Prepared, Vec<Option<String>>);
 
 /// As [`prepare`]; with `unresolved_ok` a practice its ZAL cannot resolve is no error, and the
-/// reason is returned per row instead (for `preflight`). With `ahead`, an in-memory PKI makes the
-/// keys the simulated parties will use at once ([`keys_ahead`]); without, only the CAs' keys.
+/// reason is returned per row instead (for `preflight`).
 fn prepare_with(
     args: &SourceArgs,
     pki: Option<&Path>,
     unresolved_ok: bool,
-    ahead: bool,
+    keys: Keys,
 ) -> Result<PreparedUnresolved, (i32, String)> {
     let config = |e: &dyn std::fmt::Display| (exit::INVALID_CONFIG, e.to_string());
     let scenarios = match &args.scenarios {
@@ -797,10 +826,17 @@ fn prepare_with(
                 .to_string(),
         ));
     }
-    let pki = match pki {
-        Some(dir) => Pki::load(dir),
-        None if ahead => Pki::generate_with(&keys_ahead(&rows)),
-        None => Pki::generate(),
+    let pki = match (pki, keys) {
+        (Some(dir), _) => Pki::load(dir),
+        (None, Keys::Ahead { fresh }) => {
+            let cache = if fresh {
+                None
+            } else {
+                crate::pki::KeyCache::from_env()
+            };
+            Pki::generate_with(&keys_ahead(&rows, cache))
+        }
+        (None, Keys::CasOnly) => Pki::generate(),
     }
     .map_err(|e| {
         (
@@ -818,7 +854,10 @@ fn prepare_with(
 }
 
 async fn preflight(args: PreflightArgs) -> i32 {
-    let (prepared, unresolved) = match prepare_with(&args.sources, args.pki.as_deref(), true, true)
+    let keys = Keys::Ahead {
+        fresh: args.fresh_keys,
+    };
+    let (prepared, unresolved) = match prepare_with(&args.sources, args.pki.as_deref(), true, keys)
     {
         Ok(p) => p,
         Err((code, message)) => return fail(code, message),
@@ -852,13 +891,19 @@ fn run_id() -> String {
 }
 
 async fn run(args: RunArgs) -> i32 {
-    let prepared = match prepare(&args.sources, args.pki.as_deref()) {
+    let keys = Keys::Ahead {
+        fresh: args.fresh_keys,
+    };
+    let prepared = match prepare(&args.sources, args.pki.as_deref(), keys) {
         Ok(p) => Arc::new(p),
         Err((code, message)) => {
             eprintln!("error: {message}");
             return code;
         }
     };
+    if !args.quiet && args.pki.is_none() {
+        eprintln!("Keys: {}", prepared.pki.keys_note());
+    }
     // Accepted snapshots first: a damaged one stops the run before a run folder exists.
     let started = time::OffsetDateTime::now_utc();
     let started_at = crate::saml::instant(started);
@@ -1153,7 +1198,10 @@ async fn run(args: RunArgs) -> i32 {
 
 async fn soak(args: SoakArgs) -> i32 {
     use crate::soak::{Decision, Settings};
-    let mut prepared = match prepare(&args.sources, args.pki.as_deref()) {
+    let keys = Keys::Ahead {
+        fresh: args.fresh_keys,
+    };
+    let mut prepared = match prepare(&args.sources, args.pki.as_deref(), keys) {
         Ok(p) => p,
         Err((code, message)) => {
             eprintln!("error: {message}");
@@ -1417,10 +1465,13 @@ fn pki_init(out: &Path, force: bool) -> i32 {
     }
 }
 
-/// The keys a run over `rows` makes on first use, to be made with the in-memory PKI instead:
-/// the leaves' shared key, the mock TVS's signing key and its impostor, and each simulated DVA's
-/// SAML keys.
-fn keys_ahead(rows: &[crate::matrix::PreparedRow]) -> crate::pki::Ahead {
+/// The keys a run over `rows` makes on first use, to be made with the in-memory PKI instead (or
+/// taken from `cache`): the leaves' shared key, the mock TVS's signing key and its impostor, and
+/// each simulated DVA's SAML keys.
+fn keys_ahead(
+    rows: &[crate::matrix::PreparedRow],
+    cache: Option<crate::pki::KeyCache>,
+) -> crate::pki::Ahead {
     let mut saml = vec![crate::tvs::SIGNING_KEY.to_string()];
     for row in rows {
         if matches!(row.row.target, crate::matrix::DvaTarget::Simulated { .. }) {
@@ -1431,6 +1482,7 @@ fn keys_ahead(rows: &[crate::matrix::PreparedRow]) -> crate::pki::Ahead {
         leaf_key: true,
         saml,
         impostors: vec![crate::tvs::SIGNING_KEY.to_string()],
+        cache,
     }
 }
 
@@ -1473,7 +1525,7 @@ fn port_of(authority: &str) -> Option<u16> {
 }
 
 async fn serve_dva(args: ServeDvaArgs) -> i32 {
-    let prepared = match prepare(&args.sources, Some(&args.pki)) {
+    let prepared = match prepare(&args.sources, Some(&args.pki), Keys::CasOnly) {
         Ok(p) => p,
         Err((code, message)) => return fail(code, message),
     };
@@ -1760,7 +1812,7 @@ mod tests {
             scenarios: None,
             fixtures: None,
         };
-        let prepared = prepare(&sources, None).unwrap();
+        let prepared = prepare(&sources, None, Keys::Ahead { fresh: true }).unwrap();
         let ahead = prepared.pki.saml_keys_made();
         assert!(ahead > 2, "{ahead} SAML keys made ahead");
         for row in &prepared.rows {

@@ -174,6 +174,8 @@ pub struct Pki {
     /// The one RSA-3072 key every leaf issued on demand carries, made on first use.
     leaf_key: Mutex<Option<Arc<KeyPair>>>,
     saml: Mutex<HashMap<String, Arc<SamlKey>>>,
+    /// What became of the keys it was made with.
+    keys: KeysNote,
 }
 
 impl std::fmt::Debug for Pki {
@@ -196,6 +198,15 @@ fn validity(params: &mut CertificateParams, days: i64) {
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(days);
+}
+
+/// A random positive 16-byte serial. Not rcgen's default (a hash of the key): leaves share a key
+/// and cached keys return run after run, and issuer plus serial must be unique (RFC 5280
+/// 4.1.2.2; Firefox refuses a repeated pair).
+fn random_serial() -> SerialNumber {
+    let mut serial = crate::ids::random_bytes(16);
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    SerialNumber::from_slice(&serial)
 }
 
 /// A test OIN (20 digits, `00000009…`) derived from the host name, for the subject's
@@ -271,6 +282,7 @@ impl Ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, 3650);
+        params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key).map_err(gen_err(cn))?;
         Ok(Ca::from_parts(cert.der().clone(), cert.pem(), key))
     }
@@ -281,6 +293,7 @@ impl Ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, 1825);
+        params.serial_number = Some(random_serial());
         let cert = params
             .signed_by(&key, &parent.issuer)
             .map_err(gen_err(cn))?;
@@ -363,44 +376,212 @@ pub struct Ahead {
     pub saml: Vec<String>,
     /// Impostors of SAML keys, by the name of the key they imitate ([`Pki::saml_impostor`]).
     pub impostors: Vec<String>,
+    /// Where the CA keys and these keys are kept from one run to the next ([`KeyCache`]);
+    /// `None`: all made afresh.
+    pub cache: Option<KeyCache>,
+}
+
+/// A folder where an in-memory PKI keeps the keys [`Pki::generate_with`] makes, so the next run
+/// takes them instead of searching for primes again: three RSA-4096 CA keys, the leaves' RSA-3072
+/// key and the RSA-2048 SAML keys cost about 3 s of CPU, a sixth of the default run's, at its start
+/// when nothing else can run. Only keys are kept: every run still issues its own certificates
+/// (fresh serials, validity from now), and nothing here is ever written to a report.
+///
+/// A key is taken only if it is an RSA key of the size its use asks, no other key in the same
+/// hierarchy has the same modulus (an impostor must not be the key it imitates) and the folder is
+/// writable by its owner alone; anything else is made afresh and kept in its place. Keeping is
+/// best effort: a run does not fail because its keys could not be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCache {
+    dir: PathBuf,
+}
+
+/// The environment variable naming the key cache folder, or `off` for none.
+pub const KEY_CACHE_ENV: &str = "KOPPELTEST_KEY_CACHE";
+
+impl KeyCache {
+    pub fn new(dir: PathBuf) -> KeyCache {
+        KeyCache { dir }
+    }
+
+    /// The cache a run uses unless told otherwise: `$KOPPELTEST_KEY_CACHE` (`off` or empty for
+    /// none), else `$XDG_CACHE_HOME/koppeltest/keys`, else `$HOME/.cache/koppeltest/keys`.
+    pub fn from_env() -> Option<KeyCache> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(dir) = std::env::var_os(KEY_CACHE_ENV) {
+            return (!dir.is_empty() && dir != "off").then(|| KeyCache::new(dir.into()));
+        }
+        let base = var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(KeyCache::new(base.join("koppeltest").join("keys")))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of `slot`, if `slot` is a plain file name (SAML key names come from matrix row
+    /// ids, which must not reach outside the folder).
+    fn path(&self, slot: &str) -> Option<PathBuf> {
+        let plain = !slot.is_empty()
+            && slot.len() <= 120
+            && !slot.starts_with('.')
+            && slot
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        plain.then(|| self.dir.join(format!("{slot}.key.pem")))
+    }
+
+    /// Why the folder must not be used, if it exists and others may write to it.
+    fn unsafe_reason(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&self.dir).ok()?.permissions().mode();
+        (mode & 0o022 != 0).then(|| {
+            format!(
+                "{} is writable by others (mode {:o}); keys made afresh",
+                self.dir.display(),
+                mode & 0o777
+            )
+        })
+    }
+
+    /// The RSA key of `bits` kept under `slot`, if there is one.
+    fn load(&self, slot: &str, bits: usize) -> Option<KeyPair> {
+        let pem = std::fs::read_to_string(self.path(slot)?).ok()?;
+        let der = pem_to_der(&pem)?;
+        let rsa = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).ok()?;
+        if rsa.public_modulus_len() * 8 != bits {
+            return None;
+        }
+        KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).ok()
+    }
+
+    /// Keeps `key` under `slot`: written beside it, readable by the owner alone, then renamed
+    /// into place, so a concurrent run reads the old key or the new one, never half of one.
+    fn store(&self, slot: &str, key: &KeyPair) -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let path = self
+            .path(slot)
+            .ok_or_else(|| format!("{slot:?} is not a plain file name"))?;
+        let err = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| err("create", &self.dir, e))?;
+        let tmp = self.dir.join(format!(
+            ".{slot}.{}.{}.tmp",
+            std::process::id(),
+            crate::ids::random_hex(4)
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(key.serialize_pem().as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        written.map_err(|e| {
+            std::fs::remove_file(&tmp).ok();
+            err("write", &path, e)
+        })
+    }
+}
+
+/// What became of the keys [`Pki::generate_with`] needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeysNote {
+    /// Taken from the key cache.
+    pub reused: usize,
+    /// Made in this run.
+    pub made: usize,
+    /// The key cache, if one was used.
+    pub cache: Option<PathBuf>,
+    /// Why the cache was not used or not written, if so.
+    pub problem: Option<String>,
+}
+
+impl std::fmt::Display for KeysNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(cache) = &self.cache else {
+            return write!(f, "{} made for this run, kept nowhere", self.made);
+        };
+        let cache = cache.display();
+        match (&self.problem, self.made) {
+            (Some(problem), _) => write!(
+                f,
+                "{} reused, {} made; the key cache: {problem}",
+                self.reused, self.made
+            ),
+            (None, 0) => write!(f, "{} reused from {cache}", self.reused),
+            (None, made) => write!(
+                f,
+                "{} reused, {made} made and kept in {cache} for the next run",
+                self.reused
+            ),
+        }
+    }
 }
 
 /// One key to make.
 enum Search<'a> {
-    Ca(&'static str),
+    /// A CA's key, by the file name [`Pki::write`] gives it and the CA's common name.
+    Ca(&'static str, &'static str),
     LeafKey,
     Saml(&'a str),
-}
-
-/// A key made.
-enum Found {
-    Rsa(KeyPair),
-    Saml(SamlKey),
+    Impostor(&'a str),
 }
 
 impl Search<'_> {
-    fn run(&self) -> Result<Found, PkiError> {
+    fn size(&self) -> RsaKeySize {
         match self {
-            Search::Ca(cn) => rsa_key(RsaKeySize::_4096, cn).map(Found::Rsa),
-            Search::LeafKey => rsa_key(RsaKeySize::_3072, "leaf key").map(Found::Rsa),
-            Search::Saml(name) => generate_saml_key(name).map(Found::Saml),
+            Search::Ca(..) => RsaKeySize::_4096,
+            Search::LeafKey => RsaKeySize::_3072,
+            Search::Saml(_) | Search::Impostor(_) => RsaKeySize::_2048,
         }
+    }
+
+    fn bits(&self) -> usize {
+        match self {
+            Search::Ca(..) => 4096,
+            Search::LeafKey => 3072,
+            Search::Saml(_) | Search::Impostor(_) => 2048,
+        }
+    }
+
+    fn run(&self) -> Result<KeyPair, PkiError> {
+        rsa_key(self.size(), self.what())
     }
 
     fn what(&self) -> &str {
         match self {
-            Search::Ca(cn) => cn,
+            Search::Ca(_, cn) => cn,
             Search::LeafKey => "leaf key",
-            Search::Saml(name) => name,
+            Search::Saml(name) | Search::Impostor(name) => name,
+        }
+    }
+
+    /// Its name in the key cache.
+    fn slot(&self) -> String {
+        match self {
+            Search::Ca(file, _) => file.to_string(),
+            Search::LeafKey => "leaf".to_string(),
+            Search::Saml(name) => format!("saml-{name}"),
+            Search::Impostor(name) => format!("saml-impostor-{name}"),
         }
     }
 }
 
 /// Each of `searches`' keys, in order, made on one thread per core: the searches are taken in
 /// order, so the slow ones should come first. A search whose thread panicked is an error.
-fn search_all(searches: &[Search<'_>]) -> Vec<Result<Found, PkiError>> {
+fn search_all(searches: &[&Search<'_>]) -> Vec<Result<KeyPair, PkiError>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let found: Vec<Mutex<Option<Result<Found, PkiError>>>> =
+    let found: Vec<Mutex<Option<Result<KeyPair, PkiError>>>> =
         searches.iter().map(|_| Mutex::new(None)).collect();
     let threads = std::thread::available_parallelism()
         .map_or(2, usize::from)
@@ -439,13 +620,64 @@ fn search_all(searches: &[Search<'_>]) -> Vec<Result<Found, PkiError>> {
         .collect()
 }
 
+/// A key for each of `searches`, in order: taken from `cache` where it holds a fitting one that no
+/// earlier search took, made (and kept in `cache`) otherwise.
+fn keys_for(
+    searches: &[Search<'_>],
+    cache: Option<&KeyCache>,
+) -> (Vec<Result<KeyPair, PkiError>>, KeysNote) {
+    let mut note = KeysNote {
+        cache: cache.map(|c| c.dir.clone()),
+        ..KeysNote::default()
+    };
+    let unsafe_reason = cache.and_then(KeyCache::unsafe_reason);
+    let cache = cache.filter(|_| unsafe_reason.is_none());
+    note.problem = unsafe_reason;
+    let mut moduli = std::collections::HashSet::new();
+    let mut keys: Vec<Option<Result<KeyPair, PkiError>>> = searches
+        .iter()
+        .map(|search| {
+            let key = cache?.load(&search.slot(), search.bits())?;
+            // Two uses must never share a key, whatever the cache holds.
+            moduli
+                .insert(key.public_key_raw().to_vec())
+                .then_some(Ok(key))
+        })
+        .collect();
+    note.reused = keys.iter().filter(|k| k.is_some()).count();
+    let missing: Vec<usize> = (0..searches.len()).filter(|&i| keys[i].is_none()).collect();
+    let wanted: Vec<&Search<'_>> = missing.iter().map(|&i| &searches[i]).collect();
+    for (i, made) in missing.into_iter().zip(search_all(&wanted)) {
+        if let Ok(key) = &made {
+            note.made += 1;
+            if let Some(Err(e)) = cache.map(|c| c.store(&searches[i].slot(), key)) {
+                note.problem.get_or_insert(e);
+            }
+        }
+        keys[i] = Some(made);
+    }
+    let keys = keys
+        .into_iter()
+        .map(|k| {
+            k.unwrap_or_else(|| {
+                Err(PkiError::Generate {
+                    what: "a key".into(),
+                    source: rcgen::Error::KeyGenerationUnavailable,
+                })
+            })
+        })
+        .collect();
+    (keys, note)
+}
+
 impl Pki {
     /// A fresh hierarchy in memory.
     pub fn generate() -> Result<Pki, PkiError> {
         Pki::generate_with(&Ahead::default())
     }
 
-    /// A fresh hierarchy in memory, with the keys `ahead` names made at the same time.
+    /// A fresh hierarchy in memory, with the keys `ahead` names made at the same time, or taken
+    /// from its key cache.
     pub fn generate_with(ahead: &Ahead) -> Result<Pki, PkiError> {
         const BACK_ROOT_CN: &str = "koppeltest TEST Private Root CA - G1";
         const SERVICES_CN: &str = "koppeltest TEST Private Services CA - G1";
@@ -454,43 +686,40 @@ impl Pki {
         // key on whichever core is free, so the last one is found about when the CPU time of
         // all of them, spread over the cores, is spent.
         let mut searches = vec![
-            Search::Ca(BACK_ROOT_CN),
-            Search::Ca(SERVICES_CN),
-            Search::Ca(FRONT_CN),
+            Search::Ca(BACK_ROOT, BACK_ROOT_CN),
+            Search::Ca(BACK_SERVICES, SERVICES_CN),
+            Search::Ca(FRONT, FRONT_CN),
         ];
         if ahead.leaf_key {
             searches.push(Search::LeafKey);
         }
         searches.extend(ahead.saml.iter().map(|name| Search::Saml(name)));
-        searches.extend(ahead.impostors.iter().map(|name| Search::Saml(name)));
-        let mut found = search_all(&searches).into_iter();
-        // Not expected: search_all answers each search, in order, with its kind of key.
-        let lost = || PkiError::Generate {
-            what: "a key made ahead".into(),
-            source: rcgen::Error::KeyGenerationUnavailable,
+        searches.extend(ahead.impostors.iter().map(|name| Search::Impostor(name)));
+        let (keys, note) = keys_for(&searches, ahead.cache.as_ref());
+        let mut keys = keys.into_iter();
+        // Not expected: keys_for answers each search, in order.
+        let mut next = || {
+            keys.next().unwrap_or_else(|| {
+                Err(PkiError::Generate {
+                    what: "a key made ahead".into(),
+                    source: rcgen::Error::KeyGenerationUnavailable,
+                })
+            })
         };
-        let mut rsa = || match found.next() {
-            Some(Ok(Found::Rsa(key))) => Ok(key),
-            Some(Err(e)) => Err(e),
-            _ => Err(lost()),
-        };
-        let (back_root, services, front) = (rsa(), rsa(), rsa());
-        let leaf_key = ahead.leaf_key.then(&mut rsa).transpose();
+        let (back_root, services, front) = (next(), next(), next());
+        let leaf_key = ahead.leaf_key.then(&mut next).transpose();
         let mut saml = |names: &[String]| {
             names
                 .iter()
-                .map(|name| match found.next() {
-                    Some(Ok(Found::Saml(key))) => Ok((name.clone(), Arc::new(key))),
-                    Some(Err(e)) => Err(e),
-                    _ => Err(lost()),
-                })
+                .map(|name| Ok((name.clone(), Arc::new(saml_key_with(name, next()?)?))))
                 .collect::<Result<Vec<_>, PkiError>>()
         };
         let (saml_keys, impostors) = (saml(&ahead.saml), saml(&ahead.impostors));
         let back_root = Ca::new_root(BACK_ROOT_CN, back_root?)?;
         let back_services = Ca::new_intermediate(SERVICES_CN, services?, &back_root)?;
         let front = Ca::new_root(FRONT_CN, front?)?;
-        let pki = Pki::from_cas(back_root, back_services, front, None);
+        let mut pki = Pki::from_cas(back_root, back_services, front, None);
+        pki.keys = note;
         *pki.leaf_key.lock().unwrap_or_else(|e| e.into_inner()) = leaf_key?.map(Arc::new);
         let mut cache = pki.saml.lock().unwrap_or_else(|e| e.into_inner());
         cache.extend(saml_keys?);
@@ -501,6 +730,11 @@ impl Pki {
         );
         drop(cache);
         Ok(pki)
+    }
+
+    /// What became of the keys this PKI was made with ([`Pki::generate_with`]).
+    pub fn keys_note(&self) -> &KeysNote {
+        &self.keys
     }
 
     /// Loads a hierarchy written by [`Pki::write`]. Leaves and SAML keys found in the folder are
@@ -528,6 +762,7 @@ impl Pki {
             unknown_ca: Mutex::default(),
             leaf_key: Mutex::default(),
             saml: Mutex::default(),
+            keys: KeysNote::default(),
         }
     }
 
@@ -654,11 +889,7 @@ impl Pki {
         days: i64,
     ) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
-        // Random, not rcgen's default (a hash of the key): the leaves share a key, and issuer
-        // plus serial must be unique (RFC 5280 4.1.2.2; Firefox refuses a repeated pair).
-        let mut serial = crate::ids::random_bytes(16);
-        serial[0] = (serial[0] & 0x7f) | 0x40;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.serial_number = Some(random_serial());
         params.distinguished_name = dn(host);
         params.subject_alt_names = vec![SanType::DnsName(host.try_into().map_err(gen_err(host))?)];
         params.key_usages = vec![
@@ -953,7 +1184,11 @@ fn impostor_tag(name: &str) -> String {
 }
 
 fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(gen_err(name))?;
+    saml_key_with(name, rsa_key(RsaKeySize::_2048, name)?)
+}
+
+/// The SAML key pair `name` over `key`, with a fresh self-signed certificate.
+fn saml_key_with(name: &str, key: KeyPair) -> Result<SamlKey, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(&format!("{name} (SAML, TEST ONLY)"));
     params.key_usages = vec![
@@ -961,6 +1196,7 @@ fn generate_saml_key(name: &str) -> Result<SamlKey, PkiError> {
         KeyUsagePurpose::KeyEncipherment,
     ];
     validity(&mut params, 730);
+    params.serial_number = Some(random_serial());
     let cert = params.self_signed(&key).map_err(gen_err(name))?;
     Ok(SamlKey {
         pkcs8: key.serialize_der(),
@@ -1083,6 +1319,7 @@ mod tests {
             leaf_key: true,
             saml: named(&["tvs-signing", "dva-x-encryption"]),
             impostors: named(&["tvs-signing"]),
+            cache: None,
         })
         .unwrap();
         let ahead = pki.leaf_key.lock().unwrap().clone().unwrap();
@@ -1113,6 +1350,167 @@ mod tests {
             signing.pkcs8,
             "a key not made ahead is still made on first use"
         );
+    }
+
+    fn public(key: &KeyPair) -> Vec<u8> {
+        key.public_key_raw().to_vec()
+    }
+
+    /// The public keys of a hierarchy's CAs, its leaf key, its SAML key and its impostor.
+    fn public_keys(pki: &Pki) -> Vec<Vec<u8>> {
+        let saml = |key: Arc<SamlKey>| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&key.cert_der).unwrap();
+            cert.public_key().raw.to_vec()
+        };
+        let mut keys: Vec<Vec<u8>> = [&pki.back_root, &pki.back_services, &pki.front]
+            .iter()
+            .map(|ca| public(ca.issuer.key()))
+            .collect();
+        keys.push(public(&pki.leaf_key().unwrap()));
+        keys.push(saml(pki.saml_key("tvs-signing").unwrap()));
+        keys.push(saml(pki.saml_impostor("tvs-signing").unwrap()));
+        keys
+    }
+
+    #[test]
+    fn a_key_cache_hands_its_keys_to_the_next_hierarchy_never_its_certificates() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kt-keys-{}", crate::ids::random_hex(6)));
+        let keys = dir.join("keys");
+        let ahead = Ahead {
+            leaf_key: true,
+            saml: vec!["tvs-signing".into()],
+            impostors: vec!["tvs-signing".into()],
+            cache: Some(KeyCache::new(keys.clone())),
+        };
+        let note = |reused, made, problem: Option<&str>| KeysNote {
+            reused,
+            made,
+            cache: Some(keys.clone()),
+            problem: problem.map(str::to_string),
+        };
+        let first = Pki::generate_with(&ahead).unwrap();
+        assert_eq!(first.keys_note(), &note(0, 6, None));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&keys), 0o700, "the folder is its owner's alone");
+        assert_eq!(mode(&keys.join("back-root-ca.key.pem")), 0o600);
+
+        let second = Pki::generate_with(&ahead).unwrap();
+        assert_eq!(second.keys_note(), &note(6, 0, None));
+        assert_eq!(public_keys(&second), public_keys(&first), "the same keys");
+        assert_ne!(
+            second.roots(Channel::Back),
+            first.roots(Channel::Back),
+            "a CA certificate of its own"
+        );
+        let serial_of = |der: &[u8]| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+            cert.tbs_certificate.raw_serial().to_vec()
+        };
+        for pki in [&first, &second] {
+            let _ = pki.saml_key("tvs-signing").unwrap();
+        }
+        assert_ne!(
+            serial_of(&second.front.cert_der),
+            serial_of(&first.front.cert_der),
+            "a CA over a kept key still has a serial of its own"
+        );
+        assert_ne!(
+            serial_of(&second.saml_key("tvs-signing").unwrap().cert_der),
+            serial_of(&first.saml_key("tvs-signing").unwrap().cert_der),
+            "so does a SAML certificate"
+        );
+        let fresh = Pki::generate_with(&Ahead {
+            cache: None,
+            ..ahead.clone()
+        })
+        .unwrap();
+        assert_eq!(fresh.keys_note().cache, None);
+        assert!(
+            public_keys(&fresh)
+                .iter()
+                .all(|k| !public_keys(&first).contains(k)),
+            "without the cache every key is new"
+        );
+
+        // A damaged key, a key of the wrong size and an impostor that is the key it imitates
+        // are made afresh, and kept in their place.
+        std::fs::write(
+            keys.join("leaf.key.pem"),
+            "-----BEGIN PRIVATE KEY-----
+AAAA
+",
+        )
+        .unwrap();
+        std::fs::copy(
+            keys.join("saml-tvs-signing.key.pem"),
+            keys.join("back-root-ca.key.pem"),
+        )
+        .unwrap();
+        std::fs::copy(
+            keys.join("saml-tvs-signing.key.pem"),
+            keys.join("saml-impostor-tvs-signing.key.pem"),
+        )
+        .unwrap();
+        let third = Pki::generate_with(&ahead).unwrap();
+        assert_eq!(third.keys_note(), &note(3, 3, None));
+        let (was, now) = (public_keys(&first), public_keys(&third));
+        assert_eq!(now[1..3], was[1..3], "the sound CA keys are kept");
+        assert_eq!(now[4], was[4], "so is the SAML key");
+        for i in [0, 3, 5] {
+            assert!(!was.contains(&now[i]), "key {i} is made afresh");
+        }
+        let mut distinct = now.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), now.len(), "no two uses share a key");
+        assert_eq!(
+            Pki::generate_with(&ahead).unwrap().keys_note(),
+            &note(6, 0, None),
+            "the new keys were kept"
+        );
+
+        // A folder others may write to is not used, and not written.
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let shared = Pki::generate_with(&ahead).unwrap();
+        let problem = shared.keys_note().problem.clone().unwrap();
+        assert!(problem.contains("writable by others"), "{problem}");
+        assert_eq!((shared.keys_note().reused, shared.keys_note().made), (0, 6));
+        assert!(public_keys(&shared).iter().all(|k| !now.contains(k)));
+        assert!(
+            shared
+                .keys_note()
+                .to_string()
+                .contains("writable by others")
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_key_name_that_is_no_plain_file_name_is_made_and_not_kept() {
+        let dir = std::env::temp_dir().join(format!("kt-keys-{}", crate::ids::random_hex(6)));
+        let cache = KeyCache::new(dir.join("keys"));
+        for slot in ["../leaf", "a/b", ".hidden", ""] {
+            assert_eq!(cache.path(slot), None, "{slot:?}");
+        }
+        let pki = Pki::generate_with(&Ahead {
+            saml: vec!["../../escape".into()],
+            cache: Some(cache.clone()),
+            ..Ahead::default()
+        })
+        .unwrap();
+        let note = pki.keys_note();
+        assert_eq!((note.reused, note.made), (0, 4));
+        assert!(
+            note.problem
+                .as_deref()
+                .unwrap()
+                .contains("not a plain file name")
+        );
+        assert!(pki.saml_key("../../escape").is_ok());
+        assert!(!dir.join("escape.key.pem").exists());
+        assert!(!std::env::temp_dir().join("escape.key.pem").exists());
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
