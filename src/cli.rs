@@ -1048,19 +1048,7 @@ async fn run(args: RunArgs) -> i32 {
                     } else if repeat == 1 {
                         report.exchanges = Vec::new();
                     }
-                    // The line references the file; where it could not be written, the line
-                    // carries the exchanges themselves, and the scenario keeps them in memory
-                    // for the reports to try their file again (`report::write_all`).
-                    let kept = report
-                        .exchanges_file
-                        .is_some()
-                        .then(|| std::mem::take(&mut report.exchanges));
-                    let line = serde_json::json!({
-                        "row": row_id, "column": column_id, "scenario": *report,
-                    });
-                    if let Some(kept) = kept {
-                        report.exchanges = kept;
-                    }
+                    let line = event_line(row_id, column_id, &mut report);
                     // What events.jsonl holds, the report holds: a scenario whose line was
                     // written is kept even when its snapshot failed.
                     match events.append(&line) {
@@ -1465,6 +1453,25 @@ fn pki_init(out: &Path, force: bool) -> i32 {
     }
 }
 
+/// The `events.jsonl` line of a finished scenario. It references the scenario's exchanges file;
+/// where that could not be written, it carries the exchanges themselves. Either way the scenario
+/// keeps the exchanges it held, so the reports can try their file again (`report::write_all`).
+fn event_line(
+    row: &str,
+    column: &str,
+    report: &mut crate::report::ScenarioReport,
+) -> serde_json::Value {
+    let kept = report
+        .exchanges_file
+        .is_some()
+        .then(|| std::mem::take(&mut report.exchanges));
+    let line = serde_json::json!({ "row": row, "column": column, "scenario": *report });
+    if let Some(kept) = kept {
+        report.exchanges = kept;
+    }
+    line
+}
+
 /// The keys a run over `rows` makes on first use, to be made with the in-memory PKI instead (or
 /// taken from `cache`): the leaves' shared key, the mock TVS's signing key and its impostor, and
 /// each simulated DVA's SAML keys.
@@ -1802,6 +1809,63 @@ fn export_fixtures(fixtures: Option<&Path>, out: &Path) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_line_carries_the_exchanges_only_where_their_file_failed_and_memory_keeps_them() {
+        use crate::report::{ScenarioReport, Side, Verdict};
+        let exchange: crate::exchange::Exchange = serde_json::from_value(serde_json::json!({
+            "seq": 0, "from": "pgo", "to": "dva", "method": "GET",
+            "url": "https://api.x.koppeltest.test/fhir/Patient",
+            "request_headers": [], "response_headers": [], "status": 200,
+        }))
+        .unwrap();
+        let mut report = ScenarioReport {
+            id: "auth.happy-path".into(),
+            title: "happy path".into(),
+            side: Side::Dva,
+            outcome: crate::outcome::Outcome::Pass,
+            verdict: Verdict::of(crate::outcome::Outcome::Pass, false),
+            duration_ms: 1,
+            known_deviation: None,
+            privacy_failure: false,
+            failed_requirements: Vec::new(),
+            checks: Vec::new(),
+            steps: Vec::new(),
+            tls: Vec::new(),
+            repeat: None,
+            drift: None,
+            exchanges_file: None,
+            exchange_count: 0,
+            exchanges: vec![exchange.clone(), exchange],
+            spilled: None,
+        };
+        let inlined =
+            |line: &serde_json::Value| line["scenario"]["exchanges"].as_array().map_or(0, Vec::len);
+        // Its file could not be written: the line carries both, and memory still holds both for
+        // write_all, which writes the file of any scenario without one.
+        let line = event_line("sim-conform", "pgo-alfa", &mut report);
+        assert_eq!(
+            (line["row"].as_str(), line["column"].as_str()),
+            (Some("sim-conform"), Some("pgo-alfa"))
+        );
+        assert_eq!(inlined(&line), 2);
+        assert_eq!(
+            report.exchanges.len(),
+            2,
+            "memory keeps what the line carries"
+        );
+        // Its file was written: the line references it; a repeated scenario keeps its exchanges
+        // in memory until its runs are joined.
+        report.exchanges_file = Some("cells/sim-conform/pgo-alfa/dva/auth.happy-path.json".into());
+        report.exchange_count = 2;
+        let line = event_line("sim-conform", "pgo-alfa", &mut report);
+        assert_eq!(inlined(&line), 0);
+        assert_eq!(
+            line["scenario"]["exchanges_file"].as_str(),
+            report.exchanges_file.as_deref()
+        );
+        assert_eq!(report.exchanges.len(), 2);
+    }
 
     /// Starting every row's simulated parties, as each scenario does, makes no SAML key: a run
     /// made them all ahead ([`keys_ahead`]).
