@@ -338,15 +338,8 @@ struct SourceArgs {
 struct PreflightArgs {
     #[command(flatten)]
     sources: SourceArgs,
-    /// Test PKI folder made by `koppeltest pki init`. Default: a PKI made in memory for this
-    /// run, its certificates issued afresh, its keys taken from the key cache (--fresh-keys).
-    #[arg(long)]
-    pki: Option<PathBuf>,
-    /// Make the in-memory PKI's keys afresh instead of taking those an earlier run kept in the
-    /// key cache: $KOPPELTEST_KEY_CACHE (`off`: none), else $XDG_CACHE_HOME/koppeltest/keys,
-    /// else ~/.cache/koppeltest/keys. Keys only, never certificates: every run issues its own.
-    #[arg(long, conflicts_with = "pki")]
-    fresh_keys: bool,
+    #[command(flatten)]
+    pki: PkiSource,
     /// The longest one probe (a name lookup, a connection with its TLS handshake) may take, in
     /// milliseconds; an endpoint that does not answer in time fails with that reason.
     #[arg(long, default_value_t = 3000)]
@@ -359,6 +352,46 @@ struct PreflightArgs {
     json: bool,
 }
 
+/// Where a command's test PKI comes from: a folder, or memory (keys from the key cache).
+#[derive(Debug, clap::Args)]
+struct PkiSource {
+    /// Test PKI folder made by `koppeltest pki init`. Default: a PKI made in memory for this
+    /// run, its certificates issued afresh, its keys taken from the key cache (--fresh-keys).
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// Make the in-memory PKI's keys afresh instead of taking those an earlier run kept in the
+    /// key cache: $KOPPELTEST_KEY_CACHE (`off`: none), else $XDG_CACHE_HOME/koppeltest/keys,
+    /// else ~/.cache/koppeltest/keys. Keys only, never certificates: every run issues its own.
+    #[arg(long, conflicts_with = "pki")]
+    fresh_keys: bool,
+}
+
+impl PkiSource {
+    fn dir(&self) -> Option<&Path> {
+        self.pki.as_deref()
+    }
+
+    fn keys(&self) -> Keys {
+        Keys::Ahead {
+            fresh: self.fresh_keys,
+        }
+    }
+
+    /// Says on stderr what became of an in-memory PKI's keys: always where the key cache could
+    /// not be used or written, otherwise only if `verbose`.
+    fn tell(&self, pki: &Pki, verbose: bool) {
+        let note = pki.keys_note();
+        if self.pki.is_some() {
+            return;
+        }
+        if note.problem.is_some() {
+            eprintln!("warning: keys: {note}");
+        } else if verbose {
+            eprintln!("Keys: {note}");
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum OutputFormat {
     Table,
@@ -369,15 +402,8 @@ enum OutputFormat {
 struct RunArgs {
     #[command(flatten)]
     sources: SourceArgs,
-    /// Test PKI folder made by `koppeltest pki init`. Default: a PKI made in memory for this
-    /// run, its certificates issued afresh, its keys taken from the key cache (--fresh-keys).
-    #[arg(long)]
-    pki: Option<PathBuf>,
-    /// Make the in-memory PKI's keys afresh instead of taking those an earlier run kept in the
-    /// key cache: $KOPPELTEST_KEY_CACHE (`off`: none), else $XDG_CACHE_HOME/koppeltest/keys,
-    /// else ~/.cache/koppeltest/keys. Keys only, never certificates: every run issues its own.
-    #[arg(long, conflicts_with = "pki")]
-    fresh_keys: bool,
+    #[command(flatten)]
+    pki: PkiSource,
     /// Where reports go: <out>/<run-id>/ and <out>/latest/.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
@@ -418,15 +444,8 @@ struct RunArgs {
 struct SoakArgs {
     #[command(flatten)]
     sources: SourceArgs,
-    /// Test PKI folder made by `koppeltest pki init`. Default: a PKI made in memory for this
-    /// run, its certificates issued afresh, its keys taken from the key cache (--fresh-keys).
-    #[arg(long)]
-    pki: Option<PathBuf>,
-    /// Make the in-memory PKI's keys afresh instead of taking those an earlier run kept in the
-    /// key cache: $KOPPELTEST_KEY_CACHE (`off`: none), else $XDG_CACHE_HOME/koppeltest/keys,
-    /// else ~/.cache/koppeltest/keys. Keys only, never certificates: every run issues its own.
-    #[arg(long, conflicts_with = "pki")]
-    fresh_keys: bool,
+    #[command(flatten)]
+    pki: PkiSource,
     /// Where the soak goes: <out>/soak-<id>/ and <out>/soak-latest/.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
@@ -491,7 +510,8 @@ pub fn main() -> i32 {
         Command::Pki {
             command: PkiCommand::Init { out, force },
         } => pki_init(&out, force),
-        // Checking the configuration makes only the CAs' keys: it logs no one in.
+        // Checking the configuration makes only the CAs' keys (or takes them from the key cache):
+        // it logs no one in.
         Command::Check(args) => {
             match prepare_with(&args, None, false, Keys::CasOnly).map(|(p, _)| p) {
                 Ok(p) => {
@@ -734,7 +754,7 @@ fn prepare(args: &SourceArgs, pki: Option<&Path>, keys: Keys) -> Result<Prepared
 /// Which keys an in-memory PKI makes at set-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keys {
-    /// Only the CAs' keys, made afresh (`check`, which starts no party).
+    /// Only the CAs' keys, from the key cache (`check`, which starts no party).
     CasOnly,
     /// Every key the simulated parties will use ([`keys_ahead`]), taken from the key cache
     /// ([`crate::pki::KeyCache::from_env`]) unless `fresh`.
@@ -836,7 +856,10 @@ fn prepare_with(
             };
             Pki::generate_with(&keys_ahead(&rows, cache))
         }
-        (None, Keys::CasOnly) => Pki::generate(),
+        (None, Keys::CasOnly) => Pki::generate_with(&crate::pki::Ahead {
+            cache: crate::pki::KeyCache::from_env(),
+            ..crate::pki::Ahead::default()
+        }),
     }
     .map_err(|e| {
         (
@@ -854,14 +877,12 @@ fn prepare_with(
 }
 
 async fn preflight(args: PreflightArgs) -> i32 {
-    let keys = Keys::Ahead {
-        fresh: args.fresh_keys,
-    };
-    let (prepared, unresolved) = match prepare_with(&args.sources, args.pki.as_deref(), true, keys)
-    {
-        Ok(p) => p,
-        Err((code, message)) => return fail(code, message),
-    };
+    let (prepared, unresolved) =
+        match prepare_with(&args.sources, args.pki.dir(), true, args.pki.keys()) {
+            Ok(p) => p,
+            Err((code, message)) => return fail(code, message),
+        };
+    args.pki.tell(&prepared.pki, false);
     let options = crate::preflight::Options {
         timeout: std::time::Duration::from_millis(args.timeout_ms.max(1)),
     };
@@ -891,19 +912,14 @@ fn run_id() -> String {
 }
 
 async fn run(args: RunArgs) -> i32 {
-    let keys = Keys::Ahead {
-        fresh: args.fresh_keys,
-    };
-    let prepared = match prepare(&args.sources, args.pki.as_deref(), keys) {
+    let prepared = match prepare(&args.sources, args.pki.dir(), args.pki.keys()) {
         Ok(p) => Arc::new(p),
         Err((code, message)) => {
             eprintln!("error: {message}");
             return code;
         }
     };
-    if !args.quiet && args.pki.is_none() {
-        eprintln!("Keys: {}", prepared.pki.keys_note());
-    }
+    args.pki.tell(&prepared.pki, !args.quiet);
     // Accepted snapshots first: a damaged one stops the run before a run folder exists.
     let started = time::OffsetDateTime::now_utc();
     let started_at = crate::saml::instant(started);
@@ -1186,16 +1202,14 @@ async fn run(args: RunArgs) -> i32 {
 
 async fn soak(args: SoakArgs) -> i32 {
     use crate::soak::{Decision, Settings};
-    let keys = Keys::Ahead {
-        fresh: args.fresh_keys,
-    };
-    let mut prepared = match prepare(&args.sources, args.pki.as_deref(), keys) {
+    let mut prepared = match prepare(&args.sources, args.pki.dir(), args.pki.keys()) {
         Ok(p) => p,
         Err((code, message)) => {
             eprintln!("error: {message}");
             return code;
         }
     };
+    args.pki.tell(&prepared.pki, false);
     let (path, text) = crate::soak::FLOW;
     prepared.scenarios = match crate::scenario::parse(Path::new(path), text) {
         Ok(flow) => vec![flow],

@@ -171,7 +171,7 @@ pub struct Pki {
     broken: Mutex<HashMap<(Channel, String, Broken), Arc<Leaf>>>,
     /// A CA in no trust store, made on first use.
     unknown_ca: Mutex<Option<Arc<Ca>>>,
-    /// The one RSA-3072 key every leaf issued on demand carries, made on first use.
+    /// The one RSA-3072 key every leaf issued on demand carries, made ahead or on first use.
     leaf_key: Mutex<Option<Arc<KeyPair>>>,
     saml: Mutex<HashMap<String, Arc<SamlKey>>>,
     /// What became of the keys it was made with.
@@ -388,9 +388,12 @@ pub struct Ahead {
 /// (fresh serials, validity from now), and nothing here is ever written to a report.
 ///
 /// A key is taken only if it is an RSA key of the size its use asks, no other key in the same
-/// hierarchy has the same modulus (an impostor must not be the key it imitates) and the folder is
-/// writable by its owner alone; anything else is made afresh and kept in its place. Keeping is
-/// best effort: a run does not fail because its keys could not be kept.
+/// hierarchy has the same public key (an impostor must not be the key it imitates) and the
+/// folder is this user's and writable by them alone; anything else is made afresh and kept in
+/// its place. Keeping is best effort: a run does not fail because its keys could not be kept.
+/// Kept keys make the CAs the same from run to run (a trust anchor is a name and a key): a root
+/// from one run's `inputs/pki/` also validates the leaves of later runs, until the folder is
+/// deleted, which is safe at any time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyCache {
     dir: PathBuf,
@@ -398,6 +401,9 @@ pub struct KeyCache {
 
 /// The environment variable naming the key cache folder, or `off` for none.
 pub const KEY_CACHE_ENV: &str = "KOPPELTEST_KEY_CACHE";
+
+/// The largest key file the key cache reads: an RSA-4096 PKCS#8 PEM is about 3.3 KiB.
+const MAX_KEY_FILE: u64 = 64 * 1024;
 
 impl KeyCache {
     pub fn new(dir: PathBuf) -> KeyCache {
@@ -407,13 +413,19 @@ impl KeyCache {
     /// The cache a run uses unless told otherwise: `$KOPPELTEST_KEY_CACHE` (`off` or empty for
     /// none), else `$XDG_CACHE_HOME/koppeltest/keys`, else `$HOME/.cache/koppeltest/keys`.
     pub fn from_env() -> Option<KeyCache> {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-        if let Some(dir) = std::env::var_os(KEY_CACHE_ENV) {
+        KeyCache::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// As [`KeyCache::from_env`], over the variables `var` gives. A relative `XDG_CACHE_HOME` is
+    /// ignored, as the XDG Base Directory specification says: keys do not belong in whatever
+    /// folder a run starts in.
+    fn from_lookup(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<KeyCache> {
+        if let Some(dir) = var(KEY_CACHE_ENV) {
             return (!dir.is_empty() && dir != "off").then(|| KeyCache::new(dir.into()));
         }
-        let base = var("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
+        let base =
+            absolute("XDG_CACHE_HOME").or_else(|| absolute("HOME").map(|h| h.join(".cache")))?;
         Some(KeyCache::new(base.join("koppeltest").join("keys")))
     }
 
@@ -433,22 +445,45 @@ impl KeyCache {
         plain.then(|| self.dir.join(format!("{slot}.key.pem")))
     }
 
-    /// Why the folder must not be used, if it exists and others may write to it.
+    /// Why the folder must not be used, if it exists and another user owns it or may write to
+    /// it: keys planted there would be this run's.
     fn unsafe_reason(&self) -> Option<String> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&self.dir).ok()?.permissions().mode();
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.dir).ok()?;
+        // The owner of /proc/self is this process's effective user (Linux); elsewhere the
+        // owner is not compared.
+        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        let dir = self.dir.display();
+        if me.is_some_and(|me| me != meta.uid()) {
+            return Some(format!(
+                "{dir} belongs to another user (uid {}); keys made afresh",
+                meta.uid()
+            ));
+        }
+        let mode = meta.mode();
         (mode & 0o022 != 0).then(|| {
             format!(
-                "{} is writable by others (mode {:o}); keys made afresh",
-                self.dir.display(),
+                "{dir} is writable by others (mode {:o}); keys made afresh",
                 mode & 0o777
             )
         })
     }
 
-    /// The RSA key of `bits` kept under `slot`, if there is one.
+    /// The RSA key of `bits` kept under `slot`, if there is one: a regular file (not a link,
+    /// a FIFO or a device) of at most [`MAX_KEY_FILE`] bytes.
     fn load(&self, slot: &str, bits: usize) -> Option<KeyPair> {
-        let pem = std::fs::read_to_string(self.path(slot)?).ok()?;
+        use std::io::Read;
+        let path = self.path(slot)?;
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.file_type().is_file() || meta.len() > MAX_KEY_FILE {
+            return None;
+        }
+        let mut pem = String::new();
+        std::fs::File::open(&path)
+            .ok()?
+            .take(MAX_KEY_FILE)
+            .read_to_string(&mut pem)
+            .ok()?;
         let der = pem_to_der(&pem)?;
         let rsa = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).ok()?;
         if rsa.public_modulus_len() * 8 != bits {
@@ -538,24 +573,17 @@ enum Search<'a> {
 }
 
 impl Search<'_> {
-    fn size(&self) -> RsaKeySize {
+    /// The key's size, in rcgen's terms and in bits.
+    fn size(&self) -> (RsaKeySize, usize) {
         match self {
-            Search::Ca(..) => RsaKeySize::_4096,
-            Search::LeafKey => RsaKeySize::_3072,
-            Search::Saml(_) | Search::Impostor(_) => RsaKeySize::_2048,
-        }
-    }
-
-    fn bits(&self) -> usize {
-        match self {
-            Search::Ca(..) => 4096,
-            Search::LeafKey => 3072,
-            Search::Saml(_) | Search::Impostor(_) => 2048,
+            Search::Ca(..) => (RsaKeySize::_4096, 4096),
+            Search::LeafKey => (RsaKeySize::_3072, 3072),
+            Search::Saml(_) | Search::Impostor(_) => (RsaKeySize::_2048, 2048),
         }
     }
 
     fn run(&self) -> Result<KeyPair, PkiError> {
-        rsa_key(self.size(), self.what())
+        rsa_key(self.size().0, self.what())
     }
 
     fn what(&self) -> &str {
@@ -572,7 +600,7 @@ impl Search<'_> {
             Search::Ca(file, _) => file.to_string(),
             Search::LeafKey => "leaf".to_string(),
             Search::Saml(name) => format!("saml-{name}"),
-            Search::Impostor(name) => format!("saml-impostor-{name}"),
+            Search::Impostor(name) => format!("impostor-{name}"),
         }
     }
 }
@@ -637,7 +665,7 @@ fn keys_for(
     let mut keys: Vec<Option<Result<KeyPair, PkiError>>> = searches
         .iter()
         .map(|search| {
-            let key = cache?.load(&search.slot(), search.bits())?;
+            let key = cache?.load(&search.slot(), search.size().1)?;
             // Two uses must never share a key, whatever the cache holds.
             moduli
                 .insert(key.public_key_raw().to_vec())
@@ -1046,6 +1074,7 @@ impl Pki {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, 3650);
+        params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key).map_err(gen_err(name))?;
         let ca = Arc::new(Ca::from_parts(cert.der().clone(), cert.pem(), key));
         *slot = Some(ca.clone());
@@ -1091,8 +1120,9 @@ impl Pki {
         self.saml.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// A fresh key whose self-signed certificate copies the subject of the SAML key `name`: an
-    /// impostor for the mock TVS's foreign-key fault, never written to disk.
+    /// A key of its own whose self-signed certificate copies the subject of the SAML key `name`:
+    /// an impostor for the mock TVS's foreign-key fault. Never written by [`Pki::write`]; one made
+    /// ahead is kept in the key cache like any other key made ahead.
     pub fn saml_impostor(&self, name: &str) -> Result<Arc<SamlKey>, PkiError> {
         let tag = impostor_tag(name);
         let mut cache = self.saml.lock().unwrap_or_else(|e| e.into_inner());
@@ -1407,14 +1437,17 @@ mod tests {
             let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
             cert.tbs_certificate.raw_serial().to_vec()
         };
-        for pki in [&first, &second] {
-            let _ = pki.saml_key("tvs-signing").unwrap();
+        for (was, now) in [
+            (&first.back_root, &second.back_root),
+            (&first.back_services, &second.back_services),
+            (&first.front, &second.front),
+        ] {
+            assert_ne!(
+                serial_of(&now.cert_der),
+                serial_of(&was.cert_der),
+                "a CA over a kept key still has a serial of its own"
+            );
         }
-        assert_ne!(
-            serial_of(&second.front.cert_der),
-            serial_of(&first.front.cert_der),
-            "a CA over a kept key still has a serial of its own"
-        );
         assert_ne!(
             serial_of(&second.saml_key("tvs-signing").unwrap().cert_der),
             serial_of(&first.saml_key("tvs-signing").unwrap().cert_der),
@@ -1426,6 +1459,23 @@ mod tests {
         })
         .unwrap();
         assert_eq!(fresh.keys_note().cache, None);
+        let mut kept: Vec<String> = std::fs::read_dir(&keys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "back-root-ca.key.pem",
+                "back-services-ca.key.pem",
+                "front-ca.key.pem",
+                "impostor-tvs-signing.key.pem",
+                "leaf.key.pem",
+                "saml-tvs-signing.key.pem"
+            ],
+            "keys only, no certificate, no temporary file"
+        );
         assert!(
             public_keys(&fresh)
                 .iter()
@@ -1449,7 +1499,7 @@ AAAA
         .unwrap();
         std::fs::copy(
             keys.join("saml-tvs-signing.key.pem"),
-            keys.join("saml-impostor-tvs-signing.key.pem"),
+            keys.join("impostor-tvs-signing.key.pem"),
         )
         .unwrap();
         let third = Pki::generate_with(&ahead).unwrap();
@@ -1470,7 +1520,22 @@ AAAA
             "the new keys were kept"
         );
 
-        // A folder others may write to is not used, and not written.
+        // A key file that is a link is not followed: that key is made afresh, in its place.
+        let elsewhere = dir.join("leaf-elsewhere.key.pem");
+        std::fs::rename(keys.join("leaf.key.pem"), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, keys.join("leaf.key.pem")).unwrap();
+        let linked = Pki::generate_with(&ahead).unwrap();
+        assert_eq!(linked.keys_note(), &note(5, 1, None));
+        assert_ne!(public_keys(&linked)[3], now[3]);
+        let now = public_keys(&linked);
+        assert!(
+            std::fs::symlink_metadata(keys.join("leaf.key.pem"))
+                .unwrap()
+                .is_file(),
+            "the link was replaced, not written through"
+        );
+
+        // A folder others may write to is neither used nor written.
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
         let shared = Pki::generate_with(&ahead).unwrap();
         let problem = shared.keys_note().problem.clone().unwrap();
@@ -1483,16 +1548,71 @@ AAAA
                 .to_string()
                 .contains("writable by others")
         );
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let after = Pki::generate_with(&ahead).unwrap();
+        assert_eq!(after.keys_note(), &note(6, 0, None));
+        assert_eq!(
+            public_keys(&after),
+            now,
+            "nothing was written while it was shared"
+        );
+
+        // Nor is a folder of another user's (checked where the test may hand it to one).
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
+            std::os::unix::fs::chown(&keys, Some(65534), None).unwrap();
+            let theirs = Pki::generate_with(&ahead).unwrap();
+            let problem = theirs.keys_note().problem.clone().unwrap();
+            assert!(problem.contains("belongs to another user"), "{problem}");
+            assert_eq!(theirs.keys_note().reused, 0);
+            std::os::unix::fs::chown(&keys, Some(0), None).unwrap();
+        }
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_key_cache_is_where_the_environment_says() {
+        use std::ffi::OsString;
+        let env = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, OsString)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), OsString::from(v)))
+                .collect();
+            KeyCache::from_lookup(move |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+            .map(|c| c.dir)
+        };
+        let home = [("HOME", "/home/a"), ("XDG_CACHE_HOME", "/var/cache/a")];
+        assert_eq!(
+            env(&home),
+            Some(PathBuf::from("/var/cache/a/koppeltest/keys"))
+        );
+        assert_eq!(
+            env(&home[..1]),
+            Some(PathBuf::from("/home/a/.cache/koppeltest/keys"))
+        );
+        assert_eq!(
+            env(&[("HOME", "/home/a"), ("XDG_CACHE_HOME", "rel/cache")]),
+            Some(PathBuf::from("/home/a/.cache/koppeltest/keys")),
+            "a relative XDG_CACHE_HOME is ignored"
+        );
+        assert_eq!(env(&[("HOME", "")]), None, "no home, no cache");
+        assert_eq!(env(&[]), None);
+        let with = |value: &str| env(&[("HOME", "/home/a"), (KEY_CACHE_ENV, value)]);
+        assert_eq!(with("/tmp/k"), Some(PathBuf::from("/tmp/k")));
+        assert_eq!(with("off"), None);
+        assert_eq!(with(""), None);
     }
 
     #[test]
     fn a_key_name_that_is_no_plain_file_name_is_made_and_not_kept() {
         let dir = std::env::temp_dir().join(format!("kt-keys-{}", crate::ids::random_hex(6)));
         let cache = KeyCache::new(dir.join("keys"));
-        for slot in ["../leaf", "a/b", ".hidden", ""] {
+        for slot in ["../leaf", "a/b", "a/../b", "x\0y", ".hidden", ""] {
             assert_eq!(cache.path(slot), None, "{slot:?}");
         }
+        assert!(cache.path("saml-dva-x_1.signing").is_some());
         let pki = Pki::generate_with(&Ahead {
             saml: vec!["../../escape".into()],
             cache: Some(cache.clone()),
@@ -1508,8 +1628,6 @@ AAAA
                 .contains("not a plain file name")
         );
         assert!(pki.saml_key("../../escape").is_ok());
-        assert!(!dir.join("escape.key.pem").exists());
-        assert!(!std::env::temp_dir().join("escape.key.pem").exists());
         std::fs::remove_dir_all(dir).ok();
     }
 

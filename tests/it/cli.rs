@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::helpers::{files_below, temp_dir};
 
 fn koppeltest() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_koppeltest"));
+    let mut c = crate::helpers::koppeltest();
     // No pending snapshot files in the working tree (tests/it/snapshots.rs tests them).
     c.env("CI", "true");
     c
@@ -502,6 +502,7 @@ fn a_report_folder_that_fills_up_ends_the_run_with_exit_four() {
         .args(["run", "--quiet", "--snapshots", "off", "--out"])
         .arg(&out)
         .env("CI", "true")
+        .env(koppeltest::pki::KEY_CACHE_ENV, crate::helpers::KEY_CACHE)
         .output()
         .unwrap();
     let dir = run_dir(&out);
@@ -529,9 +530,11 @@ fn spawn_run_unprivileged(out: &Path, snapshots: &Path) -> std::process::Child {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
         c.arg(env!("CARGO_BIN_EXE_koppeltest"));
+        // Keys made afresh: the tests' key cache is not this user's to read.
+        c.env(koppeltest::pki::KEY_CACHE_ENV, "off");
         c
     } else {
-        Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+        crate::helpers::koppeltest()
     };
     command
         .args([
@@ -802,5 +805,56 @@ fn the_matrix_sets_the_limits_a_vendor_may_need_to_change() {
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&output.stderr).contains("limits.max_pages"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_run_keeps_its_keys_for_the_next_and_says_so_and_fresh_keys_makes_new_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("cli-keys");
+    let cache = dir.join("keys");
+    let scenarios = crate::helpers::scenario_folder(&dir, &["happy-path.toml"]);
+    let matrix = dir.join("matrix.toml");
+    std::fs::write(&matrix, crate::helpers::matrix_toml(&[], &[], "2.2")).unwrap();
+    let run = |extra: &[&str]| {
+        let out = koppeltest()
+            .args(["run", "--snapshots", "off", "--matrix"])
+            .arg(&matrix)
+            .arg("--out")
+            .arg(dir.join("reports"))
+            .arg("--scenarios")
+            .arg(&scenarios)
+            .args(extra)
+            .env(koppeltest::pki::KEY_CACHE_ENV, &cache)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("Keys: ") || l.starts_with("warning: keys: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let cache_name = cache.display().to_string();
+    // Three CA keys, the leaves' key, the mock TVS's key and its impostor, and the simulated
+    // DVA's two SAML keys.
+    assert_eq!(
+        run(&[]),
+        format!("Keys: 0 reused, 8 made and kept in {cache_name} for the next run")
+    );
+    assert_eq!(run(&[]), format!("Keys: 8 reused from {cache_name}"));
+    assert_eq!(
+        run(&["--fresh-keys"]),
+        "Keys: 8 made for this run, kept nowhere"
+    );
+    assert_eq!(run(&["--quiet"]), "", "quiet when all is well");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let warned = run(&["--quiet"]);
+    assert!(
+        warned.starts_with("warning: keys: 0 reused, 8 made; the key cache: ")
+            && warned.contains("writable by others"),
+        "{warned}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use crate::helpers::{matrix_toml, temp_dir};
 
 fn koppeltest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    crate::helpers::koppeltest()
 }
 
 fn text(output: &Output) -> String {

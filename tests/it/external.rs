@@ -3,13 +3,11 @@
 //! row (trust anchors, client certificates and the mock TVS's addresses from files).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::helpers::{
     CONFORM_PRACTICE, Killed, external_target, free_port, pki_init, spawn_ready, temp_dir,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
 /// Ports of the DVA's and the mock TVS's front and back channels.
 struct Ports {
@@ -35,7 +33,7 @@ impl Ports {
 fn serve_dva(dir: &Path, ports: &Ports) -> Killed {
     pki_init(&dir.join("pki"));
     spawn_ready(
-        Command::new(BIN)
+        crate::helpers::koppeltest()
             .args(["serve", "dva", "--row", "sim-conform", "--pki"])
             .arg(dir.join("pki"))
             .args([
@@ -91,7 +89,7 @@ release = "1.x"
 "#
     );
     std::fs::write(dir.join("matrix.toml"), matrix).unwrap();
-    Command::new(BIN)
+    crate::helpers::koppeltest()
         .env("CI", "true")
         .args(["run", "--quiet", "--matrix"])
         .arg(dir.join("matrix.toml"))

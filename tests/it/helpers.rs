@@ -232,9 +232,20 @@ pub fn spawn_ready(command: &mut std::process::Command) -> Killed {
     guard
 }
 
+/// The key cache of the binary the tests start: in the test target's folder, so tests neither read
+/// nor write the key cache of whoever runs them, and still share their keys from run to run.
+pub const KEY_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/keys");
+
+/// The koppeltest binary, with its key cache at [`KEY_CACHE`].
+pub fn koppeltest() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_koppeltest"));
+    c.env(koppeltest::pki::KEY_CACHE_ENV, KEY_CACHE);
+    c
+}
+
 /// `koppeltest pki init --out dir`, which must succeed.
 pub fn pki_init(dir: &Path) {
-    let init = std::process::Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    let init = koppeltest()
         .args(["pki", "init", "--out"])
         .arg(dir)
         .output()

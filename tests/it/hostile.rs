@@ -32,8 +32,6 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::{CONFORM_PRACTICE, external_target, files_below, pki_init, temp_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
-
 /// The hosts the embedded ZAL gives the conformant practice: the hostile DVA answers on them.
 pub const FRONT_HOST: &str = "medmij.conform.dva.koppeltest.test";
 pub const BACK_HOST: &str = "api.conform.dva.koppeltest.test";
@@ -290,7 +288,7 @@ impl Case {
         .expect("matrix");
         let started = Instant::now();
         let (status, stderr, peak_kib) = run_bounded(
-            Command::new(BIN)
+            crate::helpers::koppeltest()
                 .env("CI", "true")
                 .args(["run", "--quiet", "--jobs", "4", "--matrix"])
                 .arg(dir.join("matrix.toml"))

@@ -3,11 +3,8 @@
 //! at another date (or with the waivers of another matrix).
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::helpers::{CONFORM_PRACTICE, pki_init, scenario_folder, temp_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
 /// Two simulated rows with their failures declared as known deviations: one replays codes
 /// (token-family MUSTs, waived until `expires` when given: `token.code-replay` by scenario, and
@@ -83,7 +80,7 @@ fn reason<'a>(cell: &'a serde_json::Value, scenario: &str) -> &'a serde_json::Va
 }
 
 fn launch(run: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    crate::helpers::koppeltest()
         .arg("launch")
         .arg("--run")
         .arg(run)
@@ -108,7 +105,7 @@ fn a_known_deviation_never_unblocks_and_a_waiver_does_until_it_expires() {
             "tls-token-endpoint.toml",
         ],
     );
-    let out = Command::new(BIN)
+    let out = crate::helpers::koppeltest()
         .args(["run", "--quiet", "--snapshots", "off", "--matrix"])
         .arg(dir.join("matrix.toml"))
         .arg("--scenarios")
@@ -253,7 +250,7 @@ fn bad_launch_input_is_exit_three_with_the_reason() {
     ] {
         let text = matrix(Some("2030-06-30")).replace(from, to);
         std::fs::write(dir.join("bad.toml"), &text).unwrap();
-        let check = Command::new(BIN)
+        let check = crate::helpers::koppeltest()
             .args(["check", "--matrix"])
             .arg(dir.join("bad.toml"))
             .output()

@@ -231,7 +231,7 @@ fn run_command(dir: &Path, lists_port: u16, wait_s: u64) -> std::process::Comman
     let matrix_path = dir.join("matrix.toml");
     std::fs::write(&matrix_path, matrix(lists_port, wait_s)).unwrap();
     let scenarios = crate::helpers::scenario_folder(dir, &["happy-path.toml"]);
-    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_koppeltest"));
+    let mut run = crate::helpers::koppeltest();
     run.args(["run", "--quiet", "--snapshots", "off", "--matrix"])
         .arg(&matrix_path)
         .arg("--scenarios")
@@ -247,7 +247,6 @@ fn run_command(dir: &Path, lists_port: u16, wait_s: u64) -> std::process::Comman
 fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() {
     let dir = temp_dir("pgo-suite-process");
     let matrix_path = dir.join("matrix.toml");
-    let bin = env!("CARGO_BIN_EXE_koppeltest");
     // The list server takes a port of its own (0): a port picked here and freed could be taken
     // by another test's server before the run binds it. The run's notice names the lists URL.
     let mut run = run_command(&dir, 0, 120)
@@ -282,7 +281,7 @@ fn a_separate_process_pgo_collects_through_the_whole_suite_from_a_matrix_file() 
         lists.starts_with("https://lists.koppeltest.test:"),
         "{lists}"
     );
-    let pgo = std::process::Command::new(bin)
+    let pgo = crate::helpers::koppeltest()
         .args([
             "mock-pgo", "--column", "real-pgo", "--jobs", "4", "--matrix",
         ])

@@ -5,7 +5,6 @@
 //! and every check passes on the conformant default matrix.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use koppeltest::pki::{Broken, Channel, Pki};
@@ -14,8 +13,6 @@ use serde_json::Value;
 
 use crate::helpers::{CONFORM_PRACTICE, external_target, free_port, pki_init, temp_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
-
 const ZAL3: &str = include_str!("../../fixtures/lists/MedMij_Zorgaanbiederslijst.xml");
 const ZAL2: &str = include_str!("../../fixtures/lists/MedMij_Zorgaanbiederslijst_release2.xml");
 const OCL: &str = include_str!("../../fixtures/lists/MedMij_OAuthclientlist.xml");
@@ -23,7 +20,7 @@ const WHITELIST: &str = include_str!("../../fixtures/lists/MedMij_Whitelist.xml"
 
 /// Runs `koppeltest preflight --json` with `args`; returns the exit code and the JSON report.
 fn preflight(args: &[&str]) -> (Option<i32>, Value) {
-    let out = Command::new(BIN)
+    let out = crate::helpers::koppeltest()
         .env("CI", "true")
         .arg("preflight")
         .arg("--json")
@@ -109,7 +106,7 @@ fn the_default_matrix_passes_every_check_in_seconds() {
         started.elapsed()
     );
     // The table says the same.
-    let table = Command::new(BIN)
+    let table = crate::helpers::koppeltest()
         .env("CI", "true")
         .arg("preflight")
         .output()
@@ -514,7 +511,7 @@ fn a_bad_matrix_is_exit_three_and_help_names_the_exit_codes() {
             .1
             .replacen("zal_release = 3", "zal_release = 4", 1);
     std::fs::write(dir.join("matrix.toml"), bad).unwrap();
-    let out = Command::new(BIN)
+    let out = crate::helpers::koppeltest()
         .args(["preflight", "--matrix"])
         .arg(dir.join("matrix.toml"))
         .output()
@@ -525,18 +522,18 @@ fn a_bad_matrix_is_exit_three_and_help_names_the_exit_codes() {
         stderr.contains("field `zal_release`") && stderr.contains("releases are 2 and 3"),
         "{stderr}"
     );
-    let missing = Command::new(BIN)
+    let missing = crate::helpers::koppeltest()
         .args(["preflight", "--matrix"])
         .arg(dir.join("no-such-matrix.toml"))
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(3));
-    let both = Command::new(BIN)
+    let both = crate::helpers::koppeltest()
         .args(["preflight", "--json", "--format", "table"])
         .output()
         .unwrap();
     assert_eq!(both.status.code(), Some(2), "--json and --format conflict");
-    let help = Command::new(BIN)
+    let help = crate::helpers::koppeltest()
         .args(["preflight", "--help"])
         .output()
         .unwrap();

@@ -3,13 +3,10 @@
 //! merge refuses what is not one run.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::helpers::{CONFORM_PRACTICE, pki_init, scenario_folder, temp_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 
 const SCENARIOS: &[&str] = &[
     "happy-path.toml",
@@ -50,7 +47,7 @@ release = "1.x"
 
 /// `koppeltest run` of the test matrix into `out` (with `extra` arguments); its exit code.
 fn run(dir: &Path, out: &str, extra: &[&str]) -> i32 {
-    let output = Command::new(BIN)
+    let output = crate::helpers::koppeltest()
         .args(["run", "--quiet", "--pending", "never", "--snapshot-dir"])
         .arg(dir.join("snaps"))
         .arg("--matrix")
@@ -74,7 +71,7 @@ fn run(dir: &Path, out: &str, extra: &[&str]) -> i32 {
 }
 
 fn merge(runs: &[PathBuf], out: &Path) -> std::process::Output {
-    Command::new(BIN)
+    crate::helpers::koppeltest()
         .arg("merge")
         .args(runs)
         .arg("--out")

@@ -143,7 +143,7 @@ async fn conformant_runs_do_not_drift_and_a_quirk_drifts_exactly_what_it_changes
 }
 
 fn koppeltest(cwd: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_koppeltest"));
+    let mut c = crate::helpers::koppeltest();
     c.current_dir(cwd).env_remove("CI");
     c
 }

@@ -4,7 +4,7 @@
 //! miss them, each with enough flows to decide.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::helpers::{CONFORM_PRACTICE, scenario_folder, temp_dir};
 
@@ -36,7 +36,7 @@ fn run_soak(tag: &str, matrix_text: &str, args: &[&str]) -> (Output, PathBuf) {
     let matrix = dir.join("matrix.toml");
     std::fs::write(&matrix, matrix_text).unwrap();
     let out = dir.join("reports");
-    let output = Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    let output = crate::helpers::koppeltest()
         .args(["soak", "--quiet", "--matrix"])
         .arg(&matrix)
         .arg("--out")
@@ -183,7 +183,7 @@ fn reliability_after_run(folder: &Path) -> serde_json::Value {
     let dir = folder.parent().unwrap().parent().unwrap();
     let scenarios = scenario_folder(dir, &["happy-path.toml"]);
     let out = folder.parent().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    let output = crate::helpers::koppeltest()
         .args(["run", "--quiet", "--snapshots", "off", "--matrix"])
         .arg(dir.join("matrix.toml"))
         .arg("--scenarios")
@@ -309,7 +309,7 @@ fn an_interrupted_soak_keeps_what_it_measured() {
     let matrix_file = dir.join("matrix.toml");
     std::fs::write(&matrix_file, matrix(&[], "", 11_000)).unwrap();
     let out = dir.join("reports");
-    let child = Command::new(env!("CARGO_BIN_EXE_koppeltest"))
+    let child = crate::helpers::koppeltest()
         .args([
             "soak", "--quiet", "--flows", "100000", "--jobs", "2", "--matrix",
         ])

@@ -11,7 +11,6 @@ use koppeltest::tls_scan::{Answer, TlsVersion};
 
 use crate::helpers::{Killed, free_port, pki_init, spawn_ready, temp_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_koppeltest");
 const BACK_HOST: &str = "api.conform.dva.koppeltest.test";
 
 /// A matrix of three simulated rows on the conformant practice's hosts.
@@ -55,7 +54,7 @@ release = "2.2"
 fn serve(dir: &Path, row: &str) -> (Killed, u16) {
     let (front, back, tvs) = (free_port(), free_port(), free_port());
     let server = spawn_ready(
-        Command::new(BIN)
+        crate::helpers::koppeltest()
             .args(["serve", "dva", "--row", row, "--matrix"])
             .arg(dir.join("matrix.toml"))
             .arg("--pki")
