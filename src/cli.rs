@@ -1487,8 +1487,9 @@ fn event_line(
 }
 
 /// The keys a run over `rows` makes on first use, to be made with the in-memory PKI instead (or
-/// taken from `cache`): the leaves' shared key, the mock TVS's signing key and its impostor, and
-/// each simulated DVA's SAML keys.
+/// taken from `cache`): the leaves' shared key, the unknown CA's key (the client-certificate
+/// scenarios need it against any DVA), the mock TVS's signing key and its impostor, and each
+/// simulated DVA's SAML keys.
 fn keys_ahead(
     rows: &[crate::matrix::PreparedRow],
     cache: Option<crate::pki::KeyCache>,
@@ -1503,6 +1504,7 @@ fn keys_ahead(
         leaf_key: true,
         saml,
         impostors: vec![crate::tvs::SIGNING_KEY.to_string()],
+        unknown_ca: true,
         cache,
     }
 }
@@ -1826,33 +1828,20 @@ mod tests {
 
     #[test]
     fn an_event_line_carries_the_exchanges_only_where_their_file_failed_and_memory_keeps_them() {
-        use crate::report::{ScenarioReport, Side, Verdict};
+        use crate::report::ScenarioReport;
         let exchange: crate::exchange::Exchange = serde_json::from_value(serde_json::json!({
             "seq": 0, "from": "pgo", "to": "dva", "method": "GET",
             "url": "https://api.x.koppeltest.test/fhir/Patient",
             "request_headers": [], "response_headers": [], "status": 200,
         }))
         .unwrap();
-        let mut report = ScenarioReport {
-            id: "auth.happy-path".into(),
-            title: "happy path".into(),
-            side: Side::Dva,
-            outcome: crate::outcome::Outcome::Pass,
-            verdict: Verdict::of(crate::outcome::Outcome::Pass, false),
-            duration_ms: 1,
-            known_deviation: None,
-            privacy_failure: false,
-            failed_requirements: Vec::new(),
-            checks: Vec::new(),
-            steps: Vec::new(),
-            tls: Vec::new(),
-            repeat: None,
-            drift: None,
-            exchanges_file: None,
-            exchange_count: 0,
-            exchanges: vec![exchange.clone(), exchange],
-            spilled: None,
-        };
+        let mut report: ScenarioReport = serde_json::from_value(serde_json::json!({
+            "id": "auth.happy-path", "title": "happy path", "side": "dva", "outcome": "pass",
+            "verdict": "pass", "duration_ms": 1, "privacy_failure": false,
+            "failed_requirements": [], "checks": [], "steps": [],
+        }))
+        .unwrap();
+        report.exchanges = vec![exchange.clone(), exchange];
         let inlined =
             |line: &serde_json::Value| line["scenario"]["exchanges"].as_array().map_or(0, Vec::len);
         // Its file could not be written: the line carries both, and memory still holds both for
@@ -1893,6 +1882,9 @@ mod tests {
         let prepared = prepare(&sources, None, Keys::Ahead { fresh: true }).unwrap();
         let ahead = prepared.pki.saml_keys_made();
         assert!(ahead > 2, "{ahead} SAML keys made ahead");
+        // Three CAs', the leaves', the unknown CA's, the TVS's and its impostor's, and two for
+        // each of the three simulated DVAs.
+        assert_eq!(prepared.pki.keys_note().made, 13);
         for row in &prepared.rows {
             runner::start_simulated(&prepared, row)
                 .await

@@ -300,6 +300,12 @@ impl Ca {
         Ok(Ca::from_parts(cert.der().clone(), cert.pem(), key))
     }
 
+    /// The CA in no trust store over `key`: its own key, since a CA sharing a leaf's key would
+    /// blur what it stands for.
+    fn unknown(key: KeyPair) -> Result<Ca, PkiError> {
+        Ca::new_root(UNKNOWN_CA_CN, key)
+    }
+
     fn from_parts(cert_der: CertificateDer<'static>, cert_pem: String, key: KeyPair) -> Ca {
         // The DER came from rcgen itself a moment ago, so parsing it back cannot fail.
         let issuer = Issuer::from_ca_cert_der(&cert_der, key).expect("own CA certificate parses");
@@ -362,6 +368,7 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 }
 
 const BACK_ROOT: &str = "back-root-ca";
+const UNKNOWN_CA_CN: &str = "koppeltest TEST Unknown CA (in no trust store)";
 const BACK_SERVICES: &str = "back-services-ca";
 const FRONT: &str = "front-ca";
 
@@ -376,6 +383,9 @@ pub struct Ahead {
     pub saml: Vec<String>,
     /// Impostors of SAML keys, by the name of the key they imitate ([`Pki::saml_impostor`]).
     pub impostors: Vec<String>,
+    /// The key of the CA in no trust store ([`Broken::UnknownCa`]), made otherwise on first use
+    /// under the lock every broken certificate is issued under.
+    pub unknown_ca: bool,
     /// Where the CA keys and these keys are kept from one run to the next ([`KeyCache`]);
     /// `None`: all made afresh.
     pub cache: Option<KeyCache>,
@@ -383,8 +393,8 @@ pub struct Ahead {
 
 /// A folder where an in-memory PKI keeps the keys [`Pki::generate_with`] makes, so the next run
 /// takes them instead of searching for primes again: three RSA-4096 CA keys, the leaves' RSA-3072
-/// key and the RSA-2048 SAML keys cost about 3 s of CPU, a sixth of the default run's, at its start
-/// when nothing else can run. Only keys are kept: every run still issues its own certificates
+/// key and the RSA-2048 SAML keys cost about 3 s of CPU, a seventh of the default run's, at its
+/// start when nothing else can run. Only keys are kept: every run still issues its own certificates
 /// (fresh serials, validity from now), and nothing here is ever written to a report.
 ///
 /// A key is taken only if it is an RSA key of the size its use asks, no other key in the same
@@ -427,10 +437,6 @@ impl KeyCache {
         let base =
             absolute("XDG_CACHE_HOME").or_else(|| absolute("HOME").map(|h| h.join(".cache")))?;
         Some(KeyCache::new(base.join("koppeltest").join("keys")))
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The file of `slot`, if `slot` is a plain file name (SAML key names come from matrix row
@@ -568,6 +574,7 @@ enum Search<'a> {
     /// A CA's key, by the file name [`Pki::write`] gives it and the CA's common name.
     Ca(&'static str, &'static str),
     LeafKey,
+    UnknownCa,
     Saml(&'a str),
     Impostor(&'a str),
 }
@@ -577,7 +584,7 @@ impl Search<'_> {
     fn size(&self) -> (RsaKeySize, usize) {
         match self {
             Search::Ca(..) => (RsaKeySize::_4096, 4096),
-            Search::LeafKey => (RsaKeySize::_3072, 3072),
+            Search::LeafKey | Search::UnknownCa => (RsaKeySize::_3072, 3072),
             Search::Saml(_) | Search::Impostor(_) => (RsaKeySize::_2048, 2048),
         }
     }
@@ -590,6 +597,7 @@ impl Search<'_> {
         match self {
             Search::Ca(_, cn) => cn,
             Search::LeafKey => "leaf key",
+            Search::UnknownCa => UNKNOWN_CA_CN,
             Search::Saml(name) | Search::Impostor(name) => name,
         }
     }
@@ -599,6 +607,7 @@ impl Search<'_> {
         match self {
             Search::Ca(file, _) => file.to_string(),
             Search::LeafKey => "leaf".to_string(),
+            Search::UnknownCa => "unknown-ca".to_string(),
             Search::Saml(name) => format!("saml-{name}"),
             Search::Impostor(name) => format!("impostor-{name}"),
         }
@@ -661,13 +670,13 @@ fn keys_for(
     let unsafe_reason = cache.and_then(KeyCache::unsafe_reason);
     let cache = cache.filter(|_| unsafe_reason.is_none());
     note.problem = unsafe_reason;
-    let mut moduli = std::collections::HashSet::new();
+    let mut taken = std::collections::HashSet::new();
     let mut keys: Vec<Option<Result<KeyPair, PkiError>>> = searches
         .iter()
         .map(|search| {
             let key = cache?.load(&search.slot(), search.size().1)?;
             // Two uses must never share a key, whatever the cache holds.
-            moduli
+            taken
                 .insert(key.public_key_raw().to_vec())
                 .then_some(Ok(key))
         })
@@ -686,16 +695,17 @@ fn keys_for(
     }
     let keys = keys
         .into_iter()
-        .map(|k| {
-            k.unwrap_or_else(|| {
-                Err(PkiError::Generate {
-                    what: "a key".into(),
-                    source: rcgen::Error::KeyGenerationUnavailable,
-                })
-            })
-        })
+        .map(|k| k.unwrap_or_else(|| Err(lost_key())))
         .collect();
     (keys, note)
+}
+
+/// A key [`keys_for`] did not answer for (not expected: it answers every search, in order).
+fn lost_key() -> PkiError {
+    PkiError::Generate {
+        what: "a key made ahead".into(),
+        source: rcgen::Error::KeyGenerationUnavailable,
+    }
 }
 
 impl Pki {
@@ -721,21 +731,17 @@ impl Pki {
         if ahead.leaf_key {
             searches.push(Search::LeafKey);
         }
+        if ahead.unknown_ca {
+            searches.push(Search::UnknownCa);
+        }
         searches.extend(ahead.saml.iter().map(|name| Search::Saml(name)));
         searches.extend(ahead.impostors.iter().map(|name| Search::Impostor(name)));
         let (keys, note) = keys_for(&searches, ahead.cache.as_ref());
         let mut keys = keys.into_iter();
-        // Not expected: keys_for answers each search, in order.
-        let mut next = || {
-            keys.next().unwrap_or_else(|| {
-                Err(PkiError::Generate {
-                    what: "a key made ahead".into(),
-                    source: rcgen::Error::KeyGenerationUnavailable,
-                })
-            })
-        };
+        let mut next = || keys.next().unwrap_or_else(|| Err(lost_key()));
         let (back_root, services, front) = (next(), next(), next());
         let leaf_key = ahead.leaf_key.then(&mut next).transpose();
+        let unknown_ca = ahead.unknown_ca.then(&mut next).transpose();
         let mut saml = |names: &[String]| {
             names
                 .iter()
@@ -749,6 +755,8 @@ impl Pki {
         let mut pki = Pki::from_cas(back_root, back_services, front, None);
         pki.keys = note;
         *pki.leaf_key.lock().unwrap_or_else(|e| e.into_inner()) = leaf_key?.map(Arc::new);
+        *pki.unknown_ca.lock().unwrap_or_else(|e| e.into_inner()) =
+            unknown_ca?.map(Ca::unknown).transpose()?.map(Arc::new);
         let mut cache = pki.saml.lock().unwrap_or_else(|e| e.into_inner());
         cache.extend(saml_keys?);
         cache.extend(
@@ -1062,21 +1070,13 @@ impl Pki {
         sign_leaf(params, host, &*self.leaf_key()?, own.0, own.1)
     }
 
+    /// The CA in no trust store, made ahead or on first use.
     fn unknown_ca(&self) -> Result<Arc<Ca>, PkiError> {
         let mut slot = self.unknown_ca.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ca) = slot.as_ref() {
             return Ok(ca.clone());
         }
-        let name = "koppeltest TEST Unknown CA (in no trust store)";
-        let key = rsa_key(RsaKeySize::_3072, name)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        validity(&mut params, 3650);
-        params.serial_number = Some(random_serial());
-        let cert = params.self_signed(&key).map_err(gen_err(name))?;
-        let ca = Arc::new(Ca::from_parts(cert.der().clone(), cert.pem(), key));
+        let ca = Arc::new(Ca::unknown(rsa_key(RsaKeySize::_3072, UNKNOWN_CA_CN)?)?);
         *slot = Some(ca.clone());
         Ok(ca)
     }
@@ -1349,9 +1349,18 @@ mod tests {
             leaf_key: true,
             saml: named(&["tvs-signing", "dva-x-encryption"]),
             impostors: named(&["tvs-signing"]),
+            unknown_ca: true,
             cache: None,
         })
         .unwrap();
+        let unknown = pki.unknown_ca.lock().unwrap().clone().unwrap();
+        let signed_by_unknown = pki
+            .broken(Channel::Back, "api.z.koppeltest.test", Broken::UnknownCa)
+            .unwrap();
+        assert_eq!(
+            signed_by_unknown.chain[1], unknown.cert_der,
+            "the unknown CA made ahead is the one that signs"
+        );
         let ahead = pki.leaf_key.lock().unwrap().clone().unwrap();
         let leaf = pki.leaf(Channel::Back, "api.z.koppeltest.test").unwrap();
         assert_eq!(
@@ -1411,6 +1420,7 @@ mod tests {
             leaf_key: true,
             saml: vec!["tvs-signing".into()],
             impostors: vec!["tvs-signing".into()],
+            unknown_ca: false,
             cache: Some(KeyCache::new(keys.clone())),
         };
         let note = |reused, made, problem: Option<&str>| KeysNote {

@@ -837,22 +837,22 @@ fn a_run_keeps_its_keys_for_the_next_and_says_so_and_fresh_keys_makes_new_ones()
             .join("\n")
     };
     let cache_name = cache.display().to_string();
-    // Three CA keys, the leaves' key, the mock TVS's key and its impostor, and the simulated
-    // DVA's two SAML keys.
+    // Three CA keys, the leaves' key, the unknown CA's key, the mock TVS's key and its impostor,
+    // and the simulated DVA's two SAML keys.
     assert_eq!(
         run(&[]),
-        format!("Keys: 0 reused, 8 made and kept in {cache_name} for the next run")
+        format!("Keys: 0 reused, 9 made and kept in {cache_name} for the next run")
     );
-    assert_eq!(run(&[]), format!("Keys: 8 reused from {cache_name}"));
+    assert_eq!(run(&[]), format!("Keys: 9 reused from {cache_name}"));
     assert_eq!(
         run(&["--fresh-keys"]),
-        "Keys: 8 made for this run, kept nowhere"
+        "Keys: 9 made for this run, kept nowhere"
     );
     assert_eq!(run(&["--quiet"]), "", "quiet when all is well");
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
     let warned = run(&["--quiet"]);
     assert!(
-        warned.starts_with("warning: keys: 0 reused, 8 made; the key cache: ")
+        warned.starts_with("warning: keys: 0 reused, 9 made; the key cache: ")
             && warned.contains("writable by others"),
         "{warned}"
     );
