@@ -169,7 +169,7 @@ pub struct Pki {
     dir: Option<PathBuf>,
     leaves: Mutex<HashMap<(Channel, String), Arc<Leaf>>>,
     broken: Mutex<HashMap<(Channel, String, Broken), Arc<Leaf>>>,
-    /// A CA in no trust store, made on first use.
+    /// A CA in no trust store, made ahead ([`Ahead::unknown_ca`]) or on first use.
     unknown_ca: Mutex<Option<Arc<Ca>>>,
     /// The one RSA-3072 key every leaf issued on demand carries, made ahead or on first use.
     leaf_key: Mutex<Option<Arc<KeyPair>>>,
@@ -392,9 +392,9 @@ pub struct Ahead {
 }
 
 /// A folder where an in-memory PKI keeps the keys [`Pki::generate_with`] makes, so the next run
-/// takes them instead of searching for primes again: three RSA-4096 CA keys, the leaves' RSA-3072
-/// key and the RSA-2048 SAML keys cost about 3 s of CPU, a seventh of the default run's, at its
-/// start when nothing else can run. Only keys are kept: every run still issues its own certificates
+/// takes them instead of searching for primes again: three RSA-4096 CA keys, the RSA-3072 keys of
+/// the leaves and of the unknown CA, and the RSA-2048 SAML keys cost about 3 s of CPU at the start
+/// of the default run, when nothing else can run. Only keys are kept: every run still issues its own certificates
 /// (fresh serials, validity from now), and nothing here is ever written to a report.
 ///
 /// A key is taken only if it is an RSA key of the size its use asks, no other key in the same
@@ -403,7 +403,8 @@ pub struct Ahead {
 /// its place. Keeping is best effort: a run does not fail because its keys could not be kept.
 /// Kept keys make the CAs the same from run to run (a trust anchor is a name and a key): a root
 /// from one run's `inputs/pki/` also validates the leaves of later runs, until the folder is
-/// deleted, which is safe at any time.
+/// deleted, which is safe at any time. The unknown CA stays the same too, and stays in no trust
+/// store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyCache {
     dir: PathBuf,
@@ -1362,6 +1363,18 @@ mod tests {
             "the unknown CA made ahead is the one that signs"
         );
         let ahead = pki.leaf_key.lock().unwrap().clone().unwrap();
+        let unknown_key = unknown.issuer.key().serialize_der();
+        let rsa = aws_lc_rs::rsa::KeyPair::from_pkcs8(&unknown_key).unwrap();
+        assert_eq!(
+            rsa.public_modulus_len(),
+            384,
+            "the unknown CA's key is RSA-3072"
+        );
+        assert_ne!(
+            unknown_key,
+            ahead.serialize_der(),
+            "and not the leaves' key"
+        );
         let leaf = pki.leaf(Channel::Back, "api.z.koppeltest.test").unwrap();
         assert_eq!(
             leaf.key_pkcs8,
@@ -1408,6 +1421,7 @@ mod tests {
         keys.push(public(&pki.leaf_key().unwrap()));
         keys.push(saml(pki.saml_key("tvs-signing").unwrap()));
         keys.push(saml(pki.saml_impostor("tvs-signing").unwrap()));
+        keys.push(public(pki.unknown_ca().unwrap().issuer.key()));
         keys
     }
 
@@ -1420,7 +1434,7 @@ mod tests {
             leaf_key: true,
             saml: vec!["tvs-signing".into()],
             impostors: vec!["tvs-signing".into()],
-            unknown_ca: false,
+            unknown_ca: true,
             cache: Some(KeyCache::new(keys.clone())),
         };
         let note = |reused, made, problem: Option<&str>| KeysNote {
@@ -1430,13 +1444,13 @@ mod tests {
             problem: problem.map(str::to_string),
         };
         let first = Pki::generate_with(&ahead).unwrap();
-        assert_eq!(first.keys_note(), &note(0, 6, None));
+        assert_eq!(first.keys_note(), &note(0, 7, None));
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&keys), 0o700, "the folder is its owner's alone");
         assert_eq!(mode(&keys.join("back-root-ca.key.pem")), 0o600);
 
         let second = Pki::generate_with(&ahead).unwrap();
-        assert_eq!(second.keys_note(), &note(6, 0, None));
+        assert_eq!(second.keys_note(), &note(7, 0, None));
         assert_eq!(public_keys(&second), public_keys(&first), "the same keys");
         assert_ne!(
             second.roots(Channel::Back),
@@ -1482,7 +1496,8 @@ mod tests {
                 "front-ca.key.pem",
                 "impostor-tvs-signing.key.pem",
                 "leaf.key.pem",
-                "saml-tvs-signing.key.pem"
+                "saml-tvs-signing.key.pem",
+                "unknown-ca.key.pem"
             ],
             "keys only, no certificate, no temporary file"
         );
@@ -1513,10 +1528,11 @@ AAAA
         )
         .unwrap();
         let third = Pki::generate_with(&ahead).unwrap();
-        assert_eq!(third.keys_note(), &note(3, 3, None));
+        assert_eq!(third.keys_note(), &note(4, 3, None));
         let (was, now) = (public_keys(&first), public_keys(&third));
         assert_eq!(now[1..3], was[1..3], "the sound CA keys are kept");
         assert_eq!(now[4], was[4], "so is the SAML key");
+        assert_eq!(now[6], was[6], "and the unknown CA's");
         for i in [0, 3, 5] {
             assert!(!was.contains(&now[i]), "key {i} is made afresh");
         }
@@ -1526,16 +1542,28 @@ AAAA
         assert_eq!(distinct.len(), now.len(), "no two uses share a key");
         assert_eq!(
             Pki::generate_with(&ahead).unwrap().keys_note(),
-            &note(6, 0, None),
+            &note(7, 0, None),
             "the new keys were kept"
         );
+
+        // An unknown CA whose kept key is the leaves' is made afresh; the leaves keep theirs.
+        std::fs::copy(keys.join("leaf.key.pem"), keys.join("unknown-ca.key.pem")).unwrap();
+        let clash = Pki::generate_with(&ahead).unwrap();
+        assert_eq!(clash.keys_note(), &note(6, 1, None));
+        let after_clash = public_keys(&clash);
+        assert_eq!(after_clash[3], now[3], "the leaves keep their key");
+        assert!(
+            !now.contains(&after_clash[6]),
+            "the unknown CA gets one of its own"
+        );
+        let now = after_clash;
 
         // A key file that is a link is not followed: that key is made afresh, in its place.
         let elsewhere = dir.join("leaf-elsewhere.key.pem");
         std::fs::rename(keys.join("leaf.key.pem"), &elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, keys.join("leaf.key.pem")).unwrap();
         let linked = Pki::generate_with(&ahead).unwrap();
-        assert_eq!(linked.keys_note(), &note(5, 1, None));
+        assert_eq!(linked.keys_note(), &note(6, 1, None));
         assert_ne!(public_keys(&linked)[3], now[3]);
         let now = public_keys(&linked);
         assert!(
@@ -1550,7 +1578,7 @@ AAAA
         let shared = Pki::generate_with(&ahead).unwrap();
         let problem = shared.keys_note().problem.clone().unwrap();
         assert!(problem.contains("writable by others"), "{problem}");
-        assert_eq!((shared.keys_note().reused, shared.keys_note().made), (0, 6));
+        assert_eq!((shared.keys_note().reused, shared.keys_note().made), (0, 7));
         assert!(public_keys(&shared).iter().all(|k| !now.contains(k)));
         assert!(
             shared
@@ -1560,7 +1588,7 @@ AAAA
         );
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
         let after = Pki::generate_with(&ahead).unwrap();
-        assert_eq!(after.keys_note(), &note(6, 0, None));
+        assert_eq!(after.keys_note(), &note(7, 0, None));
         assert_eq!(
             public_keys(&after),
             now,
