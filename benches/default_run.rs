@@ -27,9 +27,7 @@ use std::time::Instant;
 
 use floor::Floor;
 use koppeltest::census::Census;
-use koppeltest::fixtures::PatientStore;
 use koppeltest::matrix::Matrix;
-use koppeltest::pki::Pki;
 use koppeltest::runner::{self, Prepared};
 
 const SAMPLES: usize = 3;
@@ -44,14 +42,7 @@ fn prepared() -> Arc<Prepared> {
     let rows = matrix
         .prepare(Path::new("default.toml"), &text, Path::new("."), &scenarios)
         .expect("default matrix prepares");
-    let pki = Arc::new(Pki::generate().expect("pki"));
-    Arc::new(Prepared::new(
-        matrix,
-        rows,
-        scenarios,
-        pki,
-        Arc::new(PatientStore::embedded().expect("fixtures")),
-    ))
+    common::assemble(matrix, rows, scenarios)
 }
 
 /// CPU time of this process so far (user + system, all threads), from `/proc/self/stat`, in

@@ -1,13 +1,14 @@
 //! What the benchmarks share: one scenario against the conformant simulated row of the
-//! embedded default matrix, one PGO column.
+//! embedded default matrix, one PGO column (`prepared`), or any run set up like it (`assemble`).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use koppeltest::fixtures::PatientStore;
-use koppeltest::matrix::Matrix;
+use koppeltest::matrix::{Matrix, PreparedRow};
 use koppeltest::pki::Pki;
 use koppeltest::runner::Prepared;
+use koppeltest::scenario::Scenario;
 
 pub fn prepared(scenario_id: &str) -> Arc<Prepared> {
     koppeltest::tls::install_crypto_provider();
@@ -37,6 +38,11 @@ pub fn prepared(scenario_id: &str) -> Arc<Prepared> {
         .rows
         .iter_mut()
         .for_each(|r| r.known_deviations.clear());
+    assemble(matrix, rows, scenarios)
+}
+
+/// A run of `scenarios` in `rows` of `matrix`, with a fresh test PKI and the embedded patients.
+pub fn assemble(matrix: Matrix, rows: Vec<PreparedRow>, scenarios: Vec<Scenario>) -> Arc<Prepared> {
     let pki = Arc::new(Pki::generate().expect("pki"));
     Arc::new(Prepared::new(
         matrix,
