@@ -35,8 +35,9 @@ fn main() {
         assert_eq!(valid, labs.len(), "the generated record must be valid");
         rates.push(labs.len() as f64 / started.elapsed().as_secs_f64());
     }
+    let (lo, hi) = common::range(&rates);
     println!(
-        "validation: median {:9.0} resources/s ({} resources, {SAMPLES} samples)",
+        "validation: median {:9.0} resources/s (min {lo:.0}, max {hi:.0}; {} resources, {SAMPLES} samples)",
         common::median(rates),
         labs.len()
     );
@@ -60,8 +61,9 @@ fn main() {
         rates.push(10_000.0 / elapsed);
         seconds.push(elapsed);
     }
+    let (lo, hi) = common::range(&rates);
     println!(
-        "end to end: median {:9.0} resources/s ({:.2} s per 10,000-result record, {SAMPLES} samples)",
+        "end to end: median {:9.0} resources/s (min {lo:.0}, max {hi:.0}; {:.2} s per 10,000-result record, {SAMPLES} samples)",
         common::median(rates),
         common::median(seconds)
     );

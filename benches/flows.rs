@@ -109,20 +109,14 @@ fn main() {
             work.key_decryptions
         );
         let floor = Floor::start(&prepared.pki).await;
-        sample(8, || floor.clone().flow(work)).await;
+        sample(8, || floor.clone().perform(work)).await;
         for concurrency in [1, 8] {
             let (mut harness, mut bare) = (Vec::new(), Vec::new());
             for _ in 0..SAMPLES {
                 harness.push(sample(concurrency, || harness_flow(prepared.clone())).await);
-                bare.push(sample(concurrency, || floor.clone().flow(work)).await);
+                bare.push(sample(concurrency, || floor.clone().perform(work)).await);
             }
-            let range = |xs: &[f64]| {
-                (
-                    xs.iter().cloned().fold(f64::MAX, f64::min),
-                    xs.iter().cloned().fold(0.0, f64::max),
-                )
-            };
-            let ((hlo, hhi), (flo, fhi)) = (range(&harness), range(&bare));
+            let ((hlo, hhi), (flo, fhi)) = (common::range(&harness), common::range(&bare));
             let (h, f) = (common::median(harness), common::median(bare));
             println!(
                 "flows/s, concurrency {concurrency:>2}: harness median {h:7.1} (min {hlo:.1}, max {hhi:.1}); floor median {f:7.1} (min {flo:.1}, max {fhi:.1}); floor/harness {:.2}x  ({SAMPLES} samples of {FLOWS_PER_SAMPLE} flows each)",

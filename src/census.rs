@@ -2,6 +2,8 @@
 //! requests served, SAML signatures and verifications, RSA key transport. The flow benchmark
 //! (`benches/flows.rs`) reads them around one flow to learn what a flow needs, then times the
 //! same operations without the harness around them: the floor the harness is measured against.
+//! The default-run benchmark (`benches/default_run.rs`) does the same around the whole default
+//! run.
 //!
 //! Process-wide relaxed counters: a few nanoseconds per operation that costs a millisecond.
 

@@ -41,6 +41,8 @@ pub struct Floor {
 }
 
 impl Floor {
+    /// Starts the floor's server on a loopback port, with the test PKI's back-channel leaves and a
+    /// SAML key of `pki`, and readies its clients and RSA keys.
     pub async fn start(pki: &Pki) -> Arc<Floor> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = RootCertStore::empty();
@@ -114,7 +116,7 @@ impl Floor {
     /// Does `work` bare: its XML-signature RSA, then `work.handshakes` full handshakes (the first
     /// `work.mutual_handshakes` with a client certificate; none resumed), its requests spread over
     /// them as evenly as they go. What counts as a handshake here is the caller's choice.
-    pub async fn flow(self: Arc<Floor>, work: Census) {
+    pub async fn perform(self: Arc<Floor>, work: Census) {
         self.rsa(work);
         let Census {
             handshakes,
@@ -122,6 +124,10 @@ impl Floor {
             requests,
             ..
         } = work;
+        assert!(
+            handshakes > 0 || requests == 0,
+            "{requests} requests and no connection to send them on"
+        );
         for i in 0..handshakes {
             // The requests spread over the connections as evenly as they go.
             let here = requests / handshakes + u64::from(i < requests % handshakes);
