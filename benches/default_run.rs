@@ -102,10 +102,7 @@ fn rsa3072_sign_ms(prepared: &Prepared) -> f64 {
     const SIGNATURES: u32 = 200;
     let leaf = prepared
         .pki
-        .leaf(
-            koppeltest::pki::Channel::Back,
-            "api.floor.dva.koppeltest.test",
-        )
+        .leaf(koppeltest::pki::Channel::Back, floor::FLOOR_HOST)
         .expect("leaf");
     let key = RsaKeyPair::from_pkcs8(leaf.key().secret_der()).expect("leaf key");
     assert_eq!(

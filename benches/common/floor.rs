@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The floor server's name; a back-channel leaf like the simulated DVA's API host.
-const FLOOR_HOST: &str = "api.floor.dva.koppeltest.test";
+pub const FLOOR_HOST: &str = "api.floor.dva.koppeltest.test";
 /// What the floor signs: about the size of a SAML message's canonical `ds:SignedInfo`.
 const SIGNED_INFO: &[u8] = &[b'x'; 640];
 /// The floor's answer to every request: about a FHIR Bundle of one patient's category.
