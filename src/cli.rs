@@ -380,10 +380,10 @@ impl PkiSource {
     /// Says on stderr what became of an in-memory PKI's keys: always where the key cache could
     /// not be used or written, otherwise only if `verbose`.
     fn tell(&self, pki: &Pki, verbose: bool) {
-        let note = pki.keys_note();
         if self.pki.is_some() {
             return;
         }
+        let note = pki.keys_note();
         if note.problem.is_some() {
             eprintln!("warning: keys: {note}");
         } else if verbose {

@@ -394,8 +394,9 @@ pub struct Ahead {
 /// A folder where an in-memory PKI keeps the keys [`Pki::generate_with`] makes, so the next run
 /// takes them instead of searching for primes again: three RSA-4096 CA keys, the RSA-3072 keys of
 /// the leaves and of the unknown CA, and the RSA-2048 SAML keys cost about 3 s of CPU at the start
-/// of the default run, when nothing else can run. Only keys are kept: every run still issues its own certificates
-/// (fresh serials, validity from now), and nothing here is ever written to a report.
+/// of the default run, when nothing else can run. Only keys are kept: every run still issues its
+/// own certificates (fresh serials, validity from now), and nothing here is ever written to a
+/// report.
 ///
 /// A key is taken only if it is an RSA key of the size its use asks, no other key in the same
 /// hierarchy has the same public key (an impostor must not be the key it imitates) and the
